@@ -1,0 +1,32 @@
+"""The reference backend: ``kernels/reference.py`` on NumPy (bit for bit the lab in float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import reference as ref
+from .base import Backend
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    device = "cpu"
+    package = "numpy"
+
+    def forward(self, params, X, *, activation="relu"):
+        return ref.forward(np, params, X, activation)
+
+    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+        return ref.backward(np, params, cache, y, activation, grad_reduction)
+
+    def sgd_update(self, params, grads, lr) -> None:
+        ref.sgd_update(params, grads, lr)
+
+    def loss(self, y, y_hat) -> float:
+        return ref.bce_loss(np, y, y_hat)
+
+    def train(self, params, X, y, **kwargs):
+        # Divergence shows up as inf/NaN in the arithmetic: it is reported by
+        # TrainingDiverged, not by floating-point warnings mid-loop.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return super().train(params, X, y, **kwargs)

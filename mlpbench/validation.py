@@ -1,0 +1,135 @@
+"""Argument and array checks shared by every entry point.
+
+Every check raises ``TypeError`` (wrong kind of thing) or ``ValueError``
+(right kind, wrong value) naming the argument, before any kernel runs.
+Array checks return new arrays: nothing the user passed is modified.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+DTYPES = ("float64", "float32")
+GRAD_REDUCTIONS = ("sum", "mean")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_choice(name, value, choices):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+    return value
+
+
+def check_activation(activation):
+    return check_choice("activation", activation, ACTIVATIONS)
+
+
+def check_grad_reduction(grad_reduction):
+    return check_choice("grad_reduction", grad_reduction, GRAD_REDUCTIONS)
+
+
+def check_dtype(dtype) -> np.dtype:
+    """Accept 'float64' / 'float32', ``np.float32``, ``np.dtype('float32')``; return the ``np.dtype``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be one of {list(DTYPES)}; got {dtype!r}") from None
+    if dt.name not in DTYPES or dtype is None:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}; got {dtype!r}")
+    return dt
+
+
+def check_layer_sizes(layer_sizes):
+    """A sequence of at least two positive ints: ``[n_in, h1, ..., n_out]``."""
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(f"layer_sizes must be a sequence of ints like [2, 4, 1]; got {layer_sizes!r}")
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least an input and an output size; got {sizes}")
+    for s in sizes:
+        if not _is_int(s):
+            raise TypeError(f"layer_sizes must hold ints; got {s!r} in {sizes}")
+        if s < 1:
+            raise ValueError(f"layer_sizes must all be >= 1; got {sizes}")
+    return [int(s) for s in sizes]
+
+
+def check_lr(lr) -> float:
+    if not isinstance(lr, (numbers.Real, np.floating, np.integer)) or isinstance(lr, (bool, np.bool_)):
+        raise TypeError(f"lr must be a real number; got {type(lr).__name__}")
+    lr = float(lr)
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be finite and > 0; got {lr}")
+    return lr
+
+
+def check_positive_int(name, value) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}")
+    return int(value)
+
+
+def check_epochs(epochs) -> int:
+    return check_positive_int("epochs", epochs)
+
+
+def _numeric_array(name, a) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must hold real numbers (int or float); got dtype {arr.dtype}"
+            + (" (convert booleans with .astype(float))" if arr.dtype.kind == "b" else "")
+        )
+    return arr
+
+
+def _check_finite(name, arr):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+def check_X(X, n_features=None, dtype="float64", name="X") -> np.ndarray:
+    """A finite, non-empty 2-D ``(N, n_features)`` array; returned as a new C-contiguous ``dtype`` array."""
+    arr = _numeric_array(name, X)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty; got shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features} (layer_sizes[0])")
+    _check_finite(name, arr)
+    out = np.array(arr, dtype=dtype, order="C", copy=True)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} overflows {np.dtype(dtype).name}")
+    return out
+
+
+def check_y(y, n_samples, n_outputs=1, dtype="float64", name="y") -> np.ndarray:
+    """Targets in [0, 1] of shape ``(N, n_outputs)`` (or ``(N,)`` when ``n_outputs == 1``)."""
+    arr = _numeric_array(name, y)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        expected = f"({n_samples}, {n_outputs})" + (f" or ({n_samples},)" if n_outputs == 1 else "")
+        raise ValueError(f"{name} must have shape {expected}; got {np.shape(y)}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} samples but X has {n_samples}")
+    _check_finite(name, arr)
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1] (binary cross-entropy targets); got range [{arr.min()}, {arr.max()}]")
+    return np.array(arr, dtype=dtype, order="C", copy=True)
