@@ -69,6 +69,31 @@ class Backend:
     def params_to_numpy(self, params):
         return map_params(lambda a: np.array(self.to_numpy(a), copy=True, order="C"), params)
 
+    @classmethod
+    def describe(cls) -> dict:
+        """Row fields for ``available_backends()``: at least ``device`` and ``threads``."""
+        return {"device": cls.device, "threads": None}
+
+    def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
+        """Compile / load kernels and create contexts for this shape; return the seconds it took.
+
+        Benchmarks call it before timing so that JIT compilation and GPU context
+        creation are reported apart from steady state.
+        """
+        import time
+
+        from ..params import init_params
+
+        t0 = time.perf_counter()
+        rng = np.random.RandomState(0)
+        params = self.params_from_numpy(init_params(layer_sizes, 0, dtype))
+        X = self.asarray(rng.rand(n_samples, layer_sizes[0]).astype(dtype))
+        y = self.asarray((rng.rand(n_samples, layer_sizes[-1]) > 0.5).astype(dtype))
+        self.train(params, X, y, lr=1e-3, epochs=2, activation=activation)
+        self.step(params, X, y, lr=1e-3, activation=activation)
+        self.synchronize()
+        return time.perf_counter() - t0
+
     # ------------------------------------------------------------ the math
     def forward(self, params, X, *, activation="relu"):
         """Return ``(y_hat, cache)``; the cache is whatever ``backward`` needs."""

@@ -8,10 +8,24 @@ from ..kernels import reference as ref
 from .base import Backend
 
 
+def blas_threads():
+    """Threads of NumPy's BLAS (threadpoolctl when installed), else ``None``."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     device = "cpu"
     package = "numpy"
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"device": cls.device, "threads": blas_threads()}
 
     def forward(self, params, X, *, activation="relu"):
         return ref.forward(np, params, X, activation)
