@@ -113,7 +113,8 @@ def check_X(X, n_features=None, dtype="float64", name="X") -> np.ndarray:
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features} (layer_sizes[0])")
     _check_finite(name, arr)
-    out = np.array(arr, dtype=dtype, order="C", copy=True)
+    with np.errstate(over="ignore"):
+        out = np.array(arr, dtype=dtype, order="C", copy=True)
     if not np.isfinite(out).all():
         raise ValueError(f"{name} overflows {np.dtype(dtype).name}")
     return out

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlpbench import MLP
+from mlpbench.cli import main
+
+
+def test_train_deeper_float32_and_save(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    rc = main(["train", "--dataset", "xor", "--hidden", "8", "4", "--activation", "tanh", "--epochs", "300",
+               "--print-every", "100", "--dtype", "float32", "--save", str(path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert [ln.split("|")[0].strip() for ln in out.splitlines() if ln.startswith("Epoch")] == [
+        "Epoch    1", "Epoch  100", "Epoch  200", "Epoch  300"]
+    assert "Accuracy:" in out and "wall time" in out
+    model = MLP.load(path)
+    assert model.layer_sizes == [2, 8, 4, 1] and model.dtype == np.float32
+
+
+def test_train_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "out.png"
+    assert main(["train", "--dataset", "moons", "--epochs", "50", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_on_a_csv_file(tmp_path, capsys):
+    csv = tmp_path / "d.csv"
+    csv.write_text("0,0,0\n0,1,1\n1,0,1\n1,1,1\n")
+    assert main(["train", "--dataset", str(csv), "--epochs", "2000", "--print-every", "1000"]) == 0
+    assert "Accuracy: 1.0000" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lr", "-1"], "lr must be finite and > 0"),
+    (["train", "--backend", "nope"], "unknown backend 'nope'"),
+    (["train", "--hidden", "0"], "layer_sizes must all be >= 1"),
+    (["train", "--dataset", "iris"], "unknown dataset 'iris'"),
+])
+def test_train_errors_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_divergence_is_reported(capsys):
+    rc = main(["train", "--dataset", "blobs", "--n-features", "8", "--lr", "1000", "--epochs", "300",
+               "--hidden", "16"])
+    assert rc == 2
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_backends_table_and_console_script():
+    proc = subprocess.run([sys.executable, "-m", "mlpbench", "backends"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:5] == ["name", "available", "version", "device", "threads"]
+    names = [ln.split()[0] for ln in lines[2:]]
+    assert {"numpy", "numba", "cupy", "torch", "jax"} <= set(names)
