@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
 from . import validation as v
-from .backends import get_backend
+from .backends import TrainingDiverged, get_backend
 from .kernels import reference as ref
 from .params import copy_params, init_params, n_params
+
+log = logging.getLogger("mlpbench.auto")
 
 
 class MLP:
@@ -65,32 +69,48 @@ class MLP:
             raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
         y = v.check_y(y, X.shape[0], self.layer_sizes[-1], self.dtype)
-        be, reason = self._resolve_backend(backend, X.shape[0])
-
-        bparams = be.params_from_numpy(self._params)
-        history = be.train(
-            bparams,
-            be.asarray(X),
-            be.asarray(y),
-            lr=lr,
-            epochs=epochs,
-            activation=self.activation,
-            grad_reduction=grad_reduction,
-            callback=callback,
-        )
-        self._params = be.params_to_numpy(bparams)
-        self.history_ = history
-        self.backend_, self.backend_reason_ = be.name, reason
-        return history
-
-    def _resolve_backend(self, backend, n_samples):
+        kwargs = dict(lr=lr, epochs=epochs, activation=self.activation, grad_reduction=grad_reduction,
+                      callback=callback)
         if backend is None:
             backend = os.environ.get("MLPBENCH_BACKEND", "numpy")
-        if backend == "auto":
-            from .auto import choose_backend
+        if backend != "auto":
+            be = get_backend(backend)
+            history = self._train_on(be, X, y, kwargs)
+            self.backend_, self.backend_reason_ = be.name, "requested"
+            return history
+        return self._fit_auto(X, y, kwargs)
 
-            return choose_backend(n_samples, self.layer_sizes, self.dtype, self.activation)
-        return get_backend(backend), "requested"
+    def _train_on(self, be, X, y, kwargs):
+        """Train a backend-owned copy of the params; adopt it only when training succeeds."""
+        bparams = be.params_from_numpy(self._params)
+        history = be.train(bparams, be.asarray(X), be.asarray(y), **kwargs)
+        self._params = be.params_to_numpy(bparams)
+        self.history_ = history
+        return history
+
+    def _fit_auto(self, X, y, kwargs):
+        """Train on the fastest validated candidate; fall back down the ranking if one fails at run time."""
+        from .auto import choose
+
+        decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation)
+        if not decision.ranking:
+            raise RuntimeError(f"backend='auto' found no usable backend: {decision.rejected}")
+        failures = []
+        for cand in decision.ranking:
+            try:
+                history = self._train_on(cand.make(), X, y, kwargs)
+            except (TrainingDiverged, ValueError, TypeError, KeyboardInterrupt):
+                raise  # the problem is the fit, not the backend
+            except Exception as exc:  # out of memory, CUDA errors, ...
+                failures.append(f"{cand.label} failed ({type(exc).__name__}: {exc})")
+                warnings.warn(f"backend {cand.label} failed at run time ({type(exc).__name__}: {exc}); "
+                              "falling back to the next candidate", RuntimeWarning, stacklevel=3)
+                continue
+            reason = decision.reason if not failures else f"{cand.label}: fallback after " + "; ".join(failures)
+            self.backend_, self.backend_reason_ = cand.label, reason
+            log.info("fit on %s", reason)
+            return history
+        raise RuntimeError("backend='auto': every candidate failed: " + "; ".join(failures))
 
     # ------------------------------------------------------------ inference
     def predict_proba(self, X):
