@@ -1,0 +1,172 @@
+"""backend='auto': validated, measured, cached choice with fallback."""
+
+import json
+import logging
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from mlpbench import MLP, auto, datasets
+from mlpbench.backends import register_backend, unregister_backend
+from mlpbench.backends.numpy_backend import NumpyBackend
+
+
+class CorruptBackend(NumpyBackend):
+    """Fast and wrong: perturbs the first weight gradient."""
+
+    name = "corrupt"
+
+    def backward(self, params, cache, X, y, **kw):
+        grads = super().backward(params, cache, X, y, **kw)
+        dW, db = grads[0]
+        grads[0] = (dW * 1.01 + 1e-3, db)
+        return grads
+
+
+class BrokenBackend(NumpyBackend):
+    """Passes parity, then fails at run time the way a GPU out of memory would."""
+
+    name = "broken"
+
+    def train(self, *a, **kw):
+        raise MemoryError("out of memory allocating 8 GiB on the device")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    auto._MEMO.clear()
+    register_backend("corrupt", CorruptBackend)
+    register_backend("broken", BrokenBackend)
+    yield tmp_path / "cache" / "auto.json"
+    unregister_backend("corrupt")
+    unregister_backend("broken")
+    auto._MEMO.clear()
+
+
+def test_a_backend_that_fails_parity_is_never_chosen():
+    d = auto.choose(4, [2, 4, 1], "float64", names=["numpy", "corrupt"])
+    assert [c.label for c in d.ranking] == ["numpy"]
+    assert "failed parity" in d.rejected["corrupt"]
+    assert "W" in d.rejected["corrupt"] or "grad" in d.rejected["corrupt"]
+
+
+def test_decision_is_cached_on_disk_and_in_memory(isolated_cache, monkeypatch):
+    first = auto.choose(4, [2, 4, 1], "float64", names=["numpy"])
+    assert not first.cached and isolated_cache.exists()
+    data = json.loads(isolated_cache.read_text())
+    assert data["schema"] == auto.SCHEMA and len(data["entries"]) == 1
+
+    calls = []
+    monkeypatch.setattr(auto, "calibrate", lambda *a, **k: calls.append(a))
+    again = auto.choose(4, [2, 4, 1], "float64", names=["numpy"])
+    assert again.cached and [c.label for c in again.ranking] == ["numpy"]
+    auto._MEMO.clear()
+    from_disk = auto.choose(3, [2, 3, 1], "float64", names=["numpy"])  # same power-of-two bucket
+    assert from_disk.cached and not calls
+    assert "(cached)" in from_disk.reason
+
+
+def test_a_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(isolated_cache):
+    isolated_cache.parent.mkdir(parents=True)
+    isolated_cache.write_text("{not json")
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        d = auto.choose(4, [2, 4, 1], "float64", names=["numpy"])
+    assert d.ranking
+    assert json.loads(isolated_cache.read_text())["schema"] == auto.SCHEMA
+
+
+def test_a_cache_from_another_version_is_ignored_with_a_warning(isolated_cache):
+    isolated_cache.parent.mkdir(parents=True)
+    isolated_cache.write_text(json.dumps({"schema": "mlpbench.auto/0", "entries": {"x": 1}}))
+    with pytest.warns(RuntimeWarning, match="another version"):
+        auto.choose(4, [2, 4, 1], "float64", names=["numpy"])
+    entries = json.loads(isolated_cache.read_text())["entries"]
+    assert "x" not in entries and len(entries) == 1
+
+
+def test_a_decision_from_another_machine_is_not_used(isolated_cache):
+    key = auto.cache_key(4, [2, 4, 1], "float64", "relu") + "|only corrupt,numpy"
+    foreign_key = "Some Other CPU|64 cores|no gpu|" + key.split("|", 3)[3]
+    foreign = auto.Decision([auto.Candidate("corrupt")], {"corrupt": 1e-9}, {}, (4, (2, 4, 1)))
+    isolated_cache.parent.mkdir(parents=True)
+    isolated_cache.write_text(json.dumps({"schema": auto.SCHEMA, "entries": {foreign_key: foreign.to_json()}}))
+    d = auto.choose(4, [2, 4, 1], "float64", names=["numpy", "corrupt"])
+    assert not d.cached and [c.label for c in d.ranking] == ["numpy"]
+
+
+def _writer(path, worker):
+    cache = auto.Cache(path)
+    for i in range(15):
+        cache.put(f"w{worker}-{i}", auto.Decision([auto.Candidate("numpy")], {"numpy": 1e-5}, {}, (4, (2, 4, 1))))
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = str(tmp_path / "shared" / "auto.json")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    entries = json.loads(open(path).read())["entries"]
+    assert sorted(entries) == sorted(f"w{w}-{i}" for w in range(4) for i in range(15))
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".tmp")]
+
+
+def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
+    monkeypatch.setattr(auto, "candidates", lambda names=None: ([auto.Candidate("numpy")], {}))
+    X, y = datasets.load("and")
+    model = MLP()
+    with caplog.at_level(logging.INFO, logger="mlpbench.auto"):
+        history = model.fit(X, y, epochs=100, backend="auto")
+    assert model.backend_ == "numpy"
+    assert model.backend_reason_.startswith("numpy: ") and "N=4, [2, 4, 1]" in model.backend_reason_
+    assert any("numpy" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(history, MLP().fit(X, y, epochs=100, backend="numpy"))
+
+
+def test_a_backend_failing_mid_fit_falls_back_to_the_next(monkeypatch):
+    decision = auto.Decision([auto.Candidate("broken"), auto.Candidate("numpy")],
+                             {"broken": 1e-6, "numpy": 1e-5}, {}, (4, (2, 4, 1)))
+    monkeypatch.setattr(auto, "choose", lambda *a, **k: decision)
+    X, y = datasets.load("and")
+    model = MLP()
+    with pytest.warns(RuntimeWarning, match="broken failed at run time"):
+        history = model.fit(X, y, epochs=50, backend="auto")
+    assert model.backend_ == "numpy"
+    assert "fallback after broken failed (MemoryError" in model.backend_reason_
+    np.testing.assert_array_equal(history, MLP().fit(X, y, epochs=50))
+
+
+def test_whole_loop_and_step_strategies_are_separate_candidates(monkeypatch):
+    class Two(NumpyBackend):
+        name = "two"
+        strategies = ("loop", "step")
+
+        def __init__(self, strategy="loop"):
+            self.strategy = strategy
+
+        @classmethod
+        def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype):
+            return strategy == "step" or n_samples <= 8
+
+    register_backend("two", Two)
+    try:
+        found, _ = auto.candidates(["two"])
+        assert [c.label for c in found] == ["two[loop]", "two[step]"]
+        small = auto.choose(4, [2, 4, 1], "float64", names=["two"])
+        big = auto.choose(64, [2, 4, 1], "float64", names=["two"])
+        assert {c.label for c in small.ranking} == {"two[loop]", "two[step]"}
+        assert [c.label for c in big.ranking] == ["two[step]"] and "not suited" in big.rejected["two[loop]"]
+    finally:
+        unregister_backend("two")
+
+
+def test_bucket_and_key():
+    assert [auto.bucket(n) for n in (1, 2, 3, 4, 5, 1000, 1024, 1025)] == [1, 2, 4, 4, 8, 1024, 1024, 2048]
+    assert auto.cache_key(3, [2, 3, 1], "float32", "tanh") == auto.cache_key(4, [2, 4, 1], np.float32, "tanh")
+    assert auto.cache_key(5, [2, 4, 1], "float64", "relu") != auto.cache_key(4, [2, 4, 1], "float64", "relu")
