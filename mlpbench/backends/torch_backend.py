@@ -1,0 +1,241 @@
+"""PyTorch peer: the reference math with manual gradients (no autograd), on CPU or CUDA.
+
+Autograd is not used on purpose: it differs from the lab at ReLU's kink (z == 0)
+and through the BCE clip. Every op writes into a preallocated buffer; ``train``
+keeps the per-epoch losses on the device and copies them back once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+
+import numpy as np
+
+from ..kernels.reference import bce_eps, sigmoid_floor
+from .base import Backend, TrainingDiverged
+
+
+@functools.lru_cache(maxsize=None)
+def _torch():
+    import torch
+
+    return torch
+
+
+def _dtype_name(t) -> str:
+    return str(t.dtype).rpartition(".")[2]  # torch.float64 -> "float64"
+
+
+# In-place activations and their derivatives from the activation's output ``a``
+# (the reference's formulas and rounding order; ``t`` and ``mask`` are scratch buffers).
+def _relu_(torch, z):
+    z.relu_()
+
+
+def _tanh_(torch, z):
+    z.tanh_()
+
+
+def _sigmoid_(torch, z):
+    # 1 / (1 + exp(-max(z, floor))): the reference's overflow-free sigmoid
+    z.clamp_(min=sigmoid_floor(_dtype_name(z))).neg_().exp_().add_(1).reciprocal_()
+
+
+def _drelu_(torch, dz, a, t, mask):
+    dz.mul_(torch.gt(a, 0, out=mask))  # da * (a > 0): 0 at the kink, as in the lab
+
+
+def _dtanh_(torch, dz, a, t, mask):
+    dz.mul_(torch.mul(a, a, out=t).neg_().add_(1))  # da * (1 - a*a)
+
+
+def _dsigmoid_(torch, dz, a, t, mask):
+    dz.mul_(torch.neg(a, out=t).add_(1).mul_(a))  # da * (a * (1 - a))
+
+
+_ACT = {"relu": _relu_, "tanh": _tanh_, "sigmoid": _sigmoid_}
+_DERIV = {"relu": _drelu_, "tanh": _dtanh_, "sigmoid": _dsigmoid_}
+
+
+class _Buffers:
+    """Every intermediate of one epoch for fixed (params shapes, N, dtype, device)."""
+
+    def __init__(self, torch, params, X, acts=None):
+        n, like = X.shape[0], dict(dtype=X.dtype, device=X.device)
+        self.acts = list(acts) if acts is not None else [X] + [torch.empty(n, W.shape[1], **like) for W, _ in params]
+        self.acts_T = [a.T for a in self.acts]
+        self.dz = [torch.empty(n, W.shape[1], **like) for W, _ in params]
+        self.grads = [(torch.empty_like(W), torch.empty_like(b)) for W, b in params]
+        self.tmp = [torch.empty(n, W.shape[1], **like) for W, _ in params]
+        self.mask = [torch.empty(t.shape, dtype=torch.bool, device=X.device) for t in self.tmp]
+        self.loss_scratch = tuple(torch.empty_like(self.acts[-1]) for _ in range(3))
+
+
+class TorchBackend(Backend):
+    """PyTorch tensors on ``device`` ("cpu", "cuda", "cuda:N"; default CUDA when present).
+
+    ``threads`` sets ``torch.set_num_threads`` around this backend's calls.
+    On CUDA, float32 matmuls use full IEEE precision (no TF32) unless
+    ``allow_tf32=True``; this is PyTorch's process-wide matmul setting.
+    """
+
+    name = "torch"
+    device = "cpu"
+    package = "torch"
+
+    def __init__(self, device=None, threads=None, allow_tf32=False):
+        torch = _torch()
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string like 'cpu' or 'cuda'; got {type(device).__name__}")
+        if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None; got {threads!r}")
+        self._dev = torch.device(device)
+        if self._dev.type == "cuda":
+            if not torch.cuda.is_available():
+                from . import BackendUnavailable
+
+                raise BackendUnavailable(f"device={device!r} but torch.cuda.is_available() is False")
+            index = self._dev.index if self._dev.index is not None else torch.cuda.current_device()
+            if index >= torch.cuda.device_count():
+                raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            self._dev = torch.device("cuda", index)
+            self.device = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+            matmul = torch.backends.cuda.matmul
+            if hasattr(matmul, "fp32_precision"):
+                matmul.fp32_precision = "tf32" if allow_tf32 else "ieee"
+            else:  # pragma: no cover - older PyTorch
+                matmul.allow_tf32 = bool(allow_tf32)
+        self.threads = threads
+        self.describe = self._describe  # the instance reports its own device and threads
+
+    @classmethod
+    def availability(cls):
+        if importlib.util.find_spec("torch") is None:
+            return False, "torch is not installed"
+        return True, ""
+
+    @classmethod
+    def describe(cls) -> dict:
+        torch = _torch()
+        device = f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+        return {"device": device, "threads": torch.get_num_threads()}
+
+    def _describe(self) -> dict:
+        return {"device": self.device, "threads": self.threads or _torch().get_num_threads()}
+
+    @contextlib.contextmanager
+    def _threads(self):
+        torch = _torch()
+        before = torch.get_num_threads()
+        if self.threads is None or self.threads == before:
+            yield torch
+            return
+        torch.set_num_threads(self.threads)
+        try:
+            yield torch
+        finally:
+            torch.set_num_threads(before)
+
+    # ------------------------------------------------------------ plumbing
+    def asarray(self, a):
+        torch = _torch()
+        if isinstance(a, torch.Tensor):
+            return a.to(self._dev).contiguous()
+        return torch.from_numpy(np.array(a, copy=True, order="C")).to(self._dev)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return a.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self._dev.type == "cuda":
+            _torch().cuda.synchronize(self._dev)
+
+    # ------------------------------------------------------------ the math
+    def _forward(self, torch, params, buf, activation):
+        act, last = _ACT[activation], len(params) - 1
+        for i, (W, b) in enumerate(params):
+            z = torch.addmm(b, buf.acts[i], W, out=buf.acts[i + 1])
+            (_sigmoid_ if i == last else act)(torch, z)
+        return buf.acts[-1]
+
+    def _backward(self, torch, params, buf, y, activation, grad_reduction):
+        deriv, acts, dz = _DERIV[activation], buf.acts, buf.dz
+        torch.sub(acts[-1], y, out=dz[-1])
+        if grad_reduction == "mean":
+            dz[-1].div_(y.shape[0])
+        for i in range(len(params) - 1, -1, -1):
+            dW, db = buf.grads[i]
+            torch.mm(buf.acts_T[i], dz[i], out=dW)
+            torch.sum(dz[i], dim=0, keepdim=True, out=db)
+            if i > 0:
+                torch.mm(dz[i], params[i][0].T, out=dz[i - 1])
+                deriv(torch, dz[i - 1], acts[i], buf.tmp[i - 1], buf.mask[i - 1])
+        return buf.grads
+
+    def _loss(self, torch, y, one_minus_y, y_hat, scratch, out):
+        """-mean(y log p + (1 - y) log(1 - p)), p = clip(y_hat, eps, 1 - eps), written to ``out``."""
+        eps = bce_eps(_dtype_name(y_hat))
+        p = torch.clamp(y_hat, eps, 1 - eps, out=scratch[0])
+        l1 = torch.log(p, out=scratch[1]).mul_(y)
+        l2 = torch.neg(p, out=scratch[2]).add_(1).log_().mul_(one_minus_y)
+        torch.mean(l1.add_(l2), out=out)
+        return out.neg_()
+
+    def forward(self, params, X, *, activation="relu"):
+        with self._threads() as torch:
+            buf = _Buffers(torch, params, X)
+            self._forward(torch, params, buf, activation)
+            return buf.acts[-1], buf.acts
+
+    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+        with self._threads() as torch:
+            buf = _Buffers(torch, params, X, acts=cache)
+            return self._backward(torch, params, buf, y, activation, grad_reduction)
+
+    def sgd_update(self, params, grads, lr) -> None:
+        with self._threads():
+            for (W, b), (dW, db) in zip(params, grads):
+                W.sub_(dW, alpha=lr)
+                b.sub_(db, alpha=lr)
+
+    def loss(self, y, y_hat) -> float:
+        with self._threads() as torch:
+            scratch = tuple(torch.empty_like(y_hat) for _ in range(3))
+            out = torch.empty((), dtype=y_hat.dtype, device=y_hat.device)
+            return float(self._loss(torch, y, 1 - y, y_hat, scratch, out))
+
+    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
+        """Fused loop: preallocated buffers, losses kept on the device and copied back once.
+
+        Divergence is detected after the loop (first non-finite loss), or per
+        epoch when a ``callback`` needs each loss anyway.
+        """
+        with self._threads() as torch, torch.inference_mode():  # buffers never leave train
+            buf = _Buffers(torch, params, X)
+            one_minus_y = 1 - y
+            hist = torch.empty(epochs, dtype=X.dtype, device=X.device)
+            for epoch in range(epochs):
+                self._forward(torch, params, buf, activation)
+                loss = self._loss(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, hist[epoch])
+                grads = self._backward(torch, params, buf, y, activation, grad_reduction)
+                for (W, b), (dW, db) in zip(params, grads):
+                    W.sub_(dW, alpha=lr)
+                    b.sub_(db, alpha=lr)
+                if callback is not None:
+                    value = float(loss)
+                    if not np.isfinite(value):
+                        history = self.to_numpy(hist[: epoch + 1]).astype(np.float64)
+                        raise TrainingDiverged(epoch + 1, history, lr)
+                    callback(epoch + 1, value)
+            history = self.to_numpy(hist).astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(history))
+        if bad.size:
+            raise TrainingDiverged(int(bad[0]) + 1, history[: bad[0] + 1], lr)
+        self.check_finite(params, history, lr)
+        return history
