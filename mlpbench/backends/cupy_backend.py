@@ -1,0 +1,538 @@
+"""The CuPy GPU backend: the reference math on an NVIDIA GPU, its hot parts fused into CUDA kernels.
+
+Training strategies (``CupyBackend(strategy=...)``; ``choose_strategy`` is the rule for ``"auto"``):
+
+* ``"persistent"``: nets that fit one thread block train in ONE kernel launch
+  for all epochs (``kernels/cuda.py``, ``train_persistent``);
+* ``"graph"``: one epoch (cuBLAS matmuls and the fused kernels) is captured
+  once as a CUDA graph and replayed every epoch;
+* ``"step"``: the same epoch launched kernel by kernel; forced by a callback,
+  which needs each epoch's loss on the host.
+
+Buffers are allocated once per fit; the loss history stays on the device and
+is copied back once at the end. Matmuls go straight to cuBLAS (``gemmEx`` into
+preallocated outputs, no temporaries); float32 never uses TF32 unless
+``allow_tf32=True``. CuPy is imported on first use: ``import mlpbench`` and
+``available_backends()`` never need a GPU, and a bare ``import cupy``
+succeeding proves nothing, so ``availability()`` also launches a kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import numbers
+
+import numpy as np
+
+from .. import validation as v
+from ..kernels import cuda as kc
+from ..kernels import reference as ref
+from .base import Backend, TrainingDiverged
+
+STRATEGIES = ("persistent", "graph", "step")
+
+# cuBLAS / CUDA enums (cublas_api.h, library_types.h)
+_CUBLAS_OP = {False: 0, True: 1}  # CUBLAS_OP_N, CUBLAS_OP_T
+_CUDA_DATA_TYPE = {"float32": 0, "float64": 1}  # CUDA_R_32F, CUDA_R_64F
+_COMPUTE_32F, _COMPUTE_64F, _COMPUTE_32F_FAST_TF32 = 68, 70, 77
+_GEMM_DEFAULT = -1
+_DEFAULT_MATH = 0  # CUBLAS_DEFAULT_MATH: no TF32 unless the compute type asks for it
+_POINTER_MODE_HOST = 0
+
+
+def _runtime():
+    """``(cupy, cublas)``, imported on first use. The tests swap in a CPU emulation here."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas
+
+    return cupy, cublas
+
+
+def _short(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _cuda_version(n) -> str:
+    n = int(n)
+    return f"{n // 1000}.{n % 1000 // 10}"
+
+
+def _device_name(cp, device_id) -> str:
+    name = cp.cuda.runtime.getDeviceProperties(device_id)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe():
+    """``(ok, reason, info)``: can CuPy run kernels and cuBLAS here? Cached; never raises."""
+    if importlib.util.find_spec("cupy") is None:
+        return False, "cupy is not installed", {}
+    try:
+        import cupy
+    except Exception as exc:  # a broken install
+        return False, f"cupy failed to import: {_short(exc)}", {}
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # no driver, no device, driver too old
+        return False, f"no usable CUDA GPU: {_short(exc)}", {}
+    if count < 1:
+        return False, "no usable CUDA GPU: no CUDA device found", {}
+    try:
+        if not cupy.is_available():
+            return False, "no usable CUDA GPU: cupy.is_available() is False", {}
+        if int((cupy.arange(4) * 2).sum().item()) != 12:
+            return False, "no usable CUDA GPU: a test kernel returned a wrong result", {}
+    except Exception as exc:
+        return False, f"no usable CUDA GPU: a test kernel failed ({_short(exc)})", {}
+    try:
+        a = cupy.ones((2, 2), dtype=np.float32)
+        if float((a @ a).sum().item()) != 8.0:
+            return False, "cuBLAS returned a wrong result", {}
+    except Exception as exc:
+        return False, f"cuBLAS is unusable: {_short(exc)}", {}
+    info = {"count": count}
+    try:
+        info["device"] = f"cuda:0 ({_device_name(cupy, 0)})"
+        info["driver"] = _cuda_version(cupy.cuda.runtime.driverGetVersion())
+        info["runtime"] = _cuda_version(cupy.cuda.runtime.runtimeGetVersion())
+    except Exception:  # informative only
+        pass
+    return True, "", info
+
+
+def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=False):
+    """``(strategy, why)``: the one rule.
+
+    A callback needs each epoch's loss on the host, so it gets ``"step"``.
+    ``"auto"`` takes ``"persistent"`` when the net fits one thread block
+    (``kernels.cuda.persistent_plan``: params, grads and all activations in
+    shared memory), else ``"graph"``. An explicit ``"persistent"`` for a net
+    that does not fit raises ``ValueError``.
+    """
+    v.check_choice("strategy", requested, ("auto",) + STRATEGIES)
+    if callback:
+        return "step", "a callback needs each epoch's loss on the host"
+    if requested in ("graph", "step"):
+        return requested, "requested"
+    plan = kc.persistent_plan(n_samples, layer_sizes, dtype)
+    if requested == "persistent":
+        if not plan.fits:
+            raise ValueError(f"strategy='persistent' needs a net that fits one thread block; this one {plan.reason}")
+        return "persistent", "requested"
+    if plan.fits:
+        return "persistent", plan.reason
+    return "graph", f"one block is not enough ({plan.reason})"
+
+
+def gemm_args(a_shape, b_shape, c_shape, trans_a=False, trans_b=False):
+    """cuBLAS (column-major) arguments for row-major ``C = op(A) @ op(B)``.
+
+    A row-major matrix is its transpose in column-major order, so cuBLAS
+    computes ``C^T = op(B)^T op(A)^T``: its first operand is B, its second A.
+    Returns ``(transa, transb, m, n, k, lda, ldb, ldc)`` where ``lda`` belongs to
+    B's memory and ``ldb`` to A's.
+    """
+    (ar, ac), (br, bc) = a_shape, b_shape
+    m, k = (ac, ar) if trans_a else (ar, ac)
+    k2, n = (bc, br) if trans_b else (br, bc)
+    if k != k2 or tuple(c_shape) != (m, n):
+        raise ValueError(f"gemm shapes do not match: op(A) {m}x{k}, op(B) {k2}x{n}, C {tuple(c_shape)}")
+    return _CUBLAS_OP[bool(trans_b)], _CUBLAS_OP[bool(trans_a)], n, m, k, bc, ac, n
+
+
+class _Workspace:
+    """Every buffer of one fit (or one direct call), allocated up front: a captured graph allocates nothing."""
+
+    def __init__(self, cp, sizes, n_rows, dtype, epochs=1, with_acts=True):
+        n, width = n_rows, max(sizes[1:])
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        self.acts = [None] + [cp.empty((n, s), dtype=dtype) for s in sizes[1:]] if with_acts else None
+        flat = [cp.empty(n * width, dtype=dtype) for _ in range(min(2, len(pairs)))]
+        # dz of layer l (N x sizes[l + 1]); layers alternate between two buffers
+        self.dz = [flat[l % 2][: n * o].reshape(n, o) for l, (_, o) in enumerate(pairs)]
+        self.chunks, self.rows_per_chunk = kc.colsum_chunks(n)
+        self.partial = cp.empty(self.chunks * width, dtype=np.float64)
+        self.loss_parts = self.chunks * kc.col_tiles(sizes[-1])
+        self.loss_partial = cp.empty(self.loss_parts, dtype=np.float64)
+        self.grads = [(cp.empty((i, o), dtype=dtype), cp.empty((1, o), dtype=dtype)) for i, o in pairs]
+        self.history = cp.full(epochs, np.nan, dtype=np.float64)
+        self.counter = cp.zeros(1, dtype=np.int32)
+        self.sgd = None
+
+
+def _flat(params):
+    return [a for W, b in params for a in (W, b)]
+
+
+class CupyBackend(Backend):
+    """CuPy on one CUDA device: ``CupyBackend(device=0, strategy="auto", allow_tf32=False)``."""
+
+    name = "cupy"
+    device = "cuda"
+    package = "cupy-cuda13x"
+    strategies = STRATEGIES
+
+    def __init__(self, device=0, strategy="auto", allow_tf32=False):
+        if not isinstance(device, (numbers.Integral, np.integer)) or isinstance(device, (bool, np.bool_)):
+            raise TypeError(f"device must be a CUDA device index (int); got {type(device).__name__}")
+        if device < 0:
+            raise ValueError(f"device must be >= 0; got {device}")
+        v.check_choice("strategy", strategy, ("auto",) + STRATEGIES)
+        if not isinstance(allow_tf32, (bool, np.bool_)):
+            raise TypeError(f"allow_tf32 must be True or False; got {type(allow_tf32).__name__}")
+        ok, reason = self.availability()
+        if not ok:
+            from . import INSTALL_HINTS, BackendUnavailable
+
+            raise BackendUnavailable(f"backend 'cupy' is unavailable: {reason}; install with: {INSTALL_HINTS['cupy']}")
+        self._cp, self._cublas = _runtime()
+        count = int(self._cp.cuda.runtime.getDeviceCount())
+        if device >= count:
+            raise ValueError(f"device must be < {count} (the CUDA devices here); got {device}")
+        self.device_id, self.strategy, self.allow_tf32 = int(device), strategy, bool(allow_tf32)
+        self._dev = self._cp.cuda.Device(self.device_id)
+        self.device = f"cuda:{self.device_id} ({_device_name(self._cp, self.device_id)})"
+        self._modules, self._functions = {}, {}
+        self._one = {dt: np.ones(1, dtype=dt) for dt in ("float32", "float64")}
+        self._zero = {dt: np.zeros(1, dtype=dt) for dt in ("float32", "float64")}
+        #: what the last ``train`` ran: its strategy, and why
+        self.last_strategy_, self.last_run = None, {}
+
+    def __repr__(self):
+        return (f"<CupyBackend device={self.device!r} strategy={self.strategy!r} "
+                f"allow_tf32={self.allow_tf32}>")
+
+    @classmethod
+    def availability(cls):
+        ok, reason, _ = _probe()
+        return ok, reason
+
+    @classmethod
+    def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
+        """Whether ``strategy`` can run this size: "persistent" only when the net fits one block."""
+        if strategy == "persistent":
+            return kc.persistent_plan(n_samples, layer_sizes, dtype).fits
+        return strategy in STRATEGIES
+
+    @classmethod
+    def describe(cls) -> dict:
+        ok, _, info = _probe()
+        row = {"device": info.get("device", cls.device), "threads": None}
+        if ok and "driver" in info:
+            row.update(driver=info["driver"], runtime=info["runtime"],
+                       notes=f"{info['count']} GPU(s); CUDA driver {info['driver']}, runtime {info['runtime']}")
+        return row
+
+    # ------------------------------------------------------------ plumbing
+    def asarray(self, a):
+        with self._dev:
+            if isinstance(a, self._cp.ndarray):
+                return self._cp.ascontiguousarray(a)
+            return self._cp.asarray(np.ascontiguousarray(a))
+
+    def to_numpy(self, a) -> np.ndarray:
+        if isinstance(a, self._cp.ndarray):
+            return self._cp.asnumpy(a)
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        self._dev.synchronize()
+
+    def _fn(self, kernel, dtype, act=None):
+        """The compiled kernel (its module compiled with NVRTC and loaded on first use, then cached)."""
+        dtype = np.dtype(dtype).name
+        key = (kernel, dtype, act)
+        fn = self._functions.get(key)
+        if fn is None:
+            kind = "persistent" if kernel == "train_persistent" else "layers"
+            module = self._modules.get((kind, dtype))
+            if module is None:
+                src = kc.source(kind, (dtype,))
+                module = self._cp.RawModule(code=src.code, options=kc.OPTIONS,
+                                            name_expressions=list(src.name_expressions))
+                self._modules[(kind, dtype)] = module
+            fn = self._functions[key] = module.get_function(kc.name_expression(kernel, dtype, act))
+        return fn
+
+    def _preload(self, dtype, activation):
+        """Compile and load every kernel an epoch launches and create the cuBLAS handle (before a capture)."""
+        for k in ("bias_act", "act_backward_colsum"):
+            self._fn(k, dtype, activation)
+        self._fn("bias_act", dtype, "sigmoid")
+        for k in ("output_error_colsum", "colsum_finish", "loss_finish", "sgd_multi", "all_finite_multi"):
+            self._fn(k, dtype)
+        self._cp.cuda.device.get_cublas_handle()
+
+    def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
+        import time
+
+        t0 = time.perf_counter()
+        with self._dev:
+            self._preload(dtype, activation)
+            self._fn("train_persistent", dtype, activation)
+        super().warmup(layer_sizes, n_samples, dtype, activation)
+        return time.perf_counter() - t0
+
+    def _check(self, params, X, y=None):
+        """``(X, y, dtype, layer_sizes)`` after checking the arrays live here and fit together."""
+        cp = self._cp
+        arrays = [X] + ([] if y is None else [y]) + _flat(params)
+        if not all(isinstance(a, cp.ndarray) for a in arrays):
+            raise TypeError("the cupy backend works on its own arrays: convert with asarray() / params_from_numpy()")
+        dtype = X.dtype
+        if dtype.name not in _CUDA_DATA_TYPE or any(a.dtype != dtype for a in arrays):
+            found = sorted({a.dtype.name for a in arrays})
+            raise TypeError(f"X, y and the params must share one dtype, float32 or float64; got {found}")
+        if X.ndim != 2 or (y is not None and (y.ndim != 2 or y.shape[0] != X.shape[0])):
+            raise ValueError(f"X must be (N, n_features) and y (N, n_outputs); got {X.shape} and "
+                             f"{None if y is None else y.shape}")
+        sizes = [X.shape[1]]
+        for W, b in params:
+            if W.ndim != 2 or W.shape[0] != sizes[-1] or b.shape != (1, W.shape[1]):
+                raise ValueError(f"params do not chain: W {W.shape}, b {b.shape} after a layer of {sizes[-1]}")
+            if not (W.flags.c_contiguous and b.flags.c_contiguous):
+                raise ValueError("params must be C-contiguous (params_from_numpy makes them so)")
+            sizes.append(W.shape[1])
+        if y is not None and y.shape[1] != sizes[-1]:
+            raise ValueError(f"y has {y.shape[1]} outputs but the net has {sizes[-1]}")
+        X = cp.ascontiguousarray(X)
+        return X, (None if y is None else cp.ascontiguousarray(y)), dtype, sizes
+
+    # ------------------------------------------------------------ launches
+    def _gemm(self, C, A, B, trans_a=False, trans_b=False):
+        """``C = op(A) @ op(B)`` by cuBLAS ``gemmEx`` on the current stream: no allocation, no TF32 unless allowed."""
+        cp, cublas = self._cp, self._cublas
+        transa, transb, m, n, k, lda, ldb, ldc = gemm_args(A.shape, B.shape, C.shape, trans_a, trans_b)
+        dt = C.dtype.name
+        code = _CUDA_DATA_TYPE[dt]
+        if dt == "float64":
+            compute = _COMPUTE_64F
+        else:
+            compute = _COMPUTE_32F_FAST_TF32 if self.allow_tf32 else _COMPUTE_32F
+        handle = cp.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
+        cublas.setPointerMode(handle, _POINTER_MODE_HOST)
+        cublas.setMathMode(handle, _DEFAULT_MATH)
+        cublas.gemmEx(handle, transa, transb, m, n, k, self._one[dt].ctypes.data, B.data.ptr, code, lda,
+                      A.data.ptr, code, ldb, self._zero[dt].ctypes.data, C.data.ptr, code, ldc, compute, _GEMM_DEFAULT)
+
+    def _pointer_table(self, arrays):
+        """Device arrays ``(addresses, offsets)`` describing ``arrays`` for the multi-tensor kernels."""
+        cp = self._cp
+        ptrs = np.array([a.data.ptr for a in arrays], dtype=np.uint64)
+        offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
+        return cp.asarray(ptrs), cp.asarray(offsets)
+
+    def _enqueue_forward(self, params, acts, activation):
+        dtype = acts[0].dtype
+        T = dtype.type
+        floor = T(ref.sigmoid_floor(dtype))
+        last = len(params) - 1
+        for l, (W, b) in enumerate(params):
+            Z = acts[l + 1]
+            self._gemm(Z, acts[l], W)
+            fn = self._fn("bias_act", dtype, "sigmoid" if l == last else activation)
+            fn((kc.grid_blocks(Z.size),), (kc.THREADS,), (Z, b, np.int64(Z.size), np.int32(Z.shape[1]), floor))
+
+    def _enqueue_backward(self, params, acts, y, ws, activation, grad_reduction, with_loss):
+        dtype = y.dtype
+        T = dtype.type
+        n, n_out = y.shape
+        eps = ref.bce_eps(dtype)
+        divisor = T(n) if grad_reduction == "mean" else T(1)
+        L = len(params)
+        self._fn("output_error_colsum", dtype)(
+            (kc.col_tiles(n_out), ws.chunks), (kc.COLSUM_TX, kc.COLSUM_TY),
+            (acts[L], y, ws.dz[L - 1], ws.partial, ws.loss_partial, np.int32(n), np.int32(n_out),
+             np.int32(ws.rows_per_chunk), divisor, T(eps), T(1 - eps)),
+            shared_mem=kc.OUTPUT_SHARED_BYTES)
+        if with_loss:
+            self._fn("loss_finish", dtype)(
+                (1,), (1,), (ws.loss_partial, np.int32(ws.loss_parts), np.float64(n * n_out), ws.history, ws.counter,
+                             np.int32(ws.history.size)))
+        for l in range(L - 1, -1, -1):
+            dz = ws.dz[l]
+            dW, db = ws.grads[l]
+            out = dz.shape[1]
+            self._fn("colsum_finish", dtype)((-(-out // kc.THREADS),), (kc.THREADS,),
+                                             (ws.partial, db, np.int32(ws.chunks), np.int32(out)))
+            self._gemm(dW, acts[l], dz, trans_a=True)
+            if l > 0:
+                da = ws.dz[l - 1]
+                self._gemm(da, dz, params[l][0], trans_b=True)
+                self._fn("act_backward_colsum", dtype, activation)(
+                    (kc.col_tiles(da.shape[1]), ws.chunks), (kc.COLSUM_TX, kc.COLSUM_TY),
+                    (da, acts[l], ws.partial, np.int32(n), np.int32(da.shape[1]), np.int32(ws.rows_per_chunk)),
+                    shared_mem=kc.COLSUM_SHARED_BYTES)
+
+    def _enqueue_sgd(self, table, dtype, lr):
+        ptrs, gptrs, offsets, total = table
+        self._fn("sgd_multi", dtype)((kc.grid_blocks(total),), (kc.THREADS,),
+                                     (ptrs, gptrs, offsets, np.int32(ptrs.size), dtype.type(lr)))
+
+    def _sgd_table(self, params, grads):
+        p = _flat(params)
+        ptrs, offsets = self._pointer_table(p)
+        gptrs, _ = self._pointer_table(_flat(grads))
+        return ptrs, gptrs, offsets, sum(a.size for a in p)
+
+    def _enqueue_step(self, ws, params, X, y, activation, grad_reduction, lr):
+        ws.acts[0] = X
+        self._enqueue_forward(params, ws.acts, activation)
+        self._enqueue_backward(params, ws.acts, y, ws, activation, grad_reduction, with_loss=True)
+        self._enqueue_sgd(ws.sgd, X.dtype, lr)
+
+    def _params_finite(self, params, dtype) -> bool:
+        cp = self._cp
+        arrays = _flat(params)
+        ptrs, offsets = self._pointer_table(arrays)
+        flag = cp.ones(1, dtype=np.int32)
+        total = sum(a.size for a in arrays)
+        self._fn("all_finite_multi", dtype)((kc.grid_blocks(total),), (kc.THREADS,),
+                                            (ptrs, offsets, np.int32(len(arrays)), flag))
+        return bool(int(flag.item()))
+
+    # ------------------------------------------------------------ the math, called directly (no graph)
+    def forward(self, params, X, *, activation="relu"):
+        activation = v.check_activation(activation)
+        with self._dev:
+            X, _, dtype, sizes = self._check(params, X)
+            acts = [X] + [self._cp.empty((X.shape[0], s), dtype=dtype) for s in sizes[1:]]
+            self._enqueue_forward(params, acts, activation)
+        return acts[-1], acts
+
+    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        with self._dev:
+            X, y, dtype, sizes = self._check(params, X, y)
+            if len(cache) != len(params) + 1:
+                raise ValueError("cache must be the activations [X, a1, ..., y_hat] that forward() returned")
+            ws = _Workspace(self._cp, sizes, X.shape[0], dtype, with_acts=False)
+            self._enqueue_backward(params, list(cache), y, ws, activation, grad_reduction, with_loss=False)
+        return ws.grads
+
+    def sgd_update(self, params, grads, lr) -> None:
+        lr = v.check_lr(lr)
+        with self._dev:
+            dtype = params[0][0].dtype
+            self._enqueue_sgd(self._sgd_table(params, grads), dtype, lr)
+
+    def loss(self, y, y_hat) -> float:
+        with self._dev:
+            return ref.bce_loss(self._cp, y, y_hat)
+
+    def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> float:
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        lr = v.check_lr(lr)
+        with self._dev:
+            X, y, dtype, sizes = self._check(params, X, y)
+            ws = _Workspace(self._cp, sizes, X.shape[0], dtype)
+            ws.sgd = self._sgd_table(params, ws.grads)
+            self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
+            return float(ws.history[0].item())
+
+    # ------------------------------------------------------------ training
+    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
+        """Full-batch training; see the module docstring for the strategies. Returns the float64 loss history."""
+        lr = v.check_lr(lr)
+        epochs = v.check_epochs(epochs)
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        with self._dev:
+            X, y, dtype, sizes = self._check(params, X, y)
+            strategy, why = choose_strategy(X.shape[0], sizes, dtype, self.strategy, callback is not None)
+            self.last_strategy_ = strategy
+            self.last_run = {"strategy": strategy, "why": why}
+            if strategy == "persistent":
+                return self._train_persistent(params, X, y, lr, epochs, activation, grad_reduction, sizes)
+            return self._train_layers(params, X, y, lr, epochs, activation, grad_reduction, sizes, strategy, callback)
+
+    def _train_layers(self, params, X, y, lr, epochs, activation, grad_reduction, sizes, strategy, callback):
+        cp = self._cp
+        dtype = X.dtype
+        self._preload(dtype, activation)
+        ws = _Workspace(cp, sizes, X.shape[0], dtype, epochs)
+        ws.sgd = self._sgd_table(params, ws.grads)
+
+        def run():
+            self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
+
+        graph = None
+        if strategy == "graph":
+            try:
+                graph = self._capture(run)
+            except Exception as exc:  # nothing ran: "auto" falls back to launching kernel by kernel
+                if self.strategy != "auto":
+                    raise
+                self.last_strategy_ = "step"
+                self.last_run = {"strategy": "step", "why": f"the CUDA graph capture failed ({_short(exc)})"}
+        if graph is not None:
+            for _ in range(epochs):
+                graph.launch()  # on the current stream, after the buffers' initialisation
+        elif callback is None:
+            for _ in range(epochs):
+                run()
+        else:
+            for e in range(epochs):
+                run()
+                loss = float(ws.history[e].item())
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(e + 1, cp.asnumpy(ws.history[: e + 1]), lr)
+                callback(e + 1, loss)
+        finite = self._params_finite(params, dtype)
+        return self._finish(cp.asnumpy(ws.history), finite, lr)
+
+    def _capture(self, run):
+        """One epoch captured as a CUDA graph on a private stream (launched later on the current one)."""
+        cp = self._cp
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            try:
+                run()
+            except BaseException:
+                try:
+                    stream.end_capture()
+                except Exception:  # the capture is broken anyway; report the first error
+                    pass
+                raise
+            return stream.end_capture()
+
+    def _train_persistent(self, params, X, y, lr, epochs, activation, grad_reduction, sizes):
+        cp = self._cp
+        dtype = X.dtype
+        T = dtype.type
+        n = X.shape[0]
+        plan = kc.persistent_plan(n, sizes, dtype)
+        eps = ref.bce_eps(dtype)
+        flat = cp.concatenate([a.ravel() for a in _flat(params)])
+        sizes_d = cp.asarray(np.array(sizes, dtype=np.int32))
+        history = cp.full(epochs, np.nan, dtype=np.float64)
+        self._fn("train_persistent", dtype, activation)(
+            (1,), (plan.threads,),
+            (flat, X, y, sizes_d, np.int32(len(params)), np.int32(n), np.int32(epochs), T(lr),
+             T(n) if grad_reduction == "mean" else T(1), T(ref.sigmoid_floor(dtype)), T(eps), T(1 - eps), history),
+            shared_mem=plan.shared_bytes)
+        o = 0
+        for a in _flat(params):
+            a[...] = flat[o:o + a.size].reshape(a.shape)
+            o += a.size
+        flat_host = cp.asnumpy(flat)
+        return self._finish(cp.asnumpy(history), bool(np.isfinite(flat_host).all()), lr)
+
+    @staticmethod
+    def _finish(history, params_finite, lr):
+        bad = np.flatnonzero(~np.isfinite(history))
+        if bad.size:
+            e = int(bad[0]) + 1
+            raise TrainingDiverged(e, history[:e].copy(), lr)
+        if not params_finite:
+            raise TrainingDiverged(len(history), history, lr)
+        return history
