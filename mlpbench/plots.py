@@ -40,3 +40,147 @@ def plot_training(path, model, X, y, history):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- benchmark plots
+def _grid_points(doc):
+    """The sweep's grid points (not the labs) of its main op and most common feature count."""
+    pts = [p for p in doc["points"] if "lab-" not in p.get("case", "") and p.get("median_s")]
+    if not pts:
+        return [], None
+    ops = [p["op"] for p in pts]
+    op = "step" if "step" in ops else max(set(ops), key=ops.count)
+    pts = [p for p in pts if p["op"] == op]
+    feats = [p["layer_sizes"][0] for p in pts]
+    d = max(set(feats), key=feats.count)
+    return [p for p in pts if p["layer_sizes"][0] == d and len(p["layer_sizes"]) == 3], f"{op}, D={d}"
+
+
+def _hidden(p):
+    return p["layer_sizes"][1]
+
+
+def _by(points, *keys):
+    groups = {}
+    for p in points:
+        groups.setdefault(tuple(k(p) for k in keys), []).append(p)
+    return groups
+
+
+def plot_time_vs(doc, path, x="n_samples"):
+    """Median time against batch (``x="n_samples"``) or hidden width (``x="hidden"``), log-log, per backend."""
+    plt = require_matplotlib()
+    pts, title = _grid_points(doc)
+    xkey = (lambda p: p["n_samples"]) if x == "n_samples" else _hidden
+    other = _hidden if x == "n_samples" else (lambda p: p["n_samples"])
+    other_name = "H" if x == "n_samples" else "N"
+    dtypes = sorted({p["dtype"] for p in pts}) or ["-"]
+    backends = sorted({p["backend"] for p in pts})
+    colors = {b: plt.cm.tab10(i % 10) for i, b in enumerate(backends)}
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6.2 * len(dtypes), 4.6), squeeze=False)
+    for ax, dt in zip(axes[0], dtypes):
+        sub = [p for p in pts if p["dtype"] == dt]
+        levels = sorted({other(p) for p in sub})
+        styles = dict(zip(levels, ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3))] * 4))
+        for (b, o), grp in sorted(_by(sub, lambda p: p["backend"], other).items()):
+            grp.sort(key=xkey)
+            ax.errorbar([xkey(p) for p in grp], [p["median_s"] for p in grp], yerr=[p["iqr_s"] / 2 for p in grp],
+                        color=colors[b], linestyle=styles[o], marker="o", ms=3, label=f"{b} {other_name}={o}")
+        ax.set(xscale="log", yscale="log", xlabel="batch N" if x == "n_samples" else "hidden width H",
+               ylabel="median time per call (s)", title=f"{dt} ({title})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_speedup_heatmap(doc, path):
+    """Speedup against NumPy (> 1: faster) on the batch x hidden grid, one panel per backend and dtype."""
+    plt = require_matplotlib()
+    from matplotlib.colors import LogNorm
+
+    pts, title = _grid_points(doc)
+    pts = [p for p in pts if p["backend"] != "numpy" and p.get("speedup_vs_numpy")]
+    if not pts:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no backend besides numpy in this run", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+    backends = sorted({p["backend"] for p in pts})
+    dtypes = sorted({p["dtype"] for p in pts}) or ["-"]
+    fig, axes = plt.subplots(len(backends), len(dtypes), figsize=(5.2 * len(dtypes), 4.0 * len(backends)),
+                             squeeze=False)
+    vals = [p["speedup_vs_numpy"] for p in pts] or [1.0]
+    lim = max(max(vals), 1 / min(vals), 2.0)
+    norm = LogNorm(vmin=1 / lim, vmax=lim)
+    for i, b in enumerate(backends):
+        for j, dt in enumerate(dtypes):
+            ax = axes[i, j]
+            sub = [p for p in pts if p["backend"] == b and p["dtype"] == dt]
+            ns = sorted({p["n_samples"] for p in sub})
+            hs = sorted({_hidden(p) for p in sub})
+            grid = np.full((len(hs), len(ns)), np.nan)
+            for p in sub:
+                grid[hs.index(_hidden(p)), ns.index(p["n_samples"])] = p["speedup_vs_numpy"]
+            im = ax.imshow(grid, cmap="RdBu", norm=norm, origin="lower", aspect="auto")
+            for (r, c), v in np.ndenumerate(grid):
+                if np.isfinite(v):
+                    ax.text(c, r, f"{v:.2g}x", ha="center", va="center", fontsize=8)
+            ax.set_xticks(range(len(ns)), [str(n) for n in ns])
+            ax.set_yticks(range(len(hs)), [str(h) for h in hs])
+            ax.set(xlabel="batch N", ylabel="hidden H", title=f"{b} vs numpy, {dt} ({title})")
+            fig.colorbar(im, ax=ax, label="speedup (numpy time / time)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_roofline(doc, path):
+    """Roofline: GFLOP/s against arithmetic intensity under each device's measured peaks; and % of peak."""
+    plt = require_matplotlib()
+    pts = [p for p in doc["points"] if p.get("gflops") and p.get("intensity")]
+    backends = sorted({p["backend"] for p in pts})
+    colors = {b: plt.cm.tab10(i % 10) for i, b in enumerate(backends)}
+    markers = {"float64": "o", "float32": "^"}
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    xs = np.logspace(-2, 3, 100)
+    for dev, entry in doc.get("peak", {}).items():
+        bw = entry.get("memcpy_GBps") or entry.get("h2d_GBps")
+        for dt, peak in entry.get("gflops", {}).items():
+            roof = np.minimum(peak, xs * bw) if bw else np.full_like(xs, peak)
+            ax.plot(xs, roof, color="k", linestyle="-" if dt == "float64" else "--", lw=1,
+                    label=f"{dev} {dt} peak {peak:.0f} GFLOP/s" + (f", {bw:.0f} GB/s" if bw else ""))
+    for p in pts:
+        kw = dict(color=colors[p["backend"]], marker=markers.get(p["dtype"], "s"), s=14, alpha=0.8)
+        ax.scatter(p["intensity"], p["gflops"], **kw)
+        if p.get("pct_peak") is not None:
+            ax2.scatter(p["flops"], p["pct_peak"], **kw)
+    for b in backends:
+        ax2.scatter([], [], color=colors[b], label=b)
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP / byte, compulsory traffic)",
+           ylabel="GFLOP/s", title="Roofline")
+    ax2.set(xscale="log", yscale="log", xlabel="FLOPs per call", ylabel="% of the device's matmul peak",
+            title="Fraction of peak (o float64, ^ float32)")
+    for a in (ax, ax2):
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bench(doc, out_dir) -> list:
+    """Every benchmark plot of a results document into ``out_dir``; returns the paths written."""
+    import os
+
+    out = [plot_time_vs(doc, os.path.join(out_dir, "time_vs_batch.png"), "n_samples"),
+           plot_time_vs(doc, os.path.join(out_dir, "time_vs_hidden.png"), "hidden"),
+           plot_speedup_heatmap(doc, os.path.join(out_dir, "speedup_heatmap.png")),
+           plot_roofline(doc, os.path.join(out_dir, "roofline.png"))]
+    return out
