@@ -115,7 +115,7 @@ def _print_table(header, rows, out=None):
 # ---------------------------------------------------------------- main
 COMMANDS = [add_train, add_backends]
 #: commands implemented in their own modules: (module, function adding the parser)
-EXTERNAL_COMMANDS = [(".benchmark", "add_parity"), (".benchmark", "add_bench")]
+EXTERNAL_COMMANDS = [(".benchmark", "add_parity"), (".benchmark", "add_bench"), (".tune", "add_tune")]
 
 
 def build_parser():
