@@ -1,0 +1,576 @@
+"""The Numba backend: ``kernels/numba_cpu.py`` behind the Backend contract.
+
+This module owns buffers, dispatch and conversions; the kernels own the math.
+``train`` copies the params into one flat vector, allocates every buffer once
+per call and then runs either
+
+* ``"loop"``: all epochs inside one compiled call (small networks), or
+* ``"step"``: one compiled call per epoch over row blocks, BLAS per layer
+  (with a per-epoch ``callback``, and for larger networks);
+
+``strategy="auto"`` picks with ``choose_strategy``. Numba is imported on
+first use, never by ``import mlpbench``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .. import validation as v
+from ..kernels.reference import bce_eps, sigmoid_floor
+from .base import Backend, TrainingDiverged
+
+STRATEGIES = ("loop", "step")
+
+# Crossover between the whole-loop kernel (explicit loops, one thread, no BLAS)
+# and the blocked BLAS step, in multiply-adds per forward pass,
+# N * sum(fan_in * fan_out). Measured with scripts/measure_numba.py (section
+# "crossover", 2-core AMD EPYC, float64, [32, H, 1]): the loop kernel wins at
+# 528 MACs (N=1, H=16: 1.9 vs 2.2 us per epoch; N=4, H=4: 1.3 vs 2.3 us) and
+# loses from 2112 (N=16, H=4: 3.9 vs 2.7 us; N=1, H=64: 7.0 vs 3.5 us): its
+# sums are sequential dependency chains, BLAS's are not.
+LOOP_MAX_MACS = 1024
+
+# Rows per block of the step kernel: the block's activations and gradients
+# (``nb * (sum of widths + 2 * widest hidden)`` elements) stay within about
+# this many elements, i.e. in L2/L3 (measured at N=16384, [32, 2048, 1],
+# float64, one thread: 2**19 -> 133 ms, 2**18 -> 144 ms, 2**20 -> 135 ms).
+BLOCK_ELEMS = 2**19
+# Below this many multiply-adds per epoch the step kernel runs on one thread:
+# prange's fork/join (and a busy second core) costs more than it saves.
+# Threads, measured at N=16384, [32, 2048, 1], float64 (ms per epoch): prange on
+# 2 Numba threads with BLAS on 1 inside: 74; one thread, BLAS on 1: 145; one
+# thread, BLAS on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads
+# never won in the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1),
+# so the step kernels always run BLAS on one thread.
+PARALLEL_MIN_MACS = 2**20
+
+
+def choose_strategy(n_samples, layer_sizes) -> str:
+    """``"loop"`` for small networks, ``"step"`` otherwise (see ``LOOP_MAX_MACS``)."""
+    macs = n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return "loop" if macs <= LOOP_MAX_MACS else "step"
+
+
+def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
+    """Rows per block of the step kernel (all rows when they fit; at least one block per thread)."""
+    widths = list(layer_sizes[1:])
+    per_row = sum(widths) + 2 * max(widths[:-1], default=0)
+    nb = max(8, BLOCK_ELEMS // per_row)
+    if n_threads > 1:
+        nb = min(nb, -(-n_samples // n_threads))
+    return max(1, min(nb, n_samples))
+
+
+@functools.lru_cache(maxsize=None)
+def _k():
+    """The kernels module (imports numba on first use)."""
+    from ..kernels import numba_cpu
+
+    return numba_cpu
+
+
+# ---------------------------------------------------------------- first-call (JIT) times
+#: ``"kernel[dtype]" -> (seconds, "compiled" | "cache load")``, per process
+JIT_SECONDS: dict = {}
+
+
+def _ensure_compiled(name, fn, args):
+    """Compile (or load from the on-disk cache) ``fn`` for ``args``' types, timing it once."""
+    key = f"{name}[{args[0].dtype.name}]"
+    if key in JIT_SECONDS or not hasattr(fn, "compile"):  # no dispatcher under NUMBA_DISABLE_JIT=1
+        return
+    import numba
+
+    hits = sum(fn.stats.cache_hits.values())
+    t0 = time.perf_counter()
+    fn.compile(tuple(numba.typeof(a) for a in args))
+    dt = time.perf_counter() - t0
+    JIT_SECONDS[key] = (dt, "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled")
+
+
+def jit_notes() -> str:
+    if not JIT_SECONDS:
+        return ""
+    parts = [f"{k} {s:.2f}s ({how})" for k, (s, how) in sorted(JIT_SECONDS.items())]
+    return "first call: " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------- tiny networks: one kernel per shape
+# Networks this small get ``train_loop_fixed`` compiled for their exact shape
+# (sizes and N as constants: LLVM unrolls every loop). Measured on the lab
+# (AND, [2, 4, 1], N=4, float64): 0.17 us per epoch against 0.40 us for the
+# generic loop kernel. Each new shape costs one compilation (~2-8 s, then
+# ~0.2 s to load from the on-disk cache), so only the tiniest nets qualify.
+FIXED_MAX_MACS = 64
+FIXED_MAX_LAYERS = 4
+_FIXED: dict = {}
+
+
+def _use_fixed(n_samples, sizes) -> bool:
+    macs = n_samples * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+    return macs <= FIXED_MAX_MACS and len(sizes) - 1 <= FIXED_MAX_LAYERS
+
+
+def _fixed_loop(args, n_samples, sizes):
+    """The compiled entry point of ``train_loop_fixed`` for this shape, or None if it cannot be had.
+
+    Called through the overload's entry point: a literal-specialised Numba
+    dispatcher otherwise re-runs type inference (milliseconds) on every call.
+    """
+    key = (args[0].dtype.name, n_samples, tuple(sizes))
+    if key not in _FIXED:
+        try:
+            import numba
+            from numba import types
+
+            fn = _k().train_loop_fixed
+            padded = list(sizes) + [0] * (5 - len(sizes))
+            sig = tuple(numba.typeof(a) for a in args) + tuple(
+                types.literal(int(x)) for x in [n_samples, len(sizes) - 1] + padded)
+            hits = sum(fn.stats.cache_hits.values())
+            t0 = time.perf_counter()
+            fn.compile(sig)
+            how = "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled"
+            JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))}]"] = (
+                time.perf_counter() - t0, how)
+            _FIXED[key] = fn.overloads[sig].entry_point
+        except Exception:  # pragma: no cover - Numba internals moved: use the generic kernel
+            _FIXED[key] = None
+    return _FIXED[key]
+
+
+@functools.lru_cache(maxsize=None)
+def _touch_blas(dtype):
+    """Load the BLAS pointer for ``dtype`` on this thread (with the GIL) before a parallel kernel uses it."""
+    _k().touch_blas(np.zeros((1, 1), dtype=dtype))
+
+
+# ---------------------------------------------------------------- threads
+def _numba_threads() -> int:
+    if "numba" in sys.modules:
+        return sys.modules["numba"].get_num_threads()
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    if env and env.isdigit():
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    """A threadpoolctl controller that sees NumPy's and SciPy's BLAS (Numba's np.dot uses SciPy's); or None."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS so the controller sees it)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def blas_threads():
+    ctl = _blas_controller()
+    if ctl is None:
+        return None
+    counts = [lib.num_threads for lib in ctl.select(user_api="blas").lib_controllers]
+    return max(counts) if counts else None
+
+
+@contextlib.contextmanager
+def _threads(numba_threads=None, blas=None):
+    """Set Numba's threads (this thread) and the BLAS threads for the block; restore both after."""
+    old = None
+    if numba_threads is not None:
+        import numba
+
+        old = numba.get_num_threads()
+        numba.set_num_threads(numba_threads)
+    ctl = _blas_controller() if blas is not None else None
+    try:
+        if ctl is not None:
+            with ctl.limit(limits=blas, user_api="blas"):
+                yield
+        else:
+            yield
+    finally:
+        if old is not None:
+            sys.modules["numba"].set_num_threads(old)
+
+
+class _hybridmethod:
+    """A method that receives the instance when called on one, else the class."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __get__(self, obj, cls):
+        return functools.partial(self.fn, cls if obj is None else obj)
+
+
+# ---------------------------------------------------------------- flat parameter layout
+def _layout(sizes):
+    """``(woff, boff, n_params)`` of the flat vector ``[W0, b0, W1, b1, ...]``."""
+    woff, boff, off = [], [], 0
+    for fi, fo in zip(sizes[:-1], sizes[1:]):
+        woff.append(off)
+        boff.append(off + fi * fo)
+        off += fi * fo + fo
+    return np.array(woff, dtype=np.int64), np.array(boff, dtype=np.int64), off
+
+
+def _views(flat, sizes):
+    woff, boff, _ = _layout(sizes)
+    return [(flat[w : w + fi * fo].reshape(fi, fo), flat[b : b + fo].reshape(1, fo))
+            for w, b, fi, fo in zip(woff, boff, sizes[:-1], sizes[1:])]
+
+
+def _flat_of(params):
+    """The 1-D buffer behind ``params`` when they are its consecutive views ``W0, b0, W1, ...``; else None."""
+    base = getattr(params[0][0], "base", None)
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    start, off = base.__array_interface__["data"][0], 0
+    for pair in params:
+        for a in pair:
+            if (not isinstance(a, np.ndarray) or a.base is not base or not a.flags.c_contiguous
+                    or a.__array_interface__["data"][0] != start + off * base.itemsize):
+                return None
+            off += a.size
+    return base if off == base.size else None
+
+
+class NumbaBackend(Backend):
+    """Numba kernels on the CPU: ``NumbaBackend(threads=None, strategy="auto")``.
+
+    ``threads``: Numba threads of the parallel step kernel, and BLAS threads of
+    the one-call-at-a-time methods (``forward``, ``backward``); ``None`` leaves
+    Numba's and BLAS's defaults. The step kernels always run BLAS on one
+    thread and share the cores through ``prange`` instead (never both).
+    ``strategy``: ``"loop"`` (all epochs in one compiled call), ``"step"``
+    (one fused call per epoch, BLAS per layer) or ``"auto"`` (``choose_strategy``).
+    ``last_run`` records what the last ``train`` used (strategy, threads, block rows).
+    """
+
+    name = "numba"
+    device = "cpu"
+    package = "numba"
+    strategies = STRATEGIES
+
+    def __init__(self, threads=None, strategy="auto"):
+        if threads is not None:
+            threads = v.check_positive_int("threads", threads)
+            import numba
+
+            if threads > numba.config.NUMBA_NUM_THREADS:
+                raise ValueError(f"threads must be <= {numba.config.NUMBA_NUM_THREADS} "
+                                 f"(NUMBA_NUM_THREADS); got {threads}")
+        self.threads = threads
+        self.strategy = v.check_choice("strategy", strategy, ("auto",) + STRATEGIES)
+        #: what the last ``train`` ran: strategy, numba and BLAS threads, rows per block
+        self.last_run = {}
+
+    def __repr__(self):
+        return f"<NumbaBackend threads={self.threads} strategy={self.strategy!r}>"
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        missing = []
+        for mod in ("numba", "scipy"):
+            try:
+                if importlib.util.find_spec(mod) is None:
+                    missing.append(mod)
+            except (ImportError, ValueError):
+                missing.append(mod)
+        if missing:
+            return False, " and ".join(missing) + " not installed (Numba's np.dot needs SciPy)"
+        return True, ""
+
+    @_hybridmethod
+    def describe(self_or_cls) -> dict:
+        """device, threads ("numba=N blas=M") and, once measured in this process, the JIT first-call times."""
+        nt = getattr(self_or_cls, "threads", None) if not isinstance(self_or_cls, type) else None
+        nb = nt if nt is not None else _numba_threads()
+        blas = nt if nt is not None else (blas_threads() if "numba" in sys.modules else _numpy_blas_threads())
+        return {"device": "cpu", "threads": f"numba={nb} blas={'?' if blas is None else blas}", "notes": jit_notes()}
+
+    @staticmethod
+    def jit_seconds() -> dict:
+        """``{"kernel[dtype]": (seconds, "compiled" | "cache load")}`` measured in this process."""
+        return dict(JIT_SECONDS)
+
+    # ------------------------------------------------------------ plumbing
+    def params_from_numpy(self, params):
+        """Backend-owned copies: views of one flat vector, so ``sgd_update`` is one kernel call."""
+        sizes, dtype = _check_params(params)
+        flat = np.empty(_layout(sizes)[2], dtype=dtype)
+        views = _views(flat, sizes)
+        for (W, b), (Wv, bv) in zip(params, views):
+            Wv[...] = W
+            bv[...] = b
+        return views
+
+    def _scope(self):
+        """``threads`` applied to Numba and BLAS for one call (nothing when ``threads`` is None)."""
+        return _threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
+
+    # ------------------------------------------------------------ the math, one call at a time
+    def forward(self, params, X, *, activation="relu"):
+        k = _k()
+        kind = k.ACT_CODES[v.check_activation(activation)]
+        sizes, dt = _check_params(params)
+        X = _check_X(X, sizes, dt)
+        floor = dt.type(sigmoid_floor(dt))
+        acts, a = [X], X
+        with self._scope():
+            for i, (W, b) in enumerate(params):
+                Z = np.empty((X.shape[0], W.shape[1]), dtype=dt)
+                args = (a, np.ascontiguousarray(W), np.ascontiguousarray(b).reshape(-1), Z,
+                        kind if i < len(params) - 1 else k.SIGMOID, floor)
+                _ensure_compiled("layer_forward", k.layer_forward, args)
+                k.layer_forward(*args)
+                acts.append(Z)
+                a = Z
+        return a, acts
+
+    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+        k = _k()
+        kind = k.ACT_CODES[v.check_activation(activation)]
+        mean = v.check_grad_reduction(grad_reduction) == "mean"
+        sizes, dt = _check_params(params)
+        acts = _check_cache(cache, sizes, dt)
+        N = acts[0].shape[0]
+        y = _check_y(y, N, sizes, dt)
+        flat = np.zeros(_layout(sizes)[2], dtype=dt)
+        grads = _views(flat, sizes)
+        D = np.empty_like(acts[-1])
+        with self._scope():
+            args = (acts[-1], y, mean, N, D, grads[-1][1].reshape(-1))
+            _ensure_compiled("output_error", k.output_error, args)
+            k.output_error(*args)
+            for i in range(len(params) - 1, -1, -1):
+                fi = sizes[i]
+                dA = np.empty((N, fi), dtype=dt) if i > 0 else D
+                db_prev = grads[i - 1][1].reshape(-1) if i > 0 else grads[0][1].reshape(-1)
+                args = (acts[i], np.ascontiguousarray(params[i][0]), D, grads[i][0], dA, kind, db_prev, i == 0)
+                _ensure_compiled("layer_backward", k.layer_backward, args)
+                k.layer_backward(*args)
+                D = dA
+        return grads
+
+    def sgd_update(self, params, grads, lr) -> None:
+        k = _k()
+        lr = v.check_lr(lr)
+        sizes, dt = _check_params(params)
+        gsizes, gdt = _check_params(grads, name="grads")
+        if gsizes != sizes or gdt != dt:
+            raise ValueError(f"grads must match params: layer sizes {sizes} and dtype {dt.name}; "
+                             f"got {gsizes} and {gdt.name}")
+        lr = dt.type(lr)
+        fp, fg = _flat_of(params), _flat_of(grads)
+        if fp is not None and fg is not None:
+            _ensure_compiled("sgd", k.sgd, (fp, fg, lr))
+            k.sgd(fp, fg, lr)  # all params in one call
+            return
+        for pair, gpair in zip(params, grads):
+            for p, g in zip(pair, gpair):
+                if p.flags.c_contiguous:
+                    k.sgd(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), lr)
+                else:  # a foreign, non-contiguous array: update it where it is
+                    p -= lr * g
+
+    def loss(self, y, y_hat) -> float:
+        k = _k()
+        y_hat = _as_float_array("y_hat", y_hat)
+        y = _as_float_array("y", y)
+        if y.shape != y_hat.shape or y.dtype != y_hat.dtype:
+            raise ValueError(f"y and y_hat must have the same shape and dtype; got {y.shape} {y.dtype.name} "
+                             f"and {y_hat.shape} {y_hat.dtype.name}")
+        eps = y_hat.dtype.type(bce_eps(y_hat.dtype))
+        args = (y_hat.reshape(-1), y.reshape(-1), eps)
+        _ensure_compiled("bce_loss", k.bce_loss, args)
+        return float(k.bce_loss(*args))
+
+    # ------------------------------------------------------------ training
+    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
+        """All epochs with buffers allocated once; see the class docstring for the strategies."""
+        k = _k()
+        lr = v.check_lr(lr)
+        epochs = v.check_epochs(epochs)
+        kind = k.ACT_CODES[v.check_activation(activation)]
+        mean = v.check_grad_reduction(grad_reduction) == "mean"
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        sizes, dt = _check_params(params)
+        X = _check_X(X, sizes, dt)
+        N = X.shape[0]
+        y = _check_y(y, N, sizes, dt)
+        woff, boff, n_params = _layout(sizes)
+        sizes_a = np.array(sizes, dtype=np.int64)
+        theta = np.empty(n_params, dtype=dt)
+        for (W, b), w, bo, fi, fo in zip(params, woff, boff, sizes[:-1], sizes[1:]):
+            theta[w : w + fi * fo] = W.reshape(-1)
+            theta[bo : bo + fo] = b.reshape(-1)
+        consts = (dt.type(lr), kind, mean, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)))
+        history = np.empty(epochs, dtype=np.float64)
+
+        strategy = self.strategy if self.strategy != "auto" else choose_strategy(N, sizes)
+        if callback is not None:
+            strategy = "step"  # a callback needs control back after every epoch
+        if strategy == "loop":
+            acts = np.empty(N * sum(sizes), dtype=dt)
+            dbuf = np.empty(2 * N * max(sizes[1:]), dtype=dt)
+            args = (theta, X, y, acts, dbuf, consts[0], epochs) + consts[1:] + (history,)
+            fixed = _fixed_loop(args, N, sizes) if _use_fixed(N, sizes) else None
+            with self._scope():
+                if fixed is not None:
+                    done = fixed(*args, N, len(sizes) - 1, *(sizes + [0] * (5 - len(sizes))))
+                else:
+                    args = (theta, sizes_a, woff, boff) + args[1:]
+                    _ensure_compiled("train_loop", k.train_loop, args)
+                    done = k.train_loop(*args)
+            self.last_run = {"strategy": "loop", "fixed_shape": fixed is not None, "numba_threads": 1,
+                             "blas_threads": self.threads, "block_rows": N}
+        else:
+            done = self._train_steps(theta, sizes, sizes_a, woff, boff, X, y, consts, history, callback)
+        for (W, b), w, bo, fi, fo in zip(params, woff, boff, sizes[:-1], sizes[1:]):
+            W[...] = theta[w : w + fi * fo].reshape(fi, fo)
+            b[...] = theta[bo : bo + fo].reshape(1, fo)
+        if done < epochs:
+            raise TrainingDiverged(done, history[:done].copy(), lr)
+        if not np.isfinite(theta).all():  # the last update overflowed (base.check_finite, on the flat copy)
+            raise TrainingDiverged(epochs, history, lr)
+        return history
+
+    def _train_steps(self, theta, sizes, sizes_a, woff, boff, X, y, consts, history, callback):
+        """The per-epoch path; returns the number of epochs recorded (stops at a non-finite loss)."""
+        k = _k()
+        N, dt = X.shape[0], X.dtype
+        macs = N * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+        n_threads = self.threads if self.threads is not None else _numba_threads()
+        # BLAS runs single-threaded inside the step kernels; the cores are shared through
+        # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
+        # BLAS threads cannot be pinned, so no prange either (no oversubscription).
+        pinned = _blas_controller() is not None
+        parallel = pinned and n_threads > 1 and macs >= PARALLEL_MIN_MACS
+        nb = block_rows(N, sizes, n_threads if parallel else 1)
+        T = min(n_threads, -(-N // nb)) if parallel else 1
+        widths = sizes[1:]
+        work = np.empty((T, nb * sum(widths) + 2 * nb * max(widths[:-1], default=0)), dtype=dt)
+        gpart = np.empty((T, theta.shape[0]), dtype=dt)
+        yhat = np.empty_like(y)
+        args = (theta, sizes_a, woff, boff, X, y, yhat, nb, work, gpart) + consts
+        if T > 1:
+            _touch_blas(dt)
+            step, name = k.train_step_parallel, "train_step_parallel"
+        else:
+            step, name = k.train_step, "train_step"
+        scope = _threads(T if T > 1 else self.threads, blas=1 if pinned else None)
+        _ensure_compiled(name, step, args)
+        self.last_run = {"strategy": "step", "numba_threads": T, "blas_threads": 1 if pinned else blas_threads(),
+                         "block_rows": nb}
+        done = len(history)
+        with scope:
+            for epoch in range(len(history)):
+                loss = step(*args)
+                history[epoch] = loss
+                if not math.isfinite(loss):
+                    done = epoch + 1
+                    break
+                if callback is not None:
+                    callback(epoch + 1, float(loss))
+        return done
+
+    def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
+        """Compile (or load from cache) every kernel for ``dtype``; returns the seconds it took."""
+        t0 = time.perf_counter()
+        dt = v.check_dtype(dtype)
+        super().warmup(layer_sizes, n_samples, dt.name, activation)  # the auto path and the step
+        k = _k()
+        sizes = v.check_layer_sizes(layer_sizes)
+        woff, boff, n_params = _layout(sizes)
+        theta = np.zeros(n_params, dtype=dt)
+        X, y = np.zeros((2, sizes[0]), dtype=dt), np.zeros((2, sizes[-1]), dtype=dt)
+        work = np.zeros((2, 4 * sum(sizes)), dtype=dt)
+        consts = (dt.type(1e-3), 0, False, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)))
+        step_args = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y, np.empty_like(y), 1, work,
+                     np.zeros((2, n_params), dtype=dt)) + consts
+        _ensure_compiled("train_step", k.train_step, step_args)
+        _ensure_compiled("train_step_parallel", k.train_step_parallel, step_args)
+        loop_args = (theta, step_args[1], woff, boff, X, y, np.empty(2 * sum(sizes), dtype=dt),
+                     np.empty(4 * max(sizes), dtype=dt)) + consts[:1] + (
+                     1,) + consts[1:] + (np.empty(1),)
+        _ensure_compiled("train_loop", k.train_loop, loop_args)
+        return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- argument checks (before any kernel)
+def _numpy_blas_threads():
+    from .numpy_backend import blas_threads as numpy_blas_threads
+
+    return numpy_blas_threads()
+
+
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _as_float_array(name, a) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array; got {type(a).__name__}")
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{name} must be float64 or float32; got dtype {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def _check_params(params, name="params"):
+    """``(layer_sizes, dtype)`` of ``[(W, b), ...]``; TypeError / ValueError on anything else."""
+    if not isinstance(params, (list, tuple)) or not params:
+        raise TypeError(f"{name} must be a non-empty list of (W, b) pairs")
+    sizes, dtype = None, None
+    for i, pair in enumerate(params):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"{name}[{i}] must be a (W, b) pair")
+        W, b = (_as_float_array(f"{name}[{i}][{j}]", a) for j, a in enumerate(pair))
+        dtype = dtype or W.dtype
+        if W.dtype != dtype or b.dtype != dtype:
+            raise TypeError(f"{name}[{i}]: every array must be {dtype.name}; got {W.dtype} and {b.dtype}")
+        if W.ndim != 2 or b.shape != (1, W.shape[1]) or (sizes and sizes[-1] != W.shape[0]):
+            raise ValueError(f"{name}[{i}]: expected W (fan_in, fan_out) chaining from the previous layer "
+                             f"and b (1, fan_out); got {W.shape} and {b.shape}")
+        sizes = (sizes or [W.shape[0]]) + [W.shape[1]]
+    return sizes, dtype
+
+
+def _check_X(X, sizes, dt):
+    X = _as_float_array("X", X)
+    if X.dtype != dt:
+        raise TypeError(f"X must have the params' dtype {dt.name}; got {X.dtype.name}")
+    if X.ndim != 2 or X.shape[1] != sizes[0] or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (N >= 1, {sizes[0]}); got {X.shape}")
+    return X
+
+
+def _check_y(y, N, sizes, dt):
+    y = _as_float_array("y", y)
+    if y.dtype != dt:
+        raise TypeError(f"y must have the params' dtype {dt.name}; got {y.dtype.name}")
+    if y.shape != (N, sizes[-1]):
+        raise ValueError(f"y must have shape {(N, sizes[-1])}; got {y.shape}")
+    return y
+
+
+def _check_cache(cache, sizes, dt):
+    if not isinstance(cache, (list, tuple)) or len(cache) != len(sizes):
+        raise ValueError(f"cache must be the forward pass's list of {len(sizes)} activations [X, a1, ..., y_hat]")
+    acts = [_as_float_array(f"cache[{i}]", a) for i, a in enumerate(cache)]
+    N = acts[0].shape[0] if acts[0].ndim == 2 else -1
+    for i, (a, w) in enumerate(zip(acts, sizes)):
+        if a.dtype != dt or a.shape != (N, w):
+            raise ValueError(f"cache[{i}] must be a {dt.name} array of shape ({N}, {w}); got {a.dtype.name} {a.shape}")
+    return acts
