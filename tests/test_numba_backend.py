@@ -18,6 +18,9 @@ from mlpbench import MLP, datasets
 from mlpbench.backends import TrainingDiverged, get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.params import init_params
+from mlpbench.parity import normwise_error
+
+from helpers import TOL, assert_close, flat
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,28 +42,10 @@ def generic_loop(monkeypatch, nb):
     monkeypatch.setattr(nb, "FIXED_MAX_MACS", -1)
 
 
-TOL = {"float64": 1e-12, "float32": 1e-5}
 SIZES = ([3, 2], [2, 4, 1], [3, 1, 2], [5, 8, 8, 1], [4, 6, 1, 5, 2])  # depth 1..4, width-1 layers
 NS = (1, 3, 64, 1000)
 ACTS = ("relu", "tanh", "sigmoid")
 REF = NumpyBackend()
-
-
-def normwise(a, ref):
-    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    assert a.shape == ref.shape
-    return float(np.max(np.abs(a - ref), initial=0.0) / max(np.max(np.abs(ref), initial=0.0), np.finfo(float).tiny))
-
-
-def close(a, ref, dtype, what):
-    err = normwise(a, ref)
-    assert err <= TOL[dtype], f"{what}: normwise error {err:.3g} > {TOL[dtype]:g}"
-
-
-def flat(params):
-    """All params as one vector: a bias that started at 0 can sit near 0 after a few updates,
-    where a per-tensor relative error says little."""
-    return np.concatenate([np.ravel(a) for pair in params for a in pair])
 
 
 def problem(sizes, n, dtype, seed=0):
@@ -96,20 +81,20 @@ def test_forward_backward_step_match_reference(dtype, activation, grad_reduction
         p, pr = be.params_from_numpy(p0), REF.params_from_numpy(p0)
         y_hat, cache = be.forward(p, X, activation=activation)
         y_ref, cache_ref = REF.forward(pr, X, activation=activation)
-        close(y_hat, y_ref, dtype, f"y_hat {where}")
+        assert_close(y_hat, y_ref, dtype, f"y_hat {where}")
         assert y_hat.dtype == np.dtype(dtype) and len(cache) == len(sizes)
         assert be.loss(y, y_hat) == pytest.approx(REF.loss(y, y_ref), rel=TOL[dtype])
         grads = be.backward(p, cache, X, y, activation=activation, grad_reduction=grad_reduction)
         grads_ref = REF.backward(pr, cache_ref, X, y, activation=activation, grad_reduction=grad_reduction)
         for i, ((dW, db), (dWr, dbr)) in enumerate(zip(grads, grads_ref)):
-            close(dW, dWr, dtype, f"dW{i} {where}")
-            close(db, dbr, dtype, f"db{i} {where}")
+            assert_close(dW, dWr, dtype, f"dW{i} {where}")
+            assert_close(db, dbr, dtype, f"db{i} {where}")
         lr = lr_for(n, grad_reduction)
         for _ in range(10):
             loss = be.step(p, X, y, lr=lr, activation=activation, grad_reduction=grad_reduction)
             loss_ref = REF.step(pr, X, y, lr=lr, activation=activation, grad_reduction=grad_reduction)
             assert loss == pytest.approx(loss_ref, rel=TOL[dtype])
-        close(flat(p), flat(pr), dtype, f"params after 10 steps {where}")
+        assert_close(flat(p), flat(pr), dtype, f"params after 10 steps {where}")
 
 
 # ---------------------------------------------------------------- parity: train, both strategies
@@ -125,8 +110,8 @@ def test_train_matches_reference(generic_loop, strategy, dtype, activation):
         h, h_ref = be.train(p, X, y, **kw), REF.train(pr, X, y, **kw)
         assert be.last_run["strategy"] == strategy
         assert h.dtype == np.float64 and h.shape == (10,)
-        close(h, h_ref, dtype, f"history {sizes} N={n} {grad_reduction}")
-        close(flat(p), flat(pr), dtype, f"params {sizes} N={n} {grad_reduction}")
+        assert_close(h, h_ref, dtype, f"history {sizes} N={n} {grad_reduction}")
+        assert_close(flat(p), flat(pr), dtype, f"params {sizes} N={n} {grad_reduction}")
 
 
 def test_parallel_blocks_match_reference(nb, monkeypatch):
@@ -140,8 +125,8 @@ def test_parallel_blocks_match_reference(nb, monkeypatch):
         kw = dict(lr=0.1, epochs=10, activation="tanh", grad_reduction="mean")
         h, h_ref = be.train(p, X, y, **kw), REF.train(pr, X, y, **kw)
         assert be.last_run["numba_threads"] == 2 and be.last_run["block_rows"] < 1000
-        close(h, h_ref, dtype, f"history {sizes}")
-        close(flat(p), flat(pr), dtype, f"params {sizes}")
+        assert_close(h, h_ref, dtype, f"history {sizes}")
+        assert_close(flat(p), flat(pr), dtype, f"params {sizes}")
 
 
 def test_fixed_shape_kernel_runs_the_lab(nb):
@@ -154,8 +139,8 @@ def test_fixed_shape_kernel_runs_the_lab(nb):
         h = be.train(p, X.astype(dtype), y.astype(dtype), lr=0.1, epochs=5000)
         h_ref = REF.train(pr, X.astype(dtype), y.astype(dtype), lr=0.1, epochs=5000)
         assert be.last_run["fixed_shape"]
-        close(h, h_ref, dtype, f"lab history {dtype}")
-        close(flat(p), flat(pr), dtype, f"lab params {dtype}")
+        assert_close(h, h_ref, dtype, f"lab history {dtype}")
+        assert_close(flat(p), flat(pr), dtype, f"lab params {dtype}")
 
 
 @pytest.mark.parametrize("dataset, epochs", [("and", 5000), ("xor", 8000)])
@@ -184,7 +169,7 @@ def test_callback_takes_the_step_path(strategy):
     assert [e for e, _ in seen] == list(range(1, 8))
     assert [loss for _, loss in seen] == list(h)
     h_ref = REF.train(REF.params_from_numpy(p0), X, y, lr=0.1, epochs=7)
-    close(h, h_ref, "float64", "history with a callback")
+    assert_close(h, h_ref, "float64", "history with a callback")
 
 
 @pytest.mark.parametrize("strategy", ["loop", "step"])
@@ -212,7 +197,7 @@ def test_float32_saturated_net_stays_finite(strategy):
         h = be.train(p, X, y, lr=1e-6, epochs=5, activation=activation)
         assert np.isfinite(h).all() and np.isfinite(flat(p)).all()
         h_ref = REF.train(REF.params_from_numpy(p0), X, y, lr=1e-6, epochs=5, activation=activation)
-        close(h, h_ref, "float32", f"saturated history {activation}")
+        assert_close(h, h_ref, "float32", f"saturated history {activation}")
 
 
 def test_inputs_are_not_modified():
@@ -236,7 +221,7 @@ def test_sgd_update_on_flat_foreign_and_strided_params():
     strided = [(np.asfortranarray(W), b.copy()) for W, b in p0]  # non-contiguous W
     for params in (flat_p, foreign, strided):
         be.sgd_update(params, grads, 0.1)
-        assert normwise(flat(params), flat(expected)) == 0.0
+        assert normwise_error(flat(params), flat(expected)) == 0.0
 
 
 def test_threads_option_is_applied_and_recorded(nb, monkeypatch):

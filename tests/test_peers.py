@@ -16,27 +16,12 @@ from mlpbench import MLP, datasets
 from mlpbench.backends import BackendUnavailable, TrainingDiverged, available_backends, backend_class, get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.params import init_params
+from mlpbench.parity import normwise_error
+
+from helpers import TOL, assert_close, flat
 
 PEERS = ("torch", "jax")
-TOL = {"float64": 1e-12, "float32": 1e-5}  # normwise: max|a - ref| / max|ref|
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def normwise(a, ref):
-    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    assert a.shape == ref.shape
-    return float(np.max(np.abs(a - ref), initial=0.0) / max(np.max(np.abs(ref), initial=0.0), np.finfo(float).tiny))
-
-
-def assert_close(a, ref, dtype, what):
-    err = normwise(a, ref)
-    assert err <= TOL[dtype], f"{what}: normwise error {err:.3g} > {TOL[dtype]:g}"
-
-
-def flat(params):
-    """All parameters as one vector: params are compared normwise as a whole, since a bias that
-    started at 0 may sit near 0 after a few updates, where a per-tensor relative error means little."""
-    return np.concatenate([np.ravel(np.asarray(a, dtype=np.float64)) for Wb in params for a in Wb])
 
 
 def peer_backend(name):
@@ -123,7 +108,7 @@ def test_lab_and_run_matches_the_lab(name):
     history = model.fit(X, y, lr=0.1, epochs=5000, backend=name)
     assert model.backend_ == name
     assert abs(history[-1] - lab["losses"][-1]) <= 1e-12 * lab["losses"][-1]
-    assert normwise(history, lab["losses"]) <= 1e-12
+    assert normwise_error(history, lab["losses"]) <= 1e-12
     assert_close(flat(model.params), flat([(lab["W1"], lab["b1"]), (lab["W2"], lab["b2"])]), "float64", "params")
 
 
@@ -284,5 +269,5 @@ def test_cuda_parity_with_numpy(name, dtype):
     b_hist = be.train(bp, be.asarray(X), be.asarray(y), lr=0.01, epochs=50, activation="tanh", grad_reduction="mean")
     be.synchronize()
     tol = 1e-10 if dtype == "float64" else 1e-5  # GPU libm and reduction order differ from the CPU's
-    assert normwise(b_hist, r_hist) <= tol
-    assert normwise(flat(be.params_to_numpy(bp)), flat(rp)) <= tol
+    assert normwise_error(b_hist, r_hist) <= tol
+    assert normwise_error(flat(be.params_to_numpy(bp)), flat(rp)) <= tol

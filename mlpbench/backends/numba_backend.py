@@ -263,6 +263,12 @@ class NumbaBackend(Backend):
     package = "numba"
     strategies = STRATEGIES
 
+    @classmethod
+    def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
+        """For ``auto``: the BLAS-free whole-loop kernel is worth timing only near or below the crossover."""
+        macs = n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+        return strategy != "loop" or macs <= 16 * LOOP_MAX_MACS
+
     def __init__(self, threads=None, strategy="auto"):
         if threads is not None:
             threads = v.check_positive_int("threads", threads)
