@@ -321,3 +321,19 @@ for strategy in ("loop", "step"):
 """
     env = dict(__import__("os").environ, NUMBA_DISABLE_JIT="1")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_step_takes_the_fused_kernel_on_backend_params_and_the_generic_path_otherwise(dtype):
+    be = get_backend("numba")
+    params, X, y = problem([4, 16, 8, 1], 50, dtype)
+    flat_params, foreign = be.params_from_numpy(params), [(W.copy(), b.copy()) for W, b in params]
+    ref = REF.params_from_numpy(params)
+    for _ in range(3):
+        l_ref = REF.step(ref, X, y, lr=0.05, activation="tanh")
+        l_fused = be.step(flat_params, X, y, lr=0.05, activation="tanh")
+        l_generic = be.step(foreign, X, y, lr=0.05, activation="tanh")
+        assert l_fused == pytest.approx(l_ref, rel=TOL[dtype]) and l_generic == pytest.approx(l_ref, rel=TOL[dtype])
+    assert len(be._steppers) == 1  # one cached workspace, reused by every fused call
+    assert_close(flat(flat_params), flat(ref), dtype, "fused step params")
+    assert_close(flat(foreign), flat(ref), dtype, "generic step params")

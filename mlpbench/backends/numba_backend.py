@@ -279,6 +279,7 @@ class NumbaBackend(Backend):
                                  f"(NUMBA_NUM_THREADS); got {threads}")
         self.threads = threads
         self.strategy = v.check_choice("strategy", strategy, ("auto",) + STRATEGIES)
+        self._steppers = {}
         #: what the last ``train`` ran: strategy, numba and BLAS threads, rows per block
         self.last_run = {}
 
@@ -454,10 +455,16 @@ class NumbaBackend(Backend):
             raise TrainingDiverged(epochs, history, lr)
         return history
 
-    def _train_steps(self, theta, sizes, sizes_a, woff, boff, X, y, consts, history, callback):
-        """The per-epoch path; returns the number of epochs recorded (stops at a non-finite loss)."""
+    def _stepper(self, sizes, N, dt):
+        """The fused one-epoch kernel for this shape: ``(kernel, layout, workspace, threads scope, run info)``.
+
+        Cached per (shape, dtype, threads), so repeated ``step`` calls allocate nothing.
+        """
+        key = (tuple(sizes), N, dt, self.threads)
+        hit = self._steppers.get(key)
+        if hit is not None:
+            return hit
         k = _k()
-        N, dt = X.shape[0], X.dtype
         macs = N * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
         n_threads = self.threads if self.threads is not None else _numba_threads()
         # BLAS runs single-threaded inside the step kernels; the cores are shared through
@@ -468,23 +475,38 @@ class NumbaBackend(Backend):
         nb = block_rows(N, sizes, n_threads if parallel else 1)
         T = min(n_threads, -(-N // nb)) if parallel else 1
         widths = sizes[1:]
+        woff, boff, n_params = _layout(sizes)
         work = np.empty((T, nb * sum(widths) + 2 * nb * max(widths[:-1], default=0)), dtype=dt)
-        gpart = np.empty((T, theta.shape[0]), dtype=dt)
-        yhat = np.empty_like(y)
-        args = (theta, sizes_a, woff, boff, X, y, yhat, nb, work, gpart) + consts
+        gpart = np.empty((T, n_params), dtype=dt)
+        yhat = np.empty((N, sizes[-1]), dtype=dt)
         if T > 1:
             _touch_blas(dt)
-            step, name = k.train_step_parallel, "train_step_parallel"
+        name = "train_step_parallel" if T > 1 else "train_step"
+        # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
+        needs_scope = T > 1 or self.threads is not None or (pinned and macs >= PARALLEL_MIN_MACS)
+        if needs_scope:
+            def scope():
+                return _threads(T if T > 1 else self.threads, blas=1 if pinned else None)
         else:
-            step, name = k.train_step, "train_step"
-        scope = _threads(T if T > 1 else self.threads, blas=1 if pinned else None)
-        _ensure_compiled(name, step, args)
-        self.last_run = {"strategy": "step", "numba_threads": T, "blas_threads": 1 if pinned else blas_threads(),
-                         "block_rows": nb}
+            scope = contextlib.nullcontext
+        info = {"strategy": "step", "kernel": name, "numba_threads": T,
+                "blas_threads": 1 if pinned else blas_threads(), "block_rows": nb}
+        hit = (getattr(k, name), (np.array(sizes, dtype=np.int64), woff, boff), (yhat, nb, work, gpart), scope, info)
+        if len(self._steppers) > 16:
+            self._steppers.clear()
+        self._steppers[key] = hit
+        return hit
+
+    def _train_steps(self, theta, sizes, sizes_a, woff, boff, X, y, consts, history, callback):
+        """The per-epoch path; returns the number of epochs recorded (stops at a non-finite loss)."""
+        kernel, layout, ws, scope, info = self._stepper(sizes, X.shape[0], X.dtype)
+        args = (theta,) + layout + (X, y) + ws + consts
+        _ensure_compiled(info["kernel"], kernel, args)
+        self.last_run = dict(info)
         done = len(history)
-        with scope:
+        with scope():
             for epoch in range(len(history)):
-                loss = step(*args)
+                loss = kernel(*args)
                 history[epoch] = loss
                 if not math.isfinite(loss):
                     done = epoch + 1
@@ -492,6 +514,29 @@ class NumbaBackend(Backend):
                 if callback is not None:
                     callback(epoch + 1, float(loss))
         return done
+
+    def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> float:
+        """One epoch through the fused step kernel, in place on the params' flat buffer.
+
+        Params made by ``params_from_numpy`` are views of one vector; any other
+        params take the generic forward / backward / update path.
+        """
+        theta = _flat_of(params)
+        if theta is None:
+            return super().step(params, X, y, lr=lr, activation=activation, grad_reduction=grad_reduction)
+        k = _k()
+        lr = v.check_lr(lr)
+        kind = k.ACT_CODES[v.check_activation(activation)]
+        mean = v.check_grad_reduction(grad_reduction) == "mean"
+        sizes, dt = _check_params(params)
+        X = _check_X(X, sizes, dt)
+        y = _check_y(y, X.shape[0], sizes, dt)
+        kernel, layout, ws, scope, info = self._stepper(sizes, X.shape[0], dt)
+        consts = (dt.type(lr), kind, mean, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)))
+        args = (theta,) + layout + (X, y) + ws + consts
+        _ensure_compiled(info["kernel"], kernel, args)
+        with scope():
+            return float(kernel(*args))
 
     def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
         """Compile (or load from cache) every kernel for ``dtype``; returns the seconds it took."""
