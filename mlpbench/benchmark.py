@@ -176,8 +176,15 @@ def _point(label, backend, case, timing, peak, baseline):
     }
 
 
+#: pause between two timed points: a BLAS thread pool keeps its threads spinning for a while after
+#: a call (OpenBLAS: about 0.1 s), which on a 2-core machine starved the next backend's threads
+#: (measured: Numba's parallel step at N=1024, [32, 512, 1] took 1.4 ms alone and 5.8 ms right
+#: after one 300x300 NumPy matmul; 1.4 ms with OPENBLAS_THREAD_TIMEOUT=4)
+SETTLE_S = 0.2
+
+
 def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, config, progress=None, peak=None,
-              skipped=()):
+              skipped=(), settle_s=SETTLE_S):
     """Time every case on every backend (NumPy first, as the speedup baseline); return the document.
 
     The document is written after every point. On ``KeyboardInterrupt`` its
@@ -198,6 +205,7 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
             X, y = C.case_data(case)
             for label, be in backends:
                 progress.update(f"{label} {case.label}")
+                time.sleep(settle_s)
                 shape = (label, case.layer_sizes, case.n_samples, case.dtype, case.activation)
                 try:
                     timing = perf.time_step(be, case.layer_sizes, case.n_samples, case.dtype, case.activation, case.op,
