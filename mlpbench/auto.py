@@ -41,8 +41,13 @@ log = logging.getLogger("mlpbench.auto")
 SCHEMA = "mlpbench.auto/1"
 #: seconds the first uncached decision may spend (imports, JIT, probes and timing included)
 DEFAULT_BUDGET_S = 0.5
-#: epochs timed per candidate once warm; more for tiny nets where one epoch is ~1 us
+#: seconds one timed sample lasts at least (tiny nets: many epochs per call)
 MIN_TIMED_S = 0.02
+#: calibration runs on at most this many rows: the per-epoch cost is linear in N beyond it, and the
+#: first decision must stay within its budget even where one full epoch takes longer than that
+CAL_MAX_ROWS = 2048
+#: pause between the parity probes and the timing (see ``calibrate``)
+PROBE_SETTLE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -266,8 +271,13 @@ def _atomic_write_json(path, obj) -> None:
 
 
 # ---------------------------------------------------------------- calibration
-def _time_per_epoch(backend, layer_sizes, n_samples, dtype, activation, deadline) -> float:
-    """Median seconds per epoch of ``backend.train`` on this shape, warm-up excluded."""
+def _time_per_epoch(backend, layer_sizes, n_samples, dtype, activation, deadline, samples=3) -> float:
+    """Seconds per epoch of ``backend.train`` on this shape, warm-up excluded.
+
+    The minimum over ``samples`` timed calls: on a shared 2-core machine a
+    sample can only be slowed down (another process, or a thread pool still
+    spinning from the previous candidate), never sped up.
+    """
     rng = np.random.RandomState(0)
     params0 = init_params(layer_sizes, 0, dtype)
     X = backend.asarray(rng.rand(n_samples, layer_sizes[0]).astype(dtype))
@@ -280,43 +290,66 @@ def _time_per_epoch(backend, layer_sizes, n_samples, dtype, activation, deadline
         backend.synchronize()
         return time.perf_counter() - t0
 
-    first = run(1)  # warm-up: JIT / context / caches
+    run(1)  # warm-up: JIT / context / caches
     epochs = 1
     one = run(1)
     if one < MIN_TIMED_S / 4:  # tiny per-epoch cost: time several epochs in one call
         epochs = int(min(10_000, max(2, MIN_TIMED_S / max(one, 1e-7))))
-    samples = []
-    for _ in range(3):
-        samples.append(run(epochs) / epochs)
-        if time.perf_counter() > deadline and samples:
+    best = one
+    for _ in range(samples):
+        best = min(best, run(epochs) / epochs)
+        if time.perf_counter() > deadline:
             break
-    del first
-    return float(np.median(samples))
+    return float(best)
 
 
-def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None) -> Decision:
-    """Probe parity and time every available candidate for this fit; rank them fastest first."""
+def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None,
+              settle_s=0.0) -> Decision:
+    """Probe parity and time every available candidate for this fit; rank them fastest first.
+
+    Timing runs on ``min(n_samples, CAL_MAX_ROWS)`` rows; ``settle_s`` pauses
+    before each candidate so the previous one's thread pool goes idle.
+    """
     t0 = time.perf_counter()
+    n_cal = min(int(n_samples), CAL_MAX_ROWS)
     deadline = t0 + budget_s
     found, rejected = candidates(names)
     seconds = {}
     ordered = sorted(found, key=lambda c: _prior(c, n_samples, layer_sizes))
-    for i, cand in enumerate(ordered):
-        if i > 0 and time.perf_counter() > deadline:
-            rejected[cand.label] = f"not measured: the {budget_s:g} s calibration budget was spent"
-            continue
+    # 1. parity probes (small N) for every candidate that applies: never time a wrong backend
+    valid = []
+    for cand in ordered:
         if not applies(cand, n_samples, layer_sizes, dtype):
             rejected[cand.label] = "not suited to this size (the backend's strategy_applies rule)"
             continue
         try:
             backend = cand.make()
             ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
-            if not ok:
-                rejected[cand.label] = f"failed parity: {failure}"
-                continue
-            seconds[cand.label] = _time_per_epoch(backend, layer_sizes, n_samples, dtype, activation, deadline)
         except Exception as exc:
             rejected[cand.label] = f"raised {type(exc).__name__}: {exc}"
+            continue
+        if ok:
+            valid.append((cand, backend))
+        else:
+            rejected[cand.label] = f"failed parity: {failure}"
+    # 2. let the probes' thread pools go idle (a spinning BLAS pool starves the next backend's
+    #    threads on 2 cores), then 3. time the survivors in order until the budget is spent
+    time.sleep(max(settle_s, PROBE_SETTLE_S))
+    cheapest = 0.0  # wall time of the cheapest candidate timed so far: a floor for the next one
+    for i, (cand, backend) in enumerate(valid):
+        if seconds and time.perf_counter() + cheapest > deadline:
+            rejected[cand.label] = f"not measured: the {budget_s:g} s calibration budget was spent"
+            continue
+        if settle_s and i:
+            time.sleep(settle_s)
+        started = time.perf_counter()
+        try:
+            seconds[cand.label] = _time_per_epoch(backend, layer_sizes, n_cal, dtype, activation, deadline)
+        except Exception as exc:
+            rejected[cand.label] = f"raised {type(exc).__name__}: {exc}"
+            continue
+        cost = time.perf_counter() - started
+        cheapest = cost if len(seconds) == 1 else min(cheapest, cost)
     ranking = sorted((c for c in ordered if c.label in seconds), key=lambda c: seconds[c.label])
     return Decision(ranking, seconds, rejected, (int(n_samples), tuple(layer_sizes)),
                     cost_s=time.perf_counter() - t0)
@@ -336,7 +369,7 @@ _MEMO: dict = {}
 
 
 def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT_BUDGET_S, cache=None,
-           refresh=False, names=None) -> Decision:
+           refresh=False, names=None, settle_s=0.0) -> Decision:
     """The decision for this fit: from memory, then the disk cache, else calibrated and cached.
 
     ``names`` restricts the candidates to those backends (default: every registered one).
@@ -352,7 +385,7 @@ def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT
         return Decision(d.ranking, d.seconds_per_epoch, d.rejected, d.shape, True, time.perf_counter() - t0)
     decision = None if refresh else cache.get(key)
     if decision is None or not decision.ranking:
-        decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names)
+        decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names, settle_s)
         if decision.ranking:
             try:
                 cache.put(key, decision)

@@ -14,6 +14,8 @@ from .cases import sweep
 
 #: budget per shape when tuning ahead of time (imports and JIT of every backend included)
 TUNE_BUDGET_S = 10.0
+#: pause before each measured candidate when tuning or checking (a spinning thread pool goes idle)
+SETTLE_S = 0.2
 
 
 def add_tune(sub):
@@ -54,7 +56,7 @@ def cmd_tune(args) -> int:
         return _check(args)
     shapes = _shapes(args)
     for i, (n, sizes, dtype) in enumerate(shapes, 1):
-        d = auto.choose(n, sizes, dtype, args.activation, budget_s=args.budget, refresh=True)
+        d = auto.choose(n, sizes, dtype, args.activation, budget_s=args.budget, refresh=True, settle_s=SETTLE_S)
         print(f"[{i}/{len(shapes)}] {dtype} N={n} {list(sizes)}: {d.reason}  ({d.cost_s:.2f} s)", flush=True)
     print(f"cache: {cache.path}")
     return 0
@@ -88,10 +90,12 @@ def _check(args) -> int:
             for label, (cand, be) in backends.items():
                 if not auto.applies(cand, n, sizes, dtype):
                     continue
+                time.sleep(SETTLE_S)
                 times[label] = auto._time_per_epoch(be, list(sizes), n, dtype, args.activation,
-                                                    time.perf_counter() + 1.0)
+                                                    time.perf_counter() + 2.0, samples=5)
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
-            d = auto.choose(n, list(sizes), dtype, args.activation, cache=cache, budget_s=args.budget)
+            d = auto.choose(n, list(sizes), dtype, args.activation, cache=cache, budget_s=auto.DEFAULT_BUDGET_S)
             first = time.perf_counter() - t0
             auto._MEMO.clear()
             t0 = time.perf_counter()
