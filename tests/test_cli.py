@@ -61,3 +61,10 @@ def test_backends_table_and_console_script():
     assert lines[0].split()[:5] == ["name", "available", "version", "device", "threads"]
     names = [ln.split()[0] for ln in lines[2:]]
     assert {"numpy", "numba", "cupy", "torch", "jax"} <= set(names)
+
+
+def test_backends_warmup_reports_first_call_time(capsys):
+    assert main(["backends", "--warmup"]) == 0
+    out = capsys.readouterr().out
+    numpy_row = next(ln for ln in out.splitlines() if ln.startswith("numpy "))
+    assert "first call" in numpy_row and "(float32)" in numpy_row
