@@ -24,7 +24,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -34,6 +33,7 @@ import numpy as np
 
 from . import parity, perf
 from .backends import backend_class, backend_names, get_backend
+from .machine import cpu_model
 from .params import init_params
 
 log = logging.getLogger("mlpbench.auto")
@@ -152,13 +152,7 @@ def cache_path() -> str:
 @functools.lru_cache(maxsize=None)
 def fingerprint() -> str:
     """CPU model, cores, GPU names (read from /proc, no CUDA import) and package versions."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+    cpu = cpu_model()
     gpus = []
     root = "/proc/driver/nvidia/gpus"
     with contextlib.suppress(OSError):

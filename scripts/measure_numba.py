@@ -33,19 +33,9 @@ import numpy as np
 from mlpbench.backends import get_backend
 from mlpbench.data import load
 from mlpbench.kernels.reference import bce_eps, sigmoid_floor
+from mlpbench.machine import cpu_model
 from mlpbench.params import init_params
 from mlpbench.perf import flops_step
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_time(fn, repeats):
@@ -249,7 +239,7 @@ def main(argv=None):
 
     from mlpbench.backends.numba_backend import NumbaBackend, blas_threads
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; "
           f"Python {sys.version.split()[0]}, NumPy {np.__version__}, Numba {numba.__version__}, SciPy {scipy.__version__}")
     print(f"threads: numba={numba.get_num_threads()} (layer {numba.config.THREADING_LAYER}), BLAS={blas_threads()}; "
           f"load average {os.getloadavg()[0]:.2f}")
