@@ -48,6 +48,8 @@ MIN_TIMED_S = 0.02
 CAL_MAX_ROWS = 2048
 #: pause between the parity probes and the timing (see ``calibrate``)
 PROBE_SETTLE_S = 0.1
+#: share of the budget the parity probes may start in (the rest is for settling and timing)
+PROBE_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -306,13 +308,16 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
     """
     t0 = time.perf_counter()
     n_cal = min(int(n_samples), CAL_MAX_ROWS)
-    deadline = t0 + budget_s
+    deadline = t0 + 0.85 * budget_s  # the last candidate started may run past it
     found, rejected = candidates(names)
     seconds = {}
     ordered = sorted(found, key=lambda c: _prior(c, n_samples, layer_sizes))
-    # 1. parity probes (small N) for every candidate that applies: never time a wrong backend
+    # 1. parity probes (small N), in order, while PROBE_SHARE of the budget lasts: never time a wrong backend
     valid = []
     for cand in ordered:
+        if valid and time.perf_counter() > t0 + PROBE_SHARE * budget_s:
+            rejected[cand.label] = f"not measured: the {budget_s:g} s calibration budget was spent"
+            continue
         if not applies(cand, n_samples, layer_sizes, dtype):
             rejected[cand.label] = "not suited to this size (the backend's strategy_applies rule)"
             continue
@@ -356,7 +361,9 @@ def _prior(cand, n_samples, layer_sizes):
     loaded = cand.name == "numpy" or cand.name in sys.modules
     work = n_samples * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
     gpu_first = cand.name == "cupy" and work > 1e7
-    return (not (loaded or gpu_first), cand.name not in ("numba", "cupy"), cand.label)
+    # fused backends first, then the cheap-to-probe ones; tracing JITs (jax) compile per shape: last
+    rank = {"numba": 0, "cupy": 0, "numpy": 1, "torch": 2}.get(cand.name, 3)
+    return (not (loaded or gpu_first), rank, cand.label)
 
 
 _MEMO: dict = {}
