@@ -1,0 +1,340 @@
+"""The one timing engine: interleaved rounds, calibrated samples, an A/A control and an adaptive stop.
+
+Design
+------
+* **Subjects.** Whatever is timed is a ``Subject``: a label, a callable, its
+  own ``sync`` (e.g. a backend's ``synchronize``) and an optional ``block``
+  hook that waits for the last result of a batch (lazily evaluated arrays).
+  The engine never names a backend.
+* **Warm-up apart.** Each subject's first call is timed on its own and
+  reported as ``first_s`` (JIT compilation, cache loads, device context); it
+  never enters a sample.
+* **Calibrated samples** (pyperf's loops, asv's ``number``): a sample is one
+  synchronized batch of ``number`` calls, ``number`` grown once per subject
+  until a batch lasts ``min_time``; the sample is the batch time / ``number``.
+* **Interleaved rounds** (asv's rounds): round r times every subject once, in
+  the order rotated by r (A B C, B C A, C A B, ...), so slow drift on a shared
+  machine and the cost of following another subject hit all of them alike.
+* **Paired ratios with intervals.** Each round pairs a subject's sample with
+  the baseline's; the ratio is the median of those per-round ratios, its
+  interval the sign-test (order statistics) interval of that median, exact at
+  any number of rounds (``stats.ratio_ci`` says why not the bootstrap).
+* **A/A control.** The baseline is timed a second time as an independent
+  subject in the same rounds (same ``number``). Its spread is the point's
+  noise floor: it sets the equivalence margin (``stats.margin_from_control``):
+  a subject is ``faster`` / ``slower`` only when its interval excludes 1 AND
+  its ratio lies beyond that margin; when the control itself comes out
+  different from 1 the measurement is ``noisy``.
+* **Adaptive stop** (torch's ``adaptive_autorange``): after ``min_rounds``,
+  sampling stops as soon as every subject's verdict is firm
+  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the 2 %
+  floor), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
+  then ``stats.verdict`` says ``same`` or ``unresolved`` honestly. Warm-up and
+  calibration do not count against the budget.
+* **Peaks.** ``Peak`` collects rates (work / best sample, measured through
+  this engine) at several moments of a run: its best, its spread, and a flag
+  when the spread exceeds 10 %.
+
+asv contributes the rounds and Mann-Whitney for ``--compare`` (``stats``),
+pyperf the calibration of loops to a minimum duration, torch.utils.benchmark
+the adaptive stop and the warm-up kept apart; the A/A control is the
+experimentalist's way to measure the floor the verdicts stand on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from . import stats
+
+#: a peak whose samples spread more than this fraction of the best is flagged
+PEAK_SPREAD = 0.10
+#: calibration never batches more calls than this into one sample
+MAX_NUMBER = 10 ** 7
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One thing to time: ``fn()`` called in batches, then ``block(last result)`` and ``sync()``."""
+
+    label: str
+    fn: Callable[[], Any]
+    sync: Optional[Callable[[], None]] = None
+    block: Optional[Callable[[Any], None]] = None
+
+
+def block_ready(result) -> None:
+    """A ``block`` hook for lazily evaluated outputs: waits on anything with ``block_until_ready``, nested too."""
+    stack = [result]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif hasattr(obj, "block_until_ready"):
+            obj.block_until_ready()
+
+
+def _batch(subject, number, clock) -> float:
+    """Seconds of one synchronized batch of ``number`` calls."""
+    t0 = clock()
+    out = None
+    for _ in range(number):
+        out = subject.fn()
+    if subject.block is not None:
+        subject.block(out)
+    if subject.sync is not None:
+        subject.sync()
+    return clock() - t0
+
+
+def calibrate(subject, min_time, clock=time.perf_counter) -> int:
+    """Calls per sample: grown (x2 to x10 per try) until one batch lasts ``min_time`` seconds."""
+    number = 1
+    while number < MAX_NUMBER:
+        t = _batch(subject, number, clock)
+        if t >= min_time:
+            break
+        grow = min(10.0, max(2.0, 1.2 * min_time / t)) if t > 0 else 10.0
+        number = min(MAX_NUMBER, int(math.ceil(number * grow)))
+    return number
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class SubjectResult:
+    """A subject's samples (seconds per call, one per round) and its standing against the baseline."""
+
+    label: str
+    samples: list
+    number: int
+    first_s: float
+    ratio: float = 1.0
+    ratio_ci: tuple = (1.0, 1.0)
+    verdict: str = "baseline"
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    @property
+    def median(self) -> float:
+        return stats.summary(self.samples)["median"]
+
+    @property
+    def iqr(self) -> float:
+        return stats.summary(self.samples)["iqr"]
+
+    def to_dict(self) -> dict:
+        s = stats.summary(self.samples)
+        return {"label": self.label, "min_s": s["min"], "median_s": s["median"], "iqr_s": s["iqr"],
+                "ratio": self.ratio, "ratio_ci": list(self.ratio_ci), "verdict": self.verdict,
+                "first_s": self.first_s, "number": self.number, "rounds": len(self.samples),
+                "samples_s": list(self.samples)}
+
+
+@dataclass
+class Measurement:
+    """One point: every subject's result (baseline first), the A/A control (``noise``) and how sampling ended."""
+
+    baseline: str
+    results: dict
+    noise: Optional[SubjectResult]
+    margin: float
+    confidence: float
+    rounds: int
+    elapsed_s: float
+    stop: str  # "decided" | "max_time" | "max_rounds"
+    errors: dict = field(default_factory=dict)  # label -> "Type: message" (on_error="drop")
+
+    @property
+    def noisy(self) -> bool:
+        """The A/A control did not come out ``same``: the verdicts of this point stand on noise."""
+        return self.noise is not None and self.noise.verdict != "same"
+
+    def __getitem__(self, label) -> SubjectResult:
+        return self.results[label]
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.baseline, "rounds": self.rounds, "elapsed_s": self.elapsed_s, "stop": self.stop,
+                "confidence": self.confidence, "margin": self.margin, "noisy": self.noisy,
+                "noise": None if self.noise is None else self.noise.to_dict(),
+                "subjects": [r.to_dict() for r in self.results.values()], "errors": dict(self.errors)}
+
+
+# ---------------------------------------------------------------- the engine
+def _check(subjects, baseline, min_time, min_rounds, max_rounds, max_time, confidence, on_error):
+    if not subjects:
+        raise ValueError("subjects must hold at least one Subject; got none")
+    for s in subjects:
+        if not isinstance(s, Subject) or not callable(s.fn):
+            raise TypeError(f"subjects must be Subject(label, fn, ...) with a callable fn; got {s!r}")
+    labels = [s.label for s in subjects]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"subject labels must be unique; got {labels}")
+    if baseline is not None and baseline not in labels:
+        raise ValueError(f"baseline must be one of the subject labels {labels}; got {baseline!r}")
+    if not (isinstance(min_rounds, int) and min_rounds >= 1):
+        raise ValueError(f"min_rounds must be an int >= 1; got {min_rounds!r}")
+    if not (isinstance(max_rounds, int) and max_rounds >= min_rounds):
+        raise ValueError(f"max_rounds must be an int >= min_rounds ({min_rounds}); got {max_rounds!r}")
+    if not (math.isfinite(min_time) and min_time >= 0):
+        raise ValueError(f"min_time must be a finite number of seconds >= 0; got {min_time!r}")
+    if not max_time > 0:
+        raise ValueError(f"max_time must be a number of seconds > 0; got {max_time!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+    if on_error not in ("raise", "drop"):
+        raise ValueError(f"on_error must be 'raise' or 'drop'; got {on_error!r}")
+
+
+def rounds_needed(confidence) -> int:
+    """The fewest rounds whose order statistics give an interval at ``confidence`` (8 at 0.99, 6 at 0.95)."""
+    n = 1
+    while stats.sign_test_rank(n, confidence)[0] == 0:
+        n += 1
+    return n
+
+
+def _judge(results, base, control, confidence, floor):
+    """Set every subject's ratio, interval and verdict (and the control's); return (margin, all firm)."""
+    base_samples = results[base].samples
+    margin = floor
+    if control is not None:
+        cci = stats.ratio_ci(control.samples, base_samples, confidence)
+        margin = stats.margin_from_control(control.samples, base_samples, confidence, floor)
+        control.ratio, control.ratio_ci, control.verdict = cci.ratio, cci.ci, stats.control_verdict(cci, floor)
+    settled = True
+    for label, r in results.items():
+        if label == base:
+            continue
+        ci = stats.ratio_ci(r.samples, base_samples, confidence)
+        r.ratio, r.ratio_ci, r.verdict = ci.ratio, ci.ci, stats.verdict(ci, margin, floor)
+        settled = settled and stats.decided(ci, margin, floor)
+    return margin, settled
+
+
+def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
+            max_time=2.0, confidence=0.99, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
+            on_error="raise", clock=time.perf_counter) -> Measurement:
+    """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
+
+    ``control``: also time the baseline as an A/A control. ``min_time``:
+    seconds per sample at least (calls are batched). ``min_rounds`` (default
+    ``rounds_needed(confidence)``) rounds always run; then sampling stops when
+    every verdict is firm, after ``max_rounds``, or once ``max_time`` seconds of
+    rounds are spent. ``warmup``: untimed calls before calibration (the first
+    is timed as ``first_s``). ``settle_s``: a pause before each sample (lets
+    another subject's thread pool go idle). ``on_error="drop"`` leaves out a
+    subject that raises (recorded in ``errors``) instead of raising; a failing
+    baseline always raises. ``clock``: seconds, for tests.
+    """
+    subjects = list(subjects)
+    min_rounds = rounds_needed(confidence) if min_rounds is None else min_rounds
+    _check(subjects, baseline, min_time, min_rounds, max_rounds, max_time, confidence, on_error)
+    base = subjects[0].label if baseline is None else baseline
+    subjects.sort(key=lambda s: s.label != base)
+    numbers, firsts, errors = {}, {}, {}
+
+    def guarded(s, action):
+        try:
+            return action()
+        except Exception as exc:
+            if on_error == "raise" or s.label == base:
+                raise
+            errors[s.label] = f"{type(exc).__name__}: {exc}"
+            return None
+
+    for s in subjects:  # warm-up and calibration, one subject at a time, outside the budget
+        def prepare(s=s):
+            first = _batch(s, 1, clock)
+            for _ in range(max(0, warmup - 1)):
+                _batch(s, 1, clock)
+            return first, calibrate(s, min_time, clock)
+
+        got = guarded(s, prepare)
+        if got is not None:
+            firsts[s.label], numbers[s.label] = got
+    timed = [s for s in subjects if s.label not in errors]
+    if control:
+        aa = Subject(f"{base} (A/A)", timed[0].fn, timed[0].sync, timed[0].block)
+        timed.insert(1, aa)
+        numbers[aa.label], firsts[aa.label] = numbers[base], float("nan")
+    samples = {s.label: [] for s in timed}
+    start, rounds, stop = clock(), 0, "max_rounds"
+    while rounds < max_rounds:
+        k = rounds % len(timed)
+        for s in timed[k:] + timed[:k]:
+            if s.label in errors:
+                continue
+            if settle_s > 0:
+                time.sleep(settle_s)
+            t = guarded(s, lambda s=s: _batch(s, numbers[s.label], clock))
+            if t is not None:
+                samples[s.label].append(t / numbers[s.label])
+        rounds += 1
+        timed = [s for s in timed if s.label not in errors]
+        if rounds < min_rounds:
+            continue
+        results = {s.label: SubjectResult(s.label, samples[s.label], numbers[s.label], firsts[s.label])
+                   for s in timed}
+        noise = results.pop(f"{base} (A/A)", None)
+        if _judge(results, base, noise, confidence, margin_floor)[1]:
+            stop = "decided"
+            break
+        if clock() - start >= max_time:
+            stop = "max_time"
+            break
+    elapsed = clock() - start
+    results = {s.label: SubjectResult(s.label, samples[s.label], numbers[s.label], firsts[s.label]) for s in timed}
+    noise = results.pop(f"{base} (A/A)", None)
+    margin, _ = _judge(results, base, noise, confidence, margin_floor)
+    return Measurement(base, results, noise, margin, confidence, rounds, elapsed, stop, errors)
+
+
+# ---------------------------------------------------------------- peaks
+def rate(subject, work, *, rounds=5, min_time=0.05, clock=time.perf_counter) -> float:
+    """Best ``work / seconds per call`` of ``subject`` over ``rounds`` calibrated samples (after a warm-up)."""
+    m = measure([subject], control=False, min_time=min_time, min_rounds=rounds, max_rounds=rounds,
+                max_time=math.inf, clock=clock)
+    return work / m[subject.label].min
+
+
+@dataclass
+class Peak:
+    """A machine rate (GFLOP/s, GB/s) sampled at several moments of a run: trust ``best``, read ``spread``."""
+
+    unit: str = "GFLOP/s"
+    samples: list = field(default_factory=list)
+
+    def sample(self, subject, work, **kw) -> float:
+        """Measure ``rate(subject, work)`` now (``work`` in the unit's numerator) and keep it."""
+        value = rate(subject, work, **kw)
+        self.samples.append(value)
+        return value
+
+    @property
+    def best(self) -> float:
+        return max(self.samples) if self.samples else float("nan")
+
+    @property
+    def spread(self) -> float:
+        """``(best - worst) / best``: 0 for one sample."""
+        return (self.best - min(self.samples)) / self.best if self.samples else float("nan")
+
+    @property
+    def flagged(self) -> bool:
+        """The samples spread by more than ``PEAK_SPREAD`` (10 %) of the best: the peak moved during the run."""
+        return bool(self.samples) and self.spread > PEAK_SPREAD
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "best": self.best, "spread": self.spread, "flagged": self.flagged,
+                "samples": list(self.samples)}
+
+
+__all__ = ["MAX_NUMBER", "PEAK_SPREAD", "Measurement", "Peak", "Subject", "SubjectResult", "block_ready",
+           "calibrate", "measure", "rate", "rounds_needed"]

@@ -1,0 +1,370 @@
+"""Statistics behind every verdict mlpbench prints: ratio intervals, verdicts, Mann-Whitney U, the compare gate.
+
+Pure NumPy (and ``math``), no timing. Public API:
+
+* ``summary(samples) -> dict``: n, min, median, q25, q75, iqr;
+* ``ratio_ci(subject, baseline, confidence=0.99) -> RatioCI``: the ratio of
+  paired round samples (subject / baseline) with its interval;
+* ``margin_from_control(control, baseline, confidence, floor=0.02) -> float``:
+  the equivalence margin that an A/A control's spread sets;
+* ``decided(ci, margin, floor)`` (may sampling stop?) and ``verdict(ci, margin, floor)``:
+  ``faster`` / ``slower`` / ``same`` / ``unresolved``;
+* ``control_verdict(control_ci, floor)``: the A/A control's own verdict (the run is noisy unless ``same``);
+* ``mann_whitney_u(x, y) -> (U, p)``;
+* ``compare(old, new, threshold=0.10) -> Comparison`` and ``gate(comparisons, fail_on_regression)``:
+  the ``--compare OLD NEW`` statistics; bad input raises ``CompareError`` (a
+  ``ValueError``; the CLI turns it into exit 2).
+
+Why order statistics, not the bootstrap, for the paired ratio interval: a
+point is measured in 8 to 50 rounds, and each round gives one ratio
+``t_subject / t_baseline`` of samples taken seconds apart, so slow drift
+cancels within the pair. The interval is the sign-test interval for the
+MEDIAN of those ratios: the ``k``-th smallest and ``k``-th largest ratio, with
+``k`` from the Binomial(n, 1/2) distribution. Its coverage is exact for any
+n and any continuous noise distribution (only independent rounds are assumed),
+whereas a bootstrap interval of a median is known to under-cover at such small
+n; it needs no random numbers (deterministic without a seed); and a preempted
+sample (one huge ratio) moves it by one order statistic at most. The price is
+width: about 1.25 times a normal-theory interval on well-behaved noise.
+
+For ``--compare`` the two runs are not paired (different processes, maybe
+different days), so the test is Mann-Whitney U on the raw samples, as asv
+does, and the ratio is the Hodges-Lehmann shift of the log-times with the
+Moses interval (the order statistics of all pairwise log-ratios that the U
+distribution selects): the interval excludes 1 exactly when the U test rejects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+VERDICTS = ("faster", "slower", "same", "unresolved")
+#: smallest equivalence margin: differences under 2 % are never called real
+MARGIN_FLOOR = 0.02
+#: exact Mann-Whitney p-values when there are no ties and ``m * n`` is at most this
+EXACT_MAX_MN = 400
+
+
+class CompareError(ValueError):
+    """``--compare`` cannot give an honest answer (nothing comparable, bad threshold, NaN or missing data)."""
+
+
+def _clean(samples, name) -> np.ndarray:
+    a = np.asarray(samples, dtype=float).ravel()
+    if a.size == 0:
+        raise ValueError(f"{name} must hold at least one sample; got none")
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"{name} must be positive finite times; got {a[~(np.isfinite(a) & (a > 0))][:3].tolist()}")
+    return a
+
+
+def summary(samples) -> dict:
+    """``{"n", "min", "median", "q25", "q75", "iqr"}`` of positive finite samples."""
+    a = _clean(samples, "samples")
+    q25, q50, q75 = np.percentile(a, [25, 50, 75])
+    return {"n": int(a.size), "min": float(a.min()), "median": float(q50), "q25": float(q25), "q75": float(q75),
+            "iqr": float(q75 - q25)}
+
+
+# ---------------------------------------------------------------- paired ratio and its interval
+def _binom_half_cdf(n) -> np.ndarray:
+    """``P(B <= j)`` for ``B ~ Binomial(n, 1/2)``, ``j = 0..n`` (exact integers, then divided)."""
+    counts = np.cumsum([math.comb(n, j) for j in range(n + 1)], dtype=object)
+    return np.array([c / 2 ** n for c in counts], dtype=float)
+
+
+def sign_test_rank(n, confidence) -> tuple[int, float]:
+    """``(k, achieved)``: the interval ``[x_(k), x_(n+1-k)]`` covers the median with ``achieved >= confidence``.
+
+    ``k`` is 0 when ``n`` is too small for that confidence (no interval).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    if n < 1:
+        return 0, float("nan")
+    alpha = 1 - confidence
+    cdf = _binom_half_cdf(n)
+    k = 0
+    while k < n // 2 and 2 * cdf[k] <= alpha:  # widening by one rank leaves 2 P(B <= k) outside
+        k += 1
+    return k, (1 - 2 * cdf[k - 1]) if k else float("nan")
+
+
+@dataclass(frozen=True)
+class RatioCI:
+    """Median of the paired ratios and its interval; ``lo``/``hi`` are NaN when there are too few rounds."""
+
+    ratio: float
+    lo: float
+    hi: float
+    n: int
+    confidence: float  # the coverage the order statistics achieve (>= the requested one), NaN without interval
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+    @property
+    def defined(self) -> bool:
+        return math.isfinite(self.lo) and math.isfinite(self.hi)
+
+
+def ratio_ci(subject, baseline, confidence=0.99) -> RatioCI:
+    """Ratio ``subject / baseline`` of samples paired by round, with the sign-test interval of its median."""
+    s, b = _clean(subject, "subject"), _clean(baseline, "baseline")
+    if s.size != b.size:
+        raise ValueError(f"subject and baseline must be paired by round; got {s.size} and {b.size} samples")
+    logs = np.sort(np.log(s) - np.log(b))
+    n = logs.size
+    k, achieved = sign_test_rank(n, confidence)
+    lo, hi = (math.exp(logs[k - 1]), math.exp(logs[n - k])) if k else (float("nan"), float("nan"))
+    return RatioCI(float(math.exp(np.median(logs))), lo, hi, n, achieved)
+
+
+# ---------------------------------------------------------------- margin and verdicts
+def _band(margin) -> tuple[float, float]:
+    return 1 / (1 + margin), 1 + margin
+
+
+def _z(confidence) -> float:
+    """Two-sided standard normal quantile: ``P(|Z| <= z) = confidence``."""
+    return math.sqrt(2) * _erfinv(confidence)
+
+
+def margin_from_control(control, baseline, confidence=0.99, floor=MARGIN_FLOOR) -> float:
+    """Equivalence margin (a fraction, 0.05 = 5 %) from the A/A control's samples, paired by round with the baseline's.
+
+    Two copies of the same code differ by as much as the A/A control's interval
+    spans, so no smaller difference can be told from noise: the margin is the
+    control's distance from 1 plus the full width of its interval, at least
+    ``floor``. The width is computed robustly (median absolute deviation of the
+    per-round log-ratios, the median's standard error ``1.2533 s / sqrt(n)``)
+    because at 8 rounds the order-statistics interval is the min and max, and
+    one preempted sample would blow the margin open. NaN with fewer than 2 rounds.
+    """
+    if not (math.isfinite(floor) and floor >= 0):
+        raise ValueError(f"floor must be a finite fraction >= 0; got {floor}")
+    logs = np.log(_clean(control, "control")) - np.log(_clean(baseline, "baseline"))
+    if logs.size < 2:
+        return float("nan")
+    center = float(np.median(logs))
+    scale = 1.4826 * float(np.median(np.abs(logs - center)))
+    half = _z(confidence) * 1.2533 * scale / math.sqrt(logs.size)
+    return max(floor, math.expm1(abs(center) + 2 * half))
+
+
+def decided(ci, margin, floor=MARGIN_FLOOR) -> bool:
+    """Whether ``ci`` (a ``RatioCI``) already gives a firm verdict, so sampling may stop (see ``verdict``)."""
+    return verdict(ci, margin, floor, final=False) is not None
+
+
+def verdict(ci, margin, floor=MARGIN_FLOOR, final=True):
+    """``faster`` / ``slower`` / ``same`` / ``unresolved`` for a subject's ratio interval (time ratio: < 1 is faster).
+
+    ``margin`` is the noise margin (``margin_from_control``), ``floor`` the
+    smallest difference that matters; each gives a band ``[1/(1+m), 1+m]``.
+
+    * ``slower``: the interval lies above 1 and the ratio beyond the margin
+      band (significant, and beyond what two copies of the baseline show);
+      ``faster`` mirrors it. Firm: more rounds will not undo it.
+    * ``same``: the interval lies within the floor band (firm); or, once the
+      budget is spent, the interval lies within the margin band, or it
+      includes 1 with the ratio inside the margin band (no significant
+      difference, and the best guess is one the noise makes anyway).
+    * ``unresolved``: no interval (too few rounds) or no margin; or, once the
+      budget is spent, neither of the above: the noise did not allow a verdict
+      in the time given (e.g. an interval that includes 1 around a ratio
+      beyond the margin).
+
+    ``final=False`` (the adaptive loop asks) returns ``None`` for anything not firm yet.
+    """
+    if not ci.defined or not math.isfinite(margin):
+        return "unresolved" if final else None
+    lo_floor, hi_floor = _band(floor)
+    lo_band, hi_band = _band(max(margin, floor))
+    if ci.lo > 1 and ci.ratio > hi_band:
+        return "slower"
+    if ci.hi < 1 and ci.ratio < lo_band:
+        return "faster"
+    if lo_floor <= ci.lo and ci.hi <= hi_floor:
+        return "same"
+    if not final:
+        return None
+    inside = lo_band <= ci.lo and ci.hi <= hi_band
+    return "same" if inside or (ci.lo <= 1 <= ci.hi and lo_band <= ci.ratio <= hi_band) else "unresolved"
+
+
+def control_verdict(control, floor=MARGIN_FLOOR) -> str:
+    """The A/A control's verdict: ``same`` unless its interval excludes 1 beyond ``floor`` (then the run is noisy)."""
+    if not control.defined:
+        return "unresolved"
+    lo_band, hi_band = _band(floor)
+    if (lo_band <= control.lo and control.hi <= hi_band) or control.lo <= 1 <= control.hi:
+        return "same"
+    return "faster" if control.hi < 1 else "slower"
+
+
+# ---------------------------------------------------------------- Mann-Whitney U
+def _u_counts(m, n) -> list:
+    """Number of orderings with ``U = u`` for ``u = 0..m n`` (no ties): the Gaussian binomial coefficient."""
+    poly = [1] + [0] * (m * n)
+    for i in range(1, m + 1):  # multiply by (1 - q^(n+i)), then divide by (1 - q^i)
+        for u in range(m * n, n + i - 1, -1):
+            poly[u] -= poly[u - n - i]
+        for u in range(i, m * n + 1):
+            poly[u] += poly[u - i]
+    return poly
+
+
+def _u_cdf_exact(m, n) -> np.ndarray:
+    counts = np.cumsum(_u_counts(m, n), dtype=object)
+    total = math.comb(m + n, m)
+    return np.array([c / total for c in counts], dtype=float)
+
+
+def mann_whitney_u(x, y) -> tuple[float, float]:
+    """``(U, p)``: U counts pairs with ``x_i > y_j`` (ties count 1/2); ``p`` two-sided.
+
+    Exact p-value (the U distribution, counted) when there are no ties and
+    ``len(x) * len(y) <= EXACT_MAX_MN``; otherwise the normal approximation with
+    tie-corrected variance and a continuity correction.
+    """
+    a, b = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if a.size == 0 or b.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("mann_whitney_u needs two non-empty samples of finite numbers")
+    m, n = a.size, b.size
+    u = float(np.sum(a[:, None] > b[None, :]) + 0.5 * np.sum(a[:, None] == b[None, :]))
+    _, tie_sizes = np.unique(np.concatenate([a, b]), return_counts=True)
+    ties = bool(np.any(tie_sizes > 1))
+    if not ties and m * n <= EXACT_MAX_MN:
+        cdf = _u_cdf_exact(m, n)
+        ui = int(round(u))
+        p = 2 * min(cdf[ui], 1 - (cdf[ui - 1] if ui > 0 else 0.0))
+        return u, float(min(1.0, p))
+    big_n = m + n
+    tie_term = float(np.sum(tie_sizes.astype(float) ** 3 - tie_sizes)) / (big_n * (big_n - 1)) if big_n > 1 else 0.0
+    var = m * n / 12 * ((big_n + 1) - tie_term)
+    if var <= 0:  # every value equal: no evidence of a difference
+        return u, 1.0
+    z = (abs(u - m * n / 2) - 0.5) / math.sqrt(var)
+    return u, float(min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
+
+
+def _shift_rank(m, n, confidence, ties) -> int:
+    """How many pairwise differences the Moses interval leaves out on each side (0: no interval)."""
+    alpha = 1 - confidence
+    if not ties and m * n <= EXACT_MAX_MN:
+        cdf = _u_cdf_exact(m, n)
+        k = 0
+        while k < m * n // 2 and cdf[k] <= alpha / 2:
+            k += 1
+        return k
+    z = math.sqrt(2) * _erfinv(confidence)
+    return max(0, int(math.floor(m * n / 2 - z * math.sqrt(m * n * (m + n + 1) / 12))))
+
+
+def _erfinv(p) -> float:
+    """Inverse of ``math.erf`` on (0, 1) by bisection (a few dozen steps; no SciPy)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+# ---------------------------------------------------------------- --compare OLD NEW
+@dataclass(frozen=True)
+class Comparison:
+    """One point of ``--compare``: ``ratio`` = new / old time (Hodges-Lehmann), its interval and the U test."""
+
+    ratio: float
+    lo: float
+    hi: float
+    p: float
+    n_old: int
+    n_new: int
+    old_median: float
+    new_median: float
+    decidable: bool  # whether these sample counts can reach p < alpha at all
+    flag: str  # "regression" | "improvement" | "" (no significant change beyond the threshold)
+
+    @property
+    def regression(self) -> bool:
+        return self.flag == "regression"
+
+    def to_dict(self) -> dict:
+        return {"ratio": self.ratio, "ratio_ci": [self.lo, self.hi], "p": self.p, "n_old": self.n_old,
+                "n_new": self.n_new, "old_median_s": self.old_median, "new_median_s": self.new_median,
+                "decidable": self.decidable, "flag": self.flag}
+
+
+def check_threshold(threshold) -> float:
+    """``threshold`` as a float, or ``CompareError`` when it is NaN, infinite or negative."""
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise CompareError(f"threshold must be a number >= 0; got {threshold!r}") from None
+    if not math.isfinite(t) or t < 0:
+        raise CompareError(f"threshold must be a finite number >= 0; got {threshold!r}")
+    return t
+
+
+def _compare_samples(samples, name) -> np.ndarray:
+    if samples is None:
+        raise CompareError(f"{name}: no samples (median missing)")
+    a = np.asarray(samples, dtype=float).ravel()
+    if a.size == 0:
+        raise CompareError(f"{name}: no samples (median missing)")
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise CompareError(f"{name}: samples must be positive finite times (median is NaN or missing)")
+    return a
+
+
+def compare(old, new, threshold=0.10, *, alpha=0.01) -> Comparison:
+    """OLD vs NEW raw samples of one point (seconds per call).
+
+    ``flag`` is ``"regression"`` only for a significant slowdown beyond the
+    threshold: Mann-Whitney ``p < alpha`` and ``ratio > 1 + threshold``
+    (asv's rule); ``"improvement"`` mirrors it. A single number on either side
+    is accepted (a median alone) but can never be significant (``decidable``
+    is False). Raises ``CompareError`` for a bad threshold or NaN, missing or
+    non-positive samples.
+    """
+    t = check_threshold(threshold)
+    if not 0 < alpha < 1:
+        raise CompareError(f"alpha must be in (0, 1); got {alpha!r}")
+    a, b = _compare_samples(old, "old"), _compare_samples(new, "new")
+    m, n = a.size, b.size
+    la, lb = np.log(a), np.log(b)
+    diffs = np.sort((lb[None, :] - la[:, None]).ravel())
+    ties = np.unique(np.concatenate([la, lb])).size < m + n
+    k = _shift_rank(m, n, 1 - alpha, ties)
+    lo, hi = (math.exp(diffs[k - 1]), math.exp(diffs[m * n - k])) if k else (0.0, math.inf)
+    _, p = mann_whitney_u(a, b)
+    decidable = 2 / math.comb(m + n, m) < alpha
+    ratio = math.exp(float(np.median(diffs)))
+    flag = ""
+    if p < alpha and ratio > 1 + t:
+        flag = "regression"
+    elif p < alpha and ratio < 1 / (1 + t):
+        flag = "improvement"
+    return Comparison(ratio, lo, hi, p, m, n, float(np.median(a)), float(np.median(b)), decidable, flag)
+
+
+def gate(comparisons, fail_on_regression=True) -> int:
+    """Exit status of ``--compare``: 1 when failing on a flagged regression, else 0.
+
+    ``CompareError`` (the CLI's exit 2) when there is nothing to compare.
+    """
+    comparisons = list(comparisons)
+    if not comparisons:
+        raise CompareError("nothing comparable: the two results share no point")
+    return 1 if fail_on_regression and any(c.regression for c in comparisons) else 0
+
+
+__all__ = ["VERDICTS", "MARGIN_FLOOR", "CompareError", "Comparison", "RatioCI", "check_threshold", "compare",
+           "control_verdict", "decided", "gate", "mann_whitney_u", "margin_from_control", "ratio_ci",
+           "sign_test_rank", "summary", "verdict"]
