@@ -1,0 +1,272 @@
+"""The timing engine: fake callables on a fake clock for its mechanics, then the control experiment on the real one.
+
+The real-clock tests assert verdicts, never times.
+"""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from mlpbench import measure as M
+from mlpbench import stats as S
+import lab_code as L
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def timed(clock, label, cost, log=None):
+    """A subject whose every call advances ``clock`` by ``cost()`` (or ``cost``) seconds and logs its label."""
+    def fn():
+        if log is not None:
+            log.append(label)
+        clock.t += cost() if callable(cost) else cost
+        return label
+    return M.Subject(label, fn)
+
+
+def jitter(rng, mean, sigma=0.02):
+    return lambda: mean * rng.lognormal(0.0, sigma)
+
+
+# ---------------------------------------------------------------- mechanics on a fake clock
+def test_calibration_batches_calls_to_min_time():
+    clock = FakeClock()
+    s = timed(clock, "a", 1e-4)
+    number = M.calibrate(s, 0.01, clock)
+    assert number * 1e-4 >= 0.01 and number <= 10 * 0.01 / 1e-4
+    assert M.calibrate(s, 0.0, clock) == 1
+    assert M.calibrate(timed(clock, "slow", 0.5), 0.01, clock) == 1
+
+
+def test_warmup_is_apart_and_samples_are_per_call():
+    clock = FakeClock()
+    calls = []
+
+    def cost():
+        calls.append(1)
+        return 2.0 if len(calls) == 1 else 0.001  # the first call compiles
+
+    m = M.measure([M.Subject("jit", timed(clock, "jit", cost).fn)], control=False, min_time=0.01, min_rounds=3,
+                  max_rounds=3, clock=clock)
+    r = m["jit"]
+    assert r.first_s == pytest.approx(2.0)
+    assert r.samples == pytest.approx([0.001] * 3) and r.number >= 10
+    assert r.min == pytest.approx(0.001) and r.median == pytest.approx(0.001) and r.iqr == pytest.approx(0.0)
+
+
+def test_rounds_rotate_the_order():
+    clock, log = FakeClock(), []
+    subjects = [timed(clock, x, 0.02, log) for x in "ABC"]
+    m = M.measure(subjects, control=False, min_time=0.01, min_rounds=3, max_rounds=3, warmup=1, clock=clock)
+    assert m.rounds == 3
+    rounds = log[-9:]  # each sample is one call (0.02 s >= min_time)
+    assert rounds == list("ABC") + list("BCA") + list("CAB")
+
+
+def test_control_is_timed_in_the_rounds_as_a_second_baseline():
+    clock, log = FakeClock(), []
+    subjects = [timed(clock, "A", 0.02, log), timed(clock, "B", 0.02, log)]
+    m = M.measure(subjects, min_time=0.01, min_rounds=3, max_rounds=3, clock=clock)
+    assert log[-9:] == ["A", "A", "B", "A", "B", "A", "B", "A", "A"]  # A, A/A, B rotated
+    assert m.noise.label == "A (A/A)" and len(m.noise.samples) == 3 and math.isnan(m.noise.first_s)
+    assert list(m.results) == ["A", "B"]
+
+
+def test_sync_and_block_end_every_batch():
+    clock = FakeClock()
+    events = []
+    s = M.Subject("a", lambda: clock.__setattr__("t", clock.t + 0.004) or "out", sync=lambda: events.append("sync"),
+                  block=lambda out: events.append(("block", out)))
+    m = M.measure([s], control=False, min_time=0.01, min_rounds=2, max_rounds=2, warmup=1, clock=clock)
+    batches = 1 + 2 + m.rounds  # first call, calibration tries (1 call, then 3), the rounds
+    assert events.count("sync") == batches and events.count(("block", "out")) == batches
+    assert events[:2] == [("block", "out"), "sync"]
+
+
+def test_block_ready_waits_on_nested_results():
+    waited = []
+
+    class Lazy:
+        def block_until_ready(self):
+            waited.append(self)
+
+    a, b = Lazy(), Lazy()
+    M.block_ready((a, [1, {"x": b}]))
+    assert set(map(id, waited)) == {id(a), id(b)}
+
+
+def test_clear_difference_stops_early_with_verdicts():
+    clock, rng = FakeClock(), np.random.RandomState(0)
+    subjects = [timed(clock, "base", jitter(rng, 0.01)), timed(clock, "fast", jitter(rng, 0.005)),
+                timed(clock, "slow", jitter(rng, 0.013))]
+    m = M.measure(subjects, min_time=0.005, max_rounds=200, max_time=100, clock=clock)
+    assert m.stop == "decided" and m.rounds < 200
+    assert m["fast"].verdict == "faster" and m["slow"].verdict == "slower" and m["base"].verdict == "baseline"
+    assert m["fast"].ratio_ci[0] <= 0.5 / 0.97 and m["fast"].ratio_ci[1] >= 0.5 * 0.97
+    assert m.noise.verdict == "same" and not m.noisy
+    assert m.margin >= S.MARGIN_FLOOR
+
+
+def test_identical_subject_runs_to_the_budget_and_is_same():
+    clock, rng = FakeClock(), np.random.RandomState(1)
+    subjects = [timed(clock, "base", jitter(rng, 0.01, 0.05)), timed(clock, "copy", jitter(rng, 0.01, 0.05))]
+    m = M.measure(subjects, min_time=0.005, max_rounds=1000, max_time=1.0, clock=clock)
+    assert m.stop == "max_time" and 0.99 <= m.elapsed_s < 1.1
+    assert m["copy"].verdict == "same"
+    m = M.measure(subjects, min_time=0.005, max_rounds=12, max_time=100, clock=clock)
+    assert m.stop == "max_rounds" and m.rounds == 12
+
+
+def test_too_few_rounds_is_unresolved():
+    clock, rng = FakeClock(), np.random.RandomState(2)
+    subjects = [timed(clock, "base", jitter(rng, 0.01)), timed(clock, "slow", jitter(rng, 0.02))]
+    m = M.measure(subjects, min_time=0.005, min_rounds=4, max_rounds=4, clock=clock)
+    assert m["slow"].verdict == "unresolved" and m["slow"].ratio == pytest.approx(2.0, rel=0.1)
+
+
+def test_baseline_by_label_comes_first():
+    clock = FakeClock()
+    m = M.measure([timed(clock, "x", 0.02), timed(clock, "ref", 0.01)], baseline="ref", min_time=0.005,
+                  max_rounds=10, clock=clock)
+    assert list(m.results) == ["ref", "x"] and m.baseline == "ref"
+    assert m["x"].ratio == pytest.approx(2.0) and m["x"].verdict == "slower"
+
+
+def test_results_to_dict():
+    clock, rng = FakeClock(), np.random.RandomState(3)
+    m = M.measure([timed(clock, "a", jitter(rng, 0.01)), timed(clock, "b", jitter(rng, 0.02))], min_time=0.005,
+                  max_rounds=20, clock=clock)
+    d = m.to_dict()
+    assert {"baseline", "rounds", "stop", "margin", "noisy", "noise", "subjects", "confidence"} <= set(d)
+    b = d["subjects"][1]
+    assert {"min_s", "median_s", "iqr_s", "ratio", "ratio_ci", "verdict", "samples_s", "first_s", "number"} <= set(b)
+    assert b["label"] == "b" and b["verdict"] == "slower" and len(b["samples_s"]) == d["rounds"]
+    assert d["noise"]["label"] == "a (A/A)" and d["noisy"] is False
+
+
+def test_noisy_when_the_control_differs():
+    r = M.SubjectResult("a (A/A)", [1.0, 1.0], 1, float("nan"), 1.2, (1.1, 1.3), "slower")
+    m = M.Measurement("a", {}, r, 0.3, 0.99, 2, 1.0, "max_time")
+    assert m.noisy and m.to_dict()["noisy"] is True
+    assert not M.Measurement("a", {}, None, 0.02, 0.99, 2, 1.0, "max_time").noisy
+
+
+def test_a_failing_subject_is_dropped_or_raises():
+    clock = FakeClock()
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise RuntimeError("device lost")
+        clock.t += 0.02
+
+    subjects = [timed(clock, "base", 0.01), M.Subject("flaky", flaky), timed(clock, "ok", 0.02)]
+    m = M.measure(subjects, min_time=0.005, max_rounds=10, on_error="drop", clock=clock)
+    assert m.errors == {"flaky": "RuntimeError: device lost"} and list(m.results) == ["base", "ok"]
+    assert m["ok"].verdict == "slower"
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="device lost"):
+        M.measure(subjects, min_time=0.005, max_rounds=10, clock=clock)
+
+    def broken():
+        raise RuntimeError("no baseline")
+
+    with pytest.raises(RuntimeError, match="no baseline"):
+        M.measure([M.Subject("base", broken), timed(clock, "ok", 0.01)], on_error="drop", clock=clock)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(subjects=[]), "at least one"),
+    (dict(subjects=["f"]), "Subject"),
+    (dict(dup=True), "unique"),
+    (dict(baseline="nope"), "baseline"),
+    (dict(min_rounds=0), "min_rounds"),
+    (dict(min_rounds=5, max_rounds=4), "max_rounds"),
+    (dict(min_time=-1.0), "min_time"),
+    (dict(min_time=float("nan")), "min_time"),
+    (dict(max_time=0), "max_time"),
+    (dict(confidence=1.0), "confidence"),
+    (dict(on_error="ignore"), "on_error"),
+])
+def test_bad_arguments(kw, match):
+    clock = FakeClock()
+    subjects = kw.pop("subjects", [timed(clock, "a", 0.01), timed(clock, "b", 0.01)])
+    if kw.pop("dup", False):
+        subjects = [timed(clock, "a", 0.01), timed(clock, "a", 0.01)]
+    with pytest.raises((ValueError, TypeError), match=match):
+        M.measure(subjects, clock=clock, **kw)
+
+
+def test_rounds_needed():
+    assert M.rounds_needed(0.99) == 8 and M.rounds_needed(0.95) == 6
+
+
+# ---------------------------------------------------------------- peaks
+def test_peak_best_spread_and_flag():
+    clock = FakeClock()
+    peak = M.Peak("GFLOP/s")
+    assert math.isnan(peak.best) and not peak.flagged
+    assert peak.sample(timed(clock, "mm", 0.010), 2.0, rounds=3, clock=clock) == pytest.approx(200.0)
+    assert not peak.flagged and peak.spread == 0.0
+    peak.sample(timed(clock, "mm", 0.0105), 2.0, rounds=3, clock=clock)  # 5 % slower at the end: fine
+    assert peak.best == pytest.approx(200.0) and not peak.flagged
+    peak.sample(timed(clock, "mm", 0.020), 2.0, rounds=3, clock=clock)  # half the rate: flagged
+    d = peak.to_dict()
+    assert d["flagged"] and d["spread"] == pytest.approx(0.5) and d["best"] == pytest.approx(200.0)
+    assert len(d["samples"]) == 3 and d["unit"] == "GFLOP/s"
+
+
+def test_rate_takes_the_best_sample():
+    clock = FakeClock()
+    costs = iter([0.5] + [0.02, 0.01, 0.03] + [0.02] * 10)  # first call, calibration, then rounds
+    s = M.Subject("copy", lambda: clock.__setattr__("t", clock.t + next(costs)))
+    assert M.rate(s, 1.0, rounds=3, min_time=0.0, clock=clock) == pytest.approx(100.0)
+
+
+# ---------------------------------------------------------------- the control experiment, real clock
+def lab_step():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([[0.0], [0.0], [0.0], [1.0]])
+    rng = np.random.RandomState(42)
+    W1, b1, W2, b2 = rng.randn(2, 4) * 0.5, np.zeros((1, 4)), rng.randn(4, 1) * 0.5, np.zeros((1, 1))
+
+    def step():
+        y_hat, cache = L.forward_pass(X, W1, b1, W2, b2)
+        return L.backward_pass(X, y, cache, W2)
+
+    return step
+
+
+def slowed(fn, extra=0.2):
+    """``fn`` plus a busy-wait of ``extra`` times its own duration (so load slows both alike)."""
+    def run():
+        t0 = time.perf_counter()
+        out = fn()
+        end = time.perf_counter() + extra * (time.perf_counter() - t0)
+        while time.perf_counter() < end:
+            pass
+        return out
+    return run
+
+
+def test_control_experiment_slowed_is_slower_and_copy_is_never_different():
+    step = lab_step()
+    subjects = [M.Subject("numpy", step), M.Subject("copy", lab_step()), M.Subject("slowed", slowed(lab_step()))]
+    verdicts = []
+    for _ in range(3):  # a loaded machine may leave "slowed" unresolved once; it may never flip a verdict
+        m = M.measure(subjects, min_time=0.002, max_time=1.5, max_rounds=300)
+        verdicts.append((m["copy"].verdict, m["slowed"].verdict))
+        assert m["copy"].verdict not in ("faster", "slower"), m.to_dict()
+        assert m["slowed"].verdict != "faster", m.to_dict()
+        if m["slowed"].verdict == "slower":
+            break
+    assert verdicts[-1][1] == "slower", verdicts

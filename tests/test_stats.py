@@ -1,0 +1,257 @@
+"""mlpbench.stats on samples whose answer is known: intervals, verdicts, Mann-Whitney U, the compare gate."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mlpbench import stats as S
+
+
+def lognormal(rng, n, ratio=1.0, sigma=0.05):
+    return ratio * rng.lognormal(0.0, sigma, n)
+
+
+# ---------------------------------------------------------------- summary, ranks, paired ratio
+def test_summary():
+    s = S.summary([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert s == {"n": 5, "min": 1.0, "median": 3.0, "q25": 2.0, "q75": 4.0, "iqr": 2.0}
+    for bad in ([], [1.0, float("nan")], [1.0, -2.0], [0.0]):
+        with pytest.raises(ValueError, match="samples"):
+            S.summary(bad)
+
+
+def test_sign_test_rank_matches_the_binomial():
+    assert S.sign_test_rank(8, 0.99) == (1, 1 - 2 / 256)
+    assert S.sign_test_rank(6, 0.95) == (1, 1 - 2 / 64)
+    assert S.sign_test_rank(5, 0.95)[0] == 0  # 2 / 32 > 0.05: no interval from 5 rounds
+    assert S.sign_test_rank(7, 0.99)[0] == 0
+    for n in range(1, 41):
+        k, achieved = S.sign_test_rank(n, 0.9)
+        tail = lambda j: sum(math.comb(n, i) for i in range(j + 1)) / 2 ** n  # noqa: E731
+        if k:
+            assert 2 * tail(k - 1) <= 0.1 < 2 * tail(k) or k == n // 2
+            assert achieved == pytest.approx(1 - 2 * tail(k - 1))
+        else:
+            assert 2 * tail(0) > 0.1
+    with pytest.raises(ValueError, match="confidence"):
+        S.sign_test_rank(10, 1.0)
+
+
+def test_ratio_ci_exact_ratio_without_noise():
+    base = np.linspace(1.0, 2.0, 12)
+    ci = S.ratio_ci(1.5 * base, base, 0.99)
+    assert ci.ratio == pytest.approx(1.5) and ci.lo == pytest.approx(1.5) and ci.hi == pytest.approx(1.5)
+    assert ci.n == 12 and ci.defined and ci.confidence >= 0.99
+
+
+def test_ratio_ci_pairs_by_round_so_drift_cancels():
+    rng = np.random.RandomState(0)
+    drift = np.exp(np.linspace(0, 1.0, 30))  # the machine slows down 2.7x during the run
+    base = drift * lognormal(rng, 30, sigma=0.01)
+    ci = S.ratio_ci(drift * lognormal(rng, 30, 1.2, 0.01), base, 0.99)
+    assert 1.15 < ci.lo <= 1.2 <= ci.hi < 1.25 and ci.hi / ci.lo < 1.05  # the raw times span 2.7x
+
+
+def test_ratio_ci_too_few_rounds_and_bad_input():
+    ci = S.ratio_ci([1.0, 1.1, 1.2], [1.0, 1.0, 1.0], 0.99)
+    assert not ci.defined and math.isnan(ci.lo) and ci.ratio == pytest.approx(1.1)
+    with pytest.raises(ValueError, match="paired by round"):
+        S.ratio_ci([1.0, 2.0], [1.0], 0.99)
+    with pytest.raises(ValueError, match="subject"):
+        S.ratio_ci([1.0, float("nan")], [1.0, 1.0])
+    with pytest.raises(ValueError, match="baseline"):
+        S.ratio_ci([1.0, 1.0], [1.0, 0.0])
+
+
+@pytest.mark.parametrize("n, confidence", [(12, 0.9), (25, 0.99)])
+def test_ratio_ci_coverage_on_lognormal_noise(n, confidence):
+    rng = np.random.RandomState(n)
+    true, trials, hits = 1.3, 800, 0
+    achieved = S.sign_test_rank(n, confidence)[1]
+    for _ in range(trials):
+        ci = S.ratio_ci(lognormal(rng, n, true, 0.1), lognormal(rng, n, 1.0, 0.1), confidence)
+        hits += ci.lo <= true <= ci.hi
+    se = math.sqrt(achieved * (1 - achieved) / trials)
+    assert achieved >= confidence
+    assert achieved - 4 * se - 0.005 <= hits / trials <= min(1.0, achieved + 4 * se + 0.005)
+
+
+def test_ratio_ci_is_deterministic():
+    rng = np.random.RandomState(3)
+    a, b = lognormal(rng, 20), lognormal(rng, 20)
+    assert S.ratio_ci(a, b) == S.ratio_ci(a.copy(), b.copy())
+
+
+# ---------------------------------------------------------------- margin and verdicts
+def ci(ratio, lo, hi):
+    return S.RatioCI(ratio, lo, hi, 20, 0.99)
+
+
+@pytest.mark.parametrize("interval, margin, final, expected", [
+    ((1.30, 1.20, 1.40), 0.05, True, "slower"),
+    ((1.30, 1.20, 1.40), 0.05, False, "slower"),
+    ((0.70, 0.60, 0.80), 0.05, False, "faster"),
+    ((1.00, 0.99, 1.01), 0.10, False, "same"),       # within the 2 % floor: firm
+    ((1.00, 0.95, 1.06), 0.10, False, None),         # within the margin only: not firm yet...
+    ((1.00, 0.95, 1.06), 0.10, True, "same"),        # ...but same once the budget is spent
+    ((1.00, 0.80, 1.30), 0.10, True, "same"),        # includes 1, ratio inside the margin band
+    ((1.25, 0.95, 1.60), 0.10, True, "unresolved"),  # includes 1, ratio beyond the margin band
+    ((1.06, 1.03, 1.15), 0.10, True, "unresolved"),  # excludes 1, ratio inside the band, not inside it all
+    ((1.08, 1.03, 1.15), 0.05, True, "slower"),
+    ((1.08, 1.03, 1.15), 0.20, True, "same"),        # within the margin band
+    ((1.0, float("nan"), float("nan")), 0.05, True, "unresolved"),
+    ((1.3, 1.2, 1.4), float("nan"), True, "unresolved"),
+])
+def test_verdict_rules(interval, margin, final, expected):
+    got = S.verdict(ci(*interval), margin, final=final)
+    assert got == expected
+    assert S.decided(ci(*interval), margin) == (S.verdict(ci(*interval), margin, final=False) is not None)
+
+
+def test_margin_from_control():
+    rng = np.random.RandomState(1)
+    base = lognormal(rng, 30, sigma=0.001)
+    assert S.margin_from_control(base * 1.0001, base) == S.MARGIN_FLOOR  # quiet: the floor
+    quiet = S.margin_from_control(lognormal(rng, 30, sigma=0.02), base)
+    noisy = S.margin_from_control(lognormal(rng, 30, sigma=0.2), base)
+    assert S.MARGIN_FLOOR <= quiet < noisy
+    # one preempted sample (10x) does not blow the margin open
+    aa = lognormal(rng, 12, sigma=0.03)
+    hit = aa.copy()
+    hit[3] *= 10
+    assert S.margin_from_control(hit, base[:12]) < 2 * S.margin_from_control(aa, base[:12])
+    # a systematic A/A difference widens it
+    assert S.margin_from_control(1.15 * aa, base[:12]) > 0.15
+    assert math.isnan(S.margin_from_control([1.0], [1.0]))
+    with pytest.raises(ValueError, match="floor"):
+        S.margin_from_control(aa, base[:12], floor=-0.1)
+
+
+def test_control_verdict():
+    assert S.control_verdict(ci(1.0, 0.97, 1.04)) == "same"
+    assert S.control_verdict(ci(1.01, 1.005, 1.015)) == "same"  # excludes 1 but within the floor
+    assert S.control_verdict(ci(1.10, 1.05, 1.15)) == "slower"
+    assert S.control_verdict(ci(0.90, 0.85, 0.95)) == "faster"
+    assert S.control_verdict(ci(1.0, float("nan"), float("nan"))) == "unresolved"
+
+
+def judge(rng, ratio, sigma, n=40, confidence=0.99):
+    base, aa, sub = lognormal(rng, n, 1.0, sigma), lognormal(rng, n, 1.0, sigma), lognormal(rng, n, ratio, sigma)
+    margin = S.margin_from_control(aa, base, confidence)
+    return S.verdict(S.ratio_ci(sub, base, confidence), margin), S.control_verdict(S.ratio_ci(aa, base, confidence))
+
+
+def test_identical_distributions_are_same():
+    rng = np.random.RandomState(7)
+    got = [judge(rng, 1.0, 0.05) for _ in range(300)]
+    verdicts = [v for v, _ in got]
+    assert "faster" not in verdicts and "slower" not in verdicts
+    assert verdicts.count("same") >= 0.95 * len(got)
+    assert sum(c == "same" for _, c in got) >= 0.95 * len(got)  # the A/A control
+
+
+def test_clear_shift_is_called():
+    rng = np.random.RandomState(8)
+    assert all(judge(rng, 1.2, 0.05)[0] == "slower" for _ in range(100))
+    assert all(judge(rng, 1 / 1.2, 0.05)[0] == "faster" for _ in range(100))
+
+
+# ---------------------------------------------------------------- Mann-Whitney U
+def test_mann_whitney_hand_computed():
+    # x all below y: U = 0; of the C(5, 2) = 10 equally likely orderings one gives U = 0
+    # and one gives U = 6, so the two-sided p is 2 / 10
+    assert S.mann_whitney_u([1, 2, 3], [4, 5]) == (0.0, pytest.approx(0.2))
+    # U = #(x > y) = 2 (3.3 > 2.9, 4.0 > 2.9); orderings with U <= 2 among C(9, 4) = 126:
+    # U = 0: 1, U = 1: 1, U = 2: 2, so p = 2 * 4 / 126
+    u, p = S.mann_whitney_u([1.1, 2.3, 0.7, 4.0, 3.3], [5.1, 6.2, 2.9, 7.7])
+    assert u == 2.0 and p == pytest.approx(8 / 126)
+
+
+def test_mann_whitney_ties_and_large_samples():
+    # ties count 1/2: x > y pairs 1+... counted by hand: U = 5.5 (5 wins, 1 tie)
+    x, y = [1, 2, 2, 3, 3, 3], [2, 3, 4, 4, 5]
+    u, p = S.mann_whitney_u(x, y)
+    assert u == 5.5
+    # normal approximation: mean 15, tie-corrected variance, continuity 0.5
+    n_all, ties = 11, np.array([1, 3, 4, 2, 1])
+    var = 30 / 12 * (12 - np.sum(ties ** 3 - ties) / (n_all * (n_all - 1)))
+    assert p == pytest.approx(math.erfc((15 - 5.5 - 0.5) / math.sqrt(var) / math.sqrt(2)))
+    rng = np.random.RandomState(0)
+    a, b = rng.rand(30), rng.rand(25) + 0.2
+    u_ab, p_ab = S.mann_whitney_u(a, b)
+    u_ba, p_ba = S.mann_whitney_u(b, a)
+    assert u_ab + u_ba == 30 * 25 and p_ab == pytest.approx(p_ba)
+    assert S.mann_whitney_u([1.0, 1.0], [1.0, 1.0]) == (2.0, 1.0)
+    with pytest.raises(ValueError):
+        S.mann_whitney_u([], [1.0])
+
+
+def test_mann_whitney_against_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")  # an independent oracle; the hand cases above need none
+    rng = np.random.RandomState(5)
+    for m, n in [(4, 6), (9, 9), (20, 20), (25, 31)]:
+        a, b = rng.rand(m), rng.rand(n) + 0.3
+        method = "exact" if m * n <= S.EXACT_MAX_MN else "asymptotic"
+        ref = scipy_stats.mannwhitneyu(a, b, method=method)
+        assert S.mann_whitney_u(a, b) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+
+
+def test_exact_u_distribution_counts_every_ordering():
+    for m, n in [(1, 1), (3, 4), (6, 5)]:
+        counts = S._u_counts(m, n)
+        assert sum(counts) == math.comb(m + n, m) and counts == counts[::-1]
+
+
+# ---------------------------------------------------------------- compare and the gate
+def test_compare_flags_a_significant_slowdown_beyond_the_threshold():
+    rng = np.random.RandomState(11)
+    old, new = lognormal(rng, 20), lognormal(rng, 20, 1.25)
+    c = S.compare(old, new, 0.10)
+    assert c.regression and c.flag == "regression" and c.p < 0.01 and c.decidable
+    assert c.lo <= 1.25 <= c.hi and c.lo > 1.0
+    assert S.compare(new, old, 0.10).flag == "improvement"
+    assert S.gate([c], fail_on_regression=True) == 1
+    assert S.gate([c], fail_on_regression=False) == 0
+
+
+def test_compare_does_not_fail_within_the_threshold_or_without_significance():
+    rng = np.random.RandomState(12)
+    small = S.compare(lognormal(rng, 30, sigma=0.01), lognormal(rng, 30, 1.05, 0.01), 0.10)
+    assert small.p < 0.01 and not small.regression  # significant, but 5 % < 10 %
+    few = S.compare([1.0, 1.01], [2.0, 2.02], 0.10)  # twice as slow, but 2 vs 2 samples cannot be significant
+    assert not few.decidable and not few.regression and few.ratio == pytest.approx(2.0, rel=0.02)
+    same = S.compare(lognormal(rng, 20, sigma=0.2), lognormal(rng, 20, sigma=0.2), 0.0)
+    assert not same.regression
+    assert S.compare([1.0], [5.0]).flag == ""  # a median alone is accepted, never significant
+    assert S.gate([small, few, same], fail_on_regression=True) == 0
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), -0.1, float("inf"), "x", None])
+def test_compare_rejects_a_bad_threshold(threshold):
+    with pytest.raises(S.CompareError, match="threshold"):
+        S.compare([1.0, 1.1], [1.0, 1.1], threshold)
+
+
+@pytest.mark.parametrize("old, new, culprit", [
+    (None, [1.0], "old"), ([1.0], None, "new"), ([], [1.0], "old"), ([1.0], [], "new"),
+    ([float("nan")], [1.0], "old"), ([1.0], [1.0, float("nan")], "new"), ([1.0], [-1.0], "new"),
+])
+def test_compare_rejects_missing_or_nan_medians(old, new, culprit):
+    with pytest.raises(S.CompareError, match=f"^{culprit}: .*median"):
+        S.compare(old, new)
+
+
+def test_gate_nothing_comparable_is_an_error():
+    with pytest.raises(S.CompareError, match="nothing comparable"):
+        S.gate([])
+    assert issubclass(S.CompareError, ValueError)  # the CLI's "user fault": exit 2
+
+
+def test_compare_interval_coverage():
+    rng = np.random.RandomState(13)
+    hits, trials = 0, 300
+    for _ in range(trials):
+        c = S.compare(lognormal(rng, 15), lognormal(rng, 12, 1.1), alpha=0.05)
+        hits += c.lo <= 1.1 <= c.hi
+    assert hits / trials >= 0.92
