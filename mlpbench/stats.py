@@ -90,7 +90,7 @@ def sign_test_rank(n, confidence) -> tuple[int, float]:
     k = 0
     while k < n // 2 and 2 * cdf[k] <= alpha:  # widening by one rank leaves 2 P(B <= k) outside
         k += 1
-    return k, (1 - 2 * cdf[k - 1]) if k else float("nan")
+    return k, float(1 - 2 * cdf[k - 1]) if k else float("nan")
 
 
 @dataclass(frozen=True)
