@@ -167,7 +167,7 @@ class Measurement:
 
 
 # ---------------------------------------------------------------- the engine
-def _check(subjects, baseline, min_time, min_rounds, max_rounds, max_time, confidence, on_error):
+def _check(subjects, baseline, control, min_time, min_rounds, max_rounds, max_time, confidence, on_error):
     if not subjects:
         raise ValueError("subjects must hold at least one Subject; got none")
     for s in subjects:
@@ -178,6 +178,8 @@ def _check(subjects, baseline, min_time, min_rounds, max_rounds, max_time, confi
         raise ValueError(f"subject labels must be unique; got {labels}")
     if baseline is not None and baseline not in labels:
         raise ValueError(f"baseline must be one of the subject labels {labels}; got {baseline!r}")
+    if control and _control_label(labels[0] if baseline is None else baseline) in labels:
+        raise ValueError(f"subject labels must not end in ' (A/A)', the control's label; got {labels}")
     if not (isinstance(min_rounds, int) and min_rounds >= 1):
         raise ValueError(f"min_rounds must be an int >= 1; got {min_rounds!r}")
     if not (isinstance(max_rounds, int) and max_rounds >= min_rounds):
@@ -190,6 +192,10 @@ def _check(subjects, baseline, min_time, min_rounds, max_rounds, max_time, confi
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
     if on_error not in ("raise", "drop"):
         raise ValueError(f"on_error must be 'raise' or 'drop'; got {on_error!r}")
+
+
+def _control_label(base) -> str:
+    return f"{base} (A/A)"
 
 
 def rounds_needed(confidence) -> int:
@@ -235,7 +241,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     """
     subjects = list(subjects)
     min_rounds = rounds_needed(confidence) if min_rounds is None else min_rounds
-    _check(subjects, baseline, min_time, min_rounds, max_rounds, max_time, confidence, on_error)
+    _check(subjects, baseline, control, min_time, min_rounds, max_rounds, max_time, confidence, on_error)
     base = subjects[0].label if baseline is None else baseline
     subjects.sort(key=lambda s: s.label != base)
     numbers, firsts, errors = {}, {}, {}
@@ -261,7 +267,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
             firsts[s.label], numbers[s.label] = got
     timed = [s for s in subjects if s.label not in errors]
     if control:
-        aa = Subject(f"{base} (A/A)", timed[0].fn, timed[0].sync, timed[0].block)
+        aa = Subject(_control_label(base), timed[0].fn, timed[0].sync, timed[0].block)
         timed.insert(1, aa)
         numbers[aa.label], firsts[aa.label] = numbers[base], float("nan")
     samples = {s.label: [] for s in timed}
@@ -282,7 +288,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
             continue
         results = {s.label: SubjectResult(s.label, samples[s.label], numbers[s.label], firsts[s.label])
                    for s in timed}
-        noise = results.pop(f"{base} (A/A)", None)
+        noise = results.pop(_control_label(base), None)
         if _judge(results, base, noise, confidence, margin_floor)[1]:
             stop = "decided"
             break
@@ -291,7 +297,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
             break
     elapsed = clock() - start
     results = {s.label: SubjectResult(s.label, samples[s.label], numbers[s.label], firsts[s.label]) for s in timed}
-    noise = results.pop(f"{base} (A/A)", None)
+    noise = results.pop(_control_label(base), None)
     margin, _ = _judge(results, base, noise, confidence, margin_floor)
     return Measurement(base, results, noise, margin, confidence, rounds, elapsed, stop, errors)
 

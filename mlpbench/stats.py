@@ -36,6 +36,7 @@ distribution selects): the interval excludes 1 exactly when the U test rejects.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ def _binom_half_cdf(n) -> np.ndarray:
     return np.array([c / 2 ** n for c in counts], dtype=float)
 
 
+@functools.lru_cache(maxsize=1024)
 def sign_test_rank(n, confidence) -> tuple[int, float]:
     """``(k, achieved)``: the interval ``[x_(k), x_(n+1-k)]`` covers the median with ``achieved >= confidence``.
 
@@ -129,6 +131,7 @@ def _band(margin) -> tuple[float, float]:
     return 1 / (1 + margin), 1 + margin
 
 
+@functools.lru_cache(maxsize=64)
 def _z(confidence) -> float:
     """Two-sided standard normal quantile: ``P(|Z| <= z) = confidence``."""
     return math.sqrt(2) * _erfinv(confidence)

@@ -196,10 +196,13 @@ def test_a_failing_subject_is_dropped_or_raises():
     (dict(max_time=0), "max_time"),
     (dict(confidence=1.0), "confidence"),
     (dict(on_error="ignore"), "on_error"),
+    (dict(subjects="collide"), "A/A"),
 ])
 def test_bad_arguments(kw, match):
     clock = FakeClock()
     subjects = kw.pop("subjects", [timed(clock, "a", 0.01), timed(clock, "b", 0.01)])
+    if subjects == "collide":
+        subjects = [timed(clock, "a", 0.01), timed(clock, "a (A/A)", 0.01)]
     if kw.pop("dup", False):
         subjects = [timed(clock, "a", 0.01), timed(clock, "a", 0.01)]
     with pytest.raises((ValueError, TypeError), match=match):
