@@ -44,6 +44,19 @@ def test_calibration_batches_calls_to_min_time():
     assert number * 1e-4 >= 0.01 and number <= 10 * 0.01 / 1e-4
     assert M.calibrate(s, 0.0, clock) == 1
     assert M.calibrate(timed(clock, "slow", 0.5), 0.01, clock) == 1
+    stalls = iter([0.05] + [1e-4] * 10 ** 5)  # the very first batch stalls: the second one is trusted
+    assert M.calibrate(M.Subject("s", lambda: clock.__setattr__("t", clock.t + next(stalls))), 0.01, clock) >= 100
+
+
+@pytest.mark.parametrize("k", range(1, 8))
+def test_round_orders_are_balanced(k):
+    rows = M.round_orders(k)
+    assert all(sorted(r) == list(range(k)) for r in rows)
+    for pos in range(k):  # every subject in every position equally often
+        assert sorted(r[pos] for r in rows) == sorted(list(range(k)) * (len(rows) // k))
+    pairs = [(r[i], r[i + 1]) for r in rows for i in range(k - 1)]
+    counts = {p: pairs.count(p) for p in set(pairs)}
+    assert len(counts) == k * (k - 1) and len(set(counts.values())) <= 1  # every neighbour equally often
 
 
 def test_warmup_is_apart_and_samples_are_per_call():
@@ -80,13 +93,25 @@ def test_control_is_timed_in_the_rounds_as_a_second_baseline():
     assert list(m.results) == ["A", "B"]
 
 
+def test_control_can_be_an_independent_copy():
+    clock, log = FakeClock(), []
+    copy = timed(clock, "copy of A", 0.03, log)
+    m = M.measure([timed(clock, "A", 0.02, log)], control=copy, min_time=0.01, min_rounds=4, max_rounds=4,
+                  clock=clock)
+    assert log.count("copy of A") == 1 + 2 + 4  # its own first call, calibration, rounds
+    assert m.noise.label == "A (A/A)" and m.noise.first_s == pytest.approx(0.03)
+    assert m.noise.ratio == pytest.approx(1.5)
+    with pytest.raises(TypeError, match="control"):
+        M.measure([timed(clock, "A", 0.02)], control="yes", clock=clock)
+
+
 def test_sync_and_block_end_every_batch():
     clock = FakeClock()
     events = []
     s = M.Subject("a", lambda: clock.__setattr__("t", clock.t + 0.004) or "out", sync=lambda: events.append("sync"),
                   block=lambda out: events.append(("block", out)))
     m = M.measure([s], control=False, min_time=0.01, min_rounds=2, max_rounds=2, warmup=1, clock=clock)
-    batches = 1 + 2 + m.rounds  # first call, calibration tries (1 call, then 3), the rounds
+    batches = 1 + 4 + m.rounds  # first call, calibration (two batches of 1 call, then two of 3), the rounds
     assert events.count("sync") == batches and events.count(("block", "out")) == batches
     assert events[:2] == [("block", "out"), "sync"]
 
@@ -230,7 +255,7 @@ def test_peak_best_spread_and_flag():
 
 def test_rate_takes_the_best_sample():
     clock = FakeClock()
-    costs = iter([0.5] + [0.02, 0.01, 0.03] + [0.02] * 10)  # first call, calibration, then rounds
+    costs = iter([0.5] + [0.02, 0.02] + [0.03, 0.01, 0.02])  # first call, calibration (2 batches), then rounds
     s = M.Subject("copy", lambda: clock.__setattr__("t", clock.t + next(costs)))
     assert M.rate(s, 1.0, rounds=3, min_time=0.0, clock=clock) == pytest.approx(100.0)
 
