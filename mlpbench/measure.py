@@ -181,8 +181,9 @@ class Measurement:
 
     @property
     def noisy(self) -> bool:
-        """The A/A control did not come out ``same``: the verdicts of this point stand on noise."""
-        return self.noise is not None and self.noise.verdict != "same"
+        """The A/A control did not come out ``same``, or its margin exceeds ``stats.MAX_MARGIN``: the verdicts of
+        this point stand on noise."""
+        return self.noise is not None and (self.noise.verdict != "same" or not self.margin <= stats.MAX_MARGIN)
 
     def __getitem__(self, label) -> SubjectResult:
         return self.results[label]

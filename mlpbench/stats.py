@@ -45,6 +45,8 @@ import numpy as np
 VERDICTS = ("faster", "slower", "same", "unresolved")
 #: smallest equivalence margin: differences under 2 % are never called real
 MARGIN_FLOOR = 0.02
+#: a noise margin wider than this leaves ``same`` meaningless: such a point says ``unresolved`` (and is noisy)
+MAX_MARGIN = 0.25
 #: exact Mann-Whitney p-values when there are no ties and ``m * n`` is at most this
 EXACT_MAX_MN = 400
 
@@ -180,7 +182,8 @@ def verdict(ci, margin, floor=MARGIN_FLOOR, final=True):
     * ``unresolved``: no interval (too few rounds) or no margin; or, once the
       budget is spent, neither of the above: the noise did not allow a verdict
       in the time given (e.g. an interval that includes 1 around a ratio
-      beyond the margin).
+      beyond the margin); and any non-firm ``same`` when the margin exceeds
+      ``MAX_MARGIN`` (25 %): within such noise "same" would say nothing.
 
     ``final=False`` (the adaptive loop asks) returns ``None`` for anything not firm yet.
     """
@@ -197,6 +200,8 @@ def verdict(ci, margin, floor=MARGIN_FLOOR, final=True):
     if not final:
         return None
     inside = lo_band <= ci.lo and ci.hi <= hi_band
+    if margin > MAX_MARGIN:
+        return "unresolved"
     return "same" if inside or (ci.lo <= 1 <= ci.hi and lo_band <= ci.ratio <= hi_band) else "unresolved"
 
 
@@ -368,6 +373,6 @@ def gate(comparisons, fail_on_regression=True) -> int:
     return 1 if fail_on_regression and any(c.regression for c in comparisons) else 0
 
 
-__all__ = ["VERDICTS", "MARGIN_FLOOR", "CompareError", "Comparison", "RatioCI", "check_threshold", "compare",
+__all__ = ["VERDICTS", "MARGIN_FLOOR", "MAX_MARGIN", "CompareError", "Comparison", "RatioCI", "check_threshold", "compare",
            "control_verdict", "decided", "gate", "mann_whitney_u", "margin_from_control", "ratio_ci",
            "sign_test_rank", "summary", "verdict"]

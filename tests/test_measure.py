@@ -182,6 +182,9 @@ def test_noisy_when_the_control_differs():
     m = M.Measurement("a", {}, r, 0.3, 0.99, 2, 1.0, "max_time")
     assert m.noisy and m.to_dict()["noisy"] is True
     assert not M.Measurement("a", {}, None, 0.02, 0.99, 2, 1.0, "max_time").noisy
+    same = M.SubjectResult("a (A/A)", [1.0, 1.0], 1, float("nan"), 1.0, (0.5, 2.0), "same")
+    assert M.Measurement("a", {}, same, 0.5, 0.99, 2, 1.0, "max_time").noisy  # a 50 % noise margin
+    assert not M.Measurement("a", {}, same, 0.05, 0.99, 2, 1.0, "max_time").noisy
 
 
 def test_a_failing_subject_is_dropped_or_raises():

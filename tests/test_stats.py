@@ -100,6 +100,9 @@ def ci(ratio, lo, hi):
     ((1.06, 1.03, 1.15), 0.10, True, "unresolved"),  # excludes 1, ratio inside the band, not inside it all
     ((1.08, 1.03, 1.15), 0.05, True, "slower"),
     ((1.08, 1.03, 1.15), 0.20, True, "same"),        # within the margin band
+    ((1.30, 0.50, 3.00), 0.40, True, "unresolved"),  # includes 1, but a 40 % noise margin makes "same" empty
+    ((1.00, 0.99, 1.01), 0.40, True, "same"),        # within the floor: firm whatever the margin
+    ((0.30, 0.20, 0.40), 0.40, True, "faster"),      # far beyond even a wide margin
     ((1.0, float("nan"), float("nan")), 0.05, True, "unresolved"),
     ((1.3, 1.2, 1.4), float("nan"), True, "unresolved"),
 ])
