@@ -26,7 +26,8 @@ Design
   noise floor: it sets the equivalence margin (``stats.margin_from_control``):
   a subject is ``faster`` / ``slower`` only when its interval excludes 1 AND
   its ratio lies beyond that margin; when the control itself comes out
-  different from 1 the measurement is ``noisy``.
+  different from 1, or its margin exceeds 25 % (``stats.MAX_MARGIN``), the
+  measurement is ``noisy``.
 * **Adaptive stop** (torch's ``adaptive_autorange``): after ``min_rounds``,
   sampling stops as soon as every subject's verdict is firm
   (``stats.decided``: ``faster``, ``slower``, or ``same`` within the 2 %
@@ -41,6 +42,16 @@ asv contributes the rounds and Mann-Whitney for ``--compare`` (``stats``),
 pyperf the calibration of loops to a minimum duration, torch.utils.benchmark
 the adaptive stop and the warm-up kept apart; the A/A control is the
 experimentalist's way to measure the floor the verdicts stand on.
+
+Usage::
+
+    m = measure([Subject("numpy", step_a, sync=a.synchronize), Subject("numba", step_b, sync=b.synchronize)],
+                control=Subject("numpy copy", step_a2, sync=a2.synchronize), min_time=0.005, max_time=1.0)
+    m["numba"].ratio, m["numba"].ratio_ci, m["numba"].verdict   # e.g. 0.61, (0.57, 0.66), "faster"
+    m.noise, m.margin, m.noisy, m.to_dict()
+
+    peak = Peak("GFLOP/s"); peak.sample(Subject("matmul", lambda: a @ b), 2 * n ** 3 / 1e9)
+    ...                     # again at the end of the run: peak.best, peak.spread, peak.flagged
 """
 
 from __future__ import annotations

@@ -144,21 +144,24 @@ def margin_from_control(control, baseline, confidence=0.99, floor=MARGIN_FLOOR) 
 
     Two copies of the same code differ by as much as the A/A control's interval
     spans, so no smaller difference can be told from noise: the margin is the
-    control's distance from 1 plus the full width of its interval, at least
-    ``floor``. The width is computed robustly (median absolute deviation of the
-    per-round log-ratios, the median's standard error ``1.2533 s / sqrt(n)``)
-    because at 8 rounds the order-statistics interval is the min and max, and
-    one preempted sample would blow the margin open. NaN with fewer than 2 rounds.
+    control's distance from 1 plus the full width of its interval at
+    ``confidence``, at least ``floor``. The width is ``2 z se``, where ``se``
+    (the median's standard error, McKean-Schrader style) comes from the
+    central order statistics around the median (the sign-test interval at
+    about 50 %): at 8 rounds the 99 % interval is the min and max, and one
+    preempted sample would blow the margin open; a fit to all the spread
+    (the MAD) would be blown open by a machine busy in a third of the rounds.
+    NaN with fewer than 2 rounds.
     """
     if not (math.isfinite(floor) and floor >= 0):
         raise ValueError(f"floor must be a finite fraction >= 0; got {floor}")
-    logs = np.log(_clean(control, "control")) - np.log(_clean(baseline, "baseline"))
-    if logs.size < 2:
+    logs = np.sort(np.log(_clean(control, "control")) - np.log(_clean(baseline, "baseline")))
+    n = logs.size
+    k, achieved = sign_test_rank(n, 0.5) if n >= 2 else (0, float("nan"))
+    if k == 0:
         return float("nan")
-    center = float(np.median(logs))
-    scale = 1.4826 * float(np.median(np.abs(logs - center)))
-    half = _z(confidence) * 1.2533 * scale / math.sqrt(logs.size)
-    return max(floor, math.expm1(abs(center) + 2 * half))
+    se = (logs[n - k] - logs[k - 1]) / (2 * _z(achieved))
+    return max(floor, math.expm1(abs(float(np.median(logs))) + 2 * _z(confidence) * se))
 
 
 def decided(ci, margin, floor=MARGIN_FLOOR) -> bool:
