@@ -17,7 +17,7 @@ Pure NumPy (and ``math``), no timing. Public API:
 
 Why order statistics, not the bootstrap, for the paired ratio interval: a
 point is measured in 8 to 50 rounds, and each round gives one ratio
-``t_subject / t_baseline`` of samples taken seconds apart, so slow drift
+``t_subject / t_baseline`` of samples taken milliseconds apart, so slow drift
 cancels within the pair. The interval is the sign-test interval for the
 MEDIAN of those ratios: the ``k``-th smallest and ``k``-th largest ratio, with
 ``k`` from the Binomial(n, 1/2) distribution. Its coverage is exact for any
@@ -31,7 +31,7 @@ For ``--compare`` the two runs are not paired (different processes, maybe
 different days), so the test is Mann-Whitney U on the raw samples, as asv
 does, and the ratio is the Hodges-Lehmann shift of the log-times with the
 Moses interval (the order statistics of all pairwise log-ratios that the U
-distribution selects): the interval excludes 1 exactly when the U test rejects.
+distribution selects): the interval excludes 1 when the U test rejects (exactly so for small samples without ties).
 """
 
 from __future__ import annotations
