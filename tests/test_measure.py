@@ -301,3 +301,11 @@ def test_control_experiment_slowed_is_slower_and_copy_is_never_different():
         if m["slowed"].verdict == "slower":
             break
     assert verdicts[-1][1] == "slower", verdicts
+
+
+def test_settle_pauses_before_every_sample(monkeypatch):
+    clock, pauses = FakeClock(), []
+    monkeypatch.setattr(M.time, "sleep", pauses.append)
+    m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
+                  settle_s=0.05, clock=clock)
+    assert pauses == [0.05] * (3 * m.rounds)  # a, its A/A control and b, every round
