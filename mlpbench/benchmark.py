@@ -12,99 +12,17 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import shutil
 import sys
 import time
 
 from . import cases as C
 from . import results as R
+from .backends import REFERENCE, BackendSpec, backend_names, parse_specs, ready
 
-# ---------------------------------------------------------------- backend specs
-_SPEC = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[(.*)\])?\s*$")
-
-
-def _split_specs(text):
-    """Split ``"numpy,numba[threads=1,strategy=loop]"`` at the commas outside brackets."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur)
-    return [s.strip() for s in out if s.strip()]
-
-
-def _value(text):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
-def parse_backends(text) -> list[tuple[str, str, dict]]:
-    """``(label, registry name, options)`` per backend spec; ``name[*]`` expands to every strategy."""
-    from .backends import backend_class, backend_names
-
-    specs = []
-    for item in _split_specs(text):
-        m = _SPEC.match(item)
-        if not m:
-            raise ValueError(f"--backends: cannot read {item!r}; expected name or name[option=value,...]")
-        name, inner = m.group(1), m.group(2)
-        if name not in backend_names():
-            raise ValueError(f"--backends: unknown backend {name!r}; known backends: {', '.join(backend_names())}")
-        if inner is None:
-            specs.append((name, name, {}))
-            continue
-        strategies = tuple(getattr(backend_class(name), "strategies", ()) or ())
-        if inner.strip() == "*":
-            if not strategies:
-                raise ValueError(f"--backends: {name!r} has no strategies to expand with [*]")
-            specs += [(f"{name}[{s}]", name, {"strategy": s}) for s in strategies]
-            continue
-        options = {}
-        for part in (p.strip() for p in inner.split(",") if p.strip()):
-            key, eq, val = part.partition("=")
-            if not eq:
-                if part not in strategies:
-                    raise ValueError(f"--backends: {name}[{part}]: {part!r} is not a strategy of {name!r} "
-                                     f"({list(strategies)}); write option=value")
-                key, val = "strategy", part
-            options[key.strip()] = _value(val.strip())
-        specs.append((item.replace(" ", ""), name, options))
-    return specs
-
-
-def default_specs(preset) -> list[tuple[str, str, dict]]:
-    from .backends import backend_names
-
+def default_specs(preset) -> list[BackendSpec]:
     names = preset.backends if preset.backends is not None else backend_names()
-    return [(n, n, {}) for n in names]
-
-
-def make_backends(specs):
-    """``([(label, backend)], [{"backend", "reason"}])``: ready backends and the skipped ones."""
-    from .backends import backend_class, get_backend
-
-    ready, skipped = [], []
-    for label, name, options in specs:
-        try:
-            cls = backend_class(name)
-            ok, reason = cls.availability()
-            if not ok:
-                skipped.append({"backend": label, "reason": reason})
-                continue
-            ready.append((label, get_backend(name, **options)))
-        except Exception as exc:  # unknown options, a broken module: report and go on
-            skipped.append({"backend": label, "reason": f"{type(exc).__name__}: {exc}"})
-    return ready, skipped
+    return [BackendSpec(n) for n in names]
 
 
 # ---------------------------------------------------------------- progress
@@ -193,7 +111,7 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
     from . import perf
     from .machine import machine_info
 
-    backends = sorted(backends, key=lambda lb: lb[0] != "numpy")
+    backends = sorted(backends, key=lambda lb: lb[0] != REFERENCE)
     dtypes = sorted({c.dtype for c in case_list})
     if peak is None:
         peak = measure_peaks(backends, dtypes)
@@ -218,7 +136,7 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
                     progress.advance()
                     continue
                 warm.add(shape)
-                if label == "numpy":
+                if label == REFERENCE:
                     baseline[case.key()] = timing.median
                 writer.add_point(_point(label, be, case, timing, peak, baseline))
                 progress.advance(f"{label} {case.label}")
@@ -294,9 +212,9 @@ def cmd_bench(args) -> int:
     if args.compare:
         return cmd_compare(args)
     preset, case_list = bench_cases(args)
-    specs = parse_backends(args.backends) if args.backends else default_specs(preset)
-    if not any(label == "numpy" for label, _, _ in specs):
-        specs.insert(0, ("numpy", "numpy", {}))  # the speedup baseline, always measured in the same run
+    specs = parse_specs(args.backends) if args.backends else default_specs(preset)
+    if not any(spec.label == REFERENCE for spec in specs):
+        specs.insert(0, BackendSpec(REFERENCE))  # the speedup baseline, always measured in the same run
     repeat = preset.repeat if args.repeat is None else args.repeat
     min_time = preset.min_time if args.min_time is None else args.min_time
     max_time = preset.max_time if args.max_time is None else args.max_time
@@ -305,9 +223,9 @@ def cmd_bench(args) -> int:
     if args.dry_run:
         for c in case_list:
             print(c.label)
-        print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s[0] for s in specs)})")
+        print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s.label for s in specs)})")
         return 0
-    backends, skipped = make_backends(specs)
+    backends, skipped = ready(specs)
     for s in skipped:
         print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
     config = {"preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
@@ -389,15 +307,14 @@ def _parity_rows(results, show_all):
 
 def cmd_parity(args) -> int:
     from . import parity
-    from .backends import backend_names
 
     preset = C.get_preset(args.preset)
     dtypes = _list(args.dtype)
     for dt in dtypes:
         if dt not in C.DTYPES:
             raise ValueError(f"--dtype must be among {list(C.DTYPES)}; got {dt!r}")
-    specs = parse_backends(args.backends) if args.backends else [(n, n, {}) for n in backend_names()]
-    backends, skipped = make_backends(specs)
+    specs = parse_specs(args.backends) if args.backends else [BackendSpec(n) for n in backend_names()]
+    backends, skipped = ready(specs)
     for s in skipped:
         print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
     labs = () if args.no_lab else tuple(C.LABS)
@@ -438,5 +355,4 @@ def cmd_parity(args) -> int:
     return 0
 
 
-__all__ = ["Progress", "add_bench", "add_parity", "cmd_bench", "cmd_parity", "make_backends", "measure_peaks",
-           "parse_backends", "run_sweep"]
+__all__ = ["Progress", "add_bench", "add_parity", "cmd_bench", "cmd_parity", "measure_peaks", "run_sweep"]

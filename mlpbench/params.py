@@ -23,11 +23,6 @@ def init_params(layer_sizes, seed=42, dtype="float64"):
     return params
 
 
-def layer_sizes_of(params):
-    """``[n_in, h1, ..., n_out]`` read off the weight shapes."""
-    return [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
-
-
 def map_params(fn, params):
     """Apply ``fn`` to every array, keeping the ``[(W, b), ...]`` structure."""
     return [(fn(W), fn(b)) for W, b in params]
@@ -40,3 +35,8 @@ def copy_params(params):
 def n_params(layer_sizes) -> int:
     return sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
 
+
+
+def macs(n_samples, layer_sizes) -> int:
+    """Multiply-adds of one forward pass: ``N * sum(fan_in * fan_out)``."""
+    return n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP, auto, datasets
-from mlpbench.backends import register_backend, unregister_backend
+from mlpbench.backends import BackendSpec, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 
 
@@ -90,7 +90,7 @@ def test_a_cache_from_another_version_is_ignored_with_a_warning(isolated_cache):
 def test_a_decision_from_another_machine_is_not_used(isolated_cache):
     key = auto.cache_key(4, [2, 4, 1], "float64", "relu") + "|only corrupt,numpy"
     foreign_key = "Some Other CPU|64 cores|no gpu|" + key.split("|", 3)[3]
-    foreign = auto.Decision([auto.Candidate("corrupt")], {"corrupt": 1e-9}, {}, (4, (2, 4, 1)))
+    foreign = auto.Decision([BackendSpec("corrupt")], {"corrupt": 1e-9}, {}, (4, (2, 4, 1)))
     isolated_cache.parent.mkdir(parents=True)
     isolated_cache.write_text(json.dumps({"schema": auto.SCHEMA, "entries": {foreign_key: foreign.to_json()}}))
     d = auto.choose(4, [2, 4, 1], "float64", names=["numpy", "corrupt"])
@@ -100,7 +100,7 @@ def test_a_decision_from_another_machine_is_not_used(isolated_cache):
 def _writer(path, worker):
     cache = auto.Cache(path)
     for i in range(15):
-        cache.put(f"w{worker}-{i}", auto.Decision([auto.Candidate("numpy")], {"numpy": 1e-5}, {}, (4, (2, 4, 1))))
+        cache.put(f"w{worker}-{i}", auto.Decision([BackendSpec("numpy")], {"numpy": 1e-5}, {}, (4, (2, 4, 1))))
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
@@ -118,7 +118,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 
 def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
-    monkeypatch.setattr(auto, "candidates", lambda names=None: ([auto.Candidate("numpy")], {}))
+    monkeypatch.setattr(auto, "candidates", lambda names=None: ([BackendSpec("numpy")], {}))
     X, y = datasets.load("and")
     model = MLP()
     with caplog.at_level(logging.INFO, logger="mlpbench.auto"):
@@ -130,7 +130,7 @@ def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
 
 
 def test_a_backend_failing_mid_fit_falls_back_to_the_next(monkeypatch):
-    decision = auto.Decision([auto.Candidate("broken"), auto.Candidate("numpy")],
+    decision = auto.Decision([BackendSpec("broken"), BackendSpec("numpy")],
                              {"broken": 1e-6, "numpy": 1e-5}, {}, (4, (2, 4, 1)))
     monkeypatch.setattr(auto, "choose", lambda *a, **k: decision)
     X, y = datasets.load("and")

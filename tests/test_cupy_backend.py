@@ -425,7 +425,7 @@ def _train_both(strategy, dtype, case, epochs=6, lr=0.1):
 @pytest.mark.parametrize("strategy", CupyBackend.strategies)
 def test_emulated_train_matches_the_numpy_backend(emulated, strategy, dtype, case):
     be, got, want, params, ref_params = _train_both(strategy, dtype, case)
-    assert be.last_strategy_ == strategy
+    assert be.last_run["strategy"] == strategy
     assert got.dtype == np.float64 and got.shape == want.shape
     assert err(got, want) <= TOL[dtype]
     for (W, b), (W2, b2) in zip(params, ref_params):
@@ -445,7 +445,7 @@ def test_emulated_auto_strategy_and_tf32_flag(emulated):
     X, y = datasets.load("and")
     p = be.params_from_numpy(init_params([2, 4, 1], 42, "float64"))
     be.train(p, be.asarray(X), be.asarray(y), lr=0.1, epochs=3)
-    assert be.last_strategy_ == "persistent"
+    assert be.last_run["strategy"] == "persistent"
     n, sizes = 700, [6, 8, 1]  # too big for one block (50 KB of shared memory)
     X, y = data(n, sizes, "float32")
     for tf32, compute in ((False, 68), (True, 77)):
@@ -453,7 +453,7 @@ def test_emulated_auto_strategy_and_tf32_flag(emulated):
         emulated.cublas.compute_types.clear()
         p = be.params_from_numpy(init_params(sizes, 0, "float32"))
         be.train(p, be.asarray(X), be.asarray(y), lr=0.01, epochs=2)
-        assert be.last_strategy_ == "graph"
+        assert be.last_run["strategy"] == "graph"
         assert set(emulated.cublas.compute_types) == {compute}
 
 
@@ -464,7 +464,7 @@ def test_emulated_failed_capture_falls_back_to_the_step_path_under_auto(emulated
     monkeypatch.setattr(FakeStream, "begin_capture", broken)
     case = ("tanh", "sum", [6, 8, 1], 700)  # too big for one block: auto picks the graph
     be, got, want, params, ref_params = _train_both("auto", "float32", case, epochs=2, lr=0.01)
-    assert be.last_strategy_ == "step" and "capture failed" in be.last_run["why"]
+    assert be.last_run["strategy"] == "step" and "capture failed" in be.last_run["why"]
     assert err(got, want) <= TOL["float32"]
     with pytest.raises(RuntimeError, match="CaptureUnsupported"):
         _train_both("graph", "float32", case, epochs=2, lr=0.01)
@@ -501,7 +501,7 @@ def test_emulated_callback_forces_the_step_path(emulated):
     X, y = datasets.load("xor")
     p = be.params_from_numpy(init_params([2, 4, 1], 42, "float64"))
     hist = be.train(p, be.asarray(X), be.asarray(y), lr=0.1, epochs=4, callback=lambda e, loss: seen.append((e, loss)))
-    assert be.last_strategy_ == "step" and emulated.gpu.captures == 0
+    assert be.last_run["strategy"] == "step" and emulated.gpu.captures == 0
     assert seen == [(e + 1, float(h)) for e, h in enumerate(hist)]
 
 
@@ -552,7 +552,7 @@ def test_gpu_parity_with_the_numpy_backend(gpu, strategy, dtype, case):
         strategy = "graph"
     lr = 0.1 if red == "mean" or n < 200 else 0.1 / n
     be, got, want, params, ref_params = _train_both(strategy, dtype, (act, red, sizes, n), epochs=8, lr=lr)
-    assert be.last_strategy_ == strategy
+    assert be.last_run["strategy"] == strategy
     assert err(got, want) <= TOL[dtype]
     for (W, b), (W2, b2) in zip(params, ref_params):
         assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]

@@ -298,7 +298,7 @@ def test_strategy_rule_and_metadata(nb):
 
 def test_importing_the_backend_module_does_not_import_numba():
     code = ("import sys; from mlpbench.backends.numba_backend import NumbaBackend as B; "
-            "assert B.availability()[0]; B.describe(); assert 'numba' not in sys.modules, 'numba imported'")
+            "assert B.availability()[0]; B().describe(); assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

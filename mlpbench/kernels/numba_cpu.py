@@ -36,8 +36,9 @@ import numpy as np
 from numba import config, literally, njit, prange, types
 from numba.extending import overload
 
-RELU, TANH, SIGMOID = 0, 1, 2
-ACT_CODES = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+from .reference import ACT_CODES
+
+RELU, TANH, SIGMOID = ACT_CODES["relu"], ACT_CODES["tanh"], ACT_CODES["sigmoid"]
 
 _PW_BLOCK = 128  # NumPy's pairwise-summation block
 
