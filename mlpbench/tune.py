@@ -11,6 +11,7 @@ import numpy as np
 
 from . import auto
 from .cases import sweep
+from .validation import parse_list
 
 #: budget per shape when tuning ahead of time (imports and JIT of every backend included)
 TUNE_BUDGET_S = 10.0
@@ -33,7 +34,7 @@ def add_tune(sub):
 
 
 def _shapes(args):
-    dtypes = None if args.dtype is None else [d.strip() for d in args.dtype.split(",")]
+    dtypes = None if args.dtype is None else parse_list(args.dtype)
     seen, out = set(), []
     for case in sweep(args.preset, dtypes=dtypes, ops=["step"], activation=args.activation):
         key = (case.n_samples, tuple(case.layer_sizes), case.dtype)

@@ -21,6 +21,11 @@ def _is_int(v) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def parse_list(text, cast=str) -> list:
+    """``"1,64 1024"`` -> ``[cast("1"), cast("64"), cast("1024")]``: commas or spaces between items."""
+    return [cast(t) for t in str(text).replace(",", " ").split()]
+
+
 def check_choice(name, value, choices):
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")

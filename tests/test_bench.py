@@ -15,7 +15,7 @@ from mlpbench import cases, perf
 from mlpbench import results as R
 from mlpbench.backends import BackendSpec, parse_specs, ready, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.benchmark import Progress
+from mlpbench.progress import Progress
 from mlpbench.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
