@@ -123,28 +123,23 @@ def _use_fixed(n_samples, sizes) -> bool:
 def _fixed_loop(args, n_samples, sizes):
     """The compiled entry point of ``train_loop_fixed`` for this shape, or None if it cannot be had.
 
-    Called through the overload's entry point: a literal-specialised Numba
-    dispatcher otherwise re-runs type inference (milliseconds) on every call.
+    Called through the overload's entry point (``kernels/numba_internals``): a
+    literal-specialised Numba dispatcher otherwise re-runs type inference
+    (milliseconds) on every call.
     """
     key = (args[0].dtype.name, n_samples, tuple(sizes))
     if key not in _FIXED:
-        try:
-            import numba
-            from numba import types
+        from ..kernels.numba_internals import fixed_shape_entry
 
-            fn = _kernels().train_loop_fixed
-            padded = list(sizes) + [0] * (5 - len(sizes))
-            sig = tuple(numba.typeof(a) for a in args) + tuple(
-                types.literal(int(x)) for x in [n_samples, len(sizes) - 1] + padded)
-            hits = sum(fn.stats.cache_hits.values())
-            t0 = time.perf_counter()
-            fn.compile(sig)
+        fn = _kernels().train_loop_fixed
+        padded = list(sizes) + [0] * (5 - len(sizes))
+        hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
+        t0 = time.perf_counter()
+        _FIXED[key] = entry = fixed_shape_entry(fn, args, [n_samples, len(sizes) - 1] + padded)
+        if entry is not None:
             how = "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled"
             JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))}]"] = (
                 time.perf_counter() - t0, how)
-            _FIXED[key] = fn.overloads[sig].entry_point
-        except Exception:  # pragma: no cover - Numba internals moved: use the generic kernel
-            _FIXED[key] = None
     return _FIXED[key]
 
 
