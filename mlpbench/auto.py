@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import parity, perf
+from . import parity
 from .backends import BackendSpec, availability, backend_class, backend_names, packages
 from .machine import cpu_model
 from .params import init_params, macs

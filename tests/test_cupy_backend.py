@@ -8,7 +8,7 @@ Three layers of checks:
   mapping (against a column-major GEMM written out in NumPy);
 * the whole backend on the CPU (always, needs g++): CuPy replaced by
   ``FakeCupy`` — host arrays, the real CUDA sources run by the emulator of
-  ``test_cuda_sources.py``, column-major GEMM for cuBLAS, stream capture that
+  ``cuda_emulator.py``, column-major GEMM for cuBLAS, stream capture that
   records launches and forbids allocations and host synchronisation — against
   the NumPy backend, for every strategy;
 * on a GPU (``gpu`` marker, the ``gpu`` fixture): parity, the labs, divergence,
@@ -35,7 +35,7 @@ from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy, gemm_ar
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.kernels import cuda as kc
 from mlpbench.params import init_params
-from test_cuda_sources import GXX, build_emulator
+from cuda_emulator import GXX, build_emulator
 
 TOL = {"float64": 1e-11, "float32": 1e-5}
 
@@ -493,6 +493,26 @@ def test_emulated_direct_calls_match_the_reference(emulated):
         for (W, b), (W2, b2) in zip(be.params_to_numpy(bp), params):
             assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]
         assert emulated.gpu.captures == 0
+
+
+def test_emulated_step_allocates_nothing_after_the_first_call(emulated, monkeypatch):
+    """The workspace and pointer tables are cached per shape: later steps allocate and upload nothing."""
+    act, red, sizes, n = CASES[1]
+    X, y = data(n, sizes, "float64")
+    params = init_params(sizes, 2, "float64")
+    npb, be = NumpyBackend(), CupyBackend()
+    bp, bX, by = be.params_from_numpy(params), be.asarray(X), be.asarray(y)
+    losses = [be.step(bp, bX, by, lr=0.1, activation=act, grad_reduction=red)]
+
+    def no_allocation(a):
+        raise AssertionError("step allocated device memory (or copied host data to the device)")
+
+    monkeypatch.setattr(emulated.cp, "_new", no_allocation)
+    losses += [be.step(bp, bX, by, lr=0.1, activation=act, grad_reduction=red) for _ in range(3)]
+    want = [npb.step(params, X, y, lr=0.1, activation=act, grad_reduction=red) for _ in range(4)]
+    assert err(losses, want) <= TOL["float64"]
+    for (W, b), (W2, b2) in zip(be.params_to_numpy(bp), params):
+        assert err(W, W2) <= TOL["float64"] and err(b, b2) <= TOL["float64"]
 
 
 def test_emulated_callback_forces_the_step_path(emulated):

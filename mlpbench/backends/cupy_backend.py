@@ -205,6 +205,7 @@ class CupyBackend(Backend):
         self._zero = {dt: np.zeros(1, dtype=dt) for dt in ("float32", "float64")}
         #: what the last ``train`` ran: its strategy, and why
         self.last_run = {}
+        self._step_workspaces = {}
 
     def __repr__(self):
         return (f"<CupyBackend device={self.device!r} strategy={self.strategy!r} "
@@ -425,11 +426,24 @@ class CupyBackend(Backend):
             return ref.bce_loss(self._cp, y, y_hat)
 
     def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
+        """One epoch, launched kernel by kernel into a workspace cached per shape: nothing is allocated
+        or copied from the host after the first call for a shape (and these params)."""
         with self._dev:
-            ws = _Workspace(self._cp, _sizes(params, X), X.shape[0], X.dtype)
-            ws.sgd = self._sgd_table(params, ws.grads)
+            ws = self._step_workspace(params, X)
+            ws.counter.fill(0)  # the loss goes to history[0] again
             self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
             return float(ws.history[0].item())
+
+    def _step_workspace(self, params, X) -> _Workspace:
+        key = (X.shape[0], X.dtype.name, tuple((a.data.ptr, a.shape) for a in _flat(params)))
+        ws = self._step_workspaces.get(key)
+        if ws is None:
+            if len(self._step_workspaces) >= 8:
+                self._step_workspaces.clear()
+            ws = _Workspace(self._cp, _sizes(params, X), X.shape[0], X.dtype)
+            ws.sgd = self._sgd_table(params, ws.grads)  # device pointer tables of these params and grads
+            self._step_workspaces[key] = ws
+        return ws
 
     # ------------------------------------------------------------ training
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
