@@ -214,6 +214,12 @@ class Cache:
         self._entries = None
 
 
+@functools.lru_cache(maxsize=None)
+def shared_cache(path) -> Cache:
+    """One ``Cache`` per file for the process, so its in-memory copy serves repeated decisions."""
+    return Cache(path)
+
+
 @contextlib.contextmanager
 def _locked(path):
     try:
@@ -341,24 +347,17 @@ def _prior(cand, n_samples, layer_sizes):
     return (not (loaded or gpu_first), cls.prior_rank, cand.label)
 
 
-_MEMO: dict = {}
-
-
 def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT_BUDGET_S, cache=None,
            refresh=False, names=None, settle_s=0.0) -> Decision:
-    """The decision for this fit: from memory, then the disk cache, else calibrated and cached.
+    """The decision for this fit: from the cache (in memory while its file is unchanged), else calibrated and cached.
 
     ``names`` restricts the candidates to those backends (default: every registered one).
     """
     t0 = time.perf_counter()
-    cache = cache or Cache()
+    cache = cache or shared_cache(cache_path())
     key = cache_key(n_samples, layer_sizes, dtype, activation)
     if names is not None:
         key += "|only " + ",".join(sorted(names))
-    memo_key = (cache.path, key)
-    if not refresh and memo_key in _MEMO:
-        d = _MEMO[memo_key]
-        return Decision(d.ranking, d.seconds_per_epoch, d.rejected, d.shape, True, time.perf_counter() - t0)
     decision = None if refresh else cache.get(key)
     if decision is None or not decision.ranking:
         decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names, settle_s)
@@ -369,6 +368,5 @@ def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT
                 warnings.warn(f"could not write the mlpbench auto cache {cache.path}: {exc}", RuntimeWarning,
                               stacklevel=2)
     decision.cost_s = time.perf_counter() - t0
-    _MEMO[memo_key] = decision
     log.info("auto backend: %s", decision.reason)
     return decision

@@ -37,13 +37,11 @@ class BrokenBackend(NumpyBackend):
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    auto._MEMO.clear()
     register_backend("corrupt", CorruptBackend)
     register_backend("broken", BrokenBackend)
     yield tmp_path / "cache" / "auto.json"
     unregister_backend("corrupt")
     unregister_backend("broken")
-    auto._MEMO.clear()
 
 
 def test_a_backend_that_fails_parity_is_never_chosen():
@@ -63,7 +61,7 @@ def test_decision_is_cached_on_disk_and_in_memory(isolated_cache, monkeypatch):
     monkeypatch.setattr(auto, "calibrate", lambda *a, **k: calls.append(a))
     again = auto.choose(4, [2, 4, 1], "float64", names=["numpy"])
     assert again.cached and [c.label for c in again.ranking] == ["numpy"]
-    auto._MEMO.clear()
+    auto.shared_cache.cache_clear()  # a fresh process: the decision comes from the file
     from_disk = auto.choose(3, [2, 3, 1], "float64", names=["numpy"])  # same power-of-two bucket
     assert from_disk.cached and not calls
     assert "(cached)" in from_disk.reason

@@ -17,7 +17,6 @@ NAME = "threaded_numpy"
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    auto._MEMO.clear()
     register_backend(NAME, ThreadedNumpyBackend)  # the one call
     yield
     unregister_backend(NAME)
