@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import validation as v
+from ..validation import require_array, require_cache, require_params, require_X, require_y
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
-from ..params import macs
+from ..params import flat_buffer, flat_layout, flat_views, macs
 from .base import Backend
+from .cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
 
@@ -149,88 +150,6 @@ def _touch_blas(dtype):
     _kernels().touch_blas(np.zeros((1, 1), dtype=dtype))
 
 
-# ---------------------------------------------------------------- threads
-def _numba_threads() -> int:
-    if "numba" in sys.modules:
-        return sys.modules["numba"].get_num_threads()
-    env = os.environ.get("NUMBA_NUM_THREADS")
-    if env and env.isdigit():
-        return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-@functools.lru_cache(maxsize=None)
-def _blas_controller():
-    """A threadpoolctl controller that sees NumPy's and SciPy's BLAS (Numba's np.dot uses SciPy's); or None."""
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS so the controller sees it)
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-def blas_threads():
-    ctl = _blas_controller()
-    if ctl is None:
-        return None
-    counts = [lib.num_threads for lib in ctl.select(user_api="blas").lib_controllers]
-    return max(counts) if counts else None
-
-
-@contextlib.contextmanager
-def _threads(numba_threads=None, blas=None):
-    """Set Numba's threads (this thread) and the BLAS threads for the block; restore both after."""
-    old = None
-    if numba_threads is not None:
-        import numba
-
-        old = numba.get_num_threads()
-        numba.set_num_threads(numba_threads)
-    ctl = _blas_controller() if blas is not None else None
-    try:
-        if ctl is not None:
-            with ctl.limit(limits=blas, user_api="blas"):
-                yield
-        else:
-            yield
-    finally:
-        if old is not None:
-            sys.modules["numba"].set_num_threads(old)
-
-
-# ---------------------------------------------------------------- flat parameter layout
-def _layout(sizes):
-    """``(woff, boff, n_params)`` of the flat vector ``[W0, b0, W1, b1, ...]``."""
-    woff, boff, off = [], [], 0
-    for fi, fo in zip(sizes[:-1], sizes[1:]):
-        woff.append(off)
-        boff.append(off + fi * fo)
-        off += fi * fo + fo
-    return np.array(woff, dtype=np.int64), np.array(boff, dtype=np.int64), off
-
-
-def _views(flat, sizes):
-    woff, boff, _ = _layout(sizes)
-    return [(flat[w : w + fi * fo].reshape(fi, fo), flat[b : b + fo].reshape(1, fo))
-            for w, b, fi, fo in zip(woff, boff, sizes[:-1], sizes[1:])]
-
-
-def _flat_of(params):
-    """The 1-D buffer behind ``params`` when they are its consecutive views ``W0, b0, W1, ...``; else None."""
-    base = getattr(params[0][0], "base", None)
-    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    start, off = base.__array_interface__["data"][0], 0
-    for pair in params:
-        for a in pair:
-            if (not isinstance(a, np.ndarray) or a.base is not base or not a.flags.c_contiguous
-                    or a.__array_interface__["data"][0] != start + off * base.itemsize):
-                return None
-            off += a.size
-    return base if off == base.size else None
-
-
 @dataclass
 class _Stepper:
     """The fused one-epoch kernel for one (shape, dtype, threads), with its workspace allocated once."""
@@ -289,35 +208,35 @@ class NumbaBackend(Backend):
 
     def describe(self) -> dict:
         """device, threads ("numba=N blas=M") and, once measured in this process, the JIT first-call times."""
-        numba_threads = self.threads if self.threads is not None else _numba_threads()
+        numba = self.threads if self.threads is not None else numba_threads()
         blas = self.threads if self.threads is not None else (
-            blas_threads() if "numba" in sys.modules else _numpy_blas_threads())
-        return {"device": "cpu", "threads": f"numba={numba_threads} blas={'?' if blas is None else blas}",
+            blas_threads() if "numba" in sys.modules else numpy_blas_threads())
+        return {"device": "cpu", "threads": f"numba={numba} blas={'?' if blas is None else blas}",
                 "notes": jit_notes()}
 
     # ------------------------------------------------------------ plumbing
     def params_from_numpy(self, params):
         """Backend-owned copies: views of one flat vector, so ``sgd_update`` is one kernel call."""
-        sizes, dtype = _check_params(params)
-        flat = np.empty(_layout(sizes)[2], dtype=dtype)
-        views = _views(flat, sizes)
+        sizes, dtype = require_params(params)
+        flat = np.empty(flat_layout(sizes)[2], dtype=dtype)
+        views = flat_views(flat, sizes)
         for (W, b), (Wv, bv) in zip(params, views):
             Wv[...] = W
             bv[...] = b
         return views
 
     def check_inputs(self, params, X, y=None):
-        sizes, dt = _check_params(params)
-        X = _check_X(X, sizes, dt)
-        return X, (None if y is None else _check_y(y, X.shape[0], sizes, dt))
+        sizes, dt = require_params(params)
+        X = require_X(X, sizes, dt)
+        return X, (None if y is None else require_y(y, X.shape[0], sizes, dt))
 
     def check_cache(self, params, cache):
-        sizes, dt = _check_params(params)
-        return _check_cache(cache, sizes, dt)
+        sizes, dt = require_params(params)
+        return require_cache(cache, sizes, dt)
 
     def _scope(self):
         """``threads`` applied to Numba and BLAS for one call (nothing when ``threads`` is None)."""
-        return _threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
+        return scoped_threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------ the math, one call at a time
     def _forward(self, params, X, activation):
@@ -344,7 +263,7 @@ class NumbaBackend(Backend):
         acts = cache
         sizes, dt = [a.shape[1] for a in acts], acts[0].dtype
         n_rows = acts[0].shape[0]
-        grads = _views(np.zeros(_layout(sizes)[2], dtype=dt), sizes)
+        grads = flat_views(np.zeros(flat_layout(sizes)[2], dtype=dt), sizes)
         D = np.empty_like(acts[-1])
         with self._scope():
             args = (acts[-1], y, mean, n_rows, D, grads[-1][1].reshape(-1))
@@ -361,13 +280,13 @@ class NumbaBackend(Backend):
 
     def _sgd_update(self, params, grads, lr) -> None:
         kernels = _kernels()
-        sizes, dt = _check_params(params)
-        gsizes, gdt = _check_params(grads, name="grads")
+        sizes, dt = require_params(params)
+        gsizes, gdt = require_params(grads, name="grads")
         if gsizes != sizes or gdt != dt:
             raise ValueError(f"grads must match params: layer sizes {sizes} and dtype {dt.name}; "
                              f"got {gsizes} and {gdt.name}")
         lr = dt.type(lr)
-        fp, fg = _flat_of(params), _flat_of(grads)
+        fp, fg = flat_buffer(params), flat_buffer(grads)
         if fp is not None and fg is not None:
             _ensure_compiled("sgd", kernels.sgd, (fp, fg, lr))
             kernels.sgd(fp, fg, lr)  # all params in one call
@@ -381,8 +300,8 @@ class NumbaBackend(Backend):
 
     def _loss(self, y, y_hat) -> float:
         kernels = _kernels()
-        y_hat = _as_float_array("y_hat", y_hat)
-        y = _as_float_array("y", y)
+        y_hat = require_array("y_hat", y_hat)
+        y = require_array("y", y)
         if y.shape != y_hat.shape or y.dtype != y_hat.dtype:
             raise ValueError(f"y and y_hat must have the same shape and dtype; got {y.shape} {y.dtype.name} "
                              f"and {y_hat.shape} {y_hat.dtype.name}")
@@ -397,8 +316,8 @@ class NumbaBackend(Backend):
         kernels = _kernels()
         sizes, dt = [X.shape[1]] + [W.shape[1] for W, _ in params], X.dtype
         n_rows = X.shape[0]
-        woff, boff, n_params = _layout(sizes)
-        theta = _flat_of(params)
+        woff, boff, n_params = flat_layout(sizes)
+        theta = flat_buffer(params)
         foreign = theta is None  # not our views of one vector: train a flat copy, then copy it back
         if foreign:
             theta = np.concatenate([a.reshape(-1) for pair in params for a in pair]).astype(dt, copy=False)
@@ -425,7 +344,7 @@ class NumbaBackend(Backend):
         else:
             done = self._train_steps(theta, sizes, X, y, consts, history, callback)
         if foreign:
-            for (W, b), (Wv, bv) in zip(params, _views(theta, sizes)):
+            for (W, b), (Wv, bv) in zip(params, flat_views(theta, sizes)):
                 W[...] = Wv
                 b[...] = bv
         return self.finish(history[:done], params, lr, params_finite=bool(np.isfinite(theta).all()))
@@ -438,16 +357,16 @@ class NumbaBackend(Backend):
             return cached
         kernels = _kernels()
         work_macs = macs(n_rows, sizes)
-        n_threads = self.threads if self.threads is not None else _numba_threads()
+        n_threads = self.threads if self.threads is not None else numba_threads()
         # BLAS runs single-threaded inside the step kernels; the cores are shared through
         # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
         # BLAS threads cannot be pinned, so no prange either (no oversubscription).
-        pinned = _blas_controller() is not None
+        pinned = blas_controller() is not None
         parallel = pinned and n_threads > 1 and work_macs >= PARALLEL_MIN_MACS
         rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
         used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
         widths = sizes[1:]
-        woff, boff, n_params = _layout(sizes)
+        woff, boff, n_params = flat_layout(sizes)
         work = np.empty((used_threads, rows * sum(widths) + 2 * rows * max(widths[:-1], default=0)), dtype=dt)
         grad_parts = np.empty((used_threads, n_params), dtype=dt)
         y_hat = np.empty((n_rows, sizes[-1]), dtype=dt)
@@ -457,7 +376,7 @@ class NumbaBackend(Backend):
         # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
         if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PARALLEL_MIN_MACS):
             def scope():
-                return _threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
+                return scoped_threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
         else:
             scope = contextlib.nullcontext
         info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
@@ -493,7 +412,7 @@ class NumbaBackend(Backend):
         Params made by ``params_from_numpy`` are views of one vector; any other
         params take the generic forward / backward / update path.
         """
-        theta = _flat_of(params)
+        theta = flat_buffer(params)
         if theta is None:
             return super()._step(params, X, y, lr, activation, grad_reduction)
         sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
@@ -520,69 +439,3 @@ def _constants(dt, lr, activation, grad_reduction) -> tuple:
     """The kernels' scalar arguments: lr, activation code, mean?, sigmoid floor, BCE clip."""
     return (dt.type(lr), ACT_CODES[activation], grad_reduction == "mean", dt.type(sigmoid_floor(dt)),
             dt.type(bce_eps(dt)))
-
-
-# ---------------------------------------------------------------- argument checks (before any kernel)
-def _numpy_blas_threads():
-    from .numpy_backend import blas_threads as numpy_blas_threads
-
-    return numpy_blas_threads()
-
-
-_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
-
-
-def _as_float_array(name, a) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array; got {type(a).__name__}")
-    if a.dtype not in _FLOATS:
-        raise TypeError(f"{name} must be float64 or float32; got dtype {a.dtype}")
-    return np.ascontiguousarray(a)
-
-
-def _check_params(params, name="params"):
-    """``(layer_sizes, dtype)`` of ``[(W, b), ...]``; TypeError / ValueError on anything else."""
-    if not isinstance(params, (list, tuple)) or not params:
-        raise TypeError(f"{name} must be a non-empty list of (W, b) pairs")
-    sizes, dtype = None, None
-    for i, pair in enumerate(params):
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise TypeError(f"{name}[{i}] must be a (W, b) pair")
-        W, b = (_as_float_array(f"{name}[{i}][{j}]", a) for j, a in enumerate(pair))
-        dtype = dtype or W.dtype
-        if W.dtype != dtype or b.dtype != dtype:
-            raise TypeError(f"{name}[{i}]: every array must be {dtype.name}; got {W.dtype} and {b.dtype}")
-        if W.ndim != 2 or b.shape != (1, W.shape[1]) or (sizes and sizes[-1] != W.shape[0]):
-            raise ValueError(f"{name}[{i}]: expected W (fan_in, fan_out) chaining from the previous layer "
-                             f"and b (1, fan_out); got {W.shape} and {b.shape}")
-        sizes = (sizes or [W.shape[0]]) + [W.shape[1]]
-    return sizes, dtype
-
-
-def _check_X(X, sizes, dt):
-    X = _as_float_array("X", X)
-    if X.dtype != dt:
-        raise TypeError(f"X must have the params' dtype {dt.name}; got {X.dtype.name}")
-    if X.ndim != 2 or X.shape[1] != sizes[0] or X.shape[0] == 0:
-        raise ValueError(f"X must have shape (N >= 1, {sizes[0]}); got {X.shape}")
-    return X
-
-
-def _check_y(y, N, sizes, dt):
-    y = _as_float_array("y", y)
-    if y.dtype != dt:
-        raise TypeError(f"y must have the params' dtype {dt.name}; got {y.dtype.name}")
-    if y.shape != (N, sizes[-1]):
-        raise ValueError(f"y must have shape {(N, sizes[-1])}; got {y.shape}")
-    return y
-
-
-def _check_cache(cache, sizes, dt):
-    if not isinstance(cache, (list, tuple)) or len(cache) != len(sizes):
-        raise ValueError(f"cache must be the forward pass's list of {len(sizes)} activations [X, a1, ..., y_hat]")
-    acts = [_as_float_array(f"cache[{i}]", a) for i, a in enumerate(cache)]
-    N = acts[0].shape[0] if acts[0].ndim == 2 else -1
-    for i, (a, w) in enumerate(zip(acts, sizes)):
-        if a.dtype != dt or a.shape != (N, w):
-            raise ValueError(f"cache[{i}] must be a {dt.name} array of shape ({N}, {w}); got {a.dtype.name} {a.shape}")
-    return acts

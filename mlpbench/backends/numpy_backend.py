@@ -6,16 +6,7 @@ import numpy as np
 
 from ..kernels import reference as ref
 from .base import Backend
-
-
-def blas_threads():
-    """Threads of NumPy's BLAS (threadpoolctl when installed), else ``None``."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts) if counts else None
+from .cpu_threads import numpy_blas_threads as blas_threads
 
 
 class NumpyBackend(Backend):
