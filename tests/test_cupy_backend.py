@@ -31,7 +31,8 @@ import pytest
 from mlpbench import MLP, datasets
 from mlpbench.backends import BackendUnavailable, TrainingDiverged, available_backends, get_backend
 from mlpbench.backends import cupy_backend
-from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy, gemm_args
+from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy
+from mlpbench.kernels.cublas import gemm_args
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.kernels import cuda as kc
 from mlpbench.params import init_params

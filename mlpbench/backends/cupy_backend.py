@@ -27,19 +27,11 @@ import numpy as np
 
 from .. import validation as v
 from ..kernels import cuda as kc
+from ..kernels.cublas import CUDA_DATA_TYPE, gemm
 from ..kernels import reference as ref
 from .base import Backend, TrainingDiverged, importable
 
 STRATEGIES = ("persistent", "graph", "step")
-
-# cuBLAS / CUDA enums (cublas_api.h, library_types.h)
-_CUBLAS_OP = {False: 0, True: 1}  # CUBLAS_OP_N, CUBLAS_OP_T
-_CUDA_DATA_TYPE = {"float32": 0, "float64": 1}  # CUDA_R_32F, CUDA_R_64F
-_COMPUTE_32F, _COMPUTE_64F, _COMPUTE_32F_FAST_TF32 = 68, 70, 77
-_GEMM_DEFAULT = -1
-_DEFAULT_MATH = 0  # CUBLAS_DEFAULT_MATH: no TF32 unless the compute type asks for it
-_POINTER_MODE_HOST = 0
-
 
 def _runtime():
     """``(cupy, cublas)``, imported on first use. The tests swap in a CPU emulation here."""
@@ -126,22 +118,6 @@ def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=Fa
     return "graph", f"one block is not enough ({plan.reason})"
 
 
-def gemm_args(a_shape, b_shape, c_shape, trans_a=False, trans_b=False):
-    """cuBLAS (column-major) arguments for row-major ``C = op(A) @ op(B)``.
-
-    A row-major matrix is its transpose in column-major order, so cuBLAS
-    computes ``C^T = op(B)^T op(A)^T``: its first operand is B, its second A.
-    Returns ``(transa, transb, m, n, k, lda, ldb, ldc)`` where ``lda`` belongs to
-    B's memory and ``ldb`` to A's.
-    """
-    (ar, ac), (br, bc) = a_shape, b_shape
-    m, k = (ac, ar) if trans_a else (ar, ac)
-    k2, n = (bc, br) if trans_b else (br, bc)
-    if k != k2 or tuple(c_shape) != (m, n):
-        raise ValueError(f"gemm shapes do not match: op(A) {m}x{k}, op(B) {k2}x{n}, C {tuple(c_shape)}")
-    return _CUBLAS_OP[bool(trans_b)], _CUBLAS_OP[bool(trans_a)], n, m, k, bc, ac, n
-
-
 class _Workspace:
     """Every buffer of one fit (or one direct call), allocated up front: a captured graph allocates nothing."""
 
@@ -201,8 +177,6 @@ class CupyBackend(Backend):
         self._dev = self._cp.cuda.Device(self.device_id)
         self.device = f"cuda:{self.device_id} ({_device_name(self._cp, self.device_id)})"
         self._modules, self._functions = {}, {}
-        self._one = {dt: np.ones(1, dtype=dt) for dt in ("float32", "float64")}
-        self._zero = {dt: np.zeros(1, dtype=dt) for dt in ("float32", "float64")}
         #: what the last ``train`` ran: its strategy, and why
         self.last_run = {}
         self._step_workspaces = {}
@@ -288,7 +262,7 @@ class CupyBackend(Backend):
         if not all(isinstance(a, cp.ndarray) for a in arrays):
             raise TypeError("the cupy backend works on its own arrays: convert with asarray() / params_from_numpy()")
         dtype = X.dtype
-        if dtype.name not in _CUDA_DATA_TYPE or any(a.dtype != dtype for a in arrays):
+        if dtype.name not in CUDA_DATA_TYPE or any(a.dtype != dtype for a in arrays):
             found = sorted({a.dtype.name for a in arrays})
             raise TypeError(f"X, y and the params must share one dtype, float32 or float64; got {found}")
         if X.ndim != 2 or (y is not None and (y.ndim != 2 or y.shape[0] != X.shape[0])):
@@ -312,21 +286,7 @@ class CupyBackend(Backend):
 
     # ------------------------------------------------------------ launches
     def _gemm(self, C, A, B, trans_a=False, trans_b=False):
-        """``C = op(A) @ op(B)`` by cuBLAS ``gemmEx`` on the current stream: no allocation, no TF32 unless allowed."""
-        cp, cublas = self._cp, self._cublas
-        transa, transb, m, n, k, lda, ldb, ldc = gemm_args(A.shape, B.shape, C.shape, trans_a, trans_b)
-        dt = C.dtype.name
-        code = _CUDA_DATA_TYPE[dt]
-        if dt == "float64":
-            compute = _COMPUTE_64F
-        else:
-            compute = _COMPUTE_32F_FAST_TF32 if self.allow_tf32 else _COMPUTE_32F
-        handle = cp.cuda.device.get_cublas_handle()
-        cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
-        cublas.setPointerMode(handle, _POINTER_MODE_HOST)
-        cublas.setMathMode(handle, _DEFAULT_MATH)
-        cublas.gemmEx(handle, transa, transb, m, n, k, self._one[dt].ctypes.data, B.data.ptr, code, lda,
-                      A.data.ptr, code, ldb, self._zero[dt].ctypes.data, C.data.ptr, code, ldc, compute, _GEMM_DEFAULT)
+        gemm(self._cp, self._cublas, C, A, B, trans_a, trans_b, self.allow_tf32)
 
     def _pointer_table(self, arrays):
         """Device arrays ``(addresses, offsets)`` describing ``arrays`` for the multi-tensor kernels."""
