@@ -49,6 +49,16 @@ def importable(module: str) -> bool:
         return False
 
 
+def parse_device(device, kinds=("cpu", "cuda")) -> tuple[str, int | None]:
+    """``(kind, index or None)`` of a device string ``"kind"`` or ``"kind:N"``; TypeError / ValueError otherwise."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string like 'cpu' or 'cuda'; got {type(device).__name__}")
+    kind, colon, index = device.partition(":")
+    if kind not in kinds or (colon and not index.isdigit()):
+        raise ValueError(f"device must be {', '.join(map(repr, kinds))} or 'cuda:N'; got {device!r}")
+    return kind, int(index) if colon else None
+
+
 class Backend:
     """One way to run the MLP's math.
 

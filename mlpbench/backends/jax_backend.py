@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from ..kernels import reference as ref
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, parse_device
 
 #: epochs per compiled training call (the loss buffer's length)
 CHUNK = 8192
@@ -81,11 +81,7 @@ class JaxBackend(Backend):
 
     def __init__(self, device=None):
         jax = _jax()
-        if device is not None and not isinstance(device, str):
-            raise TypeError(f"device must be a string like 'cpu' or 'cuda'; got {type(device).__name__}")
-        kind, _, index = (device or "").partition(":")
-        if device is not None and (kind not in ("cpu", "cuda", "gpu") or (index and not index.isdigit())):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'gpu' or 'cuda:N'; got {device!r}")
+        kind, index = parse_device(device, ("cpu", "cuda", "gpu")) if device is not None else ("", None)
         jax.config.update("jax_enable_x64", True)  # process-wide: float64 needs it
         try:
             devices = jax.devices("gpu" if kind in ("cuda", "gpu") else kind or None)

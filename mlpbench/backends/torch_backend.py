@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from ..kernels.reference import bce_eps, sigmoid_floor
-from .base import Backend, BackendUnavailable, TrainingDiverged
+from .base import Backend, BackendUnavailable, TrainingDiverged, parse_device
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,10 +89,7 @@ class TorchBackend(Backend):
         torch = _torch()
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if not isinstance(device, str):
-            raise TypeError(f"device must be a string like 'cpu' or 'cuda'; got {type(device).__name__}")
-        if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        parse_device(device)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"threads must be a positive int or None; got {threads!r}")
         self._dev = torch.device(device)
