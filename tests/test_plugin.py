@@ -74,3 +74,13 @@ def test_an_entry_point_registers_a_backend_lazily(monkeypatch):
         assert seen == ["mlpbench.backends"]  # read once
     finally:
         unregister_backend(NAME)
+
+
+def test_a_backend_whose_default_instance_fails_is_still_listed(plugin):
+    class NeedsAnArgument(ThreadedNumpyBackend):
+        def __init__(self, path):
+            super().__init__()
+
+    register_backend(NAME, NeedsAnArgument)
+    row = next(r for r in available_backends() if r["name"] == NAME)
+    assert row["available"] and row["device"] == "cpu" and "describe() failed: TypeError" in row["notes"]

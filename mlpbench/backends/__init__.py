@@ -111,10 +111,13 @@ def available_backends() -> list[dict]:
             row["version"] = _version(cls.distribution())
             ok, reason = cls.availability()
             row["available"], row["reason"] = bool(ok), reason
-            if ok:
-                row.update(cls().describe())
         except Exception as exc:  # a broken backend module must not break the listing
-            row["reason"] = row["reason"] or f"{type(exc).__name__}: {exc}"
+            row["reason"] = f"{type(exc).__name__}: {exc}"
+        if row["available"]:
+            try:  # the default instance describes itself
+                row.update(cls().describe())
+            except Exception as exc:
+                row.update(device=cls.device, notes=f"describe() failed: {type(exc).__name__}: {exc}")
         rows.append(row)
     return rows
 
