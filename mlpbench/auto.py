@@ -1,6 +1,6 @@
 """``backend="auto"``: the fastest backend that passes parity here, measured once and remembered.
 
-A *candidate* is a backend name plus options, one per strategy the backend
+A *candidate* is a ``BackendSpec`` (a backend name plus options), one per strategy the backend
 offers (``numba[loop]`` and ``numba[step]`` are separate candidates). For a
 fit of a given shape, dtype and activation:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import sys
 import json
 import logging
 import os
@@ -31,10 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import parity, perf
-from .backends import backend_class, backend_names, get_backend
+from . import parity
+from .backends import BackendSpec, availability, backend_class, backend_names, packages
 from .machine import cpu_model
-from .params import init_params
+from .params import init_params, macs
 
 log = logging.getLogger("mlpbench.auto")
 
@@ -52,30 +53,9 @@ PROBE_SETTLE_S = 0.1
 PROBE_SHARE = 0.4
 
 
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    options: tuple = ()  # sorted (key, value) pairs
-
-    @property
-    def label(self) -> str:
-        opts = dict(self.options)
-        return f"{self.name}[{opts['strategy']}]" if "strategy" in opts else self.name
-
-    def make(self):
-        return get_backend(self.name, **dict(self.options))
-
-    def to_json(self):
-        return {"name": self.name, "options": dict(self.options)}
-
-    @classmethod
-    def from_json(cls, d):
-        return cls(d["name"], tuple(sorted(d.get("options", {}).items())))
-
-
 @dataclass
 class Decision:
-    ranking: list  # [Candidate], fastest first
+    ranking: list  # [BackendSpec], fastest first
     seconds_per_epoch: dict  # label -> s/epoch
     rejected: dict = field(default_factory=dict)  # label -> why it was not ranked
     shape: tuple = ()
@@ -104,38 +84,33 @@ class Decision:
 
     @classmethod
     def from_json(cls, d):
-        return cls([Candidate.from_json(c) for c in d["ranking"]], dict(d["seconds_per_epoch"]),
+        return cls([BackendSpec.from_json(c) for c in d["ranking"]], dict(d["seconds_per_epoch"]),
                    dict(d.get("rejected", {})), (d["shape"][0], tuple(d["shape"][1])), cached=True)
 
 
 # ---------------------------------------------------------------- candidates
 def candidates(names=None) -> tuple[list, dict]:
-    """Available candidates (one per strategy) and ``{label: reason}`` for the unavailable."""
+    """Available candidates (one ``BackendSpec`` per strategy) and ``{name: reason}`` for the unavailable."""
     found, rejected = [], {}
     for name in names or backend_names():
-        try:
-            cls = backend_class(name)
-            ok, reason = cls.availability()
-        except Exception as exc:  # a broken backend is reported, never chosen
-            ok, reason = False, f"{type(exc).__name__}: {exc}"
+        ok, reason = availability(name)
         if not ok:
             rejected[name] = reason
             continue
-        strategies = getattr(cls, "strategies", None) or (None,)
-        for s in strategies:
-            found.append(Candidate(name, (("strategy", s),) if s else ()))
+        strategies = backend_class(name).strategies or (None,)
+        found += [BackendSpec.of(name, strategy=s) if s else BackendSpec(name) for s in strategies]
     return found, rejected
 
 
-def applies(cand: Candidate, n_samples, layer_sizes, dtype) -> bool:
+def applies(cand: BackendSpec, n_samples, layer_sizes, dtype) -> bool:
     """The backend's own rule (``strategy_applies``) on whether a strategy suits this size at all.
 
     For example a one-block GPU kernel or a BLAS-free whole-loop kernel for
     small nets; a strategy that does not apply is not timed.
     """
     strategy = dict(cand.options).get("strategy")
-    rule = getattr(backend_class(cand.name), "strategy_applies", None)
-    return strategy is None or rule is None or bool(rule(strategy, n_samples, list(layer_sizes), np.dtype(dtype).name))
+    rule = backend_class(cand.name).strategy_applies
+    return strategy is None or bool(rule(strategy, n_samples, list(layer_sizes), np.dtype(dtype).name))
 
 
 # ---------------------------------------------------------------- cache
@@ -153,7 +128,7 @@ def cache_path() -> str:
 
 @functools.lru_cache(maxsize=None)
 def fingerprint() -> str:
-    """CPU model, cores, GPU names (read from /proc, no CUDA import) and package versions."""
+    """CPU model, cores, GPU names (read from /proc, no CUDA import) and the registered backends' package versions."""
     cpu = cpu_model()
     gpus = []
     root = "/proc/driver/nvidia/gpus"
@@ -162,7 +137,7 @@ def fingerprint() -> str:
             with open(os.path.join(root, d, "information")) as f:
                 gpus += [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("Model")]
     versions = []
-    for pkg in ("mlpbench", "numpy", "numba", "cupy-cuda13x", "cupy", "torch", "jax"):
+    for pkg in dict.fromkeys(("mlpbench", *packages(distributions=True), *packages())):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions.append(f"{pkg}={importlib.metadata.version(pkg)}")
     return f"{cpu}|{os.cpu_count()} cores|{','.join(gpus) or 'no gpu'}|{' '.join(versions)}"
@@ -237,6 +212,12 @@ class Cache:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self._entries = None
+
+
+@functools.lru_cache(maxsize=None)
+def shared_cache(path) -> Cache:
+    """One ``Cache`` per file for the process, so its in-memory copy serves repeated decisions."""
+    return Cache(path)
 
 
 @contextlib.contextmanager
@@ -355,35 +336,28 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
 
 
 def _prior(cand, n_samples, layer_sizes):
-    """Calibration order: what is already imported (cheap to try) and usually fast for this size first."""
-    import sys
+    """Calibration order: what is already imported (cheap to try) and usually fast for this size first.
 
-    loaded = cand.name == "numpy" or cand.name in sys.modules
-    work = n_samples * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-    gpu_first = cand.name == "cupy" and work > 1e7
-    # fused backends first, then the cheap-to-probe ones; tracing JITs (jax) compile per shape: last
-    rank = {"numba": 0, "cupy": 0, "numpy": 1, "torch": 2}.get(cand.name, 3)
-    return (not (loaded or gpu_first), rank, cand.label)
-
-
-_MEMO: dict = {}
+    Then the backend's ``prior_rank`` (fused kernels first, tracing JITs that compile per shape last);
+    a GPU backend goes first on big fits.
+    """
+    cls = backend_class(cand.name)
+    loaded = cls.requires[0] in sys.modules
+    gpu_first = cls.gpu and macs(n_samples, layer_sizes) > 1e7
+    return (not (loaded or gpu_first), cls.prior_rank, cand.label)
 
 
 def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT_BUDGET_S, cache=None,
            refresh=False, names=None, settle_s=0.0) -> Decision:
-    """The decision for this fit: from memory, then the disk cache, else calibrated and cached.
+    """The decision for this fit: from the cache (in memory while its file is unchanged), else calibrated and cached.
 
     ``names`` restricts the candidates to those backends (default: every registered one).
     """
     t0 = time.perf_counter()
-    cache = cache or Cache()
+    cache = cache or shared_cache(cache_path())
     key = cache_key(n_samples, layer_sizes, dtype, activation)
     if names is not None:
         key += "|only " + ",".join(sorted(names))
-    memo_key = (cache.path, key)
-    if not refresh and memo_key in _MEMO:
-        d = _MEMO[memo_key]
-        return Decision(d.ranking, d.seconds_per_epoch, d.rejected, d.shape, True, time.perf_counter() - t0)
     decision = None if refresh else cache.get(key)
     if decision is None or not decision.ranking:
         decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names, settle_s)
@@ -394,6 +368,5 @@ def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT
                 warnings.warn(f"could not write the mlpbench auto cache {cache.path}: {exc}", RuntimeWarning,
                               stacklevel=2)
     decision.cost_s = time.perf_counter() - t0
-    _MEMO[memo_key] = decision
     log.info("auto backend: %s", decision.reason)
     return decision

@@ -1,7 +1,7 @@
 """``mlpbench train | backends | parity | bench | tune``: the command line.
 
 Each command is a pair ``add_<name>(subparsers)`` / ``cmd_<name>(args) -> exit code``;
-commands that live in their own modules (parity, bench, tune) register the same way.
+``bench``, ``parity`` and ``tune`` live in their own modules (``cli_bench``, ``cli_parity``, ``tune``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import time
 
 import numpy as np
 
-
-def _int_list(text):
-    return [int(t) for t in str(text).replace(",", " ").split()]
+from .cli_bench import add_bench
+from .cli_parity import add_parity
+from .results import format_table
+from .tune import add_tune
 
 
 # ---------------------------------------------------------------- train
@@ -111,35 +112,19 @@ def cmd_backends(args) -> int:
     header = ["name", "available", "version", "device", "threads", "reason / notes"]
     table = [[r["name"], "yes" if r["available"] else "no", r["version"] or "-", r["device"] or "-",
               "-" if r["threads"] is None else str(r["threads"]), r["reason"] or r.get("notes", "")] for r in rows]
-    _print_table(header, table)
+    print(format_table(header, table))
     return 0
 
 
-def _print_table(header, rows, out=None):
-    out = out or sys.stdout
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(fmt.format(*header).rstrip(), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for r in rows:
-        print(fmt.format(*map(str, r)).rstrip(), file=out)
-
-
 # ---------------------------------------------------------------- main
-COMMANDS = [add_train, add_backends]
-#: commands implemented in their own modules: (module, function adding the parser)
-EXTERNAL_COMMANDS = [(".benchmark", "add_parity"), (".benchmark", "add_bench"), (".tune", "add_tune")]
+COMMANDS = [add_train, add_backends, add_parity, add_bench, add_tune]
 
 
 def build_parser():
-    import importlib
-
     parser = argparse.ArgumentParser(prog="mlpbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
-    for module, fn in EXTERNAL_COMMANDS:
-        getattr(importlib.import_module(module, __package__), fn)(sub)
     return parser
 
 

@@ -13,8 +13,9 @@ import shutil
 import subprocess
 import sys
 
-#: distributions whose versions are recorded (import name -> distribution, found by metadata)
-PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "cupy", "torch", "jax", "jaxlib", "threadpoolctl", "mlpbench")
+#: packages whose versions are always recorded, besides those the registered backends require
+#: (import name -> distribution, found by metadata)
+PACKAGES = ("numpy", "scipy", "threadpoolctl", "mlpbench")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
               "MLPBENCH_BACKEND", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS")
 
@@ -86,13 +87,16 @@ def gpu_info() -> list[dict]:
 
 
 def versions() -> dict:
-    """Python and the installed versions of ``PACKAGES`` (``None`` when absent); no imports."""
+    """Python and the installed versions of ``PACKAGES`` and of every registered backend's
+    ``requires`` (``None`` when absent); no optional package is imported."""
+    from .backends import packages
+
     try:
         dists = importlib.metadata.packages_distributions()
     except Exception:  # pragma: no cover - broken metadata
         dists = {}
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in dict.fromkeys(PACKAGES + tuple(packages())):
         version = None
         for dist in dists.get(name, [name]):
             try:

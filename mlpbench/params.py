@@ -23,11 +23,6 @@ def init_params(layer_sizes, seed=42, dtype="float64"):
     return params
 
 
-def layer_sizes_of(params):
-    """``[n_in, h1, ..., n_out]`` read off the weight shapes."""
-    return [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
-
-
 def map_params(fn, params):
     """Apply ``fn`` to every array, keeping the ``[(W, b), ...]`` structure."""
     return [(fn(W), fn(b)) for W, b in params]
@@ -40,3 +35,40 @@ def copy_params(params):
 def n_params(layer_sizes) -> int:
     return sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
 
+
+def macs(n_samples, layer_sizes) -> int:
+    """Multiply-adds of one forward pass: ``N * sum(fan_in * fan_out)``."""
+    return n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+
+
+# ---------------------------------------------------------------- one flat vector [W0, b0, W1, b1, ...]
+def flat_layout(sizes):
+    """``(woff, boff, n_params)`` of the flat vector ``[W0, b0, W1, b1, ...]``."""
+    woff, boff, off = [], [], 0
+    for fi, fo in zip(sizes[:-1], sizes[1:]):
+        woff.append(off)
+        boff.append(off + fi * fo)
+        off += fi * fo + fo
+    return np.array(woff, dtype=np.int64), np.array(boff, dtype=np.int64), off
+
+
+def flat_views(flat, sizes):
+    """``[(W, b), ...]`` as views of ``flat``."""
+    woff, boff, _ = flat_layout(sizes)
+    return [(flat[w : w + fi * fo].reshape(fi, fo), flat[b : b + fo].reshape(1, fo))
+            for w, b, fi, fo in zip(woff, boff, sizes[:-1], sizes[1:])]
+
+
+def flat_buffer(params):
+    """The 1-D buffer behind ``params`` when they are its consecutive views ``W0, b0, W1, ...``; else None."""
+    base = getattr(params[0][0], "base", None)
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    start, off = base.__array_interface__["data"][0], 0
+    for pair in params:
+        for a in pair:
+            if (not isinstance(a, np.ndarray) or a.base is not base or not a.flags.c_contiguous
+                    or a.__array_interface__["data"][0] != start + off * base.itemsize):
+                return None
+            off += a.size
+    return base if off == base.size else None

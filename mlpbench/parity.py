@@ -177,10 +177,6 @@ def _compare(name, case, ref, got, failure, dtype):
     return results
 
 
-def _name(backend):
-    return getattr(backend, "label", None) or backend.name
-
-
 def check_backend(backend, layer_sizes, n_samples, dtype, activation="relu", grad_reduction="sum", steps=3, seed=0,
                   lr=None, case=None) -> list[ParityResult]:
     """Compare ``backend`` with the reference on one configuration; one ``ParityResult`` per tensor.
@@ -202,7 +198,7 @@ def check_backend(backend, layer_sizes, n_samples, dtype, activation="relu", gra
     params = init_params(layer_sizes, seed, dtype)
     X, y = make_data(n_samples, layer_sizes, dtype, seed)
     got, failure = _collect(backend, params, X, y, activation, grad_reduction, steps, lr)
-    return _compare(_name(backend), case, ref, got, failure, dtype)
+    return _compare(backend.name, case, ref, got, failure, dtype)
 
 
 def _lab_tensors(backend, name, dtype):
@@ -233,7 +229,7 @@ def check_lab(backend, name="and", dtype="float64") -> list[ParityResult]:
         got, failure = _lab_tensors(backend, name, dtype), None
     except Exception as exc:
         got, failure = {}, ("train", exc)
-    return _compare(_name(backend), f"lab-{name} {dtype}", ref, got, failure, dtype)
+    return _compare(backend.name, f"lab-{name} {dtype}", ref, got, failure, dtype)
 
 
 def probe(backend, layer_sizes, n_samples, dtype, activation="relu") -> tuple[bool, str | None]:

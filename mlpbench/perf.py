@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cases import make_data
-from .params import init_params
+from .params import init_params, macs
 
 #: a point whose IQR exceeds this fraction of its median is flagged noisy
 NOISY_IQR = 0.10
@@ -32,13 +32,12 @@ NOISY_IQR = 0.10
 
 def flops_forward(n_samples, layer_sizes) -> int:
     """Matmul FLOPs of one forward pass: ``2 N sum(fan_in * fan_out)``."""
-    return 2 * n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return 2 * macs(n_samples, layer_sizes)
 
 
 def flops_backward(n_samples, layer_sizes) -> int:
     """Backward matmul FLOPs: weight gradients of every layer, input gradients of all but the first."""
-    pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
-    return 2 * n_samples * (sum(i * o for i, o in pairs) + sum(i * o for i, o in pairs[1:]))
+    return 2 * (macs(n_samples, layer_sizes) + macs(n_samples, layer_sizes[1:]))
 
 
 def flops_step(n_samples, layer_sizes) -> int:
@@ -110,23 +109,12 @@ class Timing:
                 "repeats": self.repeats, "number": self.number, "times_s": self.times}
 
 
-def _block(result):
-    """Wait for lazily evaluated outputs (arrays with ``block_until_ready``), duck-typed."""
-    stack = [result]
-    while stack:
-        obj = stack.pop()
-        if isinstance(obj, (list, tuple)):
-            stack.extend(obj)
-        elif hasattr(obj, "block_until_ready"):
-            obj.block_until_ready()
-
-
 def time_callable(fn, *, sync=None, warmup=1, repeat=7, min_time=0.01, max_time=None) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeat`` repeats of ``number`` calls each.
 
     ``number`` is chosen so that one repeat lasts at least ``min_time`` seconds.
-    ``sync()`` (e.g. ``backend.synchronize``) ends every timed region, and the
-    warm-up. Once three repeats are done, stops early when ``max_time``
+    ``sync()`` (e.g. ``backend.synchronize``, which also waits for lazily
+    evaluated results) ends every timed region, and the warm-up. Once three repeats are done, stops early when ``max_time``
     seconds have been spent. ``warmup_s`` is the time of the warm-up calls.
     """
     if repeat < 1:
@@ -137,8 +125,7 @@ def time_callable(fn, *, sync=None, warmup=1, repeat=7, min_time=0.01, max_time=
     def run(number):
         t0 = clock()
         for _ in range(number):
-            out = fn()
-        _block(out)
+            fn()
         sync()
         return clock() - t0
 
@@ -275,7 +262,7 @@ def measure_device_peak(backend, dtype="float32", start=1024, limit=16384) -> fl
             return [(W, backend.asarray(np.zeros((1, n), dt)))], backend.asarray(np.full((n, n), 0.5, dtype=dt))
 
         def matmul(params, X):
-            _block(backend.forward(params, X)[0])
+            backend.forward(params, X)
 
         _DEVICE_PEAKS[key] = _matmul_peak(make, matmul, backend.synchronize, start=start, limit=limit)
     return _DEVICE_PEAKS[key]

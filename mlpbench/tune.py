@@ -11,6 +11,7 @@ import numpy as np
 
 from . import auto
 from .cases import sweep
+from .validation import parse_list
 
 #: budget per shape when tuning ahead of time (imports and JIT of every backend included)
 TUNE_BUDGET_S = 10.0
@@ -33,7 +34,7 @@ def add_tune(sub):
 
 
 def _shapes(args):
-    dtypes = None if args.dtype is None else [d.strip() for d in args.dtype.split(",")]
+    dtypes = None if args.dtype is None else parse_list(args.dtype)
     seen, out = set(), []
     for case in sweep(args.preset, dtypes=dtypes, ops=["step"], activation=args.activation):
         key = (case.n_samples, tuple(case.layer_sizes), case.dtype)
@@ -97,14 +98,13 @@ def _check(args) -> int:
             t0 = time.perf_counter()
             d = auto.choose(n, list(sizes), dtype, args.activation, cache=cache, budget_s=auto.DEFAULT_BUDGET_S)
             first = time.perf_counter() - t0
-            auto._MEMO.clear()
             t0 = time.perf_counter()
-            auto.choose(n, list(sizes), dtype, args.activation, cache=cache)  # from disk
+            auto.choose(n, list(sizes), dtype, args.activation, cache=auto.Cache(cache.path))  # from disk
             disk = time.perf_counter() - t0
             reps = 200
             t0 = time.perf_counter()
             for _ in range(reps):
-                auto.choose(n, list(sizes), dtype, args.activation, cache=cache)  # in-process memo
+                auto.choose(n, list(sizes), dtype, args.activation, cache=cache)  # the cache's in-memory copy
             memo = (time.perf_counter() - t0) / reps
             fastest = min(times, key=times.get)
             chosen = d.ranking[0].label

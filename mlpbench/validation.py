@@ -21,6 +21,11 @@ def _is_int(v) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def parse_list(text, cast=str) -> list:
+    """``"1,64 1024"`` -> ``[cast("1"), cast("64"), cast("1024")]``: commas or spaces between items."""
+    return [cast(t) for t in str(text).replace(",", " ").split()]
+
+
 def check_choice(name, value, choices):
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")
@@ -134,3 +139,63 @@ def check_y(y, n_samples, n_outputs=1, dtype="float64", name="y") -> np.ndarray:
     if arr.size and (arr.min() < 0 or arr.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] (binary cross-entropy targets); got range [{arr.min()}, {arr.max()}]")
     return np.array(arr, dtype=dtype, order="C", copy=True)
+
+
+# ---------------------------------------------------------------- a NumPy-array backend's arrays: checked, never converted
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def require_array(name, a) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array; got {type(a).__name__}")
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{name} must be float64 or float32; got dtype {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def require_params(params, name="params"):
+    """``(layer_sizes, dtype)`` of ``[(W, b), ...]``; TypeError / ValueError on anything else."""
+    if not isinstance(params, (list, tuple)) or not params:
+        raise TypeError(f"{name} must be a non-empty list of (W, b) pairs")
+    sizes, dtype = None, None
+    for i, pair in enumerate(params):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"{name}[{i}] must be a (W, b) pair")
+        W, b = (require_array(f"{name}[{i}][{j}]", a) for j, a in enumerate(pair))
+        dtype = dtype or W.dtype
+        if W.dtype != dtype or b.dtype != dtype:
+            raise TypeError(f"{name}[{i}]: every array must be {dtype.name}; got {W.dtype} and {b.dtype}")
+        if W.ndim != 2 or b.shape != (1, W.shape[1]) or (sizes and sizes[-1] != W.shape[0]):
+            raise ValueError(f"{name}[{i}]: expected W (fan_in, fan_out) chaining from the previous layer "
+                             f"and b (1, fan_out); got {W.shape} and {b.shape}")
+        sizes = (sizes or [W.shape[0]]) + [W.shape[1]]
+    return sizes, dtype
+
+
+def require_X(X, sizes, dt):
+    X = require_array("X", X)
+    if X.dtype != dt:
+        raise TypeError(f"X must have the params' dtype {dt.name}; got {X.dtype.name}")
+    if X.ndim != 2 or X.shape[1] != sizes[0] or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (N >= 1, {sizes[0]}); got {X.shape}")
+    return X
+
+
+def require_y(y, N, sizes, dt):
+    y = require_array("y", y)
+    if y.dtype != dt:
+        raise TypeError(f"y must have the params' dtype {dt.name}; got {y.dtype.name}")
+    if y.shape != (N, sizes[-1]):
+        raise ValueError(f"y must have shape {(N, sizes[-1])}; got {y.shape}")
+    return y
+
+
+def require_cache(cache, sizes, dt):
+    if not isinstance(cache, (list, tuple)) or len(cache) != len(sizes):
+        raise ValueError(f"cache must be the forward pass's list of {len(sizes)} activations [X, a1, ..., y_hat]")
+    acts = [require_array(f"cache[{i}]", a) for i, a in enumerate(cache)]
+    N = acts[0].shape[0] if acts[0].ndim == 2 else -1
+    for i, (a, w) in enumerate(zip(acts, sizes)):
+        if a.dtype != dt or a.shape != (N, w):
+            raise ValueError(f"cache[{i}] must be a {dt.name} array of shape ({N}, {w}); got {a.dtype.name} {a.shape}")
+    return acts

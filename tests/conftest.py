@@ -1,7 +1,7 @@
 """Shared fixtures. Backends are skipped in ONE place: the ``backend_name`` fixture.
 
 A backend that is unavailable here is skipped with its reason; a GPU backend
-(``cupy``) fails instead of skipping when ``MLPBENCH_REQUIRE_GPU=1``.
+(``gpu = True`` in its class) fails instead of skipping when ``MLPBENCH_REQUIRE_GPU=1``.
 """
 
 from __future__ import annotations
@@ -11,20 +11,16 @@ import os
 import numpy as np
 import pytest
 
-from mlpbench.backends import backend_class, backend_names
+from mlpbench.backends import availability, backend_names, gpu_backends
 
-GPU_BACKENDS = {"cupy"}
 REQUIRE_GPU = os.environ.get("MLPBENCH_REQUIRE_GPU") == "1"
 
 
 def require_backend(name):
     """Skip (or fail, for a required GPU) when backend ``name`` cannot run here."""
-    try:
-        ok, reason = backend_class(name).availability()
-    except Exception as exc:  # pragma: no cover - a broken backend module
-        ok, reason = False, f"{type(exc).__name__}: {exc}"
+    ok, reason = availability(name)
     if not ok:
-        if name in GPU_BACKENDS and REQUIRE_GPU:
+        if REQUIRE_GPU and name in gpu_backends():
             pytest.fail(f"MLPBENCH_REQUIRE_GPU=1 but backend {name!r} is unavailable: {reason}")
         pytest.skip(f"backend {name!r} unavailable: {reason}")
 
@@ -39,7 +35,11 @@ def backend_name(request):
 @pytest.fixture
 def gpu():
     """Use in GPU tests: skips without a usable GPU, fails under MLPBENCH_REQUIRE_GPU=1."""
-    require_backend("cupy")
+    names = gpu_backends()
+    if not names:
+        pytest.skip("no GPU backend is registered")
+    for name in names:
+        require_backend(name)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP, auto, datasets
-from mlpbench.backends import register_backend, unregister_backend
+from mlpbench.backends import BackendSpec, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 
 
@@ -37,13 +37,11 @@ class BrokenBackend(NumpyBackend):
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    auto._MEMO.clear()
     register_backend("corrupt", CorruptBackend)
     register_backend("broken", BrokenBackend)
     yield tmp_path / "cache" / "auto.json"
     unregister_backend("corrupt")
     unregister_backend("broken")
-    auto._MEMO.clear()
 
 
 def test_a_backend_that_fails_parity_is_never_chosen():
@@ -63,7 +61,7 @@ def test_decision_is_cached_on_disk_and_in_memory(isolated_cache, monkeypatch):
     monkeypatch.setattr(auto, "calibrate", lambda *a, **k: calls.append(a))
     again = auto.choose(4, [2, 4, 1], "float64", names=["numpy"])
     assert again.cached and [c.label for c in again.ranking] == ["numpy"]
-    auto._MEMO.clear()
+    auto.shared_cache.cache_clear()  # a fresh process: the decision comes from the file
     from_disk = auto.choose(3, [2, 3, 1], "float64", names=["numpy"])  # same power-of-two bucket
     assert from_disk.cached and not calls
     assert "(cached)" in from_disk.reason
@@ -90,7 +88,7 @@ def test_a_cache_from_another_version_is_ignored_with_a_warning(isolated_cache):
 def test_a_decision_from_another_machine_is_not_used(isolated_cache):
     key = auto.cache_key(4, [2, 4, 1], "float64", "relu") + "|only corrupt,numpy"
     foreign_key = "Some Other CPU|64 cores|no gpu|" + key.split("|", 3)[3]
-    foreign = auto.Decision([auto.Candidate("corrupt")], {"corrupt": 1e-9}, {}, (4, (2, 4, 1)))
+    foreign = auto.Decision([BackendSpec("corrupt")], {"corrupt": 1e-9}, {}, (4, (2, 4, 1)))
     isolated_cache.parent.mkdir(parents=True)
     isolated_cache.write_text(json.dumps({"schema": auto.SCHEMA, "entries": {foreign_key: foreign.to_json()}}))
     d = auto.choose(4, [2, 4, 1], "float64", names=["numpy", "corrupt"])
@@ -100,7 +98,7 @@ def test_a_decision_from_another_machine_is_not_used(isolated_cache):
 def _writer(path, worker):
     cache = auto.Cache(path)
     for i in range(15):
-        cache.put(f"w{worker}-{i}", auto.Decision([auto.Candidate("numpy")], {"numpy": 1e-5}, {}, (4, (2, 4, 1))))
+        cache.put(f"w{worker}-{i}", auto.Decision([BackendSpec("numpy")], {"numpy": 1e-5}, {}, (4, (2, 4, 1))))
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
@@ -118,7 +116,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 
 def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
-    monkeypatch.setattr(auto, "candidates", lambda names=None: ([auto.Candidate("numpy")], {}))
+    monkeypatch.setattr(auto, "candidates", lambda names=None: ([BackendSpec("numpy")], {}))
     X, y = datasets.load("and")
     model = MLP()
     with caplog.at_level(logging.INFO, logger="mlpbench.auto"):
@@ -130,7 +128,7 @@ def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
 
 
 def test_a_backend_failing_mid_fit_falls_back_to_the_next(monkeypatch):
-    decision = auto.Decision([auto.Candidate("broken"), auto.Candidate("numpy")],
+    decision = auto.Decision([BackendSpec("broken"), BackendSpec("numpy")],
                              {"broken": 1e-6, "numpy": 1e-5}, {}, (4, (2, 4, 1)))
     monkeypatch.setattr(auto, "choose", lambda *a, **k: decision)
     X, y = datasets.load("and")

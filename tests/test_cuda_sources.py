@@ -13,14 +13,9 @@
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import hashlib
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 
 import numpy as np
 import pytest
@@ -29,9 +24,9 @@ from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.kernels import cuda as kc
 from mlpbench.kernels import reference as ref
 from mlpbench.params import init_params
+from cuda_emulator import GXX, build_emulator
 
 NVCC = shutil.which("nvcc")
-GXX = shutil.which("g++")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ is not installed (needed to emulate the kernels on the CPU)")
 
@@ -92,182 +87,7 @@ def test_template_errors_surface_only_through_the_instantiation_hooks(tmp_path):
     assert r.returncode != 0 and "zero" in r.stderr
 
 
-# ---------------------------------------------------------------- CPU emulation
-_PRELUDE = r"""
-#include <algorithm>
-#include <barrier>
-#include <cmath>
-#include <cstring>
-#include <functional>
-#include <thread>
-#include <vector>
-struct dim3 { unsigned x = 1, y = 1, z = 1; };
-static thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
-static thread_local std::barrier<>* emu_barrier = nullptr;
-static inline void __syncthreads() { emu_barrier->arrive_and_wait(); }
-using std::isfinite;
-using std::max;
-using std::min;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__ __restrict
-#define __shared__
-#define EMU_SHARED_BYTES (1 << 19)
-alignas(16) double mlp_smem[EMU_SHARED_BYTES / 8];
-
-// Blocks run one after another; the threads of a block run concurrently (one std::thread each)
-// when the kernel synchronises, else one after another. Shared memory starts as NaN bytes.
-static void emu_launch(const unsigned* d, unsigned long long shared, int threaded, const std::function<void()>& body) {
-    const dim3 grid{d[0], d[1], d[2]}, block{d[3], d[4], d[5]};
-    const unsigned nt = block.x * block.y * block.z;
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-        for (unsigned by = 0; by < grid.y; ++by)
-            for (unsigned bx = 0; bx < grid.x; ++bx) {
-                std::memset(mlp_smem, 0xff, shared);
-                const dim3 bi{bx, by, bz};
-                std::barrier<> bar(nt);
-                auto run = [&](unsigned t) {
-                    threadIdx = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                    blockIdx = bi; blockDim = block; gridDim = grid; emu_barrier = &bar;
-                    body();
-                };
-                if (!threaded) {
-                    for (unsigned t = 0; t < nt; ++t) run(t);
-                    continue;
-                }
-                std::vector<std::thread> ts;
-                for (unsigned t = 0; t < nt; ++t) ts.emplace_back(run, t);
-                for (auto& th : ts) th.join();
-            }
-}
-"""
-
-SCALARS = {"int": np.int32, "long long": np.int64, "unsigned long long": np.uint64, "float": np.float32,
-           "double": np.float64}
-_CT = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.uint64: ctypes.c_uint64, np.float32: ctypes.c_float,
-       np.float64: ctypes.c_double}
-
-
-def _concrete(ptype, tnames, targs):
-    for n, a in zip(tnames, targs):
-        ptype = re.sub(rf"\b{n}\b", a, ptype)
-    return ptype
-
-
-class EmulatedKernel:
-    """One instantiation, called like a CuPy ``RawKernel``: ``k(grid, block, args, shared_mem=0)``.
-
-    Stricter than CuPy: scalars must be numpy scalars of the parameter's exact
-    type, pointers arrays of the pointee's dtype, C-contiguous; shared memory at
-    most 48 KiB, blocks at most 1024 threads.
-    """
-
-    def __init__(self, fn, expr, params, threaded, as_pointer):
-        self.fn, self.expr, self.params, self.threaded, self.as_pointer = fn, expr, params, threaded, as_pointer
-
-    def convert(self, args):
-        if len(args) != len(self.params):
-            raise TypeError(f"{self.expr} takes {len(self.params)} arguments; got {len(args)}")
-        out = []
-        for (ptype, pname), a in zip(self.params, args):
-            if ptype.endswith("*"):
-                want = np.dtype(SCALARS[ptype[:-1].replace("const", "").strip()])
-                arr = self.as_pointer(a)
-                if arr.dtype != want:
-                    raise TypeError(f"{self.expr}: {pname} needs {want} data; got {arr.dtype}")
-                if not arr.flags.c_contiguous:
-                    raise ValueError(f"{self.expr}: {pname} is not C-contiguous")
-                out.append(ctypes.c_void_p(arr.ctypes.data))
-            else:
-                st = SCALARS[ptype]
-                if type(a) is not st:
-                    raise TypeError(f"{self.expr}: {pname} must be numpy.{st.__name__}; got {type(a).__name__}")
-                out.append(_CT[st](a))
-        return out
-
-    def launch(self, grid, block, args, shared_mem=0):
-        grid = tuple(grid) + (1,) * (3 - len(grid))
-        block = tuple(block) + (1,) * (3 - len(block))
-        if int(np.prod(block)) > 1024 or min(grid + block) < 1:
-            raise ValueError(f"{self.expr}: bad launch geometry grid {grid} block {block}")
-        if shared_mem > kc.MAX_SHARED_BYTES:
-            raise ValueError(f"{self.expr}: {shared_mem} B of dynamic shared memory > {kc.MAX_SHARED_BYTES}")
-        values = self.convert(args)
-        ptrs = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.pointer(x), ctypes.c_void_p) for x in values])
-        dims = (ctypes.c_uint * 6)(*grid, *block)
-
-        def run():
-            self.fn(dims, ctypes.c_ulonglong(shared_mem), ctypes.c_int(self.threaded), ptrs)
-
-        run.keep = values  # the argument values live as long as the launch
-        return run
-
-
-class CudaEmulator:
-    """Every ``kernels/cuda.py`` source compiled by g++ for the CPU: ``kernel(expr)`` -> ``EmulatedKernel``."""
-
-    def __init__(self, build_dir, as_pointer=None):
-        self.as_pointer = as_pointer or (lambda a: a)
-        self.kernels = {}
-        self.codes = {}
-        for src in kc.sources():
-            self.codes[src.name] = src.code
-            sigs = kc.kernel_signatures(src.code)
-            lib = ctypes.CDLL(str(self._build(src, sigs, build_dir)))
-            for i, expr in enumerate(src.name_expressions):
-                name = expr.split("<")[0]
-                tnames, params = sigs[name]
-                targs = [t.strip() for t in expr[len(name) + 1:-1].split(",")] if "<" in expr else []
-                fn = getattr(lib, f"emu_k{i}")
-                fn.restype = None
-                body = src.code[src.code.index(f"void {name}("):]
-                body = body[: body.find("\n}\n") + 3]
-                self.kernels[expr] = (fn, [(_concrete(t, tnames, targs), n) for t, n in params],
-                                      "__syncthreads" in body)
-
-    @staticmethod
-    def _build(src, sigs, build_dir):
-        wrappers = []
-        for i, expr in enumerate(src.name_expressions):
-            name = expr.split("<")[0]
-            tnames, params = sigs[name]
-            targs = [t.strip() for t in expr[len(name) + 1:-1].split(",")] if "<" in expr else []
-            call = ", ".join(f"*({_concrete(t, tnames, targs)}*)args[{j}]" for j, (t, _) in enumerate(params))
-            wrappers.append(
-                f'extern "C" void emu_k{i}(const unsigned* d, unsigned long long shared, int threaded, void** args) '
-                f"{{ emu_launch(d, shared, threaded, [&] {{ {expr}({call}); }}); }}"
-            )
-        code = _PRELUDE + src.code + "\n" + "\n".join(wrappers) + "\n"
-        digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-        lib = os.path.join(build_dir, f"mlpbench_emu_{src.name}_{digest}.so")
-        if not os.path.exists(lib):
-            cpp = lib[:-3] + ".cpp"
-            with open(cpp, "w") as f:
-                f.write(code)
-            tmp = lib + f".{os.getpid()}.tmp"
-            subprocess.run([GXX, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-Wall", "-Werror",
-                            "-Wno-unused-function", cpp, "-o", tmp], check=True, capture_output=True, text=True)
-            os.replace(tmp, lib)
-        return lib
-
-    def kernel(self, expr) -> EmulatedKernel:
-        fn, params, threaded = self.kernels[expr]
-        return EmulatedKernel(fn, expr, params, threaded, self.as_pointer)
-
-    def __call__(self, expr, grid, block, args, shared_mem=0):
-        """Launch ``expr`` now."""
-        self.kernel(expr).launch(grid, block, args, shared_mem)()
-
-
-@functools.lru_cache(maxsize=None)
-def build_emulator(as_pointer=None) -> CudaEmulator:
-    """The emulator (compiled once per source version into a cache folder under the temp dir)."""
-    build_dir = os.path.join(tempfile.gettempdir(), f"mlpbench-cuda-emu-{os.getuid()}")
-    os.makedirs(build_dir, exist_ok=True)
-    return CudaEmulator(build_dir, as_pointer)
-
-
+# ---------------------------------------------------------------- CPU emulation (tests/cuda_emulator.py)
 @pytest.fixture(scope="module")
 def emu():
     if GXX is None:

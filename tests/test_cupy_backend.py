@@ -8,7 +8,7 @@ Three layers of checks:
   mapping (against a column-major GEMM written out in NumPy);
 * the whole backend on the CPU (always, needs g++): CuPy replaced by
   ``FakeCupy`` — host arrays, the real CUDA sources run by the emulator of
-  ``test_cuda_sources.py``, column-major GEMM for cuBLAS, stream capture that
+  ``cuda_emulator.py``, column-major GEMM for cuBLAS, stream capture that
   records launches and forbids allocations and host synchronisation — against
   the NumPy backend, for every strategy;
 * on a GPU (``gpu`` marker, the ``gpu`` fixture): parity, the labs, divergence,
@@ -31,11 +31,12 @@ import pytest
 from mlpbench import MLP, datasets
 from mlpbench.backends import BackendUnavailable, TrainingDiverged, available_backends, get_backend
 from mlpbench.backends import cupy_backend
-from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy, gemm_args
+from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy
+from mlpbench.kernels.cublas import gemm_args
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.kernels import cuda as kc
 from mlpbench.params import init_params
-from test_cuda_sources import GXX, build_emulator
+from cuda_emulator import GXX, build_emulator
 
 TOL = {"float64": 1e-11, "float32": 1e-5}
 
@@ -425,7 +426,7 @@ def _train_both(strategy, dtype, case, epochs=6, lr=0.1):
 @pytest.mark.parametrize("strategy", CupyBackend.strategies)
 def test_emulated_train_matches_the_numpy_backend(emulated, strategy, dtype, case):
     be, got, want, params, ref_params = _train_both(strategy, dtype, case)
-    assert be.last_strategy_ == strategy
+    assert be.last_run["strategy"] == strategy
     assert got.dtype == np.float64 and got.shape == want.shape
     assert err(got, want) <= TOL[dtype]
     for (W, b), (W2, b2) in zip(params, ref_params):
@@ -445,7 +446,7 @@ def test_emulated_auto_strategy_and_tf32_flag(emulated):
     X, y = datasets.load("and")
     p = be.params_from_numpy(init_params([2, 4, 1], 42, "float64"))
     be.train(p, be.asarray(X), be.asarray(y), lr=0.1, epochs=3)
-    assert be.last_strategy_ == "persistent"
+    assert be.last_run["strategy"] == "persistent"
     n, sizes = 700, [6, 8, 1]  # too big for one block (50 KB of shared memory)
     X, y = data(n, sizes, "float32")
     for tf32, compute in ((False, 68), (True, 77)):
@@ -453,7 +454,7 @@ def test_emulated_auto_strategy_and_tf32_flag(emulated):
         emulated.cublas.compute_types.clear()
         p = be.params_from_numpy(init_params(sizes, 0, "float32"))
         be.train(p, be.asarray(X), be.asarray(y), lr=0.01, epochs=2)
-        assert be.last_strategy_ == "graph"
+        assert be.last_run["strategy"] == "graph"
         assert set(emulated.cublas.compute_types) == {compute}
 
 
@@ -464,7 +465,7 @@ def test_emulated_failed_capture_falls_back_to_the_step_path_under_auto(emulated
     monkeypatch.setattr(FakeStream, "begin_capture", broken)
     case = ("tanh", "sum", [6, 8, 1], 700)  # too big for one block: auto picks the graph
     be, got, want, params, ref_params = _train_both("auto", "float32", case, epochs=2, lr=0.01)
-    assert be.last_strategy_ == "step" and "capture failed" in be.last_run["why"]
+    assert be.last_run["strategy"] == "step" and "capture failed" in be.last_run["why"]
     assert err(got, want) <= TOL["float32"]
     with pytest.raises(RuntimeError, match="CaptureUnsupported"):
         _train_both("graph", "float32", case, epochs=2, lr=0.01)
@@ -495,13 +496,33 @@ def test_emulated_direct_calls_match_the_reference(emulated):
         assert emulated.gpu.captures == 0
 
 
+def test_emulated_step_allocates_nothing_after_the_first_call(emulated, monkeypatch):
+    """The workspace and pointer tables are cached per shape: later steps allocate and upload nothing."""
+    act, red, sizes, n = CASES[1]
+    X, y = data(n, sizes, "float64")
+    params = init_params(sizes, 2, "float64")
+    npb, be = NumpyBackend(), CupyBackend()
+    bp, bX, by = be.params_from_numpy(params), be.asarray(X), be.asarray(y)
+    losses = [be.step(bp, bX, by, lr=0.1, activation=act, grad_reduction=red)]
+
+    def no_allocation(a):
+        raise AssertionError("step allocated device memory (or copied host data to the device)")
+
+    monkeypatch.setattr(emulated.cp, "_new", no_allocation)
+    losses += [be.step(bp, bX, by, lr=0.1, activation=act, grad_reduction=red) for _ in range(3)]
+    want = [npb.step(params, X, y, lr=0.1, activation=act, grad_reduction=red) for _ in range(4)]
+    assert err(losses, want) <= TOL["float64"]
+    for (W, b), (W2, b2) in zip(be.params_to_numpy(bp), params):
+        assert err(W, W2) <= TOL["float64"] and err(b, b2) <= TOL["float64"]
+
+
 def test_emulated_callback_forces_the_step_path(emulated):
     seen = []
     be = CupyBackend(strategy="graph")
     X, y = datasets.load("xor")
     p = be.params_from_numpy(init_params([2, 4, 1], 42, "float64"))
     hist = be.train(p, be.asarray(X), be.asarray(y), lr=0.1, epochs=4, callback=lambda e, loss: seen.append((e, loss)))
-    assert be.last_strategy_ == "step" and emulated.gpu.captures == 0
+    assert be.last_run["strategy"] == "step" and emulated.gpu.captures == 0
     assert seen == [(e + 1, float(h)) for e, h in enumerate(hist)]
 
 
@@ -552,7 +573,7 @@ def test_gpu_parity_with_the_numpy_backend(gpu, strategy, dtype, case):
         strategy = "graph"
     lr = 0.1 if red == "mean" or n < 200 else 0.1 / n
     be, got, want, params, ref_params = _train_both(strategy, dtype, (act, red, sizes, n), epochs=8, lr=lr)
-    assert be.last_strategy_ == strategy
+    assert be.last_run["strategy"] == strategy
     assert err(got, want) <= TOL[dtype]
     for (W, b), (W2, b2) in zip(params, ref_params):
         assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]

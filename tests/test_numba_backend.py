@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import subprocess
 import sys
 
@@ -298,7 +299,7 @@ def test_strategy_rule_and_metadata(nb):
 
 def test_importing_the_backend_module_does_not_import_numba():
     code = ("import sys; from mlpbench.backends.numba_backend import NumbaBackend as B; "
-            "assert B.availability()[0]; B.describe(); assert 'numba' not in sys.modules, 'numba imported'")
+            "assert B.availability()[0]; B().describe(); assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -337,3 +338,38 @@ def test_step_takes_the_fused_kernel_on_backend_params_and_the_generic_path_othe
     assert len(be._steppers) == 1  # one cached workspace, reused by every fused call
     assert_close(flat(flat_params), flat(ref), dtype, "fused step params")
     assert_close(flat(foreign), flat(ref), dtype, "generic step params")
+
+
+def test_public_fallbacks_for_numba_internals_keep_parity(tmp_path):
+    """MLPBENCH_NUMBA_PUBLIC=1: no numba_xxgemm (np.dot in njit), no literally / entry point (the generic
+    loop), no on-disk cache; every strategy and the one-call methods still match the reference."""
+    code = """
+import numpy as np
+from mlpbench.backends import get_backend
+from mlpbench.backends.numpy_backend import NumpyBackend
+from mlpbench.kernels import numba_internals as internals
+from mlpbench.params import init_params
+from mlpbench.parity import normwise_error
+assert internals.PUBLIC_ONLY and not internals.HAVE_XXGEMM and internals.literally is None and not internals.CACHE
+worst = 0.0
+for sizes, n, strategy in (([2, 4, 1], 4, "loop"), ([3, 5, 2], 40, "step"), ([3, 5, 1], 40, "step")):
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(n, sizes[0]), (rng.rand(n, sizes[-1]) > 0.5).astype(float)
+    be, ref = get_backend("numba", strategy=strategy), NumpyBackend()
+    p, pr = be.params_from_numpy(init_params(sizes, 1)), ref.params_from_numpy(init_params(sizes, 1))
+    h, hr = be.train(p, X, y, lr=0.1, epochs=20), ref.train(pr, X, y, lr=0.1, epochs=20)
+    assert be.last_run["strategy"] == strategy and not be.last_run.get("fixed_shape")
+    worst = max(worst, normwise_error(h, hr))
+    for a, b in zip(be.params_to_numpy(p), pr):
+        worst = max(worst, normwise_error(a[0], b[0]), normwise_error(a[1], b[1]))
+    worst = max(worst, normwise_error(be.step(p, X, y, lr=0.1), ref.step(pr, X, y, lr=0.1)))
+    yh, cache = be.forward(p, X, activation="tanh")
+    yr, cr = ref.forward(pr, X, activation="tanh")
+    g, gr = be.backward(p, cache, X, y, activation="tanh"), ref.backward(pr, cr, X, y, activation="tanh")
+    worst = max([worst, normwise_error(yh, yr)] + [normwise_error(a, b) for ga, gb in zip(g, gr) for a, b in zip(ga, gb)])
+print(worst)
+assert worst <= 1e-12, worst
+"""
+    env = dict(os.environ, MLPBENCH_NUMBA_PUBLIC="1", NUMBA_CACHE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,12 +1,27 @@
-"""The Backend contract and the default training loop."""
+"""The Backend contract: the plumbing every backend shares, and the default training loop.
+
+A backend subclasses ``Backend``, declares its facts as class attributes
+(``requires``, ``package``, ``gpu``, ``prior_rank``, ``install_hint``,
+``strategies``) and writes the math as ``_forward`` / ``_backward`` /
+``_sgd_update`` / ``_loss`` (optionally a fused ``_step`` / ``_train``). The
+public methods validate their arguments once and then call those; a backend
+adds its own array checks in ``check_inputs``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import time
 
 import numpy as np
 
-from ..params import map_params
+from .. import validation as v
+from ..params import init_params, map_params
+
+
+class BackendUnavailable(ImportError, RuntimeError):
+    """The backend exists but cannot run here (missing package, no GPU, ...)."""
 
 
 class TrainingDiverged(FloatingPointError):
@@ -26,8 +41,26 @@ class TrainingDiverged(FloatingPointError):
         )
 
 
+def importable(module: str) -> bool:
+    """Whether ``module`` can be found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def parse_device(device, kinds=("cpu", "cuda")) -> tuple[str, int | None]:
+    """``(kind, index or None)`` of a device string ``"kind"`` or ``"kind:N"``; TypeError / ValueError otherwise."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string like 'cpu' or 'cuda'; got {type(device).__name__}")
+    kind, colon, index = device.partition(":")
+    if kind not in kinds or (colon and not index.isdigit()):
+        raise ValueError(f"device must be {', '.join(map(repr, kinds))} or 'cuda:N'; got {device!r}")
+    return kind, int(index) if colon else None
+
+
 class Backend:
-    """One way to run the MLP's math. Subclasses override the array plumbing and the math.
+    """One way to run the MLP's math.
 
     Params are ``[(W, b), ...]`` of this backend's arrays; grads have the same
     structure. ``train`` updates params in place and returns the loss per
@@ -36,9 +69,19 @@ class Backend:
 
     name = "base"
     device = "cpu"
-    #: the distribution whose version ``available_backends()`` reports
-    package = "numpy"
+    #: import names this backend needs; ``availability()`` checks them without importing them
+    requires: tuple = ("numpy",)
+    #: the distribution whose version ``available_backends()`` reports (default: ``requires[0]``)
+    package = None
+    #: said after the missing packages, e.g. why a second package is needed
+    requires_note = ""
+    #: runs on a GPU: ``auto`` tries it first on big fits; tests fail instead of skipping under MLPBENCH_REQUIRE_GPU=1
+    gpu = False
+    #: ``auto``'s calibration order (lower first): 0 fused kernels, 1 the reference, 2 library peers, 3 the rest
+    prior_rank = 3
     install_hint = ""
+    #: named variants (``name[strategy]``); ``auto`` times each one that ``strategy_applies``
+    strategies: tuple = ()
 
     def __init__(self, **options):
         if options:
@@ -47,10 +90,34 @@ class Backend:
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} device={self.device!r}>"
 
+    # ------------------------------------------------------------ facts
+    @classmethod
+    def distribution(cls) -> str:
+        return cls.package or cls.requires[0]
+
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        """``(True, "")`` or ``(False, reason)``; cheap and never raises."""
-        return True, ""
+        """``(True, "")`` or ``(False, reason)``; cheap and never raises (built on ``requires``)."""
+        missing = [m for m in cls.requires if not importable(m)]
+        if not missing:
+            return True, ""
+        verb = "is not installed" if len(missing) == 1 else "not installed"
+        return False, f"{' and '.join(missing)} {verb}" + (f" {cls.requires_note}" if cls.requires_note else "")
+
+    @classmethod
+    def unavailable(cls, reason) -> BackendUnavailable:
+        """The error for ``get_backend`` (or a constructor) when this backend cannot run here."""
+        hint = f"; install with: {cls.install_hint}" if cls.install_hint else ""
+        return BackendUnavailable(f"backend {cls.name!r} is unavailable: {reason}{hint}")
+
+    @classmethod
+    def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
+        """For ``auto``: whether ``strategy`` is worth timing at this size (default: always)."""
+        return True
+
+    def describe(self) -> dict:
+        """Row fields for ``available_backends()`` and results: at least ``device`` and ``threads``."""
+        return {"device": self.device, "threads": getattr(self, "threads", None)}
 
     # ------------------------------------------------------------ plumbing
     def asarray(self, a):
@@ -60,7 +127,7 @@ class Backend:
         return np.asarray(a)
 
     def synchronize(self) -> None:
-        """Wait for queued device work; a no-op on the CPU. Every timing calls it."""
+        """Wait for queued (or lazily evaluated) work; a no-op on the CPU. Every timing calls it."""
 
     def params_from_numpy(self, params):
         """Backend-owned copies of NumPy params (the user's arrays are never touched)."""
@@ -69,21 +136,20 @@ class Backend:
     def params_to_numpy(self, params):
         return map_params(lambda a: np.array(self.to_numpy(a), copy=True, order="C"), params)
 
-    @classmethod
-    def describe(cls) -> dict:
-        """Row fields for ``available_backends()``: at least ``device`` and ``threads``."""
-        return {"device": cls.device, "threads": None}
+    def check_inputs(self, params, X, y=None):
+        """``(X, y)`` ready for the math; a backend raises TypeError / ValueError here on arrays it cannot use."""
+        return X, y
+
+    def check_cache(self, params, cache):
+        """The forward pass's activations ready for ``_backward``."""
+        return cache
 
     def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
         """Compile / load kernels and create contexts for this shape; return the seconds it took.
 
-        Benchmarks call it before timing so that JIT compilation and GPU context
-        creation are reported apart from steady state.
+        Runs ``train`` and ``step`` once; benchmarks call it before timing so
+        that JIT compilation and GPU context creation are reported apart.
         """
-        import time
-
-        from ..params import init_params
-
         t0 = time.perf_counter()
         rng = np.random.RandomState(0)
         params = self.params_from_numpy(init_params(layer_sizes, 0, dtype))
@@ -94,30 +160,36 @@ class Backend:
         self.synchronize()
         return time.perf_counter() - t0
 
-    # ------------------------------------------------------------ the math
+    # ------------------------------------------------------------ the public math: validate once, then run
     def forward(self, params, X, *, activation="relu"):
         """Return ``(y_hat, cache)``; the cache is whatever ``backward`` needs."""
-        raise NotImplementedError
+        activation = v.check_activation(activation)
+        X, _ = self.check_inputs(params, X)
+        return self._forward(params, X, activation)
 
     def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
         """Return grads ``[(dW, db), ...]`` for the forward pass that made ``cache``."""
-        raise NotImplementedError
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        cache = self.check_cache(params, cache)
+        X, y = self.check_inputs(params, X, y)
+        return self._backward(params, cache, X, y, activation, grad_reduction)
 
     def sgd_update(self, params, grads, lr) -> None:
         """``p -= lr * g`` in place for every parameter."""
-        raise NotImplementedError
+        self._sgd_update(params, grads, v.check_lr(lr))
 
     def loss(self, y, y_hat) -> float:
         """Mean binary cross-entropy."""
-        raise NotImplementedError
+        return self._loss(y, y_hat)
 
     def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> float:
         """One epoch of full-batch gradient descent; returns the loss before the update."""
-        y_hat, cache = self.forward(params, X, activation=activation)
-        loss = self.loss(y, y_hat)
-        grads = self.backward(params, cache, X, y, activation=activation, grad_reduction=grad_reduction)
-        self.sgd_update(params, grads, lr)
-        return loss
+        lr = v.check_lr(lr)
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        X, y = self.check_inputs(params, X, y)
+        return self._step(params, X, y, lr, activation, grad_reduction)
 
     def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
         """The lab's loop: forward, loss, backward, update, per epoch.
@@ -126,19 +198,61 @@ class Backend:
         ``TrainingDiverged`` at the first non-finite loss, or when the final
         params are non-finite.
         """
+        lr = v.check_lr(lr)
+        epochs = v.check_epochs(epochs)
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        X, y = self.check_inputs(params, X, y)
+        return self._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
+
+    # ------------------------------------------------------------ what a backend writes (arguments already checked)
+    def _forward(self, params, X, activation):
+        raise NotImplementedError
+
+    def _backward(self, params, cache, X, y, activation, grad_reduction):
+        raise NotImplementedError
+
+    def _sgd_update(self, params, grads, lr) -> None:
+        raise NotImplementedError
+
+    def _loss(self, y, y_hat) -> float:
+        raise NotImplementedError
+
+    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
+        y_hat, cache = self._forward(params, X, activation)
+        loss = self._loss(y, y_hat)
+        grads = self._backward(params, cache, X, y, activation, grad_reduction)
+        self._sgd_update(params, grads, lr)
+        return loss
+
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         history = np.empty(epochs, dtype=np.float64)
         for epoch in range(epochs):
-            loss = self.step(params, X, y, lr=lr, activation=activation, grad_reduction=grad_reduction)
+            loss = self._step(params, X, y, lr, activation, grad_reduction)
             history[epoch] = loss
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch + 1, history[: epoch + 1], lr)
             if callback is not None:
                 callback(epoch + 1, loss)
-        self.check_finite(params, history, lr)
-        return history
+        return self.finish(history, params, lr)
 
-    def check_finite(self, params, history, lr) -> None:
-        """Raise ``TrainingDiverged`` if the last update left a non-finite parameter."""
-        for W, b in params:
-            if not (bool(np.isfinite(self.to_numpy(W)).all()) and bool(np.isfinite(self.to_numpy(b)).all())):
-                raise TrainingDiverged(len(history), history, lr)
+    # ------------------------------------------------------------ after training
+    def params_finite(self, params) -> bool:
+        return all(bool(np.isfinite(self.to_numpy(a)).all()) for pair in params for a in pair)
+
+    def finish(self, history, params, lr, params_finite=None):
+        """The divergence check after training: ``history`` as float64, or ``TrainingDiverged``.
+
+        Raises at the first non-finite loss, else when the params are not all
+        finite (``params_finite`` when the backend already knows, else checked here).
+        """
+        history = np.asarray(history, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(history))
+        if bad.size:
+            epoch = int(bad[0]) + 1
+            raise TrainingDiverged(epoch, history[:epoch].copy(), lr)
+        if not (self.params_finite(params) if params_finite is None else params_finite):
+            raise TrainingDiverged(len(history), history, lr)
+        return history

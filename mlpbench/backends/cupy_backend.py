@@ -20,7 +20,6 @@ succeeding proves nothing, so ``availability()`` also launches a kernel.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import numbers
 
@@ -28,19 +27,11 @@ import numpy as np
 
 from .. import validation as v
 from ..kernels import cuda as kc
+from ..kernels.cublas import CUDA_DATA_TYPE, gemm
 from ..kernels import reference as ref
-from .base import Backend, TrainingDiverged
+from .base import Backend, TrainingDiverged, importable
 
 STRATEGIES = ("persistent", "graph", "step")
-
-# cuBLAS / CUDA enums (cublas_api.h, library_types.h)
-_CUBLAS_OP = {False: 0, True: 1}  # CUBLAS_OP_N, CUBLAS_OP_T
-_CUDA_DATA_TYPE = {"float32": 0, "float64": 1}  # CUDA_R_32F, CUDA_R_64F
-_COMPUTE_32F, _COMPUTE_64F, _COMPUTE_32F_FAST_TF32 = 68, 70, 77
-_GEMM_DEFAULT = -1
-_DEFAULT_MATH = 0  # CUBLAS_DEFAULT_MATH: no TF32 unless the compute type asks for it
-_POINTER_MODE_HOST = 0
-
 
 def _runtime():
     """``(cupy, cublas)``, imported on first use. The tests swap in a CPU emulation here."""
@@ -68,7 +59,7 @@ def _device_name(cp, device_id) -> str:
 @functools.lru_cache(maxsize=None)
 def _probe():
     """``(ok, reason, info)``: can CuPy run kernels and cuBLAS here? Cached; never raises."""
-    if importlib.util.find_spec("cupy") is None:
+    if not importable("cupy"):
         return False, "cupy is not installed", {}
     try:
         import cupy
@@ -127,22 +118,6 @@ def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=Fa
     return "graph", f"one block is not enough ({plan.reason})"
 
 
-def gemm_args(a_shape, b_shape, c_shape, trans_a=False, trans_b=False):
-    """cuBLAS (column-major) arguments for row-major ``C = op(A) @ op(B)``.
-
-    A row-major matrix is its transpose in column-major order, so cuBLAS
-    computes ``C^T = op(B)^T op(A)^T``: its first operand is B, its second A.
-    Returns ``(transa, transb, m, n, k, lda, ldb, ldc)`` where ``lda`` belongs to
-    B's memory and ``ldb`` to A's.
-    """
-    (ar, ac), (br, bc) = a_shape, b_shape
-    m, k = (ac, ar) if trans_a else (ar, ac)
-    k2, n = (bc, br) if trans_b else (br, bc)
-    if k != k2 or tuple(c_shape) != (m, n):
-        raise ValueError(f"gemm shapes do not match: op(A) {m}x{k}, op(B) {k2}x{n}, C {tuple(c_shape)}")
-    return _CUBLAS_OP[bool(trans_b)], _CUBLAS_OP[bool(trans_a)], n, m, k, bc, ac, n
-
-
 class _Workspace:
     """Every buffer of one fit (or one direct call), allocated up front: a captured graph allocates nothing."""
 
@@ -167,12 +142,20 @@ def _flat(params):
     return [a for W, b in params for a in (W, b)]
 
 
+def _sizes(params, X):
+    return [X.shape[1]] + [W.shape[1] for W, _ in params]
+
+
 class CupyBackend(Backend):
     """CuPy on one CUDA device: ``CupyBackend(device=0, strategy="auto", allow_tf32=False)``."""
 
     name = "cupy"
     device = "cuda"
+    requires = ("cupy",)
     package = "cupy-cuda13x"
+    gpu = True
+    prior_rank = 0
+    install_hint = 'pip install "mlpbench[gpu]"  (cupy-cuda13x; needs an NVIDIA GPU and driver)'
     strategies = STRATEGIES
 
     def __init__(self, device=0, strategy="auto", allow_tf32=False):
@@ -185,9 +168,7 @@ class CupyBackend(Backend):
             raise TypeError(f"allow_tf32 must be True or False; got {type(allow_tf32).__name__}")
         ok, reason = self.availability()
         if not ok:
-            from . import INSTALL_HINTS, BackendUnavailable
-
-            raise BackendUnavailable(f"backend 'cupy' is unavailable: {reason}; install with: {INSTALL_HINTS['cupy']}")
+            raise self.unavailable(reason)
         self._cp, self._cublas = _runtime()
         count = int(self._cp.cuda.runtime.getDeviceCount())
         if device >= count:
@@ -196,10 +177,9 @@ class CupyBackend(Backend):
         self._dev = self._cp.cuda.Device(self.device_id)
         self.device = f"cuda:{self.device_id} ({_device_name(self._cp, self.device_id)})"
         self._modules, self._functions = {}, {}
-        self._one = {dt: np.ones(1, dtype=dt) for dt in ("float32", "float64")}
-        self._zero = {dt: np.zeros(1, dtype=dt) for dt in ("float32", "float64")}
         #: what the last ``train`` ran: its strategy, and why
-        self.last_strategy_, self.last_run = None, {}
+        self.last_run = {}
+        self._step_workspaces = {}
 
     def __repr__(self):
         return (f"<CupyBackend device={self.device!r} strategy={self.strategy!r} "
@@ -217,10 +197,9 @@ class CupyBackend(Backend):
             return kc.persistent_plan(n_samples, layer_sizes, dtype).fits
         return strategy in STRATEGIES
 
-    @classmethod
-    def describe(cls) -> dict:
+    def describe(self) -> dict:
         ok, _, info = _probe()
-        row = {"device": info.get("device", cls.device), "threads": None}
+        row = {"device": self.device, "threads": None}
         if ok and "driver" in info:
             row.update(driver=info["driver"], runtime=info["runtime"],
                        notes=f"{info['count']} GPU(s); CUDA driver {info['driver']}, runtime {info['runtime']}")
@@ -276,14 +255,14 @@ class CupyBackend(Backend):
         super().warmup(layer_sizes, n_samples, dtype, activation)
         return time.perf_counter() - t0
 
-    def _check(self, params, X, y=None):
-        """``(X, y, dtype, layer_sizes)`` after checking the arrays live here and fit together."""
+    def check_inputs(self, params, X, y=None):
+        """``(X, y)`` after checking the arrays live here and fit together."""
         cp = self._cp
         arrays = [X] + ([] if y is None else [y]) + _flat(params)
         if not all(isinstance(a, cp.ndarray) for a in arrays):
             raise TypeError("the cupy backend works on its own arrays: convert with asarray() / params_from_numpy()")
         dtype = X.dtype
-        if dtype.name not in _CUDA_DATA_TYPE or any(a.dtype != dtype for a in arrays):
+        if dtype.name not in CUDA_DATA_TYPE or any(a.dtype != dtype for a in arrays):
             found = sorted({a.dtype.name for a in arrays})
             raise TypeError(f"X, y and the params must share one dtype, float32 or float64; got {found}")
         if X.ndim != 2 or (y is not None and (y.ndim != 2 or y.shape[0] != X.shape[0])):
@@ -298,26 +277,16 @@ class CupyBackend(Backend):
             sizes.append(W.shape[1])
         if y is not None and y.shape[1] != sizes[-1]:
             raise ValueError(f"y has {y.shape[1]} outputs but the net has {sizes[-1]}")
-        X = cp.ascontiguousarray(X)
-        return X, (None if y is None else cp.ascontiguousarray(y)), dtype, sizes
+        return cp.ascontiguousarray(X), (None if y is None else cp.ascontiguousarray(y))
+
+    def check_cache(self, params, cache):
+        if len(cache) != len(params) + 1:
+            raise ValueError("cache must be the activations [X, a1, ..., y_hat] that forward() returned")
+        return list(cache)
 
     # ------------------------------------------------------------ launches
     def _gemm(self, C, A, B, trans_a=False, trans_b=False):
-        """``C = op(A) @ op(B)`` by cuBLAS ``gemmEx`` on the current stream: no allocation, no TF32 unless allowed."""
-        cp, cublas = self._cp, self._cublas
-        transa, transb, m, n, k, lda, ldb, ldc = gemm_args(A.shape, B.shape, C.shape, trans_a, trans_b)
-        dt = C.dtype.name
-        code = _CUDA_DATA_TYPE[dt]
-        if dt == "float64":
-            compute = _COMPUTE_64F
-        else:
-            compute = _COMPUTE_32F_FAST_TF32 if self.allow_tf32 else _COMPUTE_32F
-        handle = cp.cuda.device.get_cublas_handle()
-        cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
-        cublas.setPointerMode(handle, _POINTER_MODE_HOST)
-        cublas.setMathMode(handle, _DEFAULT_MATH)
-        cublas.gemmEx(handle, transa, transb, m, n, k, self._one[dt].ctypes.data, B.data.ptr, code, lda,
-                      A.data.ptr, code, ldb, self._zero[dt].ctypes.data, C.data.ptr, code, ldc, compute, _GEMM_DEFAULT)
+        gemm(self._cp, self._cublas, C, A, B, trans_a, trans_b, self.allow_tf32)
 
     def _pointer_table(self, arrays):
         """Device arrays ``(addresses, offsets)`` describing ``arrays`` for the multi-tensor kernels."""
@@ -396,59 +365,52 @@ class CupyBackend(Backend):
         return bool(int(flag.item()))
 
     # ------------------------------------------------------------ the math, called directly (no graph)
-    def forward(self, params, X, *, activation="relu"):
-        activation = v.check_activation(activation)
+    def _forward(self, params, X, activation):
         with self._dev:
-            X, _, dtype, sizes = self._check(params, X)
-            acts = [X] + [self._cp.empty((X.shape[0], s), dtype=dtype) for s in sizes[1:]]
+            acts = [X] + [self._cp.empty((X.shape[0], W.shape[1]), dtype=X.dtype) for W, _ in params]
             self._enqueue_forward(params, acts, activation)
         return acts[-1], acts
 
-    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
+    def _backward(self, params, cache, X, y, activation, grad_reduction):
         with self._dev:
-            X, y, dtype, sizes = self._check(params, X, y)
-            if len(cache) != len(params) + 1:
-                raise ValueError("cache must be the activations [X, a1, ..., y_hat] that forward() returned")
-            ws = _Workspace(self._cp, sizes, X.shape[0], dtype, with_acts=False)
-            self._enqueue_backward(params, list(cache), y, ws, activation, grad_reduction, with_loss=False)
+            ws = _Workspace(self._cp, _sizes(params, X), X.shape[0], X.dtype, with_acts=False)
+            self._enqueue_backward(params, cache, y, ws, activation, grad_reduction, with_loss=False)
         return ws.grads
 
-    def sgd_update(self, params, grads, lr) -> None:
-        lr = v.check_lr(lr)
+    def _sgd_update(self, params, grads, lr) -> None:
         with self._dev:
-            dtype = params[0][0].dtype
-            self._enqueue_sgd(self._sgd_table(params, grads), dtype, lr)
+            self._enqueue_sgd(self._sgd_table(params, grads), params[0][0].dtype, lr)
 
-    def loss(self, y, y_hat) -> float:
+    def _loss(self, y, y_hat) -> float:
         with self._dev:
             return ref.bce_loss(self._cp, y, y_hat)
 
-    def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> float:
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
-        lr = v.check_lr(lr)
+    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
+        """One epoch, launched kernel by kernel into a workspace cached per shape: nothing is allocated
+        or copied from the host after the first call for a shape (and these params)."""
         with self._dev:
-            X, y, dtype, sizes = self._check(params, X, y)
-            ws = _Workspace(self._cp, sizes, X.shape[0], dtype)
-            ws.sgd = self._sgd_table(params, ws.grads)
+            ws = self._step_workspace(params, X)
+            ws.counter.fill(0)  # the loss goes to history[0] again
             self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
             return float(ws.history[0].item())
 
+    def _step_workspace(self, params, X) -> _Workspace:
+        key = (X.shape[0], X.dtype.name, tuple((a.data.ptr, a.shape) for a in _flat(params)))
+        ws = self._step_workspaces.get(key)
+        if ws is None:
+            if len(self._step_workspaces) >= 8:
+                self._step_workspaces.clear()
+            ws = _Workspace(self._cp, _sizes(params, X), X.shape[0], X.dtype)
+            ws.sgd = self._sgd_table(params, ws.grads)  # device pointer tables of these params and grads
+            self._step_workspaces[key] = ws
+        return ws
+
     # ------------------------------------------------------------ training
-    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         """Full-batch training; see the module docstring for the strategies. Returns the float64 loss history."""
-        lr = v.check_lr(lr)
-        epochs = v.check_epochs(epochs)
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
         with self._dev:
-            X, y, dtype, sizes = self._check(params, X, y)
-            strategy, why = choose_strategy(X.shape[0], sizes, dtype, self.strategy, callback is not None)
-            self.last_strategy_ = strategy
+            sizes = _sizes(params, X)
+            strategy, why = choose_strategy(X.shape[0], sizes, X.dtype, self.strategy, callback is not None)
             self.last_run = {"strategy": strategy, "why": why}
             if strategy == "persistent":
                 return self._train_persistent(params, X, y, lr, epochs, activation, grad_reduction, sizes)
@@ -471,7 +433,6 @@ class CupyBackend(Backend):
             except Exception as exc:  # nothing ran: "auto" falls back to launching kernel by kernel
                 if self.strategy != "auto":
                     raise
-                self.last_strategy_ = "step"
                 self.last_run = {"strategy": "step", "why": f"the CUDA graph capture failed ({_short(exc)})"}
         if graph is not None:
             for _ in range(epochs):
@@ -486,8 +447,7 @@ class CupyBackend(Backend):
                 if not math.isfinite(loss):
                     raise TrainingDiverged(e + 1, cp.asnumpy(ws.history[: e + 1]), lr)
                 callback(e + 1, loss)
-        finite = self._params_finite(params, dtype)
-        return self._finish(cp.asnumpy(ws.history), finite, lr)
+        return self.finish(cp.asnumpy(ws.history), params, lr, self._params_finite(params, dtype))
 
     def _capture(self, run):
         """One epoch captured as a CUDA graph on a private stream (launched later on the current one)."""
@@ -524,15 +484,4 @@ class CupyBackend(Backend):
         for a in _flat(params):
             a[...] = flat[o:o + a.size].reshape(a.shape)
             o += a.size
-        flat_host = cp.asnumpy(flat)
-        return self._finish(cp.asnumpy(history), bool(np.isfinite(flat_host).all()), lr)
-
-    @staticmethod
-    def _finish(history, params_finite, lr):
-        bad = np.flatnonzero(~np.isfinite(history))
-        if bad.size:
-            e = int(bad[0]) + 1
-            raise TrainingDiverged(e, history[:e].copy(), lr)
-        if not params_finite:
-            raise TrainingDiverged(len(history), history, lr)
-        return history
+        return self.finish(cp.asnumpy(history), params, lr, bool(np.isfinite(cp.asnumpy(flat)).all()))

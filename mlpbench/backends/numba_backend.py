@@ -1,8 +1,9 @@
 """The Numba backend: ``kernels/numba_cpu.py`` behind the Backend contract.
 
 This module owns buffers, dispatch and conversions; the kernels own the math.
-``train`` copies the params into one flat vector, allocates every buffer once
-per call and then runs either
+``train`` works on the params' flat vector (``params_from_numpy`` makes them
+views of one; other params are copied into one and back), allocates every
+buffer once per call and then runs either
 
 * ``"loop"``: all epochs inside one compiled call (small networks), or
 * ``"step"``: one compiled call per epoch over row blocks, BLAS per layer
@@ -16,17 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import math
-import os
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import validation as v
-from ..kernels.reference import bce_eps, sigmoid_floor
-from .base import Backend, TrainingDiverged
+from ..validation import require_array, require_cache, require_params, require_X, require_y
+from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
+from ..params import flat_buffer, flat_layout, flat_views, macs
+from .base import Backend
+from .cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
 
@@ -56,8 +59,7 @@ PARALLEL_MIN_MACS = 2**20
 
 def choose_strategy(n_samples, layer_sizes) -> str:
     """``"loop"`` for small networks, ``"step"`` otherwise (see ``LOOP_MAX_MACS``)."""
-    macs = n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return "loop" if macs <= LOOP_MAX_MACS else "step"
+    return "loop" if macs(n_samples, layer_sizes) <= LOOP_MAX_MACS else "step"
 
 
 def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
@@ -71,7 +73,7 @@ def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _k():
+def _kernels():
     """The kernels module (imports numba on first use)."""
     from ..kernels import numba_cpu
 
@@ -116,134 +118,51 @@ _FIXED: dict = {}
 
 
 def _use_fixed(n_samples, sizes) -> bool:
-    macs = n_samples * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
-    return macs <= FIXED_MAX_MACS and len(sizes) - 1 <= FIXED_MAX_LAYERS
+    return macs(n_samples, sizes) <= FIXED_MAX_MACS and len(sizes) - 1 <= FIXED_MAX_LAYERS
 
 
 def _fixed_loop(args, n_samples, sizes):
     """The compiled entry point of ``train_loop_fixed`` for this shape, or None if it cannot be had.
 
-    Called through the overload's entry point: a literal-specialised Numba
-    dispatcher otherwise re-runs type inference (milliseconds) on every call.
+    Called through the overload's entry point (``kernels/numba_internals``): a
+    literal-specialised Numba dispatcher otherwise re-runs type inference
+    (milliseconds) on every call.
     """
     key = (args[0].dtype.name, n_samples, tuple(sizes))
     if key not in _FIXED:
-        try:
-            import numba
-            from numba import types
+        from ..kernels.numba_internals import fixed_shape_entry
 
-            fn = _k().train_loop_fixed
-            padded = list(sizes) + [0] * (5 - len(sizes))
-            sig = tuple(numba.typeof(a) for a in args) + tuple(
-                types.literal(int(x)) for x in [n_samples, len(sizes) - 1] + padded)
-            hits = sum(fn.stats.cache_hits.values())
-            t0 = time.perf_counter()
-            fn.compile(sig)
+        fn = _kernels().train_loop_fixed
+        padded = list(sizes) + [0] * (5 - len(sizes))
+        hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
+        t0 = time.perf_counter()
+        _FIXED[key] = entry = fixed_shape_entry(fn, args, [n_samples, len(sizes) - 1] + padded)
+        if entry is not None:
             how = "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled"
             JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))}]"] = (
                 time.perf_counter() - t0, how)
-            _FIXED[key] = fn.overloads[sig].entry_point
-        except Exception:  # pragma: no cover - Numba internals moved: use the generic kernel
-            _FIXED[key] = None
     return _FIXED[key]
 
 
 @functools.lru_cache(maxsize=None)
 def _touch_blas(dtype):
     """Load the BLAS pointer for ``dtype`` on this thread (with the GIL) before a parallel kernel uses it."""
-    _k().touch_blas(np.zeros((1, 1), dtype=dtype))
+    _kernels().touch_blas(np.zeros((1, 1), dtype=dtype))
 
 
-# ---------------------------------------------------------------- threads
-def _numba_threads() -> int:
-    if "numba" in sys.modules:
-        return sys.modules["numba"].get_num_threads()
-    env = os.environ.get("NUMBA_NUM_THREADS")
-    if env and env.isdigit():
-        return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+@dataclass
+class _Stepper:
+    """The fused one-epoch kernel for one (shape, dtype, threads), with its workspace allocated once."""
+
+    kernel: object
+    layout: tuple  # (sizes, weight offsets, bias offsets) as int64 arrays
+    workspace: tuple  # (y_hat, rows per block, per-thread work, per-thread grads)
+    scope: object  # () -> context manager applying the threads
+    info: dict  # what ``last_run`` reports
 
 
-@functools.lru_cache(maxsize=None)
-def _blas_controller():
-    """A threadpoolctl controller that sees NumPy's and SciPy's BLAS (Numba's np.dot uses SciPy's); or None."""
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS so the controller sees it)
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-def blas_threads():
-    ctl = _blas_controller()
-    if ctl is None:
-        return None
-    counts = [lib.num_threads for lib in ctl.select(user_api="blas").lib_controllers]
-    return max(counts) if counts else None
-
-
-@contextlib.contextmanager
-def _threads(numba_threads=None, blas=None):
-    """Set Numba's threads (this thread) and the BLAS threads for the block; restore both after."""
-    old = None
-    if numba_threads is not None:
-        import numba
-
-        old = numba.get_num_threads()
-        numba.set_num_threads(numba_threads)
-    ctl = _blas_controller() if blas is not None else None
-    try:
-        if ctl is not None:
-            with ctl.limit(limits=blas, user_api="blas"):
-                yield
-        else:
-            yield
-    finally:
-        if old is not None:
-            sys.modules["numba"].set_num_threads(old)
-
-
-class _hybridmethod:
-    """A method that receives the instance when called on one, else the class."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __get__(self, obj, cls):
-        return functools.partial(self.fn, cls if obj is None else obj)
-
-
-# ---------------------------------------------------------------- flat parameter layout
-def _layout(sizes):
-    """``(woff, boff, n_params)`` of the flat vector ``[W0, b0, W1, b1, ...]``."""
-    woff, boff, off = [], [], 0
-    for fi, fo in zip(sizes[:-1], sizes[1:]):
-        woff.append(off)
-        boff.append(off + fi * fo)
-        off += fi * fo + fo
-    return np.array(woff, dtype=np.int64), np.array(boff, dtype=np.int64), off
-
-
-def _views(flat, sizes):
-    woff, boff, _ = _layout(sizes)
-    return [(flat[w : w + fi * fo].reshape(fi, fo), flat[b : b + fo].reshape(1, fo))
-            for w, b, fi, fo in zip(woff, boff, sizes[:-1], sizes[1:])]
-
-
-def _flat_of(params):
-    """The 1-D buffer behind ``params`` when they are its consecutive views ``W0, b0, W1, ...``; else None."""
-    base = getattr(params[0][0], "base", None)
-    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    start, off = base.__array_interface__["data"][0], 0
-    for pair in params:
-        for a in pair:
-            if (not isinstance(a, np.ndarray) or a.base is not base or not a.flags.c_contiguous
-                    or a.__array_interface__["data"][0] != start + off * base.itemsize):
-                return None
-            off += a.size
-    return base if off == base.size else None
+#: the shape ``warmup`` runs every strategy on: small, but above ``FIXED_MAX_MACS`` (no per-shape compile)
+WARMUP_SHAPE = (2, [4, 16, 1])
 
 
 class NumbaBackend(Backend):
@@ -259,15 +178,16 @@ class NumbaBackend(Backend):
     """
 
     name = "numba"
-    device = "cpu"
-    package = "numba"
+    requires = ("numba", "scipy", "llvmlite")
+    requires_note = "(Numba's np.dot needs SciPy)"
+    prior_rank = 0
+    install_hint = 'pip install "mlpbench[numba]"'
     strategies = STRATEGIES
 
     @classmethod
     def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
         """For ``auto``: the BLAS-free whole-loop kernel is worth timing only near or below the crossover."""
-        macs = n_samples * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
-        return strategy != "loop" or macs <= 16 * LOOP_MAX_MACS
+        return strategy != "loop" or macs(n_samples, layer_sizes) <= 16 * LOOP_MAX_MACS
 
     def __init__(self, threads=None, strategy="auto"):
         if threads is not None:
@@ -286,227 +206,198 @@ class NumbaBackend(Backend):
     def __repr__(self):
         return f"<NumbaBackend threads={self.threads} strategy={self.strategy!r}>"
 
-    @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        missing = []
-        for mod in ("numba", "scipy"):
-            try:
-                if importlib.util.find_spec(mod) is None:
-                    missing.append(mod)
-            except (ImportError, ValueError):
-                missing.append(mod)
-        if missing:
-            return False, " and ".join(missing) + " not installed (Numba's np.dot needs SciPy)"
-        return True, ""
-
-    @_hybridmethod
-    def describe(self_or_cls) -> dict:
+    def describe(self) -> dict:
         """device, threads ("numba=N blas=M") and, once measured in this process, the JIT first-call times."""
-        nt = getattr(self_or_cls, "threads", None) if not isinstance(self_or_cls, type) else None
-        nb = nt if nt is not None else _numba_threads()
-        blas = nt if nt is not None else (blas_threads() if "numba" in sys.modules else _numpy_blas_threads())
-        return {"device": "cpu", "threads": f"numba={nb} blas={'?' if blas is None else blas}", "notes": jit_notes()}
-
-    @staticmethod
-    def jit_seconds() -> dict:
-        """``{"kernel[dtype]": (seconds, "compiled" | "cache load")}`` measured in this process."""
-        return dict(JIT_SECONDS)
+        numba = self.threads if self.threads is not None else numba_threads()
+        blas = self.threads if self.threads is not None else (
+            blas_threads() if "numba" in sys.modules else numpy_blas_threads())
+        return {"device": "cpu", "threads": f"numba={numba} blas={'?' if blas is None else blas}",
+                "notes": jit_notes()}
 
     # ------------------------------------------------------------ plumbing
     def params_from_numpy(self, params):
         """Backend-owned copies: views of one flat vector, so ``sgd_update`` is one kernel call."""
-        sizes, dtype = _check_params(params)
-        flat = np.empty(_layout(sizes)[2], dtype=dtype)
-        views = _views(flat, sizes)
+        sizes, dtype = require_params(params)
+        flat = np.empty(flat_layout(sizes)[2], dtype=dtype)
+        views = flat_views(flat, sizes)
         for (W, b), (Wv, bv) in zip(params, views):
             Wv[...] = W
             bv[...] = b
         return views
 
+    def check_inputs(self, params, X, y=None):
+        sizes, dt = require_params(params)
+        X = require_X(X, sizes, dt)
+        return X, (None if y is None else require_y(y, X.shape[0], sizes, dt))
+
+    def check_cache(self, params, cache):
+        sizes, dt = require_params(params)
+        return require_cache(cache, sizes, dt)
+
     def _scope(self):
         """``threads`` applied to Numba and BLAS for one call (nothing when ``threads`` is None)."""
-        return _threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
+        return scoped_threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------ the math, one call at a time
-    def forward(self, params, X, *, activation="relu"):
-        k = _k()
-        kind = k.ACT_CODES[v.check_activation(activation)]
-        sizes, dt = _check_params(params)
-        X = _check_X(X, sizes, dt)
+    def _forward(self, params, X, activation):
+        kernels = _kernels()
+        act_code = ACT_CODES[activation]
+        dt = X.dtype
         floor = dt.type(sigmoid_floor(dt))
         acts, a = [X], X
         with self._scope():
             for i, (W, b) in enumerate(params):
                 Z = np.empty((X.shape[0], W.shape[1]), dtype=dt)
                 args = (a, np.ascontiguousarray(W), np.ascontiguousarray(b).reshape(-1), Z,
-                        kind if i < len(params) - 1 else k.SIGMOID, floor)
-                _ensure_compiled("layer_forward", k.layer_forward, args)
-                k.layer_forward(*args)
+                        act_code if i < len(params) - 1 else kernels.SIGMOID, floor)
+                _ensure_compiled("layer_forward", kernels.layer_forward, args)
+                kernels.layer_forward(*args)
                 acts.append(Z)
                 a = Z
         return a, acts
 
-    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
-        k = _k()
-        kind = k.ACT_CODES[v.check_activation(activation)]
-        mean = v.check_grad_reduction(grad_reduction) == "mean"
-        sizes, dt = _check_params(params)
-        acts = _check_cache(cache, sizes, dt)
-        N = acts[0].shape[0]
-        y = _check_y(y, N, sizes, dt)
-        flat = np.zeros(_layout(sizes)[2], dtype=dt)
-        grads = _views(flat, sizes)
+    def _backward(self, params, cache, X, y, activation, grad_reduction):
+        kernels = _kernels()
+        act_code = ACT_CODES[activation]
+        mean = grad_reduction == "mean"
+        acts = cache
+        sizes, dt = [a.shape[1] for a in acts], acts[0].dtype
+        n_rows = acts[0].shape[0]
+        grads = flat_views(np.zeros(flat_layout(sizes)[2], dtype=dt), sizes)
         D = np.empty_like(acts[-1])
         with self._scope():
-            args = (acts[-1], y, mean, N, D, grads[-1][1].reshape(-1))
-            _ensure_compiled("output_error", k.output_error, args)
-            k.output_error(*args)
+            args = (acts[-1], y, mean, n_rows, D, grads[-1][1].reshape(-1))
+            _ensure_compiled("output_error", kernels.output_error, args)
+            kernels.output_error(*args)
             for i in range(len(params) - 1, -1, -1):
-                fi = sizes[i]
-                dA = np.empty((N, fi), dtype=dt) if i > 0 else D
+                dA = np.empty((n_rows, sizes[i]), dtype=dt) if i > 0 else D
                 db_prev = grads[i - 1][1].reshape(-1) if i > 0 else grads[0][1].reshape(-1)
-                args = (acts[i], np.ascontiguousarray(params[i][0]), D, grads[i][0], dA, kind, db_prev, i == 0)
-                _ensure_compiled("layer_backward", k.layer_backward, args)
-                k.layer_backward(*args)
+                args = (acts[i], np.ascontiguousarray(params[i][0]), D, grads[i][0], dA, act_code, db_prev, i == 0)
+                _ensure_compiled("layer_backward", kernels.layer_backward, args)
+                kernels.layer_backward(*args)
                 D = dA
         return grads
 
-    def sgd_update(self, params, grads, lr) -> None:
-        k = _k()
-        lr = v.check_lr(lr)
-        sizes, dt = _check_params(params)
-        gsizes, gdt = _check_params(grads, name="grads")
+    def _sgd_update(self, params, grads, lr) -> None:
+        kernels = _kernels()
+        sizes, dt = require_params(params)
+        gsizes, gdt = require_params(grads, name="grads")
         if gsizes != sizes or gdt != dt:
             raise ValueError(f"grads must match params: layer sizes {sizes} and dtype {dt.name}; "
                              f"got {gsizes} and {gdt.name}")
         lr = dt.type(lr)
-        fp, fg = _flat_of(params), _flat_of(grads)
+        fp, fg = flat_buffer(params), flat_buffer(grads)
         if fp is not None and fg is not None:
-            _ensure_compiled("sgd", k.sgd, (fp, fg, lr))
-            k.sgd(fp, fg, lr)  # all params in one call
+            _ensure_compiled("sgd", kernels.sgd, (fp, fg, lr))
+            kernels.sgd(fp, fg, lr)  # all params in one call
             return
         for pair, gpair in zip(params, grads):
             for p, g in zip(pair, gpair):
                 if p.flags.c_contiguous:
-                    k.sgd(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), lr)
+                    kernels.sgd(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), lr)
                 else:  # a foreign, non-contiguous array: update it where it is
                     p -= lr * g
 
-    def loss(self, y, y_hat) -> float:
-        k = _k()
-        y_hat = _as_float_array("y_hat", y_hat)
-        y = _as_float_array("y", y)
+    def _loss(self, y, y_hat) -> float:
+        kernels = _kernels()
+        y_hat = require_array("y_hat", y_hat)
+        y = require_array("y", y)
         if y.shape != y_hat.shape or y.dtype != y_hat.dtype:
             raise ValueError(f"y and y_hat must have the same shape and dtype; got {y.shape} {y.dtype.name} "
                              f"and {y_hat.shape} {y_hat.dtype.name}")
         eps = y_hat.dtype.type(bce_eps(y_hat.dtype))
         args = (y_hat.reshape(-1), y.reshape(-1), eps)
-        _ensure_compiled("bce_loss", k.bce_loss, args)
-        return float(k.bce_loss(*args))
+        _ensure_compiled("bce_loss", kernels.bce_loss, args)
+        return float(kernels.bce_loss(*args))
 
     # ------------------------------------------------------------ training
-    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
-        """All epochs with buffers allocated once; see the class docstring for the strategies."""
-        k = _k()
-        lr = v.check_lr(lr)
-        epochs = v.check_epochs(epochs)
-        kind = k.ACT_CODES[v.check_activation(activation)]
-        mean = v.check_grad_reduction(grad_reduction) == "mean"
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
-        sizes, dt = _check_params(params)
-        X = _check_X(X, sizes, dt)
-        N = X.shape[0]
-        y = _check_y(y, N, sizes, dt)
-        woff, boff, n_params = _layout(sizes)
-        sizes_a = np.array(sizes, dtype=np.int64)
-        theta = np.empty(n_params, dtype=dt)
-        for (W, b), w, bo, fi, fo in zip(params, woff, boff, sizes[:-1], sizes[1:]):
-            theta[w : w + fi * fo] = W.reshape(-1)
-            theta[bo : bo + fo] = b.reshape(-1)
-        consts = (dt.type(lr), kind, mean, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)))
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+        """All epochs on the params' flat vector, buffers allocated once; see the class docstring."""
+        kernels = _kernels()
+        sizes, dt = [X.shape[1]] + [W.shape[1] for W, _ in params], X.dtype
+        n_rows = X.shape[0]
+        woff, boff, n_params = flat_layout(sizes)
+        theta = flat_buffer(params)
+        foreign = theta is None  # not our views of one vector: train a flat copy, then copy it back
+        if foreign:
+            theta = np.concatenate([a.reshape(-1) for pair in params for a in pair]).astype(dt, copy=False)
+        consts = _constants(dt, lr, activation, grad_reduction)
         history = np.empty(epochs, dtype=np.float64)
 
-        strategy = self.strategy if self.strategy != "auto" else choose_strategy(N, sizes)
+        strategy = self.strategy if self.strategy != "auto" else choose_strategy(n_rows, sizes)
         if callback is not None:
             strategy = "step"  # a callback needs control back after every epoch
         if strategy == "loop":
-            acts = np.empty(N * sum(sizes), dtype=dt)
-            dbuf = np.empty(2 * N * max(sizes[1:]), dtype=dt)
+            acts = np.empty(n_rows * sum(sizes), dtype=dt)
+            dbuf = np.empty(2 * n_rows * max(sizes[1:]), dtype=dt)
             args = (theta, X, y, acts, dbuf, consts[0], epochs) + consts[1:] + (history,)
-            fixed = _fixed_loop(args, N, sizes) if _use_fixed(N, sizes) else None
+            fixed = _fixed_loop(args, n_rows, sizes) if _use_fixed(n_rows, sizes) else None
             with self._scope():
                 if fixed is not None:
-                    done = fixed(*args, N, len(sizes) - 1, *(sizes + [0] * (5 - len(sizes))))
+                    done = fixed(*args, n_rows, len(sizes) - 1, *(sizes + [0] * (5 - len(sizes))))
                 else:
-                    args = (theta, sizes_a, woff, boff) + args[1:]
-                    _ensure_compiled("train_loop", k.train_loop, args)
-                    done = k.train_loop(*args)
+                    args = (theta, np.array(sizes, dtype=np.int64), woff, boff) + args[1:]
+                    _ensure_compiled("train_loop", kernels.train_loop, args)
+                    done = kernels.train_loop(*args)
             self.last_run = {"strategy": "loop", "fixed_shape": fixed is not None, "numba_threads": 1,
-                             "blas_threads": self.threads, "block_rows": N}
+                             "blas_threads": self.threads, "block_rows": n_rows}
         else:
-            done = self._train_steps(theta, sizes, sizes_a, woff, boff, X, y, consts, history, callback)
-        for (W, b), w, bo, fi, fo in zip(params, woff, boff, sizes[:-1], sizes[1:]):
-            W[...] = theta[w : w + fi * fo].reshape(fi, fo)
-            b[...] = theta[bo : bo + fo].reshape(1, fo)
-        if done < epochs:
-            raise TrainingDiverged(done, history[:done].copy(), lr)
-        if not np.isfinite(theta).all():  # the last update overflowed (base.check_finite, on the flat copy)
-            raise TrainingDiverged(epochs, history, lr)
-        return history
+            done = self._train_steps(theta, sizes, X, y, consts, history, callback)
+        if foreign:
+            for (W, b), (Wv, bv) in zip(params, flat_views(theta, sizes)):
+                W[...] = Wv
+                b[...] = bv
+        return self.finish(history[:done], params, lr, params_finite=bool(np.isfinite(theta).all()))
 
-    def _stepper(self, sizes, N, dt):
-        """The fused one-epoch kernel for this shape: ``(kernel, layout, workspace, threads scope, run info)``.
-
-        Cached per (shape, dtype, threads), so repeated ``step`` calls allocate nothing.
-        """
-        key = (tuple(sizes), N, dt, self.threads)
-        hit = self._steppers.get(key)
-        if hit is not None:
-            return hit
-        k = _k()
-        macs = N * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
-        n_threads = self.threads if self.threads is not None else _numba_threads()
+    def _stepper(self, sizes, n_rows, dt) -> _Stepper:
+        """The fused one-epoch kernel for this shape, cached per (shape, dtype, threads): ``step`` allocates nothing."""
+        key = (tuple(sizes), n_rows, dt, self.threads)
+        cached = self._steppers.get(key)
+        if cached is not None:
+            return cached
+        kernels = _kernels()
+        work_macs = macs(n_rows, sizes)
+        n_threads = self.threads if self.threads is not None else numba_threads()
         # BLAS runs single-threaded inside the step kernels; the cores are shared through
         # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
         # BLAS threads cannot be pinned, so no prange either (no oversubscription).
-        pinned = _blas_controller() is not None
-        parallel = pinned and n_threads > 1 and macs >= PARALLEL_MIN_MACS
-        nb = block_rows(N, sizes, n_threads if parallel else 1)
-        T = min(n_threads, -(-N // nb)) if parallel else 1
+        pinned = blas_controller() is not None
+        parallel = pinned and n_threads > 1 and work_macs >= PARALLEL_MIN_MACS
+        rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
+        used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
         widths = sizes[1:]
-        woff, boff, n_params = _layout(sizes)
-        work = np.empty((T, nb * sum(widths) + 2 * nb * max(widths[:-1], default=0)), dtype=dt)
-        gpart = np.empty((T, n_params), dtype=dt)
-        yhat = np.empty((N, sizes[-1]), dtype=dt)
-        if T > 1:
+        woff, boff, n_params = flat_layout(sizes)
+        work = np.empty((used_threads, rows * sum(widths) + 2 * rows * max(widths[:-1], default=0)), dtype=dt)
+        grad_parts = np.empty((used_threads, n_params), dtype=dt)
+        y_hat = np.empty((n_rows, sizes[-1]), dtype=dt)
+        if used_threads > 1:
             _touch_blas(dt)
-        name = "train_step_parallel" if T > 1 else "train_step"
+        name = "train_step_parallel" if used_threads > 1 else "train_step"
         # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-        needs_scope = T > 1 or self.threads is not None or (pinned and macs >= PARALLEL_MIN_MACS)
-        if needs_scope:
+        if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PARALLEL_MIN_MACS):
             def scope():
-                return _threads(T if T > 1 else self.threads, blas=1 if pinned else None)
+                return scoped_threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
         else:
             scope = contextlib.nullcontext
-        info = {"strategy": "step", "kernel": name, "numba_threads": T,
-                "blas_threads": 1 if pinned else blas_threads(), "block_rows": nb}
-        hit = (getattr(k, name), (np.array(sizes, dtype=np.int64), woff, boff), (yhat, nb, work, gpart), scope, info)
+        info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
+                "blas_threads": 1 if pinned else blas_threads(), "block_rows": rows}
+        stepper = _Stepper(getattr(kernels, name), (np.array(sizes, dtype=np.int64), woff, boff),
+                           (y_hat, rows, work, grad_parts), scope, info)
         if len(self._steppers) > 16:
             self._steppers.clear()
-        self._steppers[key] = hit
-        return hit
+        self._steppers[key] = stepper
+        return stepper
 
-    def _train_steps(self, theta, sizes, sizes_a, woff, boff, X, y, consts, history, callback):
+    def _train_steps(self, theta, sizes, X, y, consts, history, callback):
         """The per-epoch path; returns the number of epochs recorded (stops at a non-finite loss)."""
-        kernel, layout, ws, scope, info = self._stepper(sizes, X.shape[0], X.dtype)
-        args = (theta,) + layout + (X, y) + ws + consts
-        _ensure_compiled(info["kernel"], kernel, args)
-        self.last_run = dict(info)
+        stepper = self._stepper(sizes, X.shape[0], X.dtype)
+        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + consts
+        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        self.last_run = dict(stepper.info)
         done = len(history)
-        with scope():
+        with stepper.scope():
             for epoch in range(len(history)):
-                loss = kernel(*args)
+                loss = stepper.kernel(*args)
                 history[epoch] = loss
                 if not math.isfinite(loss):
                     done = epoch + 1
@@ -515,113 +406,36 @@ class NumbaBackend(Backend):
                     callback(epoch + 1, float(loss))
         return done
 
-    def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> float:
+    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
         """One epoch through the fused step kernel, in place on the params' flat buffer.
 
         Params made by ``params_from_numpy`` are views of one vector; any other
         params take the generic forward / backward / update path.
         """
-        theta = _flat_of(params)
+        theta = flat_buffer(params)
         if theta is None:
-            return super().step(params, X, y, lr=lr, activation=activation, grad_reduction=grad_reduction)
-        k = _k()
-        lr = v.check_lr(lr)
-        kind = k.ACT_CODES[v.check_activation(activation)]
-        mean = v.check_grad_reduction(grad_reduction) == "mean"
-        sizes, dt = _check_params(params)
-        X = _check_X(X, sizes, dt)
-        y = _check_y(y, X.shape[0], sizes, dt)
-        kernel, layout, ws, scope, info = self._stepper(sizes, X.shape[0], dt)
-        consts = (dt.type(lr), kind, mean, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)))
-        args = (theta,) + layout + (X, y) + ws + consts
-        _ensure_compiled(info["kernel"], kernel, args)
-        with scope():
-            return float(kernel(*args))
+            return super()._step(params, X, y, lr, activation, grad_reduction)
+        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
+        stepper = self._stepper(sizes, X.shape[0], X.dtype)
+        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,
+                                                                                 grad_reduction)
+        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        with stepper.scope():
+            return float(stepper.kernel(*args))
 
     def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
-        """Compile (or load from cache) every kernel for ``dtype``; returns the seconds it took."""
+        """Compile (or load from cache) the kernels for ``dtype``: ``train`` and ``step`` on this shape
+        with this backend's strategy, then on a tiny shape once per strategy. Returns the seconds it took."""
         t0 = time.perf_counter()
         dt = v.check_dtype(dtype)
-        super().warmup(layer_sizes, n_samples, dt.name, activation)  # the auto path and the step
-        k = _k()
-        sizes = v.check_layer_sizes(layer_sizes)
-        woff, boff, n_params = _layout(sizes)
-        theta = np.zeros(n_params, dtype=dt)
-        X, y = np.zeros((2, sizes[0]), dtype=dt), np.zeros((2, sizes[-1]), dtype=dt)
-        work = np.zeros((2, 4 * sum(sizes)), dtype=dt)
-        consts = (dt.type(1e-3), 0, False, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)))
-        step_args = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y, np.empty_like(y), 1, work,
-                     np.zeros((2, n_params), dtype=dt)) + consts
-        _ensure_compiled("train_step", k.train_step, step_args)
-        _ensure_compiled("train_step_parallel", k.train_step_parallel, step_args)
-        loop_args = (theta, step_args[1], woff, boff, X, y, np.empty(2 * sum(sizes), dtype=dt),
-                     np.empty(4 * max(sizes), dtype=dt)) + consts[:1] + (
-                     1,) + consts[1:] + (np.empty(1),)
-        _ensure_compiled("train_loop", k.train_loop, loop_args)
+        super().warmup(layer_sizes, n_samples, dt.name, activation)
+        tiny_rows, tiny_sizes = WARMUP_SHAPE
+        for strategy in STRATEGIES:
+            Backend.warmup(NumbaBackend(self.threads, strategy), tiny_sizes, tiny_rows, dt.name, activation)
         return time.perf_counter() - t0
 
 
-# ---------------------------------------------------------------- argument checks (before any kernel)
-def _numpy_blas_threads():
-    from .numpy_backend import blas_threads as numpy_blas_threads
-
-    return numpy_blas_threads()
-
-
-_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
-
-
-def _as_float_array(name, a) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array; got {type(a).__name__}")
-    if a.dtype not in _FLOATS:
-        raise TypeError(f"{name} must be float64 or float32; got dtype {a.dtype}")
-    return np.ascontiguousarray(a)
-
-
-def _check_params(params, name="params"):
-    """``(layer_sizes, dtype)`` of ``[(W, b), ...]``; TypeError / ValueError on anything else."""
-    if not isinstance(params, (list, tuple)) or not params:
-        raise TypeError(f"{name} must be a non-empty list of (W, b) pairs")
-    sizes, dtype = None, None
-    for i, pair in enumerate(params):
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise TypeError(f"{name}[{i}] must be a (W, b) pair")
-        W, b = (_as_float_array(f"{name}[{i}][{j}]", a) for j, a in enumerate(pair))
-        dtype = dtype or W.dtype
-        if W.dtype != dtype or b.dtype != dtype:
-            raise TypeError(f"{name}[{i}]: every array must be {dtype.name}; got {W.dtype} and {b.dtype}")
-        if W.ndim != 2 or b.shape != (1, W.shape[1]) or (sizes and sizes[-1] != W.shape[0]):
-            raise ValueError(f"{name}[{i}]: expected W (fan_in, fan_out) chaining from the previous layer "
-                             f"and b (1, fan_out); got {W.shape} and {b.shape}")
-        sizes = (sizes or [W.shape[0]]) + [W.shape[1]]
-    return sizes, dtype
-
-
-def _check_X(X, sizes, dt):
-    X = _as_float_array("X", X)
-    if X.dtype != dt:
-        raise TypeError(f"X must have the params' dtype {dt.name}; got {X.dtype.name}")
-    if X.ndim != 2 or X.shape[1] != sizes[0] or X.shape[0] == 0:
-        raise ValueError(f"X must have shape (N >= 1, {sizes[0]}); got {X.shape}")
-    return X
-
-
-def _check_y(y, N, sizes, dt):
-    y = _as_float_array("y", y)
-    if y.dtype != dt:
-        raise TypeError(f"y must have the params' dtype {dt.name}; got {y.dtype.name}")
-    if y.shape != (N, sizes[-1]):
-        raise ValueError(f"y must have shape {(N, sizes[-1])}; got {y.shape}")
-    return y
-
-
-def _check_cache(cache, sizes, dt):
-    if not isinstance(cache, (list, tuple)) or len(cache) != len(sizes):
-        raise ValueError(f"cache must be the forward pass's list of {len(sizes)} activations [X, a1, ..., y_hat]")
-    acts = [_as_float_array(f"cache[{i}]", a) for i, a in enumerate(cache)]
-    N = acts[0].shape[0] if acts[0].ndim == 2 else -1
-    for i, (a, w) in enumerate(zip(acts, sizes)):
-        if a.dtype != dt or a.shape != (N, w):
-            raise ValueError(f"cache[{i}] must be a {dt.name} array of shape ({N}, {w}); got {a.dtype.name} {a.shape}")
-    return acts
+def _constants(dt, lr, activation, grad_reduction) -> tuple:
+    """The kernels' scalar arguments: lr, activation code, mean?, sigmoid floor, BCE clip."""
+    return (dt.type(lr), ACT_CODES[activation], grad_reduction == "mean", dt.type(sigmoid_floor(dt)),
+            dt.type(bce_eps(dt)))

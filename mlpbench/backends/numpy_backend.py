@@ -6,41 +6,31 @@ import numpy as np
 
 from ..kernels import reference as ref
 from .base import Backend
-
-
-def blas_threads():
-    """Threads of NumPy's BLAS (threadpoolctl when installed), else ``None``."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts) if counts else None
+from .cpu_threads import numpy_blas_threads as blas_threads
 
 
 class NumpyBackend(Backend):
     name = "numpy"
-    device = "cpu"
-    package = "numpy"
+    requires = ("numpy",)
+    prior_rank = 1
 
-    @classmethod
-    def describe(cls) -> dict:
-        return {"device": cls.device, "threads": blas_threads()}
+    def describe(self) -> dict:
+        return {"device": self.device, "threads": blas_threads()}
 
-    def forward(self, params, X, *, activation="relu"):
+    def _forward(self, params, X, activation):
         return ref.forward(np, params, X, activation)
 
-    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+    def _backward(self, params, cache, X, y, activation, grad_reduction):
         return ref.backward(np, params, cache, y, activation, grad_reduction)
 
-    def sgd_update(self, params, grads, lr) -> None:
+    def _sgd_update(self, params, grads, lr) -> None:
         ref.sgd_update(params, grads, lr)
 
-    def loss(self, y, y_hat) -> float:
+    def _loss(self, y, y_hat) -> float:
         return ref.bce_loss(np, y, y_hat)
 
-    def train(self, params, X, y, **kwargs):
+    def _train(self, *args):
         # Divergence shows up as inf/NaN in the arithmetic: it is reported by
         # TrainingDiverged, not by floating-point warnings mid-loop.
         with np.errstate(over="ignore", invalid="ignore"):
-            return super().train(params, X, y, **kwargs)
+            return super()._train(*args)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 
 import numpy as np
 
 from ..kernels.reference import bce_eps, sigmoid_floor
-from .base import Backend, TrainingDiverged
+from .base import Backend, BackendUnavailable, TrainingDiverged, parse_device
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,24 +81,20 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
-    device = "cpu"
-    package = "torch"
+    requires = ("torch",)
+    prior_rank = 2
+    install_hint = 'pip install "mlpbench[peers]"'
 
     def __init__(self, device=None, threads=None, allow_tf32=False):
         torch = _torch()
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if not isinstance(device, str):
-            raise TypeError(f"device must be a string like 'cpu' or 'cuda'; got {type(device).__name__}")
-        if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        parse_device(device)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"threads must be a positive int or None; got {threads!r}")
         self._dev = torch.device(device)
         if self._dev.type == "cuda":
             if not torch.cuda.is_available():
-                from . import BackendUnavailable
-
                 raise BackendUnavailable(f"device={device!r} but torch.cuda.is_available() is False")
             index = self._dev.index if self._dev.index is not None else torch.cuda.current_device()
             if index >= torch.cuda.device_count():
@@ -112,21 +107,8 @@ class TorchBackend(Backend):
             else:  # pragma: no cover - older PyTorch
                 matmul.allow_tf32 = bool(allow_tf32)
         self.threads = threads
-        self.describe = self._describe  # the instance reports its own device and threads
 
-    @classmethod
-    def availability(cls):
-        if importlib.util.find_spec("torch") is None:
-            return False, "torch is not installed"
-        return True, ""
-
-    @classmethod
-    def describe(cls) -> dict:
-        torch = _torch()
-        device = f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-        return {"device": device, "threads": torch.get_num_threads()}
-
-    def _describe(self) -> dict:
+    def describe(self) -> dict:
         return {"device": self.device, "threads": self.threads or _torch().get_num_threads()}
 
     @contextlib.contextmanager
@@ -157,14 +139,14 @@ class TorchBackend(Backend):
             _torch().cuda.synchronize(self._dev)
 
     # ------------------------------------------------------------ the math
-    def _forward(self, torch, params, buf, activation):
+    def _forward_into(self, torch, params, buf, activation):
         act, last = _ACT[activation], len(params) - 1
         for i, (W, b) in enumerate(params):
             z = torch.addmm(b, buf.acts[i], W, out=buf.acts[i + 1])
             (_sigmoid_ if i == last else act)(torch, z)
         return buf.acts[-1]
 
-    def _backward(self, torch, params, buf, y, activation, grad_reduction):
+    def _backward_into(self, torch, params, buf, y, activation, grad_reduction):
         deriv, acts, dz = _DERIV[activation], buf.acts, buf.dz
         torch.sub(acts[-1], y, out=dz[-1])
         if grad_reduction == "mean":
@@ -178,7 +160,7 @@ class TorchBackend(Backend):
                 deriv(torch, dz[i - 1], acts[i], buf.tmp[i - 1], buf.mask[i - 1])
         return buf.grads
 
-    def _loss(self, torch, y, one_minus_y, y_hat, scratch, out):
+    def _loss_into(self, torch, y, one_minus_y, y_hat, scratch, out):
         """-mean(y log p + (1 - y) log(1 - p)), p = clip(y_hat, eps, 1 - eps), written to ``out``."""
         eps = bce_eps(_dtype_name(y_hat))
         p = torch.clamp(y_hat, eps, 1 - eps, out=scratch[0])
@@ -187,30 +169,30 @@ class TorchBackend(Backend):
         torch.mean(l1.add_(l2), out=out)
         return out.neg_()
 
-    def forward(self, params, X, *, activation="relu"):
+    def _forward(self, params, X, activation):
         with self._threads() as torch:
             buf = _Buffers(torch, params, X)
-            self._forward(torch, params, buf, activation)
+            self._forward_into(torch, params, buf, activation)
             return buf.acts[-1], buf.acts
 
-    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+    def _backward(self, params, cache, X, y, activation, grad_reduction):
         with self._threads() as torch:
             buf = _Buffers(torch, params, X, acts=cache)
-            return self._backward(torch, params, buf, y, activation, grad_reduction)
+            return self._backward_into(torch, params, buf, y, activation, grad_reduction)
 
-    def sgd_update(self, params, grads, lr) -> None:
+    def _sgd_update(self, params, grads, lr) -> None:
         with self._threads():
             for (W, b), (dW, db) in zip(params, grads):
                 W.sub_(dW, alpha=lr)
                 b.sub_(db, alpha=lr)
 
-    def loss(self, y, y_hat) -> float:
+    def _loss(self, y, y_hat) -> float:
         with self._threads() as torch:
             scratch = tuple(torch.empty_like(y_hat) for _ in range(3))
             out = torch.empty((), dtype=y_hat.dtype, device=y_hat.device)
-            return float(self._loss(torch, y, 1 - y, y_hat, scratch, out))
+            return float(self._loss_into(torch, y, 1 - y, y_hat, scratch, out))
 
-    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         """Fused loop: preallocated buffers, losses kept on the device and copied back once.
 
         Divergence is detected after the loop (first non-finite loss), or per
@@ -221,9 +203,9 @@ class TorchBackend(Backend):
             one_minus_y = 1 - y
             hist = torch.empty(epochs, dtype=X.dtype, device=X.device)
             for epoch in range(epochs):
-                self._forward(torch, params, buf, activation)
-                loss = self._loss(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, hist[epoch])
-                grads = self._backward(torch, params, buf, y, activation, grad_reduction)
+                self._forward_into(torch, params, buf, activation)
+                loss = self._loss_into(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, hist[epoch])
+                grads = self._backward_into(torch, params, buf, y, activation, grad_reduction)
                 for (W, b), (dW, db) in zip(params, grads):
                     W.sub_(dW, alpha=lr)
                     b.sub_(db, alpha=lr)
@@ -233,9 +215,5 @@ class TorchBackend(Backend):
                         history = self.to_numpy(hist[: epoch + 1]).astype(np.float64)
                         raise TrainingDiverged(epoch + 1, history, lr)
                     callback(epoch + 1, value)
-            history = self.to_numpy(hist).astype(np.float64)
-        bad = np.flatnonzero(~np.isfinite(history))
-        if bad.size:
-            raise TrainingDiverged(int(bad[0]) + 1, history[: bad[0] + 1], lr)
-        self.check_finite(params, history, lr)
-        return history
+            history = self.to_numpy(hist)
+        return self.finish(history, params, lr)

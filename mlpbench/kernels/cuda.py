@@ -28,7 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ACT_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2}
+from ..params import macs
+from .reference import ACT_CODES
+
 CTYPES = {"float32": "float", "float64": "double"}
 
 THREADS = 256  # block size of the elementwise kernels
@@ -346,7 +348,6 @@ class KernelSource:
     name: str  # "layers" | "persistent"
     code: str
     name_expressions: tuple
-    compile_as: str = "cupy.RawModule(code, options=OPTIONS, name_expressions=...) via NVRTC"
 
 
 OPTIONS = ("-std=c++17",)
@@ -452,14 +453,14 @@ def persistent_plan(n_samples, layer_sizes, dtype) -> PersistentPlan:
     work = max([n * o for _, o in pairs] + [i * o + o for i, o in pairs] + [n * i for i, _ in pairs[1:]] + [n_params])
     threads = min(MAX_BLOCK_THREADS, max(32, _next_pow2(work)))
     shared = 8 * threads + itemsize * (2 * n_params + n * sum(sizes))
-    macs = n * sum(i * o for i, o in pairs)
+    work_macs = macs(n, sizes)
     if shared > MAX_SHARED_BYTES:
         return PersistentPlan(False, threads, shared,
                               f"needs {shared} B of shared memory for params, grads and activations "
                               f"(one block has {MAX_SHARED_BYTES} B)")
-    if macs > MAX_PERSISTENT_MACS:
+    if work_macs > MAX_PERSISTENT_MACS:
         return PersistentPlan(False, threads, shared,
-                              f"{macs} multiply-adds per forward pass is too much for one block "
+                              f"{work_macs} multiply-adds per forward pass is too much for one block "
                               f"(limit {MAX_PERSISTENT_MACS})")
     return PersistentPlan(True, threads, shared,
                           f"fits one block: {shared} B shared memory, {threads} threads")

@@ -1,4 +1,4 @@
-"""Numba kernels for the MLP (``@njit(cache=True)``, no ``fastmath``): the math of ``reference.py``.
+"""Numba kernels for the MLP (``@njit(cache=CACHE)``, no ``fastmath``): the math of ``reference.py``.
 
 Only kernels live here; buffers, dispatch and conversions are in
 ``backends/numba_backend.py``. Every kernel is generic over float32 / float64
@@ -33,28 +33,30 @@ matmuls are BLAS's (step) or sequential (loop).
 from __future__ import annotations
 
 import numpy as np
-from numba import config, literally, njit, prange, types
+from numba import config, njit, prange
 from numba.extending import overload
 
-RELU, TANH, SIGMOID = 0, 1, 2
-ACT_CODES = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+from .numba_internals import CACHE, HAVE_XXGEMM, literally, xxgemm_type
+from .reference import ACT_CODES
+
+RELU, TANH, SIGMOID = ACT_CODES["relu"], ACT_CODES["tanh"], ACT_CODES["sigmoid"]
 
 _PW_BLOCK = 128  # NumPy's pairwise-summation block
 
 
 # ---------------------------------------------------------------- scalar helpers
-@njit(cache=True)
+@njit(cache=CACHE)
 def _relu(z, zero):
     # NaN passes through, like np.maximum(0, z)
     return zero if z <= zero else z
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _sigmoid(z, floor, one):
     return one / (one + np.exp(-(floor if z < floor else z)))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _deriv(s, a, kind, zero, one):
     """``s * act'(a)`` from the activation's output ``a`` (the reference's formulas)."""
     if kind == RELU:
@@ -64,7 +66,7 @@ def _deriv(s, a, kind, zero, one):
     return s * (a * (one - a))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _bce_term(p, t, lo, hi, one):
     """``t log(clip(p)) + (1 - t) log(1 - clip(p))``; for t in {0, 1} one log, bit-identical."""
     p = lo if p < lo else (hi if p > hi else p)
@@ -75,12 +77,12 @@ def _bce_term(p, t, lo, hi, one):
     return t * np.log(p) + (one - t) * np.log(one - p)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _term(bce, p, i, t, j, lo, hi, one):
     return _bce_term(p[i], t[j], lo, hi, one) if bce else p[i]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _pw_leaf(bce, p, ps, t, ts, n, lo, hi, one):
     """One leaf (n <= 128) of NumPy's pairwise sum: 8 accumulators, as in NumPy's C loop."""
     if n < 8:
@@ -116,7 +118,7 @@ def _pw_leaf(bce, p, ps, t, ts, n, lo, hi, one):
     return res
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _pairwise(bce, p, ps, t, ts, n, lo, hi, one, frames, partials):
     """NumPy's pairwise sum of ``p[ps:ps+n]`` (``bce``: of the BCE terms against ``t[ts:]``), bit for bit.
 
@@ -157,7 +159,7 @@ def _pairwise(bce, p, ps, t, ts, n, lo, hi, one, frames, partials):
     return val
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _sum(a, start, n):
     """``a[start:start+n].sum()`` in NumPy's order (allocates two tiny stacks only when n > 128)."""
     one = a.dtype.type(1)
@@ -166,7 +168,7 @@ def _sum(a, start, n):
     return _pairwise(False, a, start, a, start, n, one, one, one, np.empty(192, np.int64), np.empty(64, a.dtype))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def bce_loss(p, t, eps):
     """Mean BCE of flat ``p`` (predictions) against flat ``t``, as ``reference.bce_loss``."""
     one = p.dtype.type(1)
@@ -176,7 +178,7 @@ def bce_loss(p, t, eps):
 
 
 # ---------------------------------------------------------------- per-layer kernels
-@njit(cache=True)
+@njit(cache=CACHE)
 def bias_act(Z, b, kind, floor):
     """``Z = act(Z + b)`` in place: ONE pass after the matmul."""
     zero = Z.dtype.type(0)
@@ -196,14 +198,14 @@ def bias_act(Z, b, kind, floor):
                 Z[n, j] = _sigmoid(Z[n, j] + b[j], floor, one)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def layer_forward(A, W, b, Z, kind, floor):
     """``Z = act(A @ W + b)``: BLAS into the preallocated ``Z``, then the fused bias + activation."""
     np.dot(A, W, Z)
     bias_act(Z, b, kind, floor)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def output_error(P, T, mean, n_total, D, db):
     """``D = P - T`` (divided by ``n_total`` when ``mean``) fused with ``db += D.sum(axis=0)``.
 
@@ -225,7 +227,7 @@ def output_error(P, T, mean, n_total, D, db):
                 db[j] += d
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def act_backward(D, A, kind, db):
     """``D *= act'(A)`` in place, from the saved activation ``A``, fused with ``db += D.sum(axis=0)``."""
     zero = D.dtype.type(0)
@@ -241,7 +243,7 @@ def act_backward(D, A, kind, db):
         db[0] += _sum(D.reshape(N), 0, N)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def layer_backward(A, W, D, dW, dA, kind, db_prev, first_layer):
     """Weight gradient ``dW = A.T @ D`` (BLAS); unless ``first_layer``, the upstream gradient
     ``dA = (D @ W.T) * act'(A)`` with ``db_prev += dA.sum(axis=0)``."""
@@ -251,7 +253,7 @@ def layer_backward(A, W, D, dW, dA, kind, db_prev, first_layer):
         act_backward(dA, A, kind, db_prev)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def sgd(theta, grad, lr):
     """``theta -= lr * grad`` over every parameter at once (flat vectors)."""
     for i in range(theta.shape[0]):
@@ -265,14 +267,9 @@ def _gemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
     raise NotImplementedError("_gemm is callable from jitted code only")
 
 
-@overload(_gemm, jit_options={"cache": True})
+@overload(_gemm, jit_options={"cache": CACHE})
 def _gemm_impl(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
-    dt = C.dtype
-    ptr = types.CPointer(dt)
-    fn = types.ExternalFunction("numba_xxgemm", types.intc(
-        types.char, types.char, types.char, types.intp, types.intp, types.intp,
-        ptr, ptr, types.intp, ptr, types.intp, ptr, ptr, types.intp))
-    kind = ord("d") if dt == types.float64 else ord("s")
+    fn, kind = xxgemm_type(C.dtype)
 
     def impl(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
         fn(kind, transa, transb, m, n, k, alpha.ctypes, A.ctypes, lda, B.ctypes, ldb, beta.ctypes, C.ctypes, ldc)
@@ -282,29 +279,45 @@ def _gemm_impl(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
 
 _N, _T = ord("N"), ord("T")
 
+if HAVE_XXGEMM:
+    @njit(cache=CACHE)
+    def _mm(A, B, C, ab, accumulate):
+        """Row-major ``C = A @ B`` (``C += A @ B`` when ``accumulate``); ``ab`` holds [0, 1]."""
+        m, k = A.shape
+        n = B.shape[1]
+        _gemm(_N, _N, n, m, k, ab[1:], B, n, A, k, ab[1:] if accumulate else ab[:1], C, n)
 
-@njit(cache=True)
-def _mm(A, B, C, ab, accumulate):
-    """Row-major ``C = A @ B`` (``C += A @ B`` when ``accumulate``); ``ab`` holds [0, 1]."""
-    m, k = A.shape
-    n = B.shape[1]
-    _gemm(_N, _N, n, m, k, ab[1:], B, n, A, k, ab[1:] if accumulate else ab[:1], C, n)
+    @njit(cache=CACHE)
+    def _mm_tn(A, B, C, ab, accumulate):
+        """Row-major ``C = A.T @ B`` (``+=`` when ``accumulate``)."""
+        k, m = A.shape
+        n = B.shape[1]
+        _gemm(_N, _T, n, m, k, ab[1:], B, n, A, m, ab[1:] if accumulate else ab[:1], C, n)
 
+    @njit(cache=CACHE)
+    def _mm_nt(A, B, C, ab):
+        """Row-major ``C = A @ B.T``."""
+        m, k = A.shape
+        n = B.shape[0]
+        _gemm(_T, _N, n, m, k, ab[1:], B, k, A, k, ab[:1], C, n)
+else:  # the public fallback (numba_internals): np.dot, plus a temporary where C accumulates
+    @njit(cache=CACHE)
+    def _mm(A, B, C, ab, accumulate):
+        if accumulate:
+            C += np.dot(A, B)
+        else:
+            np.dot(A, B, C)
 
-@njit(cache=True)
-def _mm_tn(A, B, C, ab, accumulate):
-    """Row-major ``C = A.T @ B`` (``+=`` when ``accumulate``)."""
-    k, m = A.shape
-    n = B.shape[1]
-    _gemm(_N, _T, n, m, k, ab[1:], B, n, A, m, ab[1:] if accumulate else ab[:1], C, n)
+    @njit(cache=CACHE)
+    def _mm_tn(A, B, C, ab, accumulate):
+        if accumulate:
+            C += np.dot(np.ascontiguousarray(A.T), B)
+        else:
+            np.dot(np.ascontiguousarray(A.T), B, C)
 
-
-@njit(cache=True)
-def _mm_nt(A, B, C, ab):
-    """Row-major ``C = A @ B.T``."""
-    m, k = A.shape
-    n = B.shape[0]
-    _gemm(_T, _N, n, m, k, ab[1:], B, k, A, k, ab[:1], C, n)
+    @njit(cache=CACHE)
+    def _mm_nt(A, B, C, ab):
+        np.dot(A, np.ascontiguousarray(B.T), C)
 
 
 if config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, e.g. for coverage): NumPy stands in for _gemm
@@ -319,7 +332,7 @@ if config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, e.g. for coverage):
         C[...] = A @ B.T
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def touch_blas(a):
     """One 1x1 GEMM in ``a``'s dtype: loads the BLAS function pointer (needs the GIL) before any
     parallel region calls it."""
@@ -329,7 +342,7 @@ def touch_blas(a):
 
 
 # ---------------------------------------------------------------- backward of a one-output layer, one pass
-@njit(cache=True)
+@njit(cache=CACHE)
 def single_output_backward(A, W, D, dW, dA, kind, db_prev):
     """For a layer with ONE output (``W`` of shape ``(fan_in, 1)``), in one pass over ``A``:
     ``dW += A.T @ D``, ``dA = (D @ W.T) * act'(A)`` and ``db_prev += dA.sum(axis=0)``.
@@ -363,12 +376,12 @@ def single_output_backward(A, W, D, dW, dA, kind, db_prev):
 
 
 # ---------------------------------------------------------------- one epoch over row blocks
-@njit(cache=True)
+@njit(cache=CACHE)
 def _view(buf, off, rows, cols):
     return buf[off : off + rows * cols].reshape((rows, cols))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, kind, mean, floor):
     """Forward + backward of the row blocks ``t, t + n_threads, ...``, gradients summed into ``gpart``.
 
@@ -439,7 +452,7 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, X, Y, Yhat, nb, wo
                 gpart[woff[i] + q] = zero
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def train_step(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, lr, kind, mean, floor, eps):
     """One epoch (forward, loss, backward, SGD) on one thread; returns the loss before the update."""
     _blocks_of_thread(0, 1, theta, sizes, woff, boff, X, Y, Yhat, nb, work[0], gpart[0], kind, mean, floor)
@@ -448,7 +461,7 @@ def train_step(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, lr, kind, 
     return loss
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def train_step_parallel(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, lr, kind, mean, floor, eps):
     """``train_step`` with one chunk of row blocks per thread (``work.shape[0]`` threads).
 
@@ -471,7 +484,7 @@ def train_step_parallel(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, l
 
 
 # ---------------------------------------------------------------- all epochs in one call
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _epochs(theta, sizes, woff, boff, L, N, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history):
     """The body of ``train_loop``; ``sizes`` / ``woff`` / ``boff`` are arrays or constant tuples."""
     zero = theta.dtype.type(0)
@@ -569,7 +582,7 @@ def _epochs(theta, sizes, woff, boff, L, N, X, Y, acts, dbuf, lr, epochs, kind, 
     return epochs
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def train_loop(theta, sizes, woff, boff, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history):
     """Every epoch of full-batch SGD in one call, explicit loops, no BLAS, no allocation per epoch.
 
@@ -588,12 +601,13 @@ def train_loop(theta, sizes, woff, boff, X, Y, acts, dbuf, lr, epochs, kind, mea
                    lr, epochs, kind, mean, floor, eps, history)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def train_loop_fixed(theta, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history,
                      n, n_layers, s0, s1, s2, s3, s4):
     """``train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers of
     sizes ``s0 .. s4`` (unused ones 0), all compile-time constants, so that LLVM unrolls the
     tiny loops. One compilation per shape and dtype (cached on disk): for tiny networks only.
+    Needs Numba's ``literally`` (``numba_internals``); the backend does not call it otherwise.
     """
     literally(n)
     literally(n_layers)

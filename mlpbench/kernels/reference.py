@@ -56,6 +56,8 @@ def sigmoid(xp, z):
 
 
 ACTIVATIONS = {"relu": relu, "tanh": tanh, "sigmoid": sigmoid}
+#: the activation codes compiled kernels (Numba, CUDA) switch on
+ACT_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2}
 
 
 # Derivatives from the activation's *output* ``a`` (no saved pre-activation):
@@ -89,11 +91,16 @@ def forward(xp, params, X, activation="relu"):
     return a, acts
 
 
-def bce_loss(xp, y, y_hat) -> float:
-    """Mean binary cross-entropy with the lab's clip (see ``bce_eps``)."""
+def bce(xp, y, y_hat):
+    """Mean binary cross-entropy with the lab's clip (see ``bce_eps``), as a 0-d array of ``xp``."""
     eps = bce_eps(y_hat.dtype)
     p = xp.clip(y_hat, eps, 1 - eps)
-    return float(-xp.mean(y * xp.log(p) + (1 - y) * xp.log(1 - p)))
+    return -xp.mean(y * xp.log(p) + (1 - y) * xp.log(1 - p))
+
+
+def bce_loss(xp, y, y_hat) -> float:
+    """``bce`` as a Python float."""
+    return float(bce(xp, y, y_hat))
 
 
 def output_error(y_hat, y, grad_reduction="sum"):

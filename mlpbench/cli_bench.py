@@ -1,0 +1,144 @@
+"""``mlpbench bench``: time the backends over a preset's grid (the sweep is ``benchmark.run_sweep``); ``--compare``.
+
+Backends are written as registry specs (``numba[loop]``,
+``numba[threads=1,strategy=step]``, ``numba[*]``: see ``backends.parse_specs``);
+an unavailable one is skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+from . import results
+from .backends import REFERENCE, BackendSpec, backend_names, parse_specs, ready
+from .benchmark import run_sweep
+from .cases import PRESETS, TIMING_LR, TIMING_REDUCTION, get_preset, sweep
+from .progress import Progress
+from .validation import check_activation, parse_list
+
+
+def default_specs(preset) -> list[BackendSpec]:
+    names = preset.backends if preset.backends is not None else backend_names()
+    return [BackendSpec(n) for n in names]
+
+
+def add_bench(sub):
+    p = sub.add_parser("bench", help="time the backends over a preset's grid; JSON, CSV, PNG plots",
+                       description="Time every available backend against NumPy over a sweep from mlpbench/cases.py.")
+    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default quick)")
+    p.add_argument("--backends", help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
+    p.add_argument("--batch", help="batch sizes N, e.g. 1,64,1024")
+    p.add_argument("--hidden", help="hidden widths H, e.g. 4,64,512")
+    p.add_argument("--features", help="input features D, e.g. 32")
+    p.add_argument("--dtype", help="float32,float64")
+    p.add_argument("--op", help="forward | backward | step | train (comma list)")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
+    p.add_argument("--repeat", type=int, help="timed repeats per point (default: the preset's)")
+    p.add_argument("--min-time", type=float, help="seconds per repeat at least (calls are batched)")
+    p.add_argument("--max-time", type=float, help="seconds per point at most once 3 repeats are done")
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="list the points and exit")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results.json and exit")
+    p.add_argument("--threshold", type=float, default=0.10, help="regression threshold for --compare (0.10 = 10%%)")
+    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds a regression")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_compare(args) -> int:
+    old, new = results.load(args.compare[0]), results.load(args.compare[1])
+    if args.threshold < 0:
+        raise ValueError(f"--threshold must be >= 0; got {args.threshold}")
+    rows = results.compare(old, new, args.threshold)
+    if not rows:
+        print("no points in common")
+        return 0
+    print(results.compare_table(rows))
+    if old["machine"].get("cpu") != new["machine"].get("cpu"):
+        print(f"note: different machines ({old['machine'].get('cpu')} vs {new['machine'].get('cpu')})")
+    bad = [r for r in rows if r["flag"] == "regression"]
+    print(f"\n{len(rows)} points compared; {len(bad)} slower by more than {100 * args.threshold:.0f}%")
+    return 1 if bad and args.fail_on_regression else 0
+
+
+def bench_cases(args):
+    preset = get_preset(args.preset)
+    check_activation(args.activation)
+
+    def ints(text):
+        return None if text is None else parse_list(text, int)
+
+    case_list = sweep(preset, batch=ints(args.batch), hidden=ints(args.hidden), features=ints(args.features),
+                    dtypes=None if args.dtype is None else parse_list(args.dtype),
+                    ops=None if args.op is None else parse_list(args.op), activation=args.activation,
+                    labs=() if args.no_lab else None)
+    return preset, case_list
+
+
+def cmd_bench(args) -> int:
+    if args.compare:
+        return cmd_compare(args)
+    preset, case_list = bench_cases(args)
+    specs = parse_specs(args.backends) if args.backends else default_specs(preset)
+    if not any(spec.label == REFERENCE for spec in specs):
+        specs.insert(0, BackendSpec(REFERENCE))  # the speedup baseline, always measured in the same run
+    repeat = preset.repeat if args.repeat is None else args.repeat
+    min_time = preset.min_time if args.min_time is None else args.min_time
+    max_time = preset.max_time if args.max_time is None else args.max_time
+    if repeat < 1 or min_time < 0 or max_time <= 0:
+        raise ValueError("--repeat must be >= 1, --min-time >= 0 and --max-time > 0")
+    if args.dry_run:
+        for c in case_list:
+            print(c.label)
+        print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s.label for s in specs)})")
+        return 0
+    backends, skipped = ready(specs)
+    for s in skipped:
+        print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
+    config = {"preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
+              "repeat": repeat, "min_time": min_time, "max_time": max_time,
+              "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
+                       "op": args.op, "activation": args.activation},
+              "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "statistic": "median, IQR",
+                         "noisy": "IQR / median > 10%"},
+              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    if not args.quiet:
+        print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
+    progress = Progress(len(case_list) * len(backends), enabled=None if not args.quiet else False)
+    try:
+        doc = run_sweep(case_list, backends, args.out, repeat=repeat, min_time=min_time, max_time=max_time,
+                        config=config, progress=progress, skipped=skipped)
+    except KeyboardInterrupt:
+        path = os.path.join(args.out, "results.json")
+        if not os.path.exists(path):
+            print("interrupted before the first point", file=sys.stderr)
+            return 130
+        doc = results.load(path)
+        print(results.points_table(doc["points"]))
+        print(f"\ninterrupted: {len(doc['points'])} finished points kept in {args.out}/results.json", file=sys.stderr)
+        return 130
+    print(results.points_table(doc["points"]))
+    for e in doc["errors"]:
+        print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
+    _print_peak(doc["peak"])
+    print(f"wrote {args.out}/results.json, {args.out}/results.csv")
+    if not args.no_plots:
+        try:
+            from .plots import plot_bench
+
+            for path in plot_bench(doc, args.out):
+                print(f"wrote {path}")
+        except ImportError as exc:
+            print(f"no plots: {exc}", file=sys.stderr)
+    return 1 if doc["errors"] else 0
+
+
+def _print_peak(peak):
+    for dev, entry in peak.items():
+        rates = ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in entry.get("gflops", {}).items())
+        extra = "".join(f", {k} {v:.1f}" for k, v in entry.items() if k.endswith("GBps"))
+        print(f"peak {dev}: {rates}{extra}" + (f" ({entry['error']})" if "error" in entry else ""))

@@ -1,0 +1,61 @@
+"""Every use of Numba internals, each behind a public fallback: a Numba upgrade costs speed, never correctness.
+
+* ``numba_xxgemm``, the private C entry of Numba's BLAS (a GEMM with ``beta``,
+  so weight gradients accumulate block after block without a temporary):
+  ``HAVE_XXGEMM`` says whether it can be linked; otherwise ``kernels/numba_cpu``
+  computes its matmuls with ``np.dot`` inside ``njit`` (public, allocates).
+* ``literally`` and ``Dispatcher.overloads[sig].entry_point``, for the kernel
+  compiled per tiny shape: ``fixed_shape_entry`` returns None when either is
+  missing or fails, and the backend runs the generic loop kernel.
+
+``MLPBENCH_NUMBA_PUBLIC=1`` takes every fallback (and turns off the kernels'
+on-disk cache, which does not know about this switch); a test runs parity so.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+from numba import types
+
+PUBLIC_ONLY = os.environ.get("MLPBENCH_NUMBA_PUBLIC") == "1"
+#: ``cache=`` of every kernel: off when the fallbacks are forced, so no cached internal build is loaded
+CACHE = not PUBLIC_ONLY
+literally = None if PUBLIC_ONLY else getattr(numba, "literally", None)
+
+
+def _have_xxgemm() -> bool:
+    if PUBLIC_ONLY:
+        return False
+    try:
+        from numba import _helperlib
+
+        return "xxgemm" in _helperlib.c_helpers
+    except Exception:  # moved or renamed: the public np.dot path
+        return False
+
+
+HAVE_XXGEMM = _have_xxgemm()
+
+
+def xxgemm_type(dt):
+    """The external-function type of ``numba_xxgemm`` for arrays of Numba dtype ``dt``, and its kind code."""
+    ptr = types.CPointer(dt)
+    fn = types.ExternalFunction("numba_xxgemm", types.intc(
+        types.char, types.char, types.char, types.intp, types.intp, types.intp,
+        ptr, ptr, types.intp, ptr, types.intp, ptr, ptr, types.intp))
+    return fn, ord("d") if dt == types.float64 else ord("s")
+
+
+def fixed_shape_entry(fn, args, literals):
+    """The compiled entry point of ``fn`` for ``args`` (typed by value) plus compile-time ``literals``,
+    called without re-running type inference; None when Numba's internals for it are not there."""
+    if literally is None:
+        return None
+    try:
+        sig = tuple(numba.typeof(a) for a in args) + tuple(types.literal(int(x)) for x in literals)
+        fn.compile(sig)
+        return fn.overloads[sig].entry_point
+    except Exception:  # Numba internals moved: the generic kernel
+        return None
