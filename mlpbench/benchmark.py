@@ -11,13 +11,13 @@ backend that raises is reported, never crashes the sweep.
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import shutil
 import sys
 import time
 
 from . import cases as C
+from . import cliargs as A
 from . import results as R
 
 # ---------------------------------------------------------------- backend specs
@@ -98,12 +98,15 @@ def make_backends(specs):
         try:
             cls = backend_class(name)
             ok, reason = cls.availability()
-            if not ok:
-                skipped.append({"backend": label, "reason": reason})
-                continue
+        except Exception as exc:  # a broken backend module: unavailable here, report and go on
+            ok, reason = False, f"{type(exc).__name__}: {exc}"
+        if not ok:
+            skipped.append({"backend": label, "reason": reason})
+            continue
+        try:
             ready.append((label, get_backend(name, **options)))
-        except Exception as exc:  # unknown options, a broken module: report and go on
-            skipped.append({"backend": label, "reason": f"{type(exc).__name__}: {exc}"})
+        except (TypeError, ValueError) as exc:  # invalid options are the user's error, not "unavailable"
+            raise ValueError(f"--backends {label}: invalid options: {exc}") from None
     return ready, skipped
 
 
@@ -193,15 +196,26 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
     from . import perf
     from .machine import machine_info
 
+    from .memory import NotEnoughMemory, check_fits, fit_bytes
+
     backends = sorted(backends, key=lambda lb: lb[0] != "numpy")
     dtypes = sorted({c.dtype for c in case_list})
-    if peak is None:
-        peak = measure_peaks(backends, dtypes)
-    writer = R.ResultsWriter(out_dir, machine_info(backends), peak, config, skipped)
+    # the file describes this run from its first moment (never an older run's points), and ends as
+    # complete, interrupted (Ctrl-C, SIGTERM) or failed (an error outside a point)
+    writer = R.ResultsWriter(out_dir, machine_info(backends), peak or {}, config, skipped)
     progress = progress or Progress(0, enabled=False)
     baseline, warm = {}, set()
     try:
+        if peak is None:
+            writer.doc["peak"] = peak = measure_peaks(backends, dtypes)
+            writer.write()
         for case in case_list:
+            try:  # a point that cannot fit in memory is skipped with the reason, before allocating
+                check_fits(2 * fit_bytes(case.n_samples, case.layer_sizes, case.dtype), f"case {case.label}")
+            except NotEnoughMemory as exc:
+                writer.add_skipped_case(case.label, str(exc))
+                progress.done += len(backends)
+                continue
             X, y = C.case_data(case)
             for label, be in backends:
                 progress.update(f"{label} {case.label}")
@@ -222,8 +236,12 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
                     baseline[case.key()] = timing.median
                 writer.add_point(_point(label, be, case, timing, peak, baseline))
                 progress.advance(f"{label} {case.label}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         writer.finish("interrupted")
+        exc.results_doc = writer.doc
+        raise
+    except BaseException as exc:
+        writer.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
         progress.close()
@@ -240,23 +258,24 @@ def add_bench(sub):
     p = sub.add_parser("bench", help="time the backends over a preset's grid; JSON, CSV, PNG plots",
                        description="Time every available backend against NumPy over a sweep from mlpbench/cases.py.")
     p.add_argument("--preset", default="quick", help=f"{' | '.join(C.PRESETS)} (default quick)")
-    p.add_argument("--backends", help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
-    p.add_argument("--batch", help="batch sizes N, e.g. 1,64,1024")
-    p.add_argument("--hidden", help="hidden widths H, e.g. 4,64,512")
-    p.add_argument("--features", help="input features D, e.g. 32")
-    p.add_argument("--dtype", help="float32,float64")
-    p.add_argument("--op", help="forward | backward | step | train (comma list)")
+    p.add_argument("--backends", type=A.nonempty, help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
+    p.add_argument("--batch", type=A.int_list(), help="batch sizes N, e.g. 1,64,1024")
+    p.add_argument("--hidden", type=A.int_list(), help="hidden widths H, e.g. 4,64,512")
+    p.add_argument("--features", type=A.int_list(), help="input features D, e.g. 32")
+    p.add_argument("--dtype", type=A.choice_list(C.DTYPES), help="float32,float64")
+    p.add_argument("--op", type=A.choice_list(C.OPS), help="forward | backward | step | train (comma list)")
     p.add_argument("--activation", default="relu")
     p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
-    p.add_argument("--repeat", type=int, help="timed repeats per point (default: the preset's)")
-    p.add_argument("--min-time", type=float, help="seconds per repeat at least (calls are batched)")
-    p.add_argument("--max-time", type=float, help="seconds per point at most once 3 repeats are done")
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--repeat", type=A.int_range(1), help="timed repeats per point (default: the preset's)")
+    p.add_argument("--min-time", type=A.real(0), help="seconds per repeat at least (calls are batched)")
+    p.add_argument("--max-time", type=A.real(0, lo_open=True), help="seconds per point at most once 3 repeats are done")
+    p.add_argument("--out", default="results", type=A.output_dir(("results.json", "results.csv")),
+                   help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results.json and exit")
-    p.add_argument("--threshold", type=float, default=0.10, help="regression threshold for --compare (0.10 = 10%%)")
+    p.add_argument("--threshold", type=A.real(0), default=0.10, help="regression threshold for --compare (0.10 = 10%%)")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds a regression")
     p.set_defaults(func=cmd_bench)
 
@@ -293,6 +312,8 @@ def bench_cases(args):
 def cmd_bench(args) -> int:
     if args.compare:
         return cmd_compare(args)
+    if args.fail_on_regression:
+        raise ValueError("--fail-on-regression applies only with --compare OLD NEW")
     preset, case_list = bench_cases(args)
     specs = parse_backends(args.backends) if args.backends else default_specs(preset)
     if not any(label == "numpy" for label, _, _ in specs):
@@ -300,7 +321,7 @@ def cmd_bench(args) -> int:
     repeat = preset.repeat if args.repeat is None else args.repeat
     min_time = preset.min_time if args.min_time is None else args.min_time
     max_time = preset.max_time if args.max_time is None else args.max_time
-    if repeat < 1 or min_time < 0 or max_time <= 0:
+    if not (repeat >= 1 and 0 <= min_time < float("inf") and 0 < max_time < float("inf")):
         raise ValueError("--repeat must be >= 1, --min-time >= 0 and --max-time > 0")
     if args.dry_run:
         for c in case_list:
@@ -323,16 +344,18 @@ def cmd_bench(args) -> int:
     try:
         doc = run_sweep(case_list, backends, args.out, repeat=repeat, min_time=min_time, max_time=max_time,
                         config=config, progress=progress, skipped=skipped)
-    except KeyboardInterrupt:
-        path = os.path.join(args.out, "results.json")
-        if not os.path.exists(path):
+    except KeyboardInterrupt as exc:
+        doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
+        if doc is None or not doc["points"]:
             print("interrupted before the first point", file=sys.stderr)
-            return 130
-        doc = R.load(path)
+            raise
         print(R.points_table(doc["points"]))
         print(f"\ninterrupted: {len(doc['points'])} finished points kept in {args.out}/results.json", file=sys.stderr)
-        return 130
+        raise
     print(R.points_table(doc["points"]))
+    for s in doc["skipped"]:
+        if "case" in s:
+            print(f"skipped {s['case']}: {s['reason']}", file=sys.stderr)
     for e in doc["errors"]:
         print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
     _print_peak(doc["peak"])
@@ -360,11 +383,11 @@ def add_parity(sub):
     p = sub.add_parser("parity", help="compare every available backend with the NumPy reference",
                        description="Forward, gradients, params after K steps and the labs' loss trajectories, "
                                    "against the NumPy reference; tolerances in mlpbench/parity.py.")
-    p.add_argument("--backends", help="comma list (default: every available backend)")
+    p.add_argument("--backends", type=A.nonempty, help="comma list (default: every available backend)")
     p.add_argument("--preset", default="quick", help=f"{' | '.join(C.PRESETS)}: which parity cases (default quick)")
-    p.add_argument("--dtype", default="float64,float32", help="float64,float32 (default both)")
+    p.add_argument("--dtype", default="float64,float32", type=A.choice_list(C.DTYPES), help="float64,float32 (default both)")
     p.add_argument("--no-lab", action="store_true", help="skip the AND / XOR lab trajectories")
-    p.add_argument("--json", metavar="PATH", help="write every compared tensor to this JSON file")
+    p.add_argument("--json", metavar="PATH", type=A.output_file(), help="write every compared tensor to this JSON file")
     p.add_argument("--all", action="store_true", help="print every tensor, not the worst per case")
     p.add_argument("--strict", action="store_true", help="a requested backend that is unavailable is a failure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,14 +2,16 @@
 
 ``results.json``::
 
-    {"schema": "mlpbench.bench/1", "status": "running" | "complete" | "interrupted",
+    {"schema": "mlpbench.bench/1", "status": "running" | "complete" | "interrupted" | "failed",
      "machine": {...}, "peak": {device: {"gflops": {dtype: x}, ...}}, "config": {...},
      "points": [{backend, op, dtype, n_samples, layer_sizes, median_s, iqr_s, noisy, warmup_s,
                  gflops, pct_peak, speedup_vs_numpy, repeats, ...}, ...],
-     "skipped": [{"backend", "reason"}], "errors": [{"backend", "case", "error"}]}
+     "skipped": [{"backend", "reason"} or {"backend": "*", "case", "reason"}], "errors": [{"backend", "case", "error"}],
+     "error": "..." (only when status is "failed")}
 
-Both files are rewritten after every point (temp file + ``os.replace``), so an
-interrupted sweep leaves valid files holding the points it finished.
+Both files are rewritten after every point (``fileio.atomic_write``), so an
+interrupted sweep leaves valid files holding the points it finished; the file is
+written when the run starts, so it never shows an older run's points.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import io
 import json
 import math
 import os
-import tempfile
+
+from .fileio import atomic_write
 
 SCHEMA = "mlpbench.bench/1"
 #: fields every point has (the CSV's columns, in order)
@@ -29,20 +32,6 @@ POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "activatio
 REQUIRED_POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "median_s", "iqr_s", "noisy",
                          "warmup_s", "gflops", "pct_peak", "speedup_vs_numpy", "repeats")
 TOP_LEVEL = ("schema", "machine", "peak", "config", "points")
-
-
-def atomic_write(path, text) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".mlpbench-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _clean(x):
@@ -93,8 +82,16 @@ class ResultsWriter:
         self.doc["errors"].append({"backend": backend, "case": case, "error": error})
         self.write()
 
-    def finish(self, status) -> None:
+    def add_skipped_case(self, case, reason) -> None:
+        """A point not measured, with the reason (e.g. it cannot fit in memory)."""
+        self.doc["skipped"].append({"backend": "*", "case": case, "reason": reason})
+        self.write()
+
+    def finish(self, status, error=None) -> None:
+        """``status``: ``complete``, ``interrupted`` or ``failed`` (then ``error`` says why)."""
         self.doc["status"] = status
+        if error is not None:
+            self.doc["error"] = error
         self.write()
 
     def write(self) -> None:

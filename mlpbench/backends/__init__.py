@@ -68,10 +68,19 @@ def _version(package: str) -> str:
         return ""
 
 
+def backend_from_env() -> str:
+    """``$MLPBENCH_BACKEND`` (unset or empty: ``"numpy"``); ``ValueError`` naming the variable when unknown."""
+    name = os.environ.get("MLPBENCH_BACKEND", "").strip() or "numpy"
+    if name != "auto" and name not in _REGISTRY:
+        raise ValueError(f"environment variable MLPBENCH_BACKEND={name!r} is not a backend; "
+                         f"use one of {', '.join(backend_names())}, auto, or unset it")
+    return name
+
+
 def get_backend(name: str | None = None, **options) -> Backend:
     """Return a ready backend; ``None`` means ``$MLPBENCH_BACKEND`` or ``"numpy"``."""
     if name is None:
-        name = os.environ.get("MLPBENCH_BACKEND", "numpy")
+        name = backend_from_env()
     cls = backend_class(name)
     ok, reason = cls.availability()
     if not ok:
@@ -105,6 +114,7 @@ __all__ = [
     "TrainingDiverged",
     "available_backends",
     "backend_class",
+    "backend_from_env",
     "backend_names",
     "get_backend",
     "register_backend",
