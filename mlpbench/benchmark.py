@@ -211,7 +211,7 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
             writer.write()
         for case in case_list:
             try:  # a point that cannot fit in memory is skipped with the reason, before allocating
-                check_fits(2 * fit_bytes(case.n_samples, case.layer_sizes, case.dtype), f"case {case.label}")
+                check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
             except NotEnoughMemory as exc:
                 writer.add_skipped_case(case.label, str(exc))
                 progress.done += len(backends)

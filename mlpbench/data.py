@@ -156,16 +156,16 @@ def _read_csv(path):
             text = f.read()
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path!r} is not UTF-8 text: {exc}") from None
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    cells = [c.strip() for c in first.split(",")]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    cells = [c.strip() for c in (lines[0] if lines else "").split(",")]
     # a header names its columns: some cell is text. A data row's empty cell is a missing value, not a name.
     skip = int(any(c and not _is_number(c) for c in cells))
+    if len(lines) <= skip:
+        raise ValueError(f"{path!r} holds no data rows")
     try:
-        arr = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, ndmin=2)
+        arr = np.loadtxt(io.StringIO("\n".join(lines[skip:])), delimiter=",", ndmin=2)
     except ValueError as exc:
         raise ValueError(f"{path!r}: {exc}") from None
-    if arr.size == 0:
-        raise ValueError(f"{path!r} holds no data rows")
     return arr
 
 

@@ -65,7 +65,7 @@ def fit_bytes(n_samples, layer_sizes, dtype) -> int:
     s, item = _sizes(layer_sizes), np.dtype(dtype).itemsize
     n = int(n_samples)
     acts = n * sum(s[1:]) * item
-    data = n * (s[0] + s[-1]) * (item + 8) * 2  # the caller's float64 copy and the fit's copy, X and y
+    data = n * (s[0] + s[-1]) * (item + 8)  # the caller's float64 copy and the fit's copy, X and y
     return 4 * params_bytes(s, dtype) + 2 * acts + 2 * n * max(s) * item + data
 
 
