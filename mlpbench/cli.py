@@ -190,7 +190,10 @@ def _stdout_gone():
 def main(argv=None) -> int:
     """Run one command. User and environment faults: exit 2 and one line on stderr; Ctrl-C 130; SIGTERM 143."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad command line (2, its one line already printed)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     from .backends import BackendUnavailable, TrainingDiverged
 
     prefix = f"mlpbench {args.command}"

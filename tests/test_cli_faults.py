@@ -130,9 +130,7 @@ def test_output_path_is_checked_before_training(monkeypatch, capsys):
 
     monkeypatch.setattr(MLP, "fit", never)
     for opt, path in (("--save", "/"), ("--save", "/no/such/folder/m.npz"), ("--plot", "out"), ("--plot", "/")):
-        with pytest.raises(SystemExit) as info:
-            cli.main(["train", "--epochs", "1000000000", opt, path])
-        assert info.value.code == 2
+        assert cli.main(["train", "--epochs", "1000000000", opt, path]) == 2
         assert opt in capsys.readouterr().err
 
 

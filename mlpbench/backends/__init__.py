@@ -72,7 +72,7 @@ def backend_from_env() -> str:
     """``$MLPBENCH_BACKEND`` (unset or empty: ``"numpy"``); ``ValueError`` naming the variable when unknown."""
     name = os.environ.get("MLPBENCH_BACKEND", "").strip() or "numpy"
     if name != "auto" and name not in _REGISTRY:
-        raise ValueError(f"environment variable MLPBENCH_BACKEND={name!r} is not a backend; "
+        raise ValueError(f"environment variable MLPBENCH_BACKEND={name!r}: unknown backend {name!r}; "
                          f"use one of {', '.join(backend_names())}, auto, or unset it")
     return name
 
