@@ -142,7 +142,7 @@ def applies(cand: Candidate, n_samples, layer_sizes, dtype) -> bool:
 def cache_dir() -> str:
     root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))  # '~/x' is the user's home, as in a shell
     if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.expanduser(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"))
         root = os.path.join(base, "mlpbench")
     return root
 

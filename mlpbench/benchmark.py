@@ -275,16 +275,17 @@ def add_bench(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results.json and exit")
-    p.add_argument("--threshold", type=A.real(0), default=0.10, help="regression threshold for --compare (0.10 = 10%%)")
+    p.add_argument("--threshold", type=A.real(0), default=None, help="regression threshold for --compare (default 0.10 = 10%%)")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds a regression")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_compare(args) -> int:
     old, new = R.load(args.compare[0]), R.load(args.compare[1])
-    if args.threshold < 0:
-        raise ValueError(f"--threshold must be >= 0; got {args.threshold}")
-    rows = R.compare(old, new, args.threshold)
+    threshold = 0.10 if args.threshold is None else args.threshold
+    if threshold < 0:
+        raise ValueError(f"--threshold must be >= 0; got {threshold}")
+    rows = R.compare(old, new, threshold)
     if not rows:
         print("no points in common")
         return 0
@@ -292,7 +293,7 @@ def cmd_compare(args) -> int:
     if old["machine"].get("cpu") != new["machine"].get("cpu"):
         print(f"note: different machines ({old['machine'].get('cpu')} vs {new['machine'].get('cpu')})")
     bad = [r for r in rows if r["flag"] == "regression"]
-    print(f"\n{len(rows)} points compared; {len(bad)} slower by more than {100 * args.threshold:.0f}%")
+    print(f"\n{len(rows)} points compared; {len(bad)} slower by more than {100 * threshold:.0f}%")
     return 1 if bad and args.fail_on_regression else 0
 
 
@@ -311,9 +312,10 @@ def bench_cases(args):
 
 def cmd_bench(args) -> int:
     if args.compare:
+        A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
+                               "max_time", "no_lab", "dry_run"), "with --compare")
         return cmd_compare(args)
-    if args.fail_on_regression:
-        raise ValueError("--fail-on-regression applies only with --compare OLD NEW")
+    A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
     preset, case_list = bench_cases(args)
     specs = parse_backends(args.backends) if args.backends else default_specs(preset)
     if not any(label == "numpy" for label, _, _ in specs):
@@ -414,6 +416,8 @@ def cmd_parity(args) -> int:
     from . import parity
     from .backends import backend_names
 
+    if args.strict and not args.backends:
+        raise ValueError("--strict applies to the backends named with --backends; give them")
     preset = C.get_preset(args.preset)
     dtypes = _list(args.dtype)
     for dt in dtypes:
@@ -435,7 +439,7 @@ def cmd_parity(args) -> int:
     print(R.format_table(["backend", "case", "tensor", "error", "ulps", "tolerance", "result"],
                          _parity_rows(results, args.all)))
     bad = parity.first_failure(results)
-    strict_fail = args.strict and args.backends and skipped
+    strict_fail = args.strict and skipped
     if args.json:
         from .machine import machine_info
 

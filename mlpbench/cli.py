@@ -70,6 +70,13 @@ def _load_data(args):
 def cmd_train(args) -> int:
     from .model import MLP
 
+    if args.plot:  # before the work: a missing plotting library must not cost a training run
+        from .plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            raise ValueError(f"--plot: {exc}") from None
     X, y = _load_data(args)
     model = MLP([X.shape[1], *args.hidden, y.shape[1] if y.ndim == 2 else 1], activation=args.activation,
                 dtype=args.dtype, seed=args.seed)

@@ -112,6 +112,14 @@ def choice_list(choices):
     return _wrap(parse, "list")
 
 
+def reject_unused(args, names, context):
+    """``ValueError`` when any option in ``names`` was given (not ``None`` / ``False``): it would be ignored."""
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {context}; "
+                         "it would be ignored")
+
+
 def nonempty(text):
     """Any text but an empty one."""
     if not str(text).strip():
@@ -120,4 +128,4 @@ def nonempty(text):
 
 
 __all__ = ["PLOT_SUFFIXES", "Parser", "choice_list", "int_list", "int_range", "nonempty", "output_dir",
-           "output_file", "real"]
+           "output_file", "real", "reject_unused"]

@@ -117,6 +117,8 @@ class MLP:
     def predict_proba(self, X):
         """Sigmoid outputs, shape ``(N, n_out)``, computed by the NumPy reference."""
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
+        memory.check_fits(2 * X.shape[0] * sum(self.layer_sizes[1:]) * self.dtype.itemsize,
+                          f"predicting {X.shape[0]} rows on layer sizes {self.layer_sizes}")
         y_hat, _ = ref.forward(np, self._params, X, self.activation)
         return y_hat
 

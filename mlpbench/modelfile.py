@@ -90,7 +90,8 @@ def read(path):
             return _read(zf)
     except _Bad as exc:
         raise ValueError(f"{path!r} is not an mlpbench model file: {exc}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: zipfile's "encrypted, password required"
         raise ValueError(f"could not read model file {path!r}: not an mlpbench model file (a zip archive written "
                          f"by MLP.save): {type(exc).__name__}: {exc}") from None
     except (ValueError, TypeError) as exc:

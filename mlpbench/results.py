@@ -104,7 +104,15 @@ def validate(doc) -> list[str]:
     problems = [f"missing top-level key {k!r}" for k in TOP_LEVEL if k not in doc]
     if doc.get("schema") != SCHEMA:
         problems.append(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r}")
+    for key, kind in (("points", list), ("machine", dict), ("peak", dict), ("config", dict)):
+        if key in doc and not isinstance(doc[key], kind):
+            problems.append(f"{key!r} must be a JSON {'array' if kind is list else 'object'}")
+    if problems:
+        return problems
     for i, p in enumerate(doc.get("points", [])):
+        if not isinstance(p, dict):
+            problems.append(f"point {i} is not a JSON object")
+            continue
         missing = [k for k in REQUIRED_POINT_FIELDS if k not in p]
         if missing:
             problems.append(f"point {i} lacks {missing}")
@@ -114,9 +122,9 @@ def validate(doc) -> list[str]:
 def load(path) -> dict:
     """Read and check a ``results.json``; ``ValueError`` naming the file when it is not one."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     problems = validate(doc) if isinstance(doc, dict) else ["not a JSON object"]
     if problems:

@@ -25,7 +25,7 @@ def add_tune(sub):
     p.add_argument("--preset", default="standard", help="quick | standard | full | gpu (default standard)")
     p.add_argument("--dtype", default=None, type=A.choice_list(DTYPES), help="float64,float32 (default: the preset's)")
     p.add_argument("--activation", default="relu")
-    p.add_argument("--budget", type=A.real(0, lo_open=True), default=TUNE_BUDGET_S, help="seconds of calibration per shape")
+    p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of calibration per shape (default {TUNE_BUDGET_S:g})")
     p.add_argument("--show", action="store_true", help="print the cached decisions")
     p.add_argument("--clear", action="store_true", help="delete the cache")
     p.add_argument("--check", action="store_true",
@@ -51,6 +51,11 @@ def cmd_tune(args) -> int:
         raise ValueError("--json applies only with --check")
     if args.show + args.clear + args.check > 1:
         raise ValueError("--show, --clear and --check are exclusive: give one")
+    if args.show or args.clear:
+        A.reject_unused(args, ("dtype", "budget"), "with --show or --clear")
+    if args.check:
+        A.reject_unused(args, ("budget",), "with --check (it times every candidate in full)")
+    budget = TUNE_BUDGET_S if args.budget is None else args.budget
     cache = auto.Cache()
     if args.clear:
         cache.clear()
@@ -62,7 +67,7 @@ def cmd_tune(args) -> int:
         return _check(args)
     shapes = _shapes(args)
     for i, (n, sizes, dtype) in enumerate(shapes, 1):
-        d = auto.choose(n, sizes, dtype, args.activation, budget_s=args.budget, refresh=True, settle_s=SETTLE_S)
+        d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=SETTLE_S)
         print(f"[{i}/{len(shapes)}] {dtype} N={n} {list(sizes)}: {d.reason}  ({d.cost_s:.2f} s)", flush=True)
     print(f"cache: {cache.path}")
     return 0

@@ -30,6 +30,8 @@ def files(tmp_path_factory):
     (d / "empty.csv").write_text("a,b,c\n")
     (d / "notjson.json").write_text("{not json")
     (d / "y.npy").write_bytes(b"")
+    (d / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (d / "points.json").write_text('{"schema": "mlpbench.bench/1", "machine": {}, "peak": {}, "config": {}, "points": [1, 2]}')
     return d
 
 
@@ -88,6 +90,10 @@ CASES = [
     (["bench", "--compare", "{d}/missing.json", "{d}/missing.json"], {}, "missing.json"),
     (["bench", "--compare", "{d}/notjson.json", "{d}/notjson.json"], {}, "notjson.json"),
     (["bench", "--compare", "a", "b", "--threshold", "-1"], {}, "--threshold"),
+    (["bench", "--compare", "{d}/binary.json", "{d}/binary.json"], {}, "binary.json"),
+    (["bench", "--compare", "{d}/points.json", "{d}/points.json"], {}, "points.json"),
+    (["bench", "--compare", "{d}/points.json", "{d}/points.json", "--batch", "1"], {}, "--batch"),
+    (["bench", "--threshold", "0.2"], {}, "--threshold"),
     # parity
     (["parity", "--dtype", ""], {}, "--dtype"),
     (["parity", "--dtype", "float16"], {}, "--dtype"),
@@ -95,6 +101,7 @@ CASES = [
     (["parity", "--backends", "nope"], {}, "nope"),
     (["parity", "--backends", "numpy[threads=2]"], {}, "numpy[threads=2]"),
     (["parity", "--preset", "huge"], {}, "huge"),
+    (["parity", "--strict"], {}, "--strict"),
     # tune
     (["tune", "--json", "{d}/t.json"], {}, "--json"),
     (["tune", "--budget", "0"], {}, "--budget"),
@@ -102,6 +109,9 @@ CASES = [
     (["tune", "--dtype", "half"], {}, "--dtype"),
     (["tune", "--show", "--clear"], {}, "--clear"),
     (["tune", "--check", "--json", "{d}/no/such/t.json"], {}, "--json"),
+    (["tune", "--show", "--dtype", "float32"], {}, "--dtype"),
+    (["tune", "--clear", "--budget", "3"], {}, "--budget"),
+    (["tune", "--check", "--budget", "3"], {}, "--budget"),
     # backends, and no command at all
     (["backends", "--bogus"], {}, "--bogus"),
     ([], {}, "command"),
@@ -132,6 +142,23 @@ def test_output_path_is_checked_before_training(monkeypatch, capsys):
     for opt, path in (("--save", "/"), ("--save", "/no/such/folder/m.npz"), ("--plot", "out"), ("--plot", "/")):
         assert cli.main(["train", "--epochs", "1000000000", opt, path]) == 2
         assert opt in capsys.readouterr().err
+
+
+def test_missing_plotting_library_is_reported_before_training(monkeypatch, capsys, tmp_path):
+    from mlpbench import plots
+    from mlpbench.model import MLP
+
+    def no_matplotlib():
+        raise ImportError('plotting needs matplotlib: pip install "mlpbench[bench]"')
+
+    def never(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(plots, "require_matplotlib", no_matplotlib)
+    monkeypatch.setattr(MLP, "fit", never)
+    assert cli.main(["train", "--plot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--plot" in err and "mlpbench[bench]" in err
 
 
 def test_save_to_a_folder_fails_without_training_in_a_subprocess():

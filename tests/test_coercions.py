@@ -68,6 +68,8 @@ def test_cache_dir_expands_the_home_folder(monkeypatch, tmp_path):
         assert auto.cache_dir() == str(expected)
     monkeypatch.setenv("MLPBENCH_CACHE_DIR", "")
     assert auto.cache_dir().endswith(os.path.join("", "mlpbench")) and "~" not in auto.cache_dir()
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/c")
+    assert auto.cache_dir() == str(tmp_path / "c" / "mlpbench")
 
 
 @pytest.mark.parametrize("value, expected", [("", "numpy"), ("  ", "numpy"), ("numpy", "numpy"), ("auto", "auto")])

@@ -142,6 +142,18 @@ def test_a_bomb_in_a_needed_member_is_refused_from_the_zip_directory(tmp_path):
         MLP.load(path)
 
 
+def test_an_encrypted_member_is_a_value_error(saved):
+    data = bytearray(saved.read_bytes())
+    start = data.find(b"PK\x01\x02")
+    while start != -1:  # set the "encrypted" flag of every central directory entry
+        data[start + 8] |= 1
+        start = data.find(b"PK\x01\x02", start + 4)
+    bad = saved.parent / "locked.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"locked\.npz.*encrypted"):
+        MLP.load(bad)
+
+
 def test_a_good_file_still_round_trips(saved):
     m = MLP.load(saved)
     assert m.layer_sizes == [2, 16, 8, 1] and m.seed == 3 and m.params[0][0].flags.c_contiguous
