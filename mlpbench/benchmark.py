@@ -269,7 +269,7 @@ def add_bench(sub):
     p.add_argument("--repeat", type=A.int_range(1), help="timed repeats per point (default: the preset's)")
     p.add_argument("--min-time", type=A.real(0), help="seconds per repeat at least (calls are batched)")
     p.add_argument("--max-time", type=A.real(0, lo_open=True), help="seconds per point at most once 3 repeats are done")
-    p.add_argument("--out", default="results", type=A.output_dir(("results.json", "results.csv")),
+    p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -316,6 +316,10 @@ def cmd_bench(args) -> int:
                                "max_time", "no_lab", "dry_run"), "with --compare")
         return cmd_compare(args)
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
+    if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
+        from .fileio import check_output_dir
+
+        args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
     preset, case_list = bench_cases(args)
     specs = parse_backends(args.backends) if args.backends else default_specs(preset)
     if not any(label == "numpy" for label, _, _ in specs):

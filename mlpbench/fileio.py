@@ -61,7 +61,8 @@ def atomic_write(path, data) -> None:
             else:
                 f.write(data.encode() if isinstance(data, str) else bytes(data))
             f.flush()
-            os.fchmod(f.fileno(), mode)
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:

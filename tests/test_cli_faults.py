@@ -213,3 +213,17 @@ def test_empty_backend_variable_means_unset(monkeypatch, capsys):
     monkeypatch.setenv("MLPBENCH_BACKEND", "")
     assert cli.main(["train", "--epochs", "2"]) == 0
     assert "Backend: numpy" in capsys.readouterr().out
+
+
+def test_the_default_out_folder_is_checked_before_work(tmp_path, monkeypatch, capsys):
+    from mlpbench import benchmark
+
+    def never(*a, **k):
+        raise AssertionError("the sweep started")
+
+    monkeypatch.setattr(benchmark, "run_sweep", never)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").write_text("a file where the default output folder goes")
+    assert cli.main(["bench", "--backends", "numpy", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err and "'results'" in err
