@@ -366,7 +366,7 @@ def cmd_bench(args) -> int:
         print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
     _print_peak(doc["peak"])
     print(f"wrote {args.out}/results.json, {args.out}/results.csv")
-    if not args.no_plots:
+    if not args.no_plots and doc["points"]:
         try:
             from .plots import plot_bench
 

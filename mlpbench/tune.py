@@ -13,6 +13,7 @@ from . import auto
 from . import cliargs as A
 from .cases import DTYPES, sweep
 from .fileio import atomic_write
+from .validation import check_activation
 
 #: budget per shape when tuning ahead of time (imports and JIT of every backend included)
 TUNE_BUDGET_S = 10.0
@@ -56,6 +57,7 @@ def cmd_tune(args) -> int:
     if args.check:
         A.reject_unused(args, ("budget",), "with --check (it times every candidate in full)")
     budget = TUNE_BUDGET_S if args.budget is None else args.budget
+    check_activation(args.activation)
     cache = auto.Cache()
     if args.clear:
         cache.clear()

@@ -110,6 +110,8 @@ CASES = [
     (["tune", "--show", "--clear"], {}, "--clear"),
     (["tune", "--check", "--json", "{d}/no/such/t.json"], {}, "--json"),
     (["tune", "--show", "--dtype", "float32"], {}, "--dtype"),
+    (["tune", "--activation", "gelu"], {}, "gelu"),
+    (["tune", "--check", "--activation", "gelu"], {}, "gelu"),
     (["tune", "--clear", "--budget", "3"], {}, "--budget"),
     (["tune", "--check", "--budget", "3"], {}, "--budget"),
     # backends, and no command at all

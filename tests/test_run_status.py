@@ -156,3 +156,14 @@ def test_bench_skips_a_point_that_cannot_fit_and_carries_on(tmp_path, monkeypatc
     (skip,) = [s for s in doc["skipped"] if "case" in s]
     assert "N=100000" in skip["case"] and "needs about" in skip["reason"] and "available" in skip["reason"]
     assert "skipped step f64 N=100000" in err and "needs about" in err
+
+
+def test_bench_where_no_point_fits_ends_complete_without_plot_noise(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1)
+    rc = main(["bench", "--backends", "numpy", "--batch", "1,8", "--hidden", "4,8", "--no-lab", "--quiet",
+               "--repeat", "3", "--min-time", "0", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    doc = R.load(tmp_path / "results.json")
+    assert rc == 0 and doc["status"] == "complete" and doc["points"] == []
+    assert len([s for s in doc["skipped"] if "case" in s]) == 4
+    assert err.count("skipped step") == 4 and "Warning" not in err
