@@ -11,6 +11,7 @@ backend that raises is reported, never crashes the sweep.
 from __future__ import annotations
 
 import datetime
+import inspect
 import re
 import shutil
 import sys
@@ -91,7 +92,7 @@ def default_specs(preset) -> list[tuple[str, str, dict]]:
 
 def make_backends(specs):
     """``([(label, backend)], [{"backend", "reason"}])``: ready backends and the skipped ones."""
-    from .backends import backend_class, get_backend
+    from .backends import Backend, backend_class, get_backend
 
     ready, skipped = [], []
     for label, name, options in specs:
@@ -101,6 +102,12 @@ def make_backends(specs):
         except Exception as exc:  # a broken backend module: unavailable here, report and go on
             ok, reason = False, f"{type(exc).__name__}: {exc}"
         if not ok:
+            try:  # option names are checked even where the backend cannot run
+                if cls.__init__ is Backend.__init__ and options:
+                    raise TypeError(f"backend {name!r} takes no options; got {sorted(options)}")
+                inspect.signature(cls).bind(**options)
+            except TypeError as exc:
+                raise ValueError(f"--backends {label}: invalid options: {exc}") from None
             skipped.append({"backend": label, "reason": reason})
             continue
         try:

@@ -157,6 +157,8 @@ def test_backend_specs_with_options_and_variants(fakes):
     # an invalid option is the user's error (exit 2 on the CLI), not an unavailable backend
     with pytest.raises(ValueError, match=r"--backends fake\[bogus=1\]: invalid options: .*bogus"):
         make_backends(parse_backends("fake[step],absent,fake[bogus=1]"))
+    with pytest.raises(ValueError, match=r"--backends absent\[bogus=1\]: invalid options: .*bogus"):
+        make_backends(parse_backends("absent[bogus=1]"))  # unavailable here, and its options are wrong anyway
 
 
 def test_progress_bar_is_silent_off_a_tty(capsys):

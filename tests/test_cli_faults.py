@@ -100,6 +100,7 @@ CASES = [
     (["parity", "--json", "/"], {}, "--json"),
     (["parity", "--backends", "nope"], {}, "nope"),
     (["parity", "--backends", "numpy[threads=2]"], {}, "numpy[threads=2]"),
+    (["parity", "--backends", "cupy[bogus=1]"], {}, "cupy[bogus=1]"),  # invalid whether or not a GPU is here
     (["parity", "--preset", "huge"], {}, "huge"),
     (["parity", "--strict"], {}, "--strict"),
     # tune
