@@ -25,7 +25,6 @@ import sys
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 
 from . import parity
 from .backends import BackendSpec, availability, backend_class, backend_names, packages
+from .fileio import atomic_write
 from .machine import cpu_model
 from .params import init_params, macs
 
@@ -115,9 +115,9 @@ def applies(cand: BackendSpec, n_samples, layer_sizes, dtype) -> bool:
 
 # ---------------------------------------------------------------- cache
 def cache_dir() -> str:
-    root = os.environ.get("MLPBENCH_CACHE_DIR")
+    root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))  # '~/x' is the user's home, as in a shell
     if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.expanduser(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"))
         root = os.path.join(base, "mlpbench")
     return root
 
@@ -236,15 +236,7 @@ def _locked(path):
 
 
 def _atomic_write_json(path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".auto-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 # ---------------------------------------------------------------- calibration

@@ -13,6 +13,7 @@ from . import perf
 from .backends import REFERENCE
 from .cases import case_data
 from .machine import machine_info
+from .memory import NotEnoughMemory, check_fits, fit_bytes
 from .progress import Progress
 from .results import ResultsWriter
 
@@ -66,13 +67,22 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
     """
     backends = sorted(backends, key=lambda lb: lb[0] != REFERENCE)
     dtypes = sorted({c.dtype for c in case_list})
-    if peak is None:
-        peak = measure_peaks(backends, dtypes)
-    writer = ResultsWriter(out_dir, machine_info(backends), peak, config, skipped)
+    # the file describes this run from its first moment (never an older run's points), and ends as
+    # complete, interrupted (Ctrl-C, SIGTERM) or failed (an error outside a point)
+    writer = ResultsWriter(out_dir, machine_info(backends), peak or {}, config, skipped)
     progress = progress or Progress(0, enabled=False)
     baseline, warm = {}, set()
     try:
+        if peak is None:
+            writer.doc["peak"] = peak = measure_peaks(backends, dtypes)
+            writer.write()
         for case in case_list:
+            try:  # a point that cannot fit in memory is skipped with the reason, before allocating
+                check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
+            except NotEnoughMemory as exc:
+                writer.add_skipped_case(case.label, str(exc))
+                progress.done += len(backends)
+                continue
             X, y = case_data(case)
             for label, be in backends:
                 progress.update(f"{label} {case.label}")
@@ -93,8 +103,12 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
                     baseline[case.key()] = timing.median
                 writer.add_point(_point(label, be, case, timing, peak, baseline))
                 progress.advance(f"{label} {case.label}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         writer.finish("interrupted")
+        exc.results_doc = writer.doc
+        raise
+    except BaseException as exc:
+        writer.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
         progress.close()

@@ -6,12 +6,16 @@ Each command is a pair ``add_<name>(subparsers)`` / ``cmd_<name>(args) -> exit c
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
+from . import cliargs as A
 from .cli_bench import add_bench
 from .cli_parity import add_parity
 from .results import format_table
@@ -23,39 +27,57 @@ def add_train(sub):
     p = sub.add_parser("train", help="train the MLP on a dataset and print the lab's lines")
     p.add_argument("--dataset", default="and", help="and | or | xor | moons | circles | spirals | blobs | a .npy/.csv path")
     p.add_argument("--y-file", help="labels file (.npy/.csv) when --dataset is a features file")
-    p.add_argument("--n-samples", type=int, default=200, help="size of a generated dataset")
-    p.add_argument("--noise", type=float, default=None, help="noise of a generated dataset")
-    p.add_argument("--n-features", type=int, default=2, help="features of the blobs dataset")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of a generated dataset")
+    p.add_argument("--n-samples", type=A.int_range(2), default=None, help="size of a generated dataset (default 200)")
+    p.add_argument("--noise", type=A.real(0), default=None, help="noise of a generated dataset")
+    p.add_argument("--n-features", type=A.int_range(1), default=None, help="features of the blobs dataset (default 2)")
+    p.add_argument("--data-seed", type=A.int_range(0, 2**32 - 1), default=None,
+                   help="seed of a generated dataset (default 0)")
     p.add_argument("--hidden", type=int, nargs="+", default=[4], help="hidden layer sizes, e.g. --hidden 8 4")
     p.add_argument("--activation", default="relu", help="relu | tanh | sigmoid")
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=A.int_range(1), default=5000)
+    p.add_argument("--seed", type=A.int_range(0, 2**32 - 1), default=42)
     p.add_argument("--backend", default=None, help="numpy | numba | cupy | torch | jax | auto (default $MLPBENCH_BACKEND or numpy)")
     p.add_argument("--dtype", default="float64", help="float64 | float32")
     p.add_argument("--grad-reduction", default="sum", help="sum (the lab) | mean")
-    p.add_argument("--print-every", type=int, default=500)
-    p.add_argument("--plot", metavar="PNG", help="write the loss curve (and the decision boundary for 2-D data)")
-    p.add_argument("--save", metavar="NPZ", help="save the trained model")
+    p.add_argument("--print-every", type=A.int_range(1), default=500)
+    p.add_argument("--plot", metavar="PNG", type=A.output_file(A.PLOT_SUFFIXES),
+                   help="write the loss curve (and the decision boundary for 2-D data): .png, .pdf or .svg")
+    p.add_argument("--save", metavar="NPZ", type=A.output_file(), help="save the trained model")
     p.set_defaults(func=cmd_train)
 
 
 def _load_data(args):
     from . import data
 
+    given = {opt: val for opt, val in (("--n-samples", args.n_samples), ("--noise", args.noise),
+                                       ("--n-features", args.n_features), ("--data-seed", args.data_seed))
+             if val is not None}
     if args.dataset.lower().endswith((".npy", ".csv")):
+        if given:
+            raise ValueError(f"{', '.join(given)} applies to generated datasets only, not to the file {args.dataset!r}")
         return data.load_files(args.dataset, args.y_file)
-    return data.load(args.dataset, n_samples=args.n_samples, noise=args.noise, seed=args.data_seed,
-                     n_features=args.n_features)
+    if args.y_file is not None:
+        raise ValueError(f"--y-file applies only when --dataset is a .npy/.csv features file; got --dataset {args.dataset}")
+    if args.dataset.lower() in ("and", "or", "xor") and given:
+        raise ValueError(f"{', '.join(given)} applies to generated datasets only; {args.dataset!r} is the lab's fixed 4 rows")
+    if args.n_features is not None and args.dataset.lower() != "blobs":
+        raise ValueError(f"--n-features applies to --dataset blobs only; {args.dataset!r} is 2-D")
+    return data.load(args.dataset, n_samples=200 if args.n_samples is None else args.n_samples, noise=args.noise,
+                     seed=args.data_seed or 0, n_features=2 if args.n_features is None else args.n_features)
 
 
 def cmd_train(args) -> int:
     from .model import MLP
 
+    if args.plot:  # before the work: a missing plotting library must not cost a training run
+        from .plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            raise ValueError(f"--plot: {exc}") from None
     X, y = _load_data(args)
-    if args.print_every < 1:
-        raise ValueError(f"--print-every must be >= 1; got {args.print_every}")
     model = MLP([X.shape[1], *args.hidden, y.shape[1] if y.ndim == 2 else 1], activation=args.activation,
                 dtype=args.dtype, seed=args.seed)
     t0 = time.perf_counter()
@@ -66,13 +88,15 @@ def cmd_train(args) -> int:
             print(f"Epoch {epoch:4d} | Loss: {loss:.4f}")
     proba = model.predict_proba(X)
     pred = (proba >= 0.5).astype(int)
-    truth = np.asarray(y).reshape(pred.shape).astype(int)
+    targets = np.asarray(y).reshape(pred.shape)
+    truth = (targets >= 0.5).astype(int)  # soft targets count as their nearer class, as predictions do
+    soft = bool(np.any((targets != 0) & (targets != 1)))
     with np.printoptions(suppress=True, precision=4):
         if len(X) <= 16:
             print("\nFinal y_hat probabilities:\n", proba)
             print("\nPredicted labels:\n", pred)
-            print("\nTrue labels:\n", truth)
-    print(f"\nAccuracy: {np.mean(pred == truth):.4f}")
+            print("\nTrue labels:" + (" (soft targets, thresholded at 0.5)" if soft else "") + "\n", truth)
+    print(f"\nAccuracy: {np.mean(pred == truth):.4f}" + (" (against targets thresholded at 0.5)" if soft else ""))
     print(f"Backend: {model.backend_} ({model.backend_reason_}) | dtype {model.dtype.name} | "
           f"wall time {wall:.3f} s ({wall / args.epochs * 1e6:.2f} us/epoch)")
     if args.save:
@@ -121,26 +145,72 @@ COMMANDS = [add_train, add_backends, add_parity, add_bench, add_tune]
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="mlpbench", description=__doc__.splitlines()[0])
+    parser = A.Parser(prog="mlpbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops as cleanly as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _describe(exc) -> str:
+    """One line for a user or environment fault."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "") + f": {exc.strerror or exc}"
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory: {exc}" if "memory" not in str(exc) else str(exc)
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _stdout_gone():
+    """The reader of stdout went away (``| head -1``): send the rest of the output nowhere."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv=None) -> int:
+    """Run one command. User and environment faults: exit 2 and one line on stderr; Ctrl-C 130; SIGTERM 143."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad command line (2, its one line already printed)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     from .backends import BackendUnavailable, TrainingDiverged
 
+    prefix = f"mlpbench {args.command}"
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, BackendUnavailable, TrainingDiverged, FileNotFoundError) as exc:
-        print(f"mlpbench {args.command}: error: {exc}", file=sys.stderr)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        _stdout_gone()
         return 2
+    except (ValueError, TypeError, OSError, MemoryError, BackendUnavailable, TrainingDiverged) as exc:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.flush()
+        print(f"{prefix}: error: {_describe(exc)}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print(f"{prefix}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print(f"mlpbench {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

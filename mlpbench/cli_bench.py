@@ -8,13 +8,13 @@ an unavailable one is skipped with its reason.
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 
+from . import cliargs as A
 from . import results
 from .backends import REFERENCE, BackendSpec, backend_names, parse_specs, ready
 from .benchmark import run_sweep
-from .cases import PRESETS, TIMING_LR, TIMING_REDUCTION, get_preset, sweep
+from .cases import DTYPES, OPS, PRESETS, TIMING_LR, TIMING_REDUCTION, get_preset, sweep
 from .progress import Progress
 from .validation import check_activation, parse_list
 
@@ -28,32 +28,34 @@ def add_bench(sub):
     p = sub.add_parser("bench", help="time the backends over a preset's grid; JSON, CSV, PNG plots",
                        description="Time every available backend against NumPy over a sweep from mlpbench/cases.py.")
     p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default quick)")
-    p.add_argument("--backends", help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
-    p.add_argument("--batch", help="batch sizes N, e.g. 1,64,1024")
-    p.add_argument("--hidden", help="hidden widths H, e.g. 4,64,512")
-    p.add_argument("--features", help="input features D, e.g. 32")
-    p.add_argument("--dtype", help="float32,float64")
-    p.add_argument("--op", help="forward | backward | step | train (comma list)")
+    p.add_argument("--backends", type=A.nonempty, help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
+    p.add_argument("--batch", type=A.int_list(), help="batch sizes N, e.g. 1,64,1024")
+    p.add_argument("--hidden", type=A.int_list(), help="hidden widths H, e.g. 4,64,512")
+    p.add_argument("--features", type=A.int_list(), help="input features D, e.g. 32")
+    p.add_argument("--dtype", type=A.choice_list(DTYPES), help="float32,float64")
+    p.add_argument("--op", type=A.choice_list(OPS), help="forward | backward | step | train (comma list)")
     p.add_argument("--activation", default="relu")
     p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
-    p.add_argument("--repeat", type=int, help="timed repeats per point (default: the preset's)")
-    p.add_argument("--min-time", type=float, help="seconds per repeat at least (calls are batched)")
-    p.add_argument("--max-time", type=float, help="seconds per point at most once 3 repeats are done")
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--repeat", type=A.int_range(1), help="timed repeats per point (default: the preset's)")
+    p.add_argument("--min-time", type=A.real(0), help="seconds per repeat at least (calls are batched)")
+    p.add_argument("--max-time", type=A.real(0, lo_open=True), help="seconds per point at most once 3 repeats are done")
+    p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
+                   help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results.json and exit")
-    p.add_argument("--threshold", type=float, default=0.10, help="regression threshold for --compare (0.10 = 10%%)")
+    p.add_argument("--threshold", type=A.real(0), default=None, help="regression threshold for --compare (default 0.10 = 10%%)")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds a regression")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_compare(args) -> int:
     old, new = results.load(args.compare[0]), results.load(args.compare[1])
-    if args.threshold < 0:
-        raise ValueError(f"--threshold must be >= 0; got {args.threshold}")
-    rows = results.compare(old, new, args.threshold)
+    threshold = 0.10 if args.threshold is None else args.threshold
+    if threshold < 0:
+        raise ValueError(f"--threshold must be >= 0; got {threshold}")
+    rows = results.compare(old, new, threshold)
     if not rows:
         print("no points in common")
         return 0
@@ -61,7 +63,7 @@ def cmd_compare(args) -> int:
     if old["machine"].get("cpu") != new["machine"].get("cpu"):
         print(f"note: different machines ({old['machine'].get('cpu')} vs {new['machine'].get('cpu')})")
     bad = [r for r in rows if r["flag"] == "regression"]
-    print(f"\n{len(rows)} points compared; {len(bad)} slower by more than {100 * args.threshold:.0f}%")
+    print(f"\n{len(rows)} points compared; {len(bad)} slower by more than {100 * threshold:.0f}%")
     return 1 if bad and args.fail_on_regression else 0
 
 
@@ -81,7 +83,14 @@ def bench_cases(args):
 
 def cmd_bench(args) -> int:
     if args.compare:
+        A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
+                               "max_time", "no_lab", "dry_run"), "with --compare")
         return cmd_compare(args)
+    A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
+    if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
+        from .fileio import check_output_dir
+
+        args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
     preset, case_list = bench_cases(args)
     specs = parse_specs(args.backends) if args.backends else default_specs(preset)
     if not any(spec.label == REFERENCE for spec in specs):
@@ -89,7 +98,7 @@ def cmd_bench(args) -> int:
     repeat = preset.repeat if args.repeat is None else args.repeat
     min_time = preset.min_time if args.min_time is None else args.min_time
     max_time = preset.max_time if args.max_time is None else args.max_time
-    if repeat < 1 or min_time < 0 or max_time <= 0:
+    if not (repeat >= 1 and 0 <= min_time < float("inf") and 0 < max_time < float("inf")):
         raise ValueError("--repeat must be >= 1, --min-time >= 0 and --max-time > 0")
     if args.dry_run:
         for c in case_list:
@@ -112,21 +121,23 @@ def cmd_bench(args) -> int:
     try:
         doc = run_sweep(case_list, backends, args.out, repeat=repeat, min_time=min_time, max_time=max_time,
                         config=config, progress=progress, skipped=skipped)
-    except KeyboardInterrupt:
-        path = os.path.join(args.out, "results.json")
-        if not os.path.exists(path):
+    except KeyboardInterrupt as exc:
+        doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
+        if doc is None or not doc["points"]:
             print("interrupted before the first point", file=sys.stderr)
-            return 130
-        doc = results.load(path)
+            raise
         print(results.points_table(doc["points"]))
         print(f"\ninterrupted: {len(doc['points'])} finished points kept in {args.out}/results.json", file=sys.stderr)
-        return 130
+        raise
     print(results.points_table(doc["points"]))
+    for s in doc["skipped"]:
+        if "case" in s:
+            print(f"skipped {s['case']}: {s['reason']}", file=sys.stderr)
     for e in doc["errors"]:
         print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
     _print_peak(doc["peak"])
     print(f"wrote {args.out}/results.json, {args.out}/results.csv")
-    if not args.no_plots:
+    if not args.no_plots and doc["points"]:
         try:
             from .plots import plot_bench
 

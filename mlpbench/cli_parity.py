@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from . import cliargs as A
 from . import parity
-from .results import atomic_write, fmt_num, format_table, to_json
+from .fileio import atomic_write
+from .results import fmt_num, format_table, to_json
 from .backends import BackendSpec, backend_names, parse_specs, ready
 from .cases import DTYPES, LABS, PRESETS, get_preset, parity_cases
 from .machine import machine_info
@@ -17,11 +19,11 @@ def add_parity(sub):
     p = sub.add_parser("parity", help="compare every available backend with the NumPy reference",
                        description="Forward, gradients, params after K steps and the labs' loss trajectories, "
                                    "against the NumPy reference; tolerances in mlpbench/parity.py.")
-    p.add_argument("--backends", help="comma list (default: every available backend)")
+    p.add_argument("--backends", type=A.nonempty, help="comma list (default: every available backend)")
     p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)}: which parity cases (default quick)")
-    p.add_argument("--dtype", default="float64,float32", help="float64,float32 (default both)")
+    p.add_argument("--dtype", default="float64,float32", type=A.choice_list(DTYPES), help="float64,float32 (default both)")
     p.add_argument("--no-lab", action="store_true", help="skip the AND / XOR lab trajectories")
-    p.add_argument("--json", metavar="PATH", help="write every compared tensor to this JSON file")
+    p.add_argument("--json", metavar="PATH", type=A.output_file(), help="write every compared tensor to this JSON file")
     p.add_argument("--all", action="store_true", help="print every tensor, not the worst per case")
     p.add_argument("--strict", action="store_true", help="a requested backend that is unavailable is a failure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -45,6 +47,8 @@ def _parity_rows(results, show_all):
 
 
 def cmd_parity(args) -> int:
+    if args.strict and not args.backends:
+        raise ValueError("--strict applies to the backends named with --backends; give them")
     preset = get_preset(args.preset)
     dtypes = parse_list(args.dtype)
     for dt in dtypes:
@@ -66,7 +70,7 @@ def cmd_parity(args) -> int:
     print(format_table(["backend", "case", "tensor", "error", "ulps", "tolerance", "result"],
                        _parity_rows(results, args.all)))
     bad = parity.first_failure(results)
-    strict_fail = args.strict and args.backends and skipped
+    strict_fail = args.strict and skipped
     if args.json:
         doc = {"schema": "mlpbench.parity/1", "passed": bad is None and not strict_fail,
                "first_failure": None if bad is None else bad.describe(), "tolerances": parity.TOLERANCES,

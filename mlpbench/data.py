@@ -6,9 +6,13 @@ float64 ``y`` of shape ``(N, 1)`` holding 0 or 1.
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
+
+from . import memory
+from . import validation as v
 
 _GRID = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 _TRUTH = {"and": [0, 0, 0, 1], "or": [0, 1, 1, 1], "xor": [0, 1, 1, 0]}
@@ -85,28 +89,84 @@ def load(name, n_samples=200, noise=None, seed=0, n_features=2):
         return _logic(key)
     if key not in GENERATED:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(NAMES)} or give a .npy/.csv path")
-    if int(n_samples) < 2:
+    if not v._is_int(n_samples):
+        raise TypeError(f"n_samples must be an int; got {type(n_samples).__name__} {n_samples!r}")
+    if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2; got {n_samples}")
-    kwargs = {"n_samples": int(n_samples), "seed": seed}
+    if not v._is_int(n_features):
+        raise TypeError(f"n_features must be an int; got {type(n_features).__name__} {n_features!r}")
+    kwargs = {"n_samples": int(n_samples), "seed": v.check_seed(seed)}
     if noise is not None:
+        if not v._is_real(noise):
+            raise TypeError(f"noise must be a real number; got {type(noise).__name__} {noise!r}")
+        if not (np.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise must be finite and >= 0 (a standard deviation); got {noise}")
         kwargs["noise"] = float(noise)
     if key == "blobs":
         kwargs["n_features"] = int(n_features)
     elif n_features != 2:
         raise ValueError(f"n_features applies to 'blobs' only; {key!r} is 2-D")
+    width = kwargs.get("n_features", 2)
+    memory.check_fits(4 * int(n_samples) * (width + 1) * 8, f"dataset {key!r} with {n_samples} samples")
     return GENERATED[key](**kwargs)
 
 
 def _read(path):
+    """A real-valued array from a ``.npy`` or ``.csv`` file; ``ValueError`` naming the file otherwise."""
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npy":
+    if ext not in (".npy", ".csv"):
+        raise ValueError(f"unsupported file type {ext!r} for {path!r}; expected .npy or .csv")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder; expected a {ext} file")
+    arr = _read_npy(path) if ext == ".npy" else _read_csv(path)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{path!r} holds {arr.dtype} values; expected real numbers (int or float)")
+    return arr
+
+
+def _read_npy(path):
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        if magic[:2] == b"PK":
+            raise ValueError(f"{path!r} is an .npz archive, not a .npy array; save one array with np.save")
+        if magic != b"\x93NUMPY":
+            raise ValueError(f"{path!r} is not a .npy file (no NumPy header)")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+        except ValueError as exc:
+            raise ValueError(f"{path!r}: bad .npy header: {exc}") from None
+        if dtype.hasobject:
+            raise ValueError(f"{path!r} holds Python objects; expected real numbers")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        remaining = os.fstat(f.fileno()).st_size - f.tell()
+        if nbytes > remaining:
+            raise ValueError(f"{path!r} is truncated: its header declares {nbytes} bytes of data; it holds {remaining}")
+    try:
         return np.load(path, allow_pickle=False)
-    if ext == ".csv":
-        with open(path) as f:
-            first = f.readline()
-        skip = 0 if all(_is_number(c) for c in first.strip().split(",")) else 1
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    raise ValueError(f"unsupported file type {ext!r} for {path!r}; expected .npy or .csv")
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: {exc}") from None
+
+
+def _read_csv(path):
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first cell
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path!r} is not UTF-8 text: {exc}") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    cells = [c.strip() for c in (lines[0] if lines else "").split(",")]
+    # a header names its columns: some cell is text. A data row's empty cell is a missing value, not a name.
+    skip = int(any(c and not _is_number(c) for c in cells))
+    if len(lines) <= skip:
+        raise ValueError(f"{path!r} holds no data rows")
+    try:
+        arr = np.loadtxt(io.StringIO("\n".join(lines[skip:])), delimiter=",", ndmin=2)
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: {exc}") from None
+    return arr
 
 
 def _is_number(s):
@@ -120,6 +180,8 @@ def _is_number(s):
 def load_files(x_path, y_path=None):
     """Load ``X`` (and ``y``) from ``.npy`` or ``.csv``. With one file, its last column is ``y``."""
     X = np.asarray(_read(os.fspath(x_path)), dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"{os.fspath(x_path)!r}: expected a 2-D array (rows, columns); got shape {X.shape}")
     if y_path is None:
         if X.ndim != 2 or X.shape[1] < 2:
             raise ValueError(f"{x_path!r}: with no y file, expected at least 2 columns (features..., label)")

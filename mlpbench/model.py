@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 
 import numpy as np
 
 from . import validation as v
-from .backends import TrainingDiverged, get_backend
+from . import memory
+from .backends import TrainingDiverged, backend_from_env, get_backend
 from .kernels import reference as ref
 from .params import copy_params, init_params, n_params
 
@@ -29,9 +28,9 @@ class MLP:
         self.layer_sizes = v.check_layer_sizes(layer_sizes)
         self.activation = v.check_activation(activation)
         self.dtype = v.check_dtype(dtype)
-        if seed is not None and not v._is_int(seed):
-            raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = v.check_seed(seed)
+        memory.check_fits(memory.model_bytes(self.layer_sizes, self.dtype),
+                          f"a model with layer sizes {self.layer_sizes} ({self.dtype.name})")
         self._params = init_params(self.layer_sizes, seed, self.dtype)
         self.history_ = None
         self.backend_ = None
@@ -69,10 +68,12 @@ class MLP:
             raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
         y = v.check_y(y, X.shape[0], self.layer_sizes[-1], self.dtype)
+        memory.check_fits(memory.fit_bytes(X.shape[0], self.layer_sizes, self.dtype),
+                          f"fitting {X.shape[0]} rows on layer sizes {self.layer_sizes} ({self.dtype.name})")
         kwargs = dict(lr=lr, epochs=epochs, activation=self.activation, grad_reduction=grad_reduction,
                       callback=callback)
         if backend is None:
-            backend = os.environ.get("MLPBENCH_BACKEND", "numpy")
+            backend = backend_from_env()
         if backend != "auto":
             be = get_backend(backend)
             history = self._train_on(be, X, y, kwargs)
@@ -116,53 +117,40 @@ class MLP:
     def predict_proba(self, X):
         """Sigmoid outputs, shape ``(N, n_out)``, computed by the NumPy reference."""
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
+        memory.check_fits(2 * X.shape[0] * sum(self.layer_sizes[1:]) * self.dtype.itemsize,
+                          f"predicting {X.shape[0]} rows on layer sizes {self.layer_sizes}")
         y_hat, _ = ref.forward(np, self._params, X, self.activation)
         return y_hat
 
     def predict(self, X, threshold=0.5):
         """Labels ``(predict_proba(X) >= threshold)`` as ints, the lab's rule."""
-        if not isinstance(threshold, (int, float, np.floating)) or not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
+        v.check_probability("threshold", threshold)
         return (self.predict_proba(X) >= threshold).astype(int)
 
     # ------------------------------------------------------------ persistence
     def save(self, path):
-        """Write the model to ``path`` (``.npz``) atomically."""
-        path = os.fspath(path)
-        arrays = {"layer_sizes": np.array(self.layer_sizes), "activation": np.array(self.activation),
-                  "dtype": np.array(self.dtype.name), "seed": np.array(-1 if self.seed is None else self.seed)}
-        for i, (W, b) in enumerate(self._params):
-            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mlpbench-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Write the model to ``path`` (``.npz``) atomically: the old file or the new one, never half of one."""
+        from . import modelfile
+
+        meta = {"layer_sizes": np.array(self.layer_sizes), "activation": np.array(self.activation),
+                "dtype": np.array(self.dtype.name), "seed": np.array(-1 if self.seed is None else self.seed)}
+        modelfile.write(path, meta, self._params)
 
     @classmethod
     def load(cls, path):
-        """Read a model written by ``save``; shapes and dtypes are checked."""
+        """Read a model written by ``save``. The file is checked (sizes, dtypes, shapes) before anything
+        is allocated and only the model's members are read; ``ValueError`` naming the file when it is not one."""
+        from . import modelfile
+
+        meta, params = modelfile.read(path)
+        model = cls.__new__(cls)  # no init draws: the params come from the file
+        model.layer_sizes, model.activation, model.dtype, model.seed = (
+            meta["layer_sizes"], meta["activation"], meta["dtype"], meta["seed"])
+        model.history_ = model.backend_ = model.backend_reason_ = None
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"could not read model file {path!r}: {exc}") from None
-        for key in ("layer_sizes", "activation", "dtype", "seed"):
-            if key not in data:
-                raise ValueError(f"{path!r} is not an mlpbench model file (no {key!r})")
-        seed = int(data["seed"])
-        model = cls(data["layer_sizes"].tolist(), str(data["activation"]), str(data["dtype"]), None if seed < 0 else seed)
-        n = len(model.layer_sizes) - 1
-        try:
-            params = [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
-        except KeyError as exc:
-            raise ValueError(f"{path!r} is missing parameter {exc}") from None
-        model._params = _checked_params(params, model.layer_sizes, model.dtype)
+            model._params = _checked_params(params, model.layer_sizes, model.dtype)
+        except ValueError as exc:
+            raise ValueError(f"{str(path)!r}: {exc}") from None
         return model
 
 

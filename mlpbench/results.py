@@ -2,14 +2,16 @@
 
 ``results.json``::
 
-    {"schema": "mlpbench.bench/1", "status": "running" | "complete" | "interrupted",
+    {"schema": "mlpbench.bench/1", "status": "running" | "complete" | "interrupted" | "failed",
      "machine": {...}, "peak": {device: {"gflops": {dtype: x}, ...}}, "config": {...},
      "points": [{backend, op, dtype, n_samples, layer_sizes, median_s, iqr_s, noisy, warmup_s,
                  gflops, pct_peak, speedup_vs_numpy, repeats, ...}, ...],
-     "skipped": [{"backend", "reason"}], "errors": [{"backend", "case", "error"}]}
+     "skipped": [{"backend", "reason"} or {"backend": "*", "case", "reason"}], "errors": [{"backend", "case", "error"}],
+     "error": "..." (only when status is "failed")}
 
-Both files are rewritten after every point (temp file + ``os.replace``), so an
-interrupted sweep leaves valid files holding the points it finished.
+Both files are rewritten after every point (``fileio.atomic_write``), so an
+interrupted sweep leaves valid files holding the points it finished; the file is
+written when the run starts, so it never shows an older run's points.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import io
 import json
 import math
 import os
-import tempfile
+
+from .fileio import atomic_write
 
 SCHEMA = "mlpbench.bench/1"
 #: fields every point has (the CSV's columns, in order)
@@ -29,20 +32,6 @@ POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "activatio
 REQUIRED_POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "median_s", "iqr_s", "noisy",
                          "warmup_s", "gflops", "pct_peak", "speedup_vs_numpy", "repeats")
 TOP_LEVEL = ("schema", "machine", "peak", "config", "points")
-
-
-def atomic_write(path, text) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".mlpbench-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _clean(x):
@@ -93,8 +82,16 @@ class ResultsWriter:
         self.doc["errors"].append({"backend": backend, "case": case, "error": error})
         self.write()
 
-    def finish(self, status) -> None:
+    def add_skipped_case(self, case, reason) -> None:
+        """A point not measured, with the reason (e.g. it cannot fit in memory)."""
+        self.doc["skipped"].append({"backend": "*", "case": case, "reason": reason})
+        self.write()
+
+    def finish(self, status, error=None) -> None:
+        """``status``: ``complete``, ``interrupted`` or ``failed`` (then ``error`` says why)."""
         self.doc["status"] = status
+        if error is not None:
+            self.doc["error"] = error
         self.write()
 
     def write(self) -> None:
@@ -107,7 +104,15 @@ def validate(doc) -> list[str]:
     problems = [f"missing top-level key {k!r}" for k in TOP_LEVEL if k not in doc]
     if doc.get("schema") != SCHEMA:
         problems.append(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r}")
+    for key, kind in (("points", list), ("machine", dict), ("peak", dict), ("config", dict)):
+        if key in doc and not isinstance(doc[key], kind):
+            problems.append(f"{key!r} must be a JSON {'array' if kind is list else 'object'}")
+    if problems:
+        return problems
     for i, p in enumerate(doc.get("points", [])):
+        if not isinstance(p, dict):
+            problems.append(f"point {i} is not a JSON object")
+            continue
         missing = [k for k in REQUIRED_POINT_FIELDS if k not in p]
         if missing:
             problems.append(f"point {i} lacks {missing}")
@@ -117,9 +122,9 @@ def validate(doc) -> list[str]:
 def load(path) -> dict:
     """Read and check a ``results.json``; ``ValueError`` naming the file when it is not one."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     problems = validate(doc) if isinstance(doc, dict) else ["not a JSON object"]
     if problems:

@@ -10,8 +10,10 @@ import time
 import numpy as np
 
 from . import auto
-from .cases import sweep
-from .validation import parse_list
+from . import cliargs as A
+from .cases import DTYPES, sweep
+from .fileio import atomic_write
+from .validation import check_activation, parse_list
 
 #: budget per shape when tuning ahead of time (imports and JIT of every backend included)
 TUNE_BUDGET_S = 10.0
@@ -22,14 +24,14 @@ SETTLE_S = 0.2
 def add_tune(sub):
     p = sub.add_parser("tune", help="fill the backend='auto' cache for a preset's shapes, or show / clear / check it")
     p.add_argument("--preset", default="standard", help="quick | standard | full | gpu (default standard)")
-    p.add_argument("--dtype", default=None, help="float64,float32 (default: the preset's)")
+    p.add_argument("--dtype", default=None, type=A.choice_list(DTYPES), help="float64,float32 (default: the preset's)")
     p.add_argument("--activation", default="relu")
-    p.add_argument("--budget", type=float, default=TUNE_BUDGET_S, help="seconds of calibration per shape")
+    p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of calibration per shape (default {TUNE_BUDGET_S:g})")
     p.add_argument("--show", action="store_true", help="print the cached decisions")
     p.add_argument("--clear", action="store_true", help="delete the cache")
     p.add_argument("--check", action="store_true",
                    help="measure every candidate and the auto choice at each point, in one run; report agreement")
-    p.add_argument("--json", metavar="PATH", help="with --check: write the per-point results here")
+    p.add_argument("--json", metavar="PATH", type=A.output_file(), help="with --check: write the per-point results here")
     p.set_defaults(func=cmd_tune)
 
 
@@ -46,6 +48,16 @@ def _shapes(args):
 
 
 def cmd_tune(args) -> int:
+    if args.json and not args.check:
+        raise ValueError("--json applies only with --check")
+    if args.show + args.clear + args.check > 1:
+        raise ValueError("--show, --clear and --check are exclusive: give one")
+    if args.show or args.clear:
+        A.reject_unused(args, ("dtype", "budget"), "with --show or --clear")
+    if args.check:
+        A.reject_unused(args, ("budget",), "with --check (it times every candidate in full)")
+    budget = TUNE_BUDGET_S if args.budget is None else args.budget
+    check_activation(args.activation)
     cache = auto.Cache()
     if args.clear:
         cache.clear()
@@ -57,7 +69,7 @@ def cmd_tune(args) -> int:
         return _check(args)
     shapes = _shapes(args)
     for i, (n, sizes, dtype) in enumerate(shapes, 1):
-        d = auto.choose(n, sizes, dtype, args.activation, budget_s=args.budget, refresh=True, settle_s=SETTLE_S)
+        d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=SETTLE_S)
         print(f"[{i}/{len(shapes)}] {dtype} N={n} {list(sizes)}: {d.reason}  ({d.cost_s:.2f} s)", flush=True)
     print(f"cache: {cache.path}")
     return 0
@@ -125,7 +137,6 @@ def _check(args) -> int:
           f"first decision <= {summary['max_first_decision_s']:.3f} s; cached <= "
           f"{summary['max_cached_decision_disk_s'] * 1e3:.2f} ms (disk), {summary['max_cached_decision_s'] * 1e6:.1f} us (memo)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"summary": summary, "machine": auto.fingerprint(), "points": rows}, f, indent=1)
+        atomic_write(args.json, json.dumps({"summary": summary, "machine": auto.fingerprint(), "points": rows}, indent=1))
     ok = within >= 0.9 and ratios.max() <= 1.5
     return 0 if ok else 1

@@ -7,6 +7,7 @@ Array checks return new arrays: nothing the user passed is modified.
 
 from __future__ import annotations
 
+import collections.abc
 import math
 import numbers
 
@@ -50,12 +51,14 @@ def check_dtype(dtype) -> np.dtype:
         raise TypeError(f"dtype must be one of {list(DTYPES)}; got {dtype!r}") from None
     if dt.name not in DTYPES or dtype is None:
         raise ValueError(f"dtype must be one of {list(DTYPES)}; got {dtype!r}")
-    return dt
+    if dt != np.dtype(dt.name):  # '>f8': a byte order the kernels do not compute in
+        raise ValueError(f"dtype must be one of {list(DTYPES)} in native byte order; got {dtype!r}")
+    return np.dtype(dt.name)
 
 
 def check_layer_sizes(layer_sizes):
     """A sequence of at least two positive ints: ``[n_in, h1, ..., n_out]``."""
-    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, (collections.abc.Sequence, np.ndarray)):
         raise TypeError(f"layer_sizes must be a sequence of ints like [2, 4, 1]; got {layer_sizes!r}")
     sizes = list(layer_sizes)
     if len(sizes) < 2:
@@ -75,6 +78,33 @@ def check_lr(lr) -> float:
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be finite and > 0; got {lr}")
     return lr
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (numbers.Real, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_probability(name, value) -> float:
+    """A real number (not a bool) in [0, 1]."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number in [0, 1]; got {type(value).__name__} {value!r}")
+    if not 0 <= value <= 1:  # NaN fails too
+        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed, name="seed"):
+    """``None`` or an int in [0, 2**32 - 1] (what ``np.random.RandomState`` takes)."""
+    if seed is None:
+        return None
+    if not _is_int(seed):
+        raise TypeError(f"{name} must be an int or None; got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{name} must be an int in [0, 2**32 - 1]; got {seed}")
+    return int(seed)
 
 
 def check_positive_int(name, value) -> int:

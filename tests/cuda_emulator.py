@@ -19,6 +19,11 @@ from mlpbench.kernels import cuda as kc
 
 GXX = shutil.which("g++")
 
+#: ``-ffp-contract=off``: the emulator computes each ``a - b * c`` as written, two roundings, as NumPy
+#: does; without it, whether GCC fuses it into one FMA depends on -O level and target (-march, aarch64),
+#: and exact comparisons with NumPy held at one optimisation level only.
+_CXX_FLAGS = ("-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-shared", "-fPIC", "-Wall", "-Werror",
+              "-Wno-unused-function")
 _PRELUDE = r"""
 #include <algorithm>
 #include <barrier>
@@ -165,15 +170,14 @@ class CudaEmulator:
                 f"{{ emu_launch(d, shared, threaded, [&] {{ {expr}({call}); }}); }}"
             )
         code = _PRELUDE + src.code + "\n" + "\n".join(wrappers) + "\n"
-        digest = hashlib.sha256(code.encode()).hexdigest()[:16]
+        digest = hashlib.sha256((code + " ".join(_CXX_FLAGS)).encode()).hexdigest()[:16]
         lib = os.path.join(build_dir, f"mlpbench_emu_{src.name}_{digest}.so")
         if not os.path.exists(lib):
             cpp = lib[:-3] + ".cpp"
             with open(cpp, "w") as f:
                 f.write(code)
             tmp = lib + f".{os.getpid()}.tmp"
-            subprocess.run([GXX, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-Wall", "-Werror",
-                            "-Wno-unused-function", cpp, "-o", tmp], check=True, capture_output=True, text=True)
+            subprocess.run([GXX, *_CXX_FLAGS, cpp, "-o", tmp], check=True, capture_output=True, text=True)
             os.replace(tmp, lib)
         return lib
 

@@ -10,6 +10,7 @@ entry-point group ``mlpbench.backends`` (read on first use).
 from __future__ import annotations
 
 import importlib
+import inspect
 import importlib.metadata
 import os
 import re
@@ -83,10 +84,19 @@ def availability(name: str) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+def backend_from_env() -> str:
+    """``$MLPBENCH_BACKEND`` (unset or empty: ``"numpy"``); ``ValueError`` naming the variable when unknown."""
+    name = os.environ.get("MLPBENCH_BACKEND", "").strip() or "numpy"
+    if name != "auto" and name not in _REGISTRY:
+        raise ValueError(f"environment variable MLPBENCH_BACKEND={name!r}: unknown backend {name!r}; "
+                         f"use one of {', '.join(backend_names())}, auto, or unset it")
+    return name
+
+
 def get_backend(name: str | None = None, **options) -> Backend:
     """Return a ready backend; ``None`` means ``$MLPBENCH_BACKEND`` or ``"numpy"``."""
     if name is None:
-        name = os.environ.get("MLPBENCH_BACKEND", "numpy")
+        name = backend_from_env()
     cls = backend_class(name)
     ok, reason = cls.availability()
     if not ok:
@@ -183,18 +193,39 @@ class BackendSpec:
 
 
 def ready(specs) -> tuple[list, list]:
-    """``([(label, backend)], [{"backend": label, "reason": ...}])``: the specs that run here, and the rest."""
+    """``([(label, backend)], [{"backend": label, "reason": ...}])``: the specs that run here, and the rest.
+
+    Invalid options are the user's error (``ValueError``), even for a backend
+    that cannot run here; "unavailable" is a skip, never an error.
+    """
     made, skipped = [], []
     for spec in specs:
         ok, reason = availability(spec.name)
         if not ok:
+            _check_options(spec)
             skipped.append({"backend": spec.label, "reason": reason})
             continue
         try:
             made.append((spec.label, spec.make()))
-        except Exception as exc:  # unknown options, a broken module: report and go on
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--backends {spec.label}: invalid options: {exc}") from None
+        except Exception as exc:  # a broken backend module: report and go on
             skipped.append({"backend": spec.label, "reason": f"{type(exc).__name__}: {exc}"})
     return made, skipped
+
+
+def _check_options(spec) -> None:
+    """Bind ``spec``'s options to its class's constructor without building it (no optional import)."""
+    try:
+        cls = backend_class(spec.name)
+        options = dict(spec.options)
+        if cls.__init__ is Backend.__init__ and options:
+            raise TypeError(f"backend {spec.name!r} takes no options; got {sorted(options)}")
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        raise ValueError(f"--backends {spec.label}: invalid options: {exc}") from None
+    except Exception:  # a broken module: reported as unavailable by the caller
+        pass
 
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[(.*)\])?\s*$")
@@ -264,6 +295,7 @@ __all__ = [
     "availability",
     "available_backends",
     "backend_class",
+    "backend_from_env",
     "backend_names",
     "get_backend",
     "gpu_backends",

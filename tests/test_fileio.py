@@ -1,0 +1,207 @@
+"""The one atomic write: file modes, errors naming the user's path, and nothing half-written under SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mlpbench import MLP
+from mlpbench import results as R
+from mlpbench.auto import Cache
+from mlpbench.fileio import atomic_write, check_output_dir, check_output_file
+from mlpbench.params import init_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def umask():
+    def set_mask(mask):
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_mask
+    os.umask(old)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _writers(tmp_path):
+    """Every kind of file mlpbench writes atomically: model, results JSON/CSV, parity/tune JSON, cache."""
+    def model(p):
+        MLP([2, 3, 1]).save(p)
+
+    def results(p):
+        R.ResultsWriter(p.parent, {}, {}, {}).write()
+
+    def cache(p):
+        Cache(str(p)).put("k", _decision())
+
+    return {"model.npz": model, "results.json": results, "auto.json": cache,
+            "parity.json": lambda p: atomic_write(p, R.to_json({"x": 1}))}
+
+
+def _decision():
+    from mlpbench.auto import Candidate, Decision
+
+    return Decision(ranking=[Candidate("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
+
+
+@pytest.mark.parametrize("kind", ["model.npz", "results.json", "auto.json", "parity.json"])
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_follow_the_umask(tmp_path, umask, kind, mask, expected):
+    umask(mask)
+    path = tmp_path / kind
+    _writers(tmp_path)[kind](path)
+    assert mode(path) == expected
+
+
+@pytest.mark.parametrize("kind", ["model.npz", "results.json", "auto.json", "parity.json"])
+@pytest.mark.parametrize("existing", [0o644, 0o640, 0o666])
+def test_overwriting_keeps_the_existing_mode(tmp_path, umask, kind, existing):
+    umask(0o077)
+    path = tmp_path / kind
+    path.write_text("old")
+    os.chmod(path, existing)
+    _writers(tmp_path)[kind](path)
+    assert mode(path) == existing
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("target, exc", [
+    ("{d}/no/such/folder/x.json", FileNotFoundError),
+    ("{d}/file/x.json", NotADirectoryError),
+    ("{d}/folder", IsADirectoryError),
+])
+def test_errors_name_the_users_path_not_the_temp_file(tmp_path, target, exc):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    path = target.replace("{d}", str(tmp_path))
+    for write in (lambda: atomic_write(path, "x"), lambda: MLP().save(path)):
+        with pytest.raises(exc) as info:
+            write()
+        assert info.value.filename == path and ".tmp" not in str(info.value)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temp_file(tmp_path):
+    path = tmp_path / "x.json"
+    atomic_write(path, "old")
+
+    def boom(f):
+        f.write(b"half")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, boom)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["x.json"]
+
+
+@pytest.mark.parametrize("bad, text", [
+    ("", "empty"), ("{d}", "is a folder"), ("{d}/", "is a folder"), ("{d}/nope/x.npz", "does not exist"),
+    ("{d}/file/x.npz", "not a folder"),
+])
+def test_check_output_file(tmp_path, bad, text):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=text):
+        check_output_file(bad.replace("{d}", str(tmp_path)), "--save")
+    assert check_output_file(str(tmp_path / "ok.npz"), "--save") == str(tmp_path / "ok.npz")
+    with pytest.raises(ValueError, match=r"--plot: .*must end in one of \.png"):
+        check_output_file(str(tmp_path / "out"), "--plot", (".png",))
+
+
+def test_check_output_dir(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").mkdir()
+    assert check_output_dir(str(tmp_path / "new" / "deeper"), "--out")
+    for bad, text in (("file", "not a folder"), ("file/sub", "not a folder"), ("out", "not a regular file")):
+        with pytest.raises(ValueError, match=text):
+            check_output_dir(str(tmp_path / bad), "--out", ("results.json",))
+
+
+# ---------------------------------------------------------------- SIGKILL at random moments
+WRITER = textwrap.dedent("""
+    import sys
+    from mlpbench import MLP
+    from mlpbench import results as R
+    from mlpbench.auto import Cache, Candidate, Decision
+    kind, path = sys.argv[1], sys.argv[2]
+    print("ready", flush=True)
+    for i in range(1, 10**9):
+        version = i % 7 + 1
+        if kind == "model":
+            MLP([20, 400, 1], seed=version).save(path)
+        elif kind == "results":
+            w = R.ResultsWriter.__new__(R.ResultsWriter)
+            w.json_path, w.csv_path = path + "/results.json", path + "/results.csv"
+            w.doc = {"schema": R.SCHEMA, "status": "running", "machine": {}, "peak": {}, "config": {"v": version},
+                     "points": [dict(POINT, n_samples=k) for k in range(200 * version)], "skipped": [], "errors": []}
+            w.write()
+        else:
+            d = Decision(ranking=[Candidate("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
+            Cache(path).put(f"key-{i % 500}-" + "x" * 200, d)
+""")
+POINT = {k: 1 for k in R.REQUIRED_POINT_FIELDS} | {"backend": "numpy", "op": "step", "dtype": "float64",
+                                                   "layer_sizes": [2, 4, 1], "noisy": False}
+
+
+def _check_complete(kind, path):
+    """The file at ``path`` is one whole version of what the writer writes."""
+    if kind == "model":
+        m = MLP.load(path)
+        assert m.seed in range(1, 8)
+        np.testing.assert_array_equal(m.params[0][0], init_params([20, 400, 1], m.seed)[0][0])
+    elif kind == "results":
+        doc = R.load(os.path.join(path, "results.json"))
+        assert len(doc["points"]) == 200 * doc["config"]["v"]
+        with open(os.path.join(path, "results.csv")) as f:
+            rows = f.read().splitlines()
+        assert rows[0].startswith("backend,") and (len(rows) - 1) % 200 == 0 and len(rows) > 1
+    else:
+        with open(path) as f:
+            data = json.load(f)
+        assert data["schema"] == "mlpbench.auto/1" and data["entries"]
+
+
+@pytest.mark.parametrize("kind", ["model", "results", "cache"])
+def test_sigkill_at_random_moments_leaves_old_or_new_complete_files(tmp_path, kind):
+    rng = random.Random(12)
+    path = str(tmp_path / ("m.npz" if kind == "model" else "out" if kind == "results" else "auto.json"))
+    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1"}
+    code = WRITER.replace("POINT", repr(POINT))
+    if kind == "results":
+        os.makedirs(path)
+    kills = mid_write = 0
+    folder = path if kind == "results" else str(tmp_path)
+    while kills < 8 or (mid_write < 2 and kills < 40):  # bounded: 8 to 40 kills, until 2 landed mid-write
+        proc = subprocess.Popen([sys.executable, "-c", code, kind, path], stdout=subprocess.PIPE, env=env)
+        assert proc.stdout.readline() == b"ready\n"
+        deadline = time.monotonic() + 30
+        target = os.path.join(path, "results.json") if kind == "results" else path
+        while not os.path.exists(target) and time.monotonic() < deadline:  # at least one complete version first
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        assert proc.returncode == -signal.SIGKILL
+        kills += 1
+        _check_complete(kind, path)
+        orphans = [p for p in os.listdir(folder) if p.endswith(".tmp")]  # a temp file: killed while writing
+        mid_write += bool(orphans)
+        for p in orphans:
+            os.unlink(os.path.join(folder, p))
+    assert mid_write >= 2, f"only {mid_write} of {kills} kills landed while a file was being written"
