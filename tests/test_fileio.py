@@ -54,9 +54,10 @@ def _writers(tmp_path):
 
 
 def _decision():
-    from mlpbench.auto import Candidate, Decision
+    from mlpbench.auto import Decision
+    from mlpbench.backends import BackendSpec
 
-    return Decision(ranking=[Candidate("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
+    return Decision(ranking=[BackendSpec("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
 
 
 @pytest.mark.parametrize("kind", ["model.npz", "results.json", "auto.json", "parity.json"])
@@ -137,7 +138,8 @@ WRITER = textwrap.dedent("""
     import sys
     from mlpbench import MLP
     from mlpbench import results as R
-    from mlpbench.auto import Cache, Candidate, Decision
+    from mlpbench.auto import Cache, Decision
+    from mlpbench.backends import BackendSpec
     kind, path = sys.argv[1], sys.argv[2]
     print("ready", flush=True)
     for i in range(1, 10**9):
@@ -151,7 +153,7 @@ WRITER = textwrap.dedent("""
                      "points": [dict(POINT, n_samples=k) for k in range(200 * version)], "skipped": [], "errors": []}
             w.write()
         else:
-            d = Decision(ranking=[Candidate("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
+            d = Decision(ranking=[BackendSpec("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
             Cache(path).put(f"key-{i % 500}-" + "x" * 200, d)
 """)
 POINT = {k: 1 for k in R.REQUIRED_POINT_FIELDS} | {"backend": "numpy", "op": "step", "dtype": "float64",

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP, benchmark, datasets, memory
-from mlpbench import cases as C
 from mlpbench import results as R
 from mlpbench.cli import main
 from mlpbench.memory import NotEnoughMemory
@@ -55,7 +54,7 @@ def test_an_error_outside_a_point_ends_as_failed(older_run, monkeypatch, capsys,
     def fail(case):
         raise exc
 
-    monkeypatch.setattr(C, "case_data", fail)
+    monkeypatch.setattr(benchmark, "case_data", fail)
     assert main([*SMALL, "--out", str(older_run)]) == rc
     doc = R.load(older_run / "results.json")
     assert doc["status"] == "failed" and doc["error"].startswith(type(exc).__name__) and doc["points"] == []
@@ -66,7 +65,7 @@ def test_a_bug_outside_a_point_ends_as_failed_and_keeps_its_traceback(older_run,
     def bug(case):
         raise AttributeError("a bug")
 
-    monkeypatch.setattr(C, "case_data", bug)
+    monkeypatch.setattr(benchmark, "case_data", bug)
     with pytest.raises(AttributeError):
         main([*SMALL, "--out", str(older_run)])
     doc = R.load(older_run / "results.json")

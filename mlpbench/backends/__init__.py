@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .base import Backend, BackendUnavailable, TrainingDiverged
+from .base import Backend, BackendUnavailable, Prepared, TrainingDiverged
 
 ENTRY_POINT_GROUP = "mlpbench.backends"
 #: the backend every other one is checked and timed against (``kernels/reference.py`` on NumPy)
@@ -291,6 +291,7 @@ __all__ = [
     "BackendSpec",
     "BackendUnavailable",
     "REFERENCE",
+    "Prepared",
     "TrainingDiverged",
     "availability",
     "available_backends",

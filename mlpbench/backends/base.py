@@ -207,6 +207,21 @@ class Backend:
         X, y = self.check_inputs(params, X, y)
         return self._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
 
+    def prepare(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> "Prepared":
+        """A fit's arguments checked once: the handle's ``.step()`` / ``.run(epochs)`` skip per-call checks.
+
+        ``params``, ``X`` and ``y`` are this backend's arrays (``params_from_numpy``,
+        ``asarray``); the handle updates ``params`` in place, as ``step`` and
+        ``train`` do. ``fit``, the benchmarks and ``auto`` time this path. A
+        backend specialises it in ``_prepare`` (buffers, packed kernel
+        arguments, a compiled step) and returns a ``Prepared`` subclass.
+        """
+        lr = v.check_lr(lr)
+        activation = v.check_activation(activation)
+        grad_reduction = v.check_grad_reduction(grad_reduction)
+        X, y = self.check_inputs(params, X, y)
+        return self._prepare(params, X, y, lr, activation, grad_reduction)
+
     # ------------------------------------------------------------ what a backend writes (arguments already checked)
     def _forward(self, params, X, activation):
         raise NotImplementedError
@@ -226,6 +241,9 @@ class Backend:
         grads = self._backward(params, cache, X, y, activation, grad_reduction)
         self._sgd_update(params, grads, lr)
         return loss
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction) -> "Prepared":
+        return Prepared(self, params, X, y, lr, activation, grad_reduction)
 
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         history = np.empty(epochs, dtype=np.float64)
@@ -256,3 +274,31 @@ class Backend:
         if not (self.params_finite(params) if params_finite is None else params_finite):
             raise TrainingDiverged(len(history), history, lr)
         return history
+
+
+class Prepared:
+    """One fit's checked arguments bound to a backend: ``step()`` returns the loss, ``run(epochs)`` the history.
+
+    The default calls the backend's ``_step`` / ``_train`` directly (no
+    validation per call); backends return subclasses that also keep buffers
+    and packed kernel arguments.
+    """
+
+    def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
+        self.backend, self.params, self.X, self.y = backend, params, X, y
+        self.lr, self.activation, self.grad_reduction = lr, activation, grad_reduction
+
+    def __repr__(self):
+        return f"<{type(self).__name__} of {self.backend!r}>"
+
+    def step(self) -> float:
+        """One full-batch update; the loss before it."""
+        return self.backend._step(self.params, self.X, self.y, self.lr, self.activation, self.grad_reduction)
+
+    def run(self, epochs, callback=None) -> np.ndarray:
+        """``epochs`` updates; the loss per epoch (float64), ``TrainingDiverged`` as ``train`` raises it."""
+        epochs = v.check_epochs(epochs)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        return self.backend._train(self.params, self.X, self.y, self.lr, epochs, self.activation,
+                                   self.grad_reduction, callback)
