@@ -19,7 +19,6 @@ succeeding proves nothing, so ``availability()`` also launches a kernel.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
@@ -29,9 +28,9 @@ from .. import validation as v
 from ..kernels import cuda as kc
 from ..kernels.cublas import CUDA_DATA_TYPE, gemm
 from ..kernels import reference as ref
-from .base import Backend, TrainingDiverged, importable
+from .base import Backend, TrainingDiverged
+from .cupy_support import STRATEGIES, Workspace, choose_strategy, device_name, flat, probe, short_error, sizes_of
 
-STRATEGIES = ("persistent", "graph", "step")
 
 def _runtime():
     """``(cupy, cublas)``, imported on first use. The tests swap in a CPU emulation here."""
@@ -39,111 +38,6 @@ def _runtime():
     from cupy_backends.cuda.libs import cublas
 
     return cupy, cublas
-
-
-def _short(exc) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def _cuda_version(n) -> str:
-    n = int(n)
-    return f"{n // 1000}.{n % 1000 // 10}"
-
-
-def _device_name(cp, device_id) -> str:
-    name = cp.cuda.runtime.getDeviceProperties(device_id)["name"]
-    return name.decode() if isinstance(name, bytes) else str(name)
-
-
-@functools.lru_cache(maxsize=None)
-def _probe():
-    """``(ok, reason, info)``: can CuPy run kernels and cuBLAS here? Cached; never raises."""
-    if not importable("cupy"):
-        return False, "cupy is not installed", {}
-    try:
-        import cupy
-    except Exception as exc:  # a broken install
-        return False, f"cupy failed to import: {_short(exc)}", {}
-    try:
-        count = int(cupy.cuda.runtime.getDeviceCount())
-    except Exception as exc:  # no driver, no device, driver too old
-        return False, f"no usable CUDA GPU: {_short(exc)}", {}
-    if count < 1:
-        return False, "no usable CUDA GPU: no CUDA device found", {}
-    try:
-        if not cupy.is_available():
-            return False, "no usable CUDA GPU: cupy.is_available() is False", {}
-        if int((cupy.arange(4) * 2).sum().item()) != 12:
-            return False, "no usable CUDA GPU: a test kernel returned a wrong result", {}
-    except Exception as exc:
-        return False, f"no usable CUDA GPU: a test kernel failed ({_short(exc)})", {}
-    try:
-        a = cupy.ones((2, 2), dtype=np.float32)
-        if float((a @ a).sum().item()) != 8.0:
-            return False, "cuBLAS returned a wrong result", {}
-    except Exception as exc:
-        return False, f"cuBLAS is unusable: {_short(exc)}", {}
-    info = {"count": count}
-    try:
-        info["device"] = f"cuda:0 ({_device_name(cupy, 0)})"
-        info["driver"] = _cuda_version(cupy.cuda.runtime.driverGetVersion())
-        info["runtime"] = _cuda_version(cupy.cuda.runtime.runtimeGetVersion())
-    except Exception:  # informative only
-        pass
-    return True, "", info
-
-
-def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=False):
-    """``(strategy, why)``: the one rule.
-
-    A callback needs each epoch's loss on the host, so it gets ``"step"``.
-    ``"auto"`` takes ``"persistent"`` when the net fits one thread block
-    (``kernels.cuda.persistent_plan``: params, grads and all activations in
-    shared memory), else ``"graph"``. An explicit ``"persistent"`` for a net
-    that does not fit raises ``ValueError``.
-    """
-    v.check_choice("strategy", requested, ("auto",) + STRATEGIES)
-    if callback:
-        return "step", "a callback needs each epoch's loss on the host"
-    if requested in ("graph", "step"):
-        return requested, "requested"
-    plan = kc.persistent_plan(n_samples, layer_sizes, dtype)
-    if requested == "persistent":
-        if not plan.fits:
-            raise ValueError(f"strategy='persistent' needs a net that fits one thread block; this one {plan.reason}")
-        return "persistent", "requested"
-    if plan.fits:
-        return "persistent", plan.reason
-    return "graph", f"one block is not enough ({plan.reason})"
-
-
-class _Workspace:
-    """Every buffer of one fit (or one direct call), allocated up front: a captured graph allocates nothing."""
-
-    def __init__(self, cp, sizes, n_rows, dtype, epochs=1, with_acts=True):
-        n, width = n_rows, max(sizes[1:])
-        pairs = list(zip(sizes[:-1], sizes[1:]))
-        self.acts = [None] + [cp.empty((n, s), dtype=dtype) for s in sizes[1:]] if with_acts else None
-        flat = [cp.empty(n * width, dtype=dtype) for _ in range(min(2, len(pairs)))]
-        # dz of layer l (N x sizes[l + 1]); layers alternate between two buffers
-        self.dz = [flat[l % 2][: n * o].reshape(n, o) for l, (_, o) in enumerate(pairs)]
-        self.chunks, self.rows_per_chunk = kc.colsum_chunks(n)
-        self.partial = cp.empty(self.chunks * width, dtype=np.float64)
-        self.loss_parts = self.chunks * kc.col_tiles(sizes[-1])
-        self.loss_partial = cp.empty(self.loss_parts, dtype=np.float64)
-        self.grads = [(cp.empty((i, o), dtype=dtype), cp.empty((1, o), dtype=dtype)) for i, o in pairs]
-        self.history = cp.full(epochs, np.nan, dtype=np.float64)
-        self.counter = cp.zeros(1, dtype=np.int32)
-        self.sgd = None
-
-
-def _flat(params):
-    return [a for W, b in params for a in (W, b)]
-
-
-def _sizes(params, X):
-    return [X.shape[1]] + [W.shape[1] for W, _ in params]
 
 
 class CupyBackend(Backend):
@@ -175,7 +69,7 @@ class CupyBackend(Backend):
             raise ValueError(f"device must be < {count} (the CUDA devices here); got {device}")
         self.device_id, self.strategy, self.allow_tf32 = int(device), strategy, bool(allow_tf32)
         self._dev = self._cp.cuda.Device(self.device_id)
-        self.device = f"cuda:{self.device_id} ({_device_name(self._cp, self.device_id)})"
+        self.device = f"cuda:{self.device_id} ({device_name(self._cp, self.device_id)})"
         self._modules, self._functions = {}, {}
         #: what the last ``train`` ran: its strategy, and why
         self.last_run = {}
@@ -187,7 +81,7 @@ class CupyBackend(Backend):
 
     @classmethod
     def availability(cls):
-        ok, reason, _ = _probe()
+        ok, reason, _ = probe()
         return ok, reason
 
     @classmethod
@@ -198,7 +92,7 @@ class CupyBackend(Backend):
         return strategy in STRATEGIES
 
     def describe(self) -> dict:
-        ok, _, info = _probe()
+        ok, _, info = probe()
         row = {"device": self.device, "threads": None}
         if ok and "driver" in info:
             row.update(driver=info["driver"], runtime=info["runtime"],
@@ -258,7 +152,7 @@ class CupyBackend(Backend):
     def check_inputs(self, params, X, y=None):
         """``(X, y)`` after checking the arrays live here and fit together."""
         cp = self._cp
-        arrays = [X] + ([] if y is None else [y]) + _flat(params)
+        arrays = [X] + ([] if y is None else [y]) + flat(params)
         if not all(isinstance(a, cp.ndarray) for a in arrays):
             raise TypeError("the cupy backend works on its own arrays: convert with asarray() / params_from_numpy()")
         dtype = X.dtype
@@ -343,9 +237,9 @@ class CupyBackend(Backend):
                                      (ptrs, gptrs, offsets, np.int32(ptrs.size), dtype.type(lr)))
 
     def _sgd_table(self, params, grads):
-        p = _flat(params)
+        p = flat(params)
         ptrs, offsets = self._pointer_table(p)
-        gptrs, _ = self._pointer_table(_flat(grads))
+        gptrs, _ = self._pointer_table(flat(grads))
         return ptrs, gptrs, offsets, sum(a.size for a in p)
 
     def _enqueue_step(self, ws, params, X, y, activation, grad_reduction, lr):
@@ -356,7 +250,7 @@ class CupyBackend(Backend):
 
     def _params_finite(self, params, dtype) -> bool:
         cp = self._cp
-        arrays = _flat(params)
+        arrays = flat(params)
         ptrs, offsets = self._pointer_table(arrays)
         flag = cp.ones(1, dtype=np.int32)
         total = sum(a.size for a in arrays)
@@ -373,7 +267,7 @@ class CupyBackend(Backend):
 
     def _backward(self, params, cache, X, y, activation, grad_reduction):
         with self._dev:
-            ws = _Workspace(self._cp, _sizes(params, X), X.shape[0], X.dtype, with_acts=False)
+            ws = Workspace(self._cp, sizes_of(params, X), X.shape[0], X.dtype, with_acts=False)
             self._enqueue_backward(params, cache, y, ws, activation, grad_reduction, with_loss=False)
         return ws.grads
 
@@ -394,13 +288,13 @@ class CupyBackend(Backend):
             self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
             return float(ws.history[0].item())
 
-    def _step_workspace(self, params, X) -> _Workspace:
-        key = (X.shape[0], X.dtype.name, tuple((a.data.ptr, a.shape) for a in _flat(params)))
+    def _step_workspace(self, params, X) -> Workspace:
+        key = (X.shape[0], X.dtype.name, tuple((a.data.ptr, a.shape) for a in flat(params)))
         ws = self._step_workspaces.get(key)
         if ws is None:
             if len(self._step_workspaces) >= 8:
                 self._step_workspaces.clear()
-            ws = _Workspace(self._cp, _sizes(params, X), X.shape[0], X.dtype)
+            ws = Workspace(self._cp, sizes_of(params, X), X.shape[0], X.dtype)
             ws.sgd = self._sgd_table(params, ws.grads)  # device pointer tables of these params and grads
             self._step_workspaces[key] = ws
         return ws
@@ -409,7 +303,7 @@ class CupyBackend(Backend):
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         """Full-batch training; see the module docstring for the strategies. Returns the float64 loss history."""
         with self._dev:
-            sizes = _sizes(params, X)
+            sizes = sizes_of(params, X)
             strategy, why = choose_strategy(X.shape[0], sizes, X.dtype, self.strategy, callback is not None)
             self.last_run = {"strategy": strategy, "why": why}
             if strategy == "persistent":
@@ -420,7 +314,7 @@ class CupyBackend(Backend):
         cp = self._cp
         dtype = X.dtype
         self._preload(dtype, activation)
-        ws = _Workspace(cp, sizes, X.shape[0], dtype, epochs)
+        ws = Workspace(cp, sizes, X.shape[0], dtype, epochs)
         ws.sgd = self._sgd_table(params, ws.grads)
 
         def run():
@@ -433,7 +327,7 @@ class CupyBackend(Backend):
             except Exception as exc:  # nothing ran: "auto" falls back to launching kernel by kernel
                 if self.strategy != "auto":
                     raise
-                self.last_run = {"strategy": "step", "why": f"the CUDA graph capture failed ({_short(exc)})"}
+                self.last_run = {"strategy": "step", "why": f"the CUDA graph capture failed ({short_error(exc)})"}
         if graph is not None:
             for _ in range(epochs):
                 graph.launch()  # on the current stream, after the buffers' initialisation
@@ -472,16 +366,16 @@ class CupyBackend(Backend):
         n = X.shape[0]
         plan = kc.persistent_plan(n, sizes, dtype)
         eps = ref.bce_eps(dtype)
-        flat = cp.concatenate([a.ravel() for a in _flat(params)])
+        packed = cp.concatenate([a.ravel() for a in flat(params)])
         sizes_d = cp.asarray(np.array(sizes, dtype=np.int32))
         history = cp.full(epochs, np.nan, dtype=np.float64)
         self._fn("train_persistent", dtype, activation)(
             (1,), (plan.threads,),
-            (flat, X, y, sizes_d, np.int32(len(params)), np.int32(n), np.int32(epochs), T(lr),
+            (packed, X, y, sizes_d, np.int32(len(params)), np.int32(n), np.int32(epochs), T(lr),
              T(n) if grad_reduction == "mean" else T(1), T(ref.sigmoid_floor(dtype)), T(eps), T(1 - eps), history),
             shared_mem=plan.shared_bytes)
         o = 0
-        for a in _flat(params):
-            a[...] = flat[o:o + a.size].reshape(a.shape)
+        for a in flat(params):
+            a[...] = packed[o:o + a.size].reshape(a.shape)
             o += a.size
-        return self.finish(cp.asnumpy(history), params, lr, bool(np.isfinite(cp.asnumpy(flat)).all()))
+        return self.finish(cp.asnumpy(history), params, lr, bool(np.isfinite(cp.asnumpy(packed)).all()))
