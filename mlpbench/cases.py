@@ -164,7 +164,7 @@ PRESETS = {
     "quick": Preset("quick", ("numpy", "numba"), (1, 64, 1024), (4, 64, 512), (32,), ("float64",), ("step",),
                     min_time=0.002, max_time=1.0),
     "standard": Preset("standard", None, (1, 64, 1024, 16384), (4, 64, 512, 2048), (32,), DTYPES, ("step",),
-                       min_time=0.005, max_time=2.0, parity=_PARITY_STANDARD),
+                       min_time=0.005, max_time=1.5, parity=_PARITY_STANDARD),
     "full": Preset("full", None, (1, 16, 64, 256, 1024, 4096, 16384, 65536), (4, 16, 64, 256, 512, 1024, 2048, 4096),
                    (32, 256), DTYPES, ("forward", "backward", "step", "train"), min_time=0.02, max_time=10.0,
                    labs=("and", "xor"), parity=_PARITY_STANDARD),

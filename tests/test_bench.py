@@ -407,3 +407,11 @@ def test_sigint_midway_leaves_valid_results_with_the_finished_points(tmp_path):
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(doc["points"])
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_the_lab_preset_times_the_lab_workload_over_the_shipped_backends():
+    from mlpbench.cli_bench import default_specs
+
+    assert [c.label for c in cases.sweep("lab")] == ["lab-and f64 2-4-1 x5000"]
+    assert [s.label for s in default_specs(cases.get_preset("lab"))] == ["numpy", "numba[loop]", "jax", "torch"]
+    assert [c.n_samples for c in cases.sweep("lab", batch=[8], hidden=[4], labs=())] == [8]  # a grid when asked
