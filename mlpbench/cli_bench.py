@@ -142,7 +142,7 @@ def cmd_bench(args) -> int:
         if doc is None or not doc["points"]:
             print("interrupted before the first point", file=sys.stderr)
             raise
-        print(results.points_table(doc["points"]))
+        print(results.points_table(doc["points"], color=results.use_color(sys.stdout)))
         print(f"\ninterrupted: {len(doc['points'])} finished points kept in {args.out}/results.json", file=sys.stderr)
         raise
     print(results.points_table(doc["points"], color=results.use_color(sys.stdout)))

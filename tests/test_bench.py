@@ -415,3 +415,16 @@ def test_the_lab_preset_times_the_lab_workload_over_the_shipped_backends():
     assert [c.label for c in cases.sweep("lab")] == ["lab-and f64 2-4-1 x5000"]
     assert [s.label for s in default_specs(cases.get_preset("lab"))] == ["numpy", "numba[loop]", "jax", "torch"]
     assert [c.n_samples for c in cases.sweep("lab", batch=[8], hidden=[4], labs=())] == [8]  # a grid when asked
+
+
+def test_a_point_where_the_baseline_fails_is_reported_for_every_backend(fakes, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["bench", "--backends", "exploding,numpy", "--baseline", "exploding", "--batch", "2,16",
+                 "--hidden", "3", "--no-lab", "--min-time", "0", "--max-time", "0.1", "--quiet", "--no-plots",
+                 "--out", str(out)]) == 1
+    doc = R.load(out / "results.json")
+    assert {(p["backend"], p["n_samples"]) for p in doc["points"]} == {("exploding", 2), ("numpy", 2)}
+    errors = {(e["backend"], e["case"]): e["error"] for e in doc["errors"]}
+    assert set(errors) == {("exploding", "step f64 N=16 32-3-1"), ("numpy", "step f64 N=16 32-3-1")}
+    assert "out of device memory" in errors[("exploding", "step f64 N=16 32-3-1")]
+    assert "baseline exploding failed" in errors[("numpy", "step f64 N=16 32-3-1")]
