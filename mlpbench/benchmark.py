@@ -47,7 +47,7 @@ def _point(label, backend, case, result, measurement, peaks):
         "backend": label, "op": case.op, "dtype": case.dtype, "n_samples": case.n_samples,
         "layer_sizes": list(case.layer_sizes), "activation": case.activation, "epochs": case.epochs,
         "case": case.label, "device": backend.device, **r, "noisy": measurement.noisy,
-        "margin": measurement.margin, "stop": measurement.stop, "flops": work, "gflops": gflops,
+        "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s, "flops": work, "gflops": gflops,
         "pct_peak": _pct(gflops, peaks.best(backend.device, case.dtype)), "bytes": moved, "intensity": work / moved,
     }
 
