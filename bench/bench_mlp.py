@@ -1,6 +1,6 @@
 """Forward, backward, a training step and the lab's 5000 epochs, per backend x batch x hidden x dtype."""
 
-from mlpbench import cases, parity, perf
+from mlpbench import cases, measure, parity, perf
 
 from .common import BACKENDS, DTYPES, FEATURES, GRID, Prepared, backend_or_skip
 
@@ -13,19 +13,20 @@ class Ops:
     timeout = 300
 
     def setup(self, backend, batch, hidden, dtype):
-        self.case = Prepared(backend, batch, [FEATURES, hidden, 1], dtype)
+        sizes = [FEATURES, hidden, 1]
+        self.ops = {op: Prepared(backend, batch, sizes, dtype, op=op) for op in ("forward", "backward", "step")}
 
     def time_forward(self, backend, batch, hidden, dtype):
-        self.case.forward()
+        self.ops["forward"]()
 
     def time_backward(self, backend, batch, hidden, dtype):
-        self.case.backward()
+        self.ops["backward"]()
 
     def time_train_step(self, backend, batch, hidden, dtype):
-        self.case.step()
+        self.ops["step"]()
 
     def peakmem_train_step(self, backend, batch, hidden, dtype):
-        self.case.step()
+        self.ops["step"]()
 
 
 class Lab:
@@ -38,15 +39,10 @@ class Lab:
     timeout = 300
 
     def setup(self, backend, dtype):
-        run = cases.LABS["and"]
-        self.case = Prepared(backend, 4, run.layer_sizes, dtype, dataset=run.dataset)
-        self.lr, self.epochs = run.lr, run.epochs
+        self.case = Prepared(backend, case=cases.lab_case("and", dtype))
 
     def time_lab_and_5000_epochs(self, backend, dtype):
-        c = self.case
-        params = c.be.params_from_numpy(c.params_np)
-        c.be.train(params, c.X, c.y, lr=self.lr, epochs=self.epochs)
-        c.be.synchronize()
+        self.case()
 
 
 class Parity:
@@ -69,18 +65,17 @@ class Parity:
 
 
 class Throughput:
-    """GFLOP/s of a training step (analytic FLOPs over the steady-state median of ``perf.time_step``)."""
+    """GFLOP/s of a training step: analytic FLOPs over the median of the engine's samples (``measure.measure``)."""
 
     params = Ops.params
     param_names = Ops.param_names
     timeout = 300
 
     def setup(self, backend, batch, hidden, dtype):
-        self.be = backend_or_skip(backend)
+        self.case = Prepared(backend, batch, [FEATURES, hidden, 1], dtype, op="step")
 
     def track_gflops_step(self, backend, batch, hidden, dtype):
-        sizes = [FEATURES, hidden, 1]
-        t = perf.time_step(self.be, sizes, batch, dtype, op="step", repeat=5, min_time=0.01, max_time=2.0)
-        return perf.flops_step(batch, sizes) / t.median / 1e9
+        m = measure.measure([self.case.subject], control=False, min_time=0.01, max_time=2.0, max_rounds=8)
+        return perf.flops_step(batch, self.case.layer_sizes) / m[self.case.subject.label].median / 1e9
 
     track_gflops_step.unit = "GFLOP/s"

@@ -2,16 +2,16 @@
 
 ``MLPBENCH_ASV_BACKENDS=numpy,numba`` limits the backends (default: every
 registered one). An unavailable backend is skipped by ``setup`` raising
-``NotImplementedError``, asv's way to skip a parameter combination.
+``NotImplementedError``, asv's way to skip a parameter combination. What asv
+times is built by ``mlpbench.subjects.op_subject``, as ``mlpbench bench``
+builds it: the same prepared path, warm-up apart.
 """
 
 import os
 
-import numpy as np
-
 from mlpbench import cases
 from mlpbench.backends import backend_class, backend_names, get_backend
-from mlpbench.params import init_params
+from mlpbench.subjects import op_subject, synced
 
 GRID = cases.asv_grid()
 BACKENDS = [b for b in os.environ.get("MLPBENCH_ASV_BACKENDS", "").split(",") if b] or backend_names()
@@ -31,32 +31,15 @@ def backend_or_skip(name):
 
 
 class Prepared:
-    """Backend arrays for one case, built once, every op run once (compile / warm-up) before timing."""
+    """One op of one case on one backend, warmed up (compilation, first call) before asv times ``self()``."""
 
-    def __init__(self, name, n_samples, layer_sizes, dtype, dataset=None, seed=0):
-        self.be = be = backend_or_skip(name)
-        self.layer_sizes = list(layer_sizes)
-        X, y = cases.make_data(n_samples, layer_sizes, dtype, seed, dataset)
-        self.params_np = init_params(layer_sizes, 42 if dataset else seed, dtype)
-        self.X, self.y = be.asarray(X), be.asarray(y)
-        self.params = be.params_from_numpy(self.params_np)
-        be.warmup(self.layer_sizes, n_samples=n_samples, dtype=np.dtype(dtype).name)
-        self.cache = self.forward()[1]
-        self.backward()
-        self.step()
-        be.synchronize()
+    def __init__(self, name, n_samples=None, layer_sizes=None, dtype=None, *, op="step", case=None):
+        self.be = backend_or_skip(name)
+        self.case = case or cases.Case(op, n_samples, tuple(layer_sizes), dtype)
+        self.layer_sizes = list(self.case.layer_sizes)
+        self.subject = op_subject(name, self.be, self.case)[0]
+        self.call = synced(self.subject)
+        self.call()  # the first call: outside every timing
 
-    def forward(self):
-        out = self.be.forward(self.params, self.X)
-        self.be.synchronize()
-        return out
-
-    def backward(self):
-        out = self.be.backward(self.params, self.cache, self.X, self.y, grad_reduction=cases.TIMING_REDUCTION)
-        self.be.synchronize()
-        return out
-
-    def step(self):
-        loss = self.be.step(self.params, self.X, self.y, lr=cases.TIMING_LR, grad_reduction=cases.TIMING_REDUCTION)
-        self.be.synchronize()
-        return loss
+    def __call__(self):
+        return self.call()

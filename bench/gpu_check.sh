@@ -4,7 +4,8 @@
 #   env.txt            nvidia-smi, nvcc, Python / NumPy / CuPy / torch / Numba versions, `mlpbench backends`
 #   gpu_tests.log      MLPBENCH_REQUIRE_GPU=1 pytest -m gpu (a missing GPU fails instead of skipping)
 #   parity.log/.json   mlpbench parity --backends cupy,torch
-#   lab_timing.log/.json  scripts/gpu_lab_timing.py: cupy persistent / graph / step vs torch CUDA, per epoch
+#   lab_timing.log, lab/  mlpbench bench --preset lab: the lab's 5000 epochs, cupy persistent / graph / step
+#                      and torch (CUDA) against numpy, with intervals and verdicts (lab/results.json)
 #   bench.log, bench/  mlpbench bench --preset gpu --backends cupy,numpy,numba,torch
 #   summary.txt        one line per step: exit status and seconds
 #
@@ -69,7 +70,8 @@ step env 30 "$OUT/env.txt" bash -c env_report
 step gpu_tests 110 "$OUT/gpu_tests.log" \
     env MLPBENCH_REQUIRE_GPU=1 "$PY" -m pytest -m gpu tests -q -p no:cacheprovider -rfEs
 step parity 40 "$OUT/parity.log" "$PY" -m mlpbench parity --backends cupy,torch --json "$OUT/parity.json"
-step lab_timing 40 "$OUT/lab_timing.log" "$PY" scripts/gpu_lab_timing.py --json "$OUT/lab_timing.json"
+step lab_timing 40 "$OUT/lab_timing.log" \
+    "$PY" -m mlpbench bench --preset lab --backends "numpy,cupy[*],torch" --max-time 2 --no-plots --out "$OUT/lab"
 step bench 60 "$OUT/bench.log" \
     "$PY" -m mlpbench bench --preset gpu --backends cupy,numpy,numba,torch --out "$OUT/bench"
 

@@ -1,14 +1,16 @@
-"""The sweep: time every case on every ready backend, the reference first, into one results document.
+"""The sweep: at each case, every ready backend timed in one ``measure.measure`` call, into one results document.
 
-Backends come in as ``(label, backend)`` pairs from ``backends.ready``; no
-backend is special-cased except the registry's ``REFERENCE``, the speedup
-baseline. A backend that raises is reported, never crashes the sweep.
+Backends come in as ``(label, backend)`` pairs from ``backends.ready``; none
+is special-cased except the baseline (the registry's ``REFERENCE`` unless
+``baseline=`` names another), against which every ratio and verdict is
+computed, with an A/A control: a second, independently prepared baseline.
+A backend that raises is reported, never crashes the sweep. The machine's
+peaks are sampled at the start, between dtypes and at the end (``perf.Peaks``).
 """
 
 from __future__ import annotations
 
-import time
-
+from . import measure as M
 from . import perf
 from .backends import REFERENCE
 from .cases import case_data
@@ -16,93 +18,122 @@ from .machine import machine_info
 from .memory import NotEnoughMemory, check_fits, fit_bytes
 from .progress import Progress
 from .results import ResultsWriter
+from .subjects import op_subject
+
+#: most rounds at one point (the adaptive stop and ``max_time`` usually end it sooner)
+MAX_ROUNDS = 300
+#: the smallest difference the sweep calls ``faster`` / ``slower`` (the A/A margin is used when larger):
+#: with the engine's 2 % floor an identical copy of NumPy was once called ``slower`` here (2 cores, load
+#: average above 20), and read 0.92x [0.91, 0.94] at another point (kept ``unresolved`` by a 30 % A/A
+#: margin): copies differ by their arrays' placement and by when the machine is busy. asv reports no
+#: change under 10 % by default
+MARGIN_FLOOR = 0.05
 
 
-def measure_peaks(backends, dtypes) -> dict:
-    """The machine's peaks, once per run: the CPU's matmul GFLOP/s and copy GB/s; each other device's too."""
-    peak = {"cpu": {"gflops": {dt: perf.measure_peak(dt) for dt in dtypes}, "memcpy_GBps": perf.measure_memcpy()}}
-    for label, be in backends:
-        dev = be.device
-        if dev == "cpu" or dev in peak:
-            continue
-        try:
-            entry = {"gflops": {dt: perf.measure_device_peak(be, dt) for dt in dtypes}, "via": label}
-            entry.update(perf.measure_transfer(be))
-        except Exception as exc:
-            entry = {"error": f"{type(exc).__name__}: {exc}"}
-        peak[dev] = entry
-    return peak
+def measure_peaks(backends, dtypes) -> perf.Peaks:
+    """The run's ``perf.Peaks``, sampled once (the run samples them again between dtypes and at its end)."""
+    peaks = perf.Peaks(backends, dtypes)
+    peaks.sample()
+    return peaks
 
 
-def _point(label, backend, case, timing, peak, baseline):
+def _point(label, backend, case, result, measurement, peaks):
+    r = result.to_dict()
+    del r["label"]
     work = perf.flops(case.op, case.n_samples, case.layer_sizes, case.epochs)
     moved = perf.bytes_moved(case.op, case.n_samples, case.layer_sizes, case.dtype, case.epochs)
-    gflops = work / timing.median / 1e9 if timing.median > 0 else None
-    dev_peak = peak.get(backend.device, peak["cpu"]).get("gflops", {}).get(case.dtype)
-    base = baseline.get(case.key())
+    gflops = work / r["median_s"] / 1e9 if r["median_s"] and r["median_s"] > 0 else None
     return {
         "backend": label, "op": case.op, "dtype": case.dtype, "n_samples": case.n_samples,
         "layer_sizes": list(case.layer_sizes), "activation": case.activation, "epochs": case.epochs,
-        "case": case.label, "device": backend.device, **timing.to_dict(),
-        "flops": work, "gflops": gflops,
-        "pct_peak": 100 * gflops / dev_peak if gflops and dev_peak else None,
-        "speedup_vs_numpy": base / timing.median if base and timing.median > 0 else None,
-        "bytes": moved, "intensity": work / moved,
+        "case": case.label, "device": backend.device, **r, "noisy": measurement.noisy,
+        "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s, "flops": work, "gflops": gflops,
+        "pct_peak": _pct(gflops, peaks.best(backend.device, case.dtype)), "bytes": moved, "intensity": work / moved,
     }
 
 
-#: pause between two timed points: a BLAS thread pool keeps its threads spinning for a while after
-#: a call (OpenBLAS: about 0.1 s), which on a 2-core machine starved the next backend's threads
-#: (measured: Numba's parallel step at N=1024, [32, 512, 1] took 1.4 ms alone and 5.8 ms right
-#: after one 300x300 NumPy matmul; 1.4 ms with OPENBLAS_THREAD_TIMEOUT=4)
-SETTLE_S = 0.2
+def _pct(gflops, best):
+    return 100 * gflops / best if gflops and best else None
 
 
-def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, config, progress=None, peak=None,
-              skipped=(), settle_s=SETTLE_S):
-    """Time every case on every backend (NumPy first, as the speedup baseline); return the document.
+def _subjects(case, backends, baseline, warm, writer):
+    """Each backend's Subject (and the baseline's independent copy); failures go to ``writer``; warm-up apart."""
+    X, y = case_data(case)
+    subjects, warmups = [], {}
+    for label, be in backends:
+        shape = (label, case.layer_sizes, case.n_samples, case.dtype, case.activation)
+        try:
+            s, warmups[label] = op_subject(label, be, case, X, y, backend_warmup=shape not in warm)
+        except Exception as exc:  # report and go on
+            writer.add_error(label, case.label, f"{type(exc).__name__}: {exc}")
+            continue
+        warm.add(shape)
+        subjects.append(s)
+    control = None
+    if any(s.label == baseline for s in subjects):  # its own params and its own copy of the data
+        try:
+            control = op_subject(f"{baseline} copy", dict(backends)[baseline], case, X.copy(), y.copy(),
+                                 backend_warmup=False)[0]
+        except Exception as exc:
+            writer.add_error(baseline, case.label, f"A/A copy: {type(exc).__name__}: {exc}")
+    return subjects, control, warmups
+
+
+def _noise(points) -> dict:
+    """The run's A/A summary from its baseline points: how many came out ``same``; noisy when any did not."""
+    aa = [p for p in points if p.get("verdict") == "baseline"]
+    noisy = [p["case"] for p in aa if p.get("noisy")]
+    return {"points": len(aa), "same": sum(1 for p in aa if p.get("control", {}).get("verdict") == "same"),
+            "noisy": bool(noisy), "noisy_points": noisy,
+            "per_point": [{"case": p["case"], "verdict": p.get("control", {}).get("verdict"),
+                           "ratio": p.get("control", {}).get("ratio"), "ratio_ci": p.get("control", {}).get("ratio_ci"),
+                           "margin": p.get("margin")} for p in aa]}
+
+
+def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
+              max_rounds=MAX_ROUNDS, margin_floor=MARGIN_FLOOR, progress=None, peaks=None, skipped=(), settle_s=0.0):
+    """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
 
     The document is written after every point. On ``KeyboardInterrupt`` its
     status becomes ``"interrupted"`` and the exception propagates.
     """
-    backends = sorted(backends, key=lambda lb: lb[0] != REFERENCE)
+    labels = [lb for lb, _ in backends]
+    if baseline not in labels:
+        raise ValueError(f"baseline must be one of the benchmarked backends {labels}; got {baseline!r}")
+    backends = sorted(backends, key=lambda lb: lb[0] != baseline)
     dtypes = sorted({c.dtype for c in case_list})
     # the file describes this run from its first moment (never an older run's points), and ends as
     # complete, interrupted (Ctrl-C, SIGTERM) or failed (an error outside a point)
-    writer = ResultsWriter(out_dir, machine_info(backends), peak or {}, config, skipped)
+    writer = ResultsWriter(out_dir, machine_info(backends), {}, dict(config, baseline=baseline, margin_floor=margin_floor),
+                           skipped)
     progress = progress or Progress(0, enabled=False)
-    baseline, warm = {}, set()
+    warm = set()
     try:
-        if peak is None:
-            writer.doc["peak"] = peak = measure_peaks(backends, dtypes)
-            writer.write()
+        if peaks is None:
+            peaks = measure_peaks(backends, dtypes)
+        writer.doc["peak"] = peaks.to_dict()
+        writer.write()
+        last_dtype = case_list[0].dtype if case_list else None
         for case in case_list:
+            if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
+                peaks.sample([case.dtype])
+                last_dtype = case.dtype
             try:  # a point that cannot fit in memory is skipped with the reason, before allocating
                 check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
             except NotEnoughMemory as exc:
                 writer.add_skipped_case(case.label, str(exc))
-                progress.done += len(backends)
+                progress.advance()
                 continue
-            X, y = case_data(case)
-            for label, be in backends:
-                progress.update(f"{label} {case.label}")
-                time.sleep(settle_s)
-                shape = (label, case.layer_sizes, case.n_samples, case.dtype, case.activation)
-                try:
-                    timing = perf.time_step(be, case.layer_sizes, case.n_samples, case.dtype, case.activation, case.op,
-                                            repeat=repeat if case.dataset is None else min(repeat, 3),
-                                            min_time=min_time, max_time=max_time, epochs=case.epochs, lr=case.lr,
-                                            grad_reduction=case.grad_reduction, X=X, y=y, seed=case.seed,
-                                            backend_warmup=shape not in warm)
-                except Exception as exc:  # report and go on
-                    writer.add_error(label, case.label, f"{type(exc).__name__}: {exc}")
-                    progress.advance()
-                    continue
-                warm.add(shape)
-                if label == REFERENCE:
-                    baseline[case.key()] = timing.median
-                writer.add_point(_point(label, be, case, timing, peak, baseline))
-                progress.advance(f"{label} {case.label}")
+            progress.update(case.label)
+            _measure_case(case, backends, baseline, warm, writer, peaks, min_time=min_time, max_time=max_time,
+                          min_rounds=min_rounds, max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s)
+            progress.advance(case.label)
+        peaks.sample()  # the end of the run: the spread tells whether the machine held still
+        by_label = dict(backends)
+        for p in writer.doc["points"]:  # % of peak on the best peak seen in the whole run
+            p["pct_peak"] = _pct(p["gflops"], peaks.best(by_label[p["backend"]].device, p["dtype"]))
+        writer.doc["peak"] = peaks.to_dict()
+        writer.doc["noise"] = _noise(writer.doc["points"])
     except KeyboardInterrupt as exc:
         writer.finish("interrupted")
         exc.results_doc = writer.doc
@@ -114,3 +145,27 @@ def run_sweep(case_list, backends, out_dir, *, repeat, min_time, max_time, confi
         progress.close()
     writer.finish("complete")
     return writer.doc
+
+
+def _measure_case(case, backends, baseline, warm, writer, peaks, **kw):
+    subjects, control, warmups = _subjects(case, backends, baseline, warm, writer)
+    if control is None:  # no baseline (or no copy of it) at this point: nothing to compare against
+        for s in subjects:
+            writer.add_error(s.label, case.label, f"not measured: the baseline {baseline} failed at this point")
+        return
+    try:
+        m = M.measure(subjects, baseline=baseline, control=control, on_error="drop", **kw)
+    except Exception as exc:  # the baseline or its copy raised while timed
+        for s in subjects:
+            writer.add_error(s.label, case.label, f"{type(exc).__name__}: {exc}")
+        return
+    for label, error in m.errors.items():
+        writer.add_error(label, case.label, error)
+    by_label = dict(backends)
+    for label, result in m.results.items():
+        point = _point(label, by_label[label], case, result, m, peaks)
+        point["warmup_s"] = warmups.get(label, 0.0)  # backend.warmup (compilation): apart from first_s too
+        if label == baseline and m.noise is not None:
+            c = m.noise.to_dict()
+            point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s")}
+        writer.add_point(point)

@@ -12,6 +12,8 @@ Presets
 ``standard``  the step grid: features 32, N in {1, 64, 1024, 16384}, H in {4, 64, 512, 2048}, both dtypes
 ``full``      a wider grid, every op, every available backend
 ``gpu``       GPU-sized points (N = 65536, D = 1024, H = 4096, float32) for ``bench/gpu_check.sh``
+``lab``       the lab's workload only (AND, 5000 epochs, float64): numpy vs numba[loop] vs jax vs torch
+              (``--backends numpy,cupy,torch`` on a GPU machine: the GPU lab timing)
 
 Every preset also times the lab (AND, ``[2, 4, 1]``, lr 0.1, 5000 epochs, op ``train``).
 """
@@ -141,10 +143,10 @@ class Preset:
     features: tuple
     dtypes: tuple
     ops: tuple
-    repeat: int
-    min_time: float  # seconds each repeat lasts at least (calls are batched to reach it)
-    max_time: float  # seconds a point may take once it has 3 repeats
+    min_time: float  # seconds each sample lasts at least (calls are batched to reach it)
+    max_time: float  # seconds of interleaved rounds a point may take when its verdicts are not firm sooner
     labs: tuple = ("and",)
+    grid: bool = True  # False: only the labs and the extra cases (the ``lab`` preset)
     train_epochs: int = 100  # epochs of a synthetic ``train`` case
     parity: tuple = _PARITY_QUICK
     extra: tuple = field(default=())  # further Cases appended to the grid
@@ -160,18 +162,20 @@ PRESETS = {
     # float64 only: a fresh Numba compiles its kernels once per dtype (about 30 s on 2 cores); add
     # ``--dtype float64,float32`` for both
     "quick": Preset("quick", ("numpy", "numba"), (1, 64, 1024), (4, 64, 512), (32,), ("float64",), ("step",),
-                    repeat=5, min_time=0.005, max_time=1.0),
+                    min_time=0.002, max_time=1.0),
     "standard": Preset("standard", None, (1, 64, 1024, 16384), (4, 64, 512, 2048), (32,), DTYPES, ("step",),
-                       repeat=7, min_time=0.02, max_time=5.0, parity=_PARITY_STANDARD),
+                       min_time=0.005, max_time=1.5, parity=_PARITY_STANDARD),
     "full": Preset("full", None, (1, 16, 64, 256, 1024, 4096, 16384, 65536), (4, 16, 64, 256, 512, 1024, 2048, 4096),
-                   (32, 256), DTYPES, ("forward", "backward", "step", "train"), repeat=10, min_time=0.05, max_time=10.0,
+                   (32, 256), DTYPES, ("forward", "backward", "step", "train"), min_time=0.02, max_time=10.0,
                    labs=("and", "xor"), parity=_PARITY_STANDARD),
     "gpu": Preset("gpu", None, (4096, 16384, 65536), (4096,), (1024,), ("float32",), ("step",),
-                  repeat=5, min_time=0.02, max_time=3.0, parity=_PARITY_GPU,
+                  min_time=0.01, max_time=3.0, parity=_PARITY_GPU,
                   extra=(Case("forward", 65536, (1024, 4096, 1), "float32"),
                          Case("step", 16384, (1024, 4096, 1), "float64"),
                          Case("train", 16384, (1024, 4096, 1), "float32", epochs=5),
                          lab_case("and", "float64"))),
+    "lab": Preset("lab", ("numpy", "numba[loop]", "jax", "torch"), (4,), (4,), (2,), ("float64",), ("train",),
+                  min_time=0.05, max_time=5.0, grid=False),
 }
 
 
@@ -211,7 +215,7 @@ def sweep(preset="quick", *, batch=None, hidden=None, features=None, dtypes=None
     dtypes = _check_values("dtype", p.dtypes if dtypes is None else dtypes, DTYPES)
     op_list = _check_values("op", p.ops if ops is None else ops, OPS)
     cases = []
-    for op in op_list:
+    for op in op_list if p.grid or grid_overridden else ():
         for dtype in dtypes:
             for d in features:
                 for n in batch:

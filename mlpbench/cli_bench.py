@@ -11,7 +11,7 @@ import datetime
 import sys
 
 from . import cliargs as A
-from . import results
+from . import results, stats
 from .backends import REFERENCE, BackendSpec, backend_names, parse_specs, ready
 from .benchmark import run_sweep
 from .cases import DTYPES, OPS, PRESETS, TIMING_LR, TIMING_REDUCTION, get_preset, sweep
@@ -21,7 +21,7 @@ from .validation import check_activation, parse_list
 
 def default_specs(preset) -> list[BackendSpec]:
     names = preset.backends if preset.backends is not None else backend_names()
-    return [BackendSpec(n) for n in names]
+    return parse_specs(",".join(names))
 
 
 def add_bench(sub):
@@ -36,9 +36,13 @@ def add_bench(sub):
     p.add_argument("--op", type=A.choice_list(OPS), help="forward | backward | step | train (comma list)")
     p.add_argument("--activation", default="relu")
     p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
-    p.add_argument("--repeat", type=A.int_range(1), help="timed repeats per point (default: the preset's)")
-    p.add_argument("--min-time", type=A.real(0), help="seconds per repeat at least (calls are batched)")
-    p.add_argument("--max-time", type=A.real(0, lo_open=True), help="seconds per point at most once 3 repeats are done")
+    p.add_argument("--baseline", default=None,
+                   help=f"the backend every ratio and verdict is against (default {REFERENCE}); it also gets the A/A control")
+    p.add_argument("--repeat", type=A.int_range(1),
+                   help="rounds per point at least (default: the fewest that give a 99%% interval, 8)")
+    p.add_argument("--min-time", type=A.real(0), help="seconds per sample at least (calls are batched)")
+    p.add_argument("--max-time", type=A.real(0, lo_open=True),
+                   help="seconds of rounds per point at most, when the verdicts are not firm sooner")
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
@@ -51,19 +55,23 @@ def add_bench(sub):
 
 
 def cmd_compare(args) -> int:
+    """Per point, Mann-Whitney U on the raw samples (``stats.compare``); exit 1 only on a significant regression."""
     old, new = results.load(args.compare[0]), results.load(args.compare[1])
     threshold = 0.10 if args.threshold is None else args.threshold
-    if threshold < 0:
-        raise ValueError(f"--threshold must be >= 0; got {threshold}")
+    try:
+        threshold = stats.check_threshold(threshold)
+    except stats.CompareError:
+        raise stats.CompareError(f"--threshold must be a finite number >= 0; got {threshold!r}") from None
     rows = results.compare(old, new, threshold)
     if not rows:
-        print("no points in common")
-        return 0
+        raise stats.CompareError(f"--compare: {args.compare[0]} and {args.compare[1]} share no point: nothing compared")
     print(results.compare_table(rows))
     if old["machine"].get("cpu") != new["machine"].get("cpu"):
         print(f"note: different machines ({old['machine'].get('cpu')} vs {new['machine'].get('cpu')})")
-    bad = [r for r in rows if r["flag"] == "regression"]
-    print(f"\n{len(rows)} points compared; {len(bad)} slower by more than {100 * threshold:.0f}%")
+    bad = [r for r in rows if r["regression"]]
+    undecidable = sum(1 for r in rows if not r["decidable"])
+    print(f"\n{len(rows)} points compared; {len(bad)} significantly slower (Mann-Whitney p < 0.01) by more than "
+          f"{100 * threshold:.0f}%" + (f"; {undecidable} with too few samples to decide" if undecidable else ""))
     return 1 if bad and args.fail_on_regression else 0
 
 
@@ -84,7 +92,7 @@ def bench_cases(args):
 def cmd_bench(args) -> int:
     if args.compare:
         A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
-                               "max_time", "no_lab", "dry_run"), "with --compare")
+                               "max_time", "no_lab", "dry_run", "baseline"), "with --compare")
         return cmd_compare(args)
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
     if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
@@ -93,12 +101,16 @@ def cmd_bench(args) -> int:
         args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
     preset, case_list = bench_cases(args)
     specs = parse_specs(args.backends) if args.backends else default_specs(preset)
-    if not any(spec.label == REFERENCE for spec in specs):
-        specs.insert(0, BackendSpec(REFERENCE))  # the speedup baseline, always measured in the same run
-    repeat = preset.repeat if args.repeat is None else args.repeat
+    baseline = REFERENCE if args.baseline is None else args.baseline.strip()
+    if args.baseline is not None and baseline not in [s.label for s in specs]:
+        raise ValueError(f"--baseline {args.baseline!r} must be one of the benchmarked backends "
+                         f"{[s.label for s in specs]}")
+    if not any(spec.label == baseline for spec in specs):
+        specs.insert(0, BackendSpec(REFERENCE))  # the baseline, always measured in the same run
+    repeat = args.repeat  # rounds at least; None: the engine's default
     min_time = preset.min_time if args.min_time is None else args.min_time
     max_time = preset.max_time if args.max_time is None else args.max_time
-    if not (repeat >= 1 and 0 <= min_time < float("inf") and 0 < max_time < float("inf")):
+    if not ((repeat is None or repeat >= 1) and 0 <= min_time < float("inf") and 0 < max_time < float("inf")):
         raise ValueError("--repeat must be >= 1, --min-time >= 0 and --max-time > 0")
     if args.dry_run:
         for c in case_list:
@@ -108,34 +120,40 @@ def cmd_bench(args) -> int:
     backends, skipped = ready(specs)
     for s in skipped:
         print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
+    if baseline not in [lb for lb, _ in backends]:
+        raise ValueError(f"--baseline {baseline}: not available here, so nothing can be compared against it")
     config = {"preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
-              "repeat": repeat, "min_time": min_time, "max_time": max_time,
+              "min_rounds": repeat, "min_time": min_time, "max_time": max_time, "baseline": baseline,
               "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
                        "op": args.op, "activation": args.activation},
-              "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "statistic": "median, IQR",
-                         "noisy": "IQR / median > 10%"},
+              "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure",
+                         "rounds": "interleaved (Williams design), adaptive stop within max_time",
+                         "ratio": "median of paired per-round ratios, sign-test 99% interval",
+                         "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     if not args.quiet:
         print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
-    progress = Progress(len(case_list) * len(backends), enabled=None if not args.quiet else False)
+    progress = Progress(len(case_list), enabled=None if not args.quiet else False)
     try:
-        doc = run_sweep(case_list, backends, args.out, repeat=repeat, min_time=min_time, max_time=max_time,
-                        config=config, progress=progress, skipped=skipped)
+        doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
+                        baseline=baseline, config=config, progress=progress, skipped=skipped)
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:
             print("interrupted before the first point", file=sys.stderr)
             raise
-        print(results.points_table(doc["points"]))
+        print(results.points_table(doc["points"], color=results.use_color(sys.stdout)))
         print(f"\ninterrupted: {len(doc['points'])} finished points kept in {args.out}/results.json", file=sys.stderr)
         raise
-    print(results.points_table(doc["points"]))
+    print(results.points_table(doc["points"], color=results.use_color(sys.stdout)))
     for s in doc["skipped"]:
         if "case" in s:
             print(f"skipped {s['case']}: {s['reason']}", file=sys.stderr)
     for e in doc["errors"]:
         print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
     _print_peak(doc["peak"])
+    for line in closing_notes(doc):
+        print(line)
     print(f"wrote {args.out}/results.json, {args.out}/results.csv")
     if not args.no_plots and doc["points"]:
         try:
@@ -150,6 +168,38 @@ def cmd_bench(args) -> int:
 
 def _print_peak(peak):
     for dev, entry in peak.items():
-        rates = ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in entry.get("gflops", {}).items())
-        extra = "".join(f", {k} {v:.1f}" for k, v in entry.items() if k.endswith("GBps"))
+        rates = ", ".join(f"{dt} {_rate(p)} GFLOP/s" for dt, p in entry.get("gflops", {}).items())
+        extra = "".join(f", {k} {_rate(p)}" for k, p in entry.items() if k.endswith("GBps"))
         print(f"peak {dev}: {rates}{extra}" + (f" ({entry['error']})" if "error" in entry else ""))
+
+
+def _rate(p) -> str:
+    """``best (spread s%, n samples)`` of a ``Peak.to_dict()``."""
+    if not p.get("samples"):
+        return "-"
+    return f"{p['best']:.1f} (spread {100 * p['spread']:.0f}% over {len(p['samples'])})"
+
+
+def closing_notes(doc) -> list[str]:
+    """The end of the output in words: the verdict counts, the A/A control's, and a peak that moved."""
+    points = [p for p in doc["points"] if p.get("verdict") not in (None, "baseline")]
+    base = doc["config"].get("baseline", REFERENCE)
+    counts = {v: sum(1 for p in points if p["verdict"] == v) for v in stats.VERDICTS}
+    lines = [f"\nverdicts against {base} (99% intervals): " + ", ".join(f"{v} {n}" for v, n in counts.items())
+             + f" of {len(points)} backend-points"]
+    noise = doc.get("noise") or {}
+    if noise:
+        lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "
+                     f"{noise['points']} points")
+        if noise["noisy"]:
+            lines.append(f"NOISY: at {len(noise['noisy_points'])} point(s) the A/A control was not 'same' (or its "
+                         f"spread exceeded {100 * stats.MAX_MARGIN:.0f}%): the verdicts there stand on noise: "
+                         + "; ".join(noise["noisy_points"][:5]) + (" ..." if len(noise["noisy_points"]) > 5 else ""))
+    for dev, entry in doc.get("peak", {}).items():
+        moved = [(dt, p) for dt, p in entry.get("gflops", {}).items() if isinstance(p, dict) and p.get("flagged")]
+        moved += [(k, p) for k, p in entry.items() if k.endswith("GBps") and isinstance(p, dict) and p.get("flagged")]
+        for what, p in moved:
+            lines.append(f"PEAK MOVED: the {dev} {what} peak spread {100 * p['spread']:.0f}% over the run "
+                         f"(samples {', '.join(f'{x:.3g}' for x in p['samples'])}; over 10% is flagged): "
+                         f"% of peak uses the best, {p['best']:.3g} {p['unit']}")
+    return lines

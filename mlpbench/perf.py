@@ -1,33 +1,23 @@
-"""FLOP counts, machine peak measurement and timing helpers.
-
-Public API (``auto.py`` and the benchmark suite build on it):
+"""FLOP counts and the machine's peaks, measured through the one timing engine (``measure``).
 
 * ``flops_forward / flops_backward / flops_step(n_samples, layer_sizes)`` and ``flops(op, ...)``;
 * ``bytes_moved(op, n_samples, layer_sizes, dtype)``: the compulsory memory traffic (roofline x-axis);
-* ``time_callable(fn, *, sync=None, warmup=1, repeat=7, min_time=0.01, max_time=None) -> Timing``;
-* ``time_step(backend, layer_sizes, n_samples, dtype, activation="relu", op="step", ...) -> Timing``;
-* ``measure_peak(dtype) -> GFLOP/s`` (the CPU's large-matmul rate, cached per process),
-  ``measure_memcpy() -> GB/s``, and ``measure_device_peak(backend, dtype)`` for a non-CPU device.
+* ``Peaks(backends, dtypes)``: the CPU's large-matmul GFLOP/s per dtype, its copy GB/s, and each
+  other device's matmul and host<->device rates, each a ``measure.Peak`` sampled whenever
+  ``Peaks.sample()`` is called (a run samples at its start, between dtypes and at its end), so
+  the spread of a machine's peak over a run is seen, never cached away.
 
-Timings never include the first call: ``warmup_s`` (JIT compilation, GPU
-context creation, the first call of the op) is reported apart from the
-steady-state ``median`` and ``iqr``. Every timed region ends with ``sync()``.
+This module holds no timing loop: every rate is ``measure.Peak.sample`` of a ``measure.Subject``.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cases import make_data
-from .params import init_params, macs
-
-#: a point whose IQR exceeds this fraction of its median is flagged noisy
-NOISY_IQR = 0.10
+from . import measure as M
+from .params import macs
 
 
 def flops_forward(n_samples, layer_sizes) -> int:
@@ -76,208 +66,129 @@ def bytes_moved(op, n_samples, layer_sizes, dtype="float64", epochs=1) -> int:
     return item * count[op]
 
 
-# ---------------------------------------------------------------- timing
-@dataclass
-class Timing:
-    """Seconds per call: ``median`` and ``iqr`` over ``repeats`` repeats of ``number`` calls each."""
+# ---------------------------------------------------------------- machine peaks
+def matmul_size(make, matmul, sync=None, start=512, limit=8192, target_s=0.05) -> int:
+    """The square matmul size to time: doubled from ``start`` until one call takes ``target_s`` (or ``limit``).
 
-    median: float
-    iqr: float
-    times: list = field(default_factory=list)
-    number: int = 1
-    warmup_s: float = 0.0
-
-    @property
-    def repeats(self) -> int:
-        return len(self.times)
-
-    @property
-    def noisy(self) -> bool:
-        """IQR above ``NOISY_IQR`` (10 %) of the median."""
-        return self.median > 0 and self.iqr / self.median > NOISY_IQR
-
-    @classmethod
-    def from_times(cls, times, number=1, warmup_s=0.0) -> "Timing":
-        t = np.asarray(times, dtype=float)
-        if t.size == 0:
-            raise ValueError("times must not be empty")
-        q25, q50, q75 = np.percentile(t, [25, 50, 75])
-        return cls(float(q50), float(q75 - q25), [float(x) for x in t], int(number), float(warmup_s))
-
-    def to_dict(self) -> dict:
-        return {"median_s": self.median, "iqr_s": self.iqr, "noisy": self.noisy, "warmup_s": self.warmup_s,
-                "repeats": self.repeats, "number": self.number, "times_s": self.times}
-
-
-def time_callable(fn, *, sync=None, warmup=1, repeat=7, min_time=0.01, max_time=None) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``repeat`` repeats of ``number`` calls each.
-
-    ``number`` is chosen so that one repeat lasts at least ``min_time`` seconds.
-    ``sync()`` (e.g. ``backend.synchronize``, which also waits for lazily
-    evaluated results) ends every timed region, and the warm-up. Once three repeats are done, stops early when ``max_time``
-    seconds have been spent. ``warmup_s`` is the time of the warm-up calls.
+    A size search, not a measurement: the rate itself is sampled by ``Peaks``.
     """
-    if repeat < 1:
-        raise ValueError(f"repeat must be >= 1; got {repeat}")
-    sync = sync or (lambda: None)
-    clock = time.perf_counter
-
-    def run(number):
-        t0 = clock()
-        for _ in range(number):
-            fn()
-        sync()
-        return clock() - t0
-
-    t0 = clock()
-    for _ in range(warmup):
-        run(1)
-    warmup_s = clock() - t0
-    one = run(1)  # calibration call, also a repeat when it already lasts min_time
-    number = 1 if one >= min_time else max(1, math.ceil(min_time / max(one, 1e-9)))
-    times = [one] if number == 1 else []
-    start = clock()
-    while len(times) < repeat:
-        times.append(run(number) / number)
-        if max_time is not None and len(times) >= 3 and clock() - start > max_time:
-            break
-    return Timing.from_times(times, number, warmup_s)
-
-
-def time_step(backend, layer_sizes, n_samples, dtype, activation="relu", op="step", *, repeat=7, min_time=0.01,
-              max_time=None, epochs=1, lr=0.01, grad_reduction="mean", X=None, y=None, params=None,
-              seed=0, backend_warmup=True) -> Timing:
-    """Time one ``op`` (forward | backward | step | train) of ``backend`` in steady state.
-
-    Inputs are built once (seeded random data, or ``X`` / ``y`` / ``params`` as
-    NumPy arrays) and converted to the backend once. ``backend.warmup`` (unless
-    ``backend_warmup=False``, for a shape already warm) and the first call of
-    the op are timed into ``warmup_s``; then ``repeat``
-    synchronized repeats. ``step`` and ``train`` update the params in place
-    (the cost does not depend on their values).
-    """
-    if X is None or y is None:
-        X, y = make_data(n_samples, layer_sizes, dtype, seed)
-    if params is None:
-        params = init_params(layer_sizes, seed, dtype)
-    bp = backend.params_from_numpy(params)
-    bX, by = backend.asarray(np.ascontiguousarray(X, dtype=dtype)), backend.asarray(np.ascontiguousarray(y, dtype=dtype))
-    backend.synchronize()
-
-    t0 = time.perf_counter()
-    warm = getattr(backend, "warmup", None)
-    if backend_warmup and warm is not None:
-        warm(list(layer_sizes), n_samples=int(X.shape[0]), dtype=np.dtype(dtype).name, activation=activation)
-    pre_s = time.perf_counter() - t0
-
-    if op == "forward":
-        def fn():
-            return backend.forward(bp, bX, activation=activation)[0]
-    elif op == "backward":
-        _, cache = backend.forward(bp, bX, activation=activation)
-
-        def fn():
-            return backend.backward(bp, cache, bX, by, activation=activation, grad_reduction=grad_reduction)
-    elif op == "step":
-        def fn():
-            return backend.step(bp, bX, by, lr=lr, activation=activation, grad_reduction=grad_reduction)
-    elif op == "train":
-        def fn():
-            return backend.train(bp, bX, by, lr=lr, epochs=epochs, activation=activation,
-                                 grad_reduction=grad_reduction)
-    else:
-        raise ValueError(f"op must be one of ['forward', 'backward', 'step', 'train']; got {op!r}")
-    timing = time_callable(fn, sync=backend.synchronize, warmup=1, repeat=repeat, min_time=min_time,
-                           max_time=max_time)
-    timing.warmup_s += pre_s
-    return timing
-
-
-# ---------------------------------------------------------------- machine peak
-def _best_rate(fn, work, min_time=0.05, tries=5):
-    """Best ``work / seconds`` over ``tries`` synchronized calls (after one warm-up)."""
-    t = time_callable(fn, warmup=1, repeat=tries, min_time=min_time)
-    return work / min(t.times)
-
-
-def _matmul_peak(make, matmul, sync, start=512, limit=8192, target_s=0.05):
-    """Double a square matmul's size until one call takes ``target_s``; return the best GFLOP/s."""
     n = start
-    while True:
+    while n < limit:
         a, b = make(n)
         t0 = time.perf_counter()
         matmul(a, b)
-        sync()
-        elapsed = time.perf_counter() - t0
-        if elapsed >= target_s or n >= limit:
+        if sync is not None:
+            sync()
+        if time.perf_counter() - t0 >= target_s:
             break
         n *= 2
-    work = 2.0 * n ** 3
-
-    def fn():
-        matmul(a, b)
-        sync()
-
-    return _best_rate(fn, work, min_time=0.0, tries=3) / 1e9
+    return min(n, limit)
 
 
-@functools.lru_cache(maxsize=None)
-def measure_peak(dtype="float64") -> float:
-    """The CPU's large square matmul rate in GFLOP/s (NumPy's BLAS, all its threads); cached per process."""
-    dt = np.dtype(dtype)
+def _cpu_operands(n, dtype):
     rng = np.random.RandomState(0)
-
-    def make(n):
-        return rng.rand(n, n).astype(dt), rng.rand(n, n).astype(dt)
-
-    return _matmul_peak(make, np.matmul, lambda: None, limit=4096)
+    return rng.rand(n, n).astype(dtype), rng.rand(n, n).astype(dtype)
 
 
-@functools.lru_cache(maxsize=None)
-def measure_memcpy(nbytes=64 * 2 ** 20) -> float:
-    """Host memory bandwidth in GB/s: a large array copy (bytes read plus bytes written); cached."""
-    src = np.ones(nbytes // 8)
-    dst = np.empty_like(src)
-    return _best_rate(lambda: np.copyto(dst, src), 2.0 * src.nbytes, min_time=0.0, tries=5) / 1e9
+class Peaks:
+    """The run's machine rates, each a ``measure.Peak``: ``sample()`` measures them all once more.
 
-
-_DEVICE_PEAKS: dict = {}
-
-
-def measure_device_peak(backend, dtype="float32", start=1024, limit=16384) -> float:
-    """Matmul GFLOP/s of ``backend``'s device through its own forward pass of one wide layer.
-
-    For a ``"cpu"`` device this is ``measure_peak(dtype)``. Otherwise one
-    ``[n, n]`` layer on ``n`` rows (``2 n^3`` FLOPs, the sigmoid is negligible)
-    is doubled in size from ``start`` until a call takes 50 ms or ``n`` reaches
-    ``limit``. Cached per (device, dtype).
+    ``cpu``: NumPy's BLAS matmul GFLOP/s per dtype (all its threads) and the
+    host copy GB/s (bytes read plus written). Every other device among
+    ``backends`` (``(label, backend)`` pairs): one ``[n, n]`` layer's forward
+    pass on ``n`` rows (``2 n^3`` FLOPs) per dtype, and ``asarray`` /
+    ``to_numpy`` GB/s of 64 MiB, reported apart from compute. Sizes are found
+    once; the arrays are rebuilt for each sample, so nothing large is held
+    between samples. A device whose measurement raises keeps the error.
     """
-    dt = np.dtype(dtype).name
-    if backend.device == "cpu":
-        return measure_peak(dt)
-    key = (backend.device, dt)
-    if key not in _DEVICE_PEAKS:
-        def make(n):  # constant values: a GEMM's speed does not depend on them, and filling is fast
-            W = backend.asarray(np.full((n, n), 1.0 / n, dtype=dt))
-            return [(W, backend.asarray(np.zeros((1, n), dt)))], backend.asarray(np.full((n, n), 0.5, dtype=dt))
 
-        def matmul(params, X):
-            backend.forward(params, X)
+    def __init__(self, backends=(), dtypes=("float64",), *, cpu_limit=4096, device_limit=16384,
+                 memcpy_bytes=64 * 2 ** 20):
+        self.dtypes = [np.dtype(dt).name for dt in dtypes]
+        self.cpu_limit, self.device_limit, self.memcpy_bytes = cpu_limit, device_limit, memcpy_bytes
+        self.devices = {}
+        for label, be in backends:
+            if be.device != "cpu" and be.device not in self.devices:
+                self.devices[be.device] = (label, be)
+        self._sizes = {}
+        self.gflops = {"cpu": {dt: M.Peak("GFLOP/s") for dt in self.dtypes}}
+        self.gflops.update({dev: {dt: M.Peak("GFLOP/s") for dt in self.dtypes} for dev in self.devices})
+        self.rates = {"cpu": {"memcpy_GBps": M.Peak("GB/s")}}
+        self.rates.update({dev: {"h2d_GBps": M.Peak("GB/s"), "d2h_GBps": M.Peak("GB/s")} for dev in self.devices})
+        self.errors = {}
 
-        _DEVICE_PEAKS[key] = _matmul_peak(make, matmul, backend.synchronize, start=start, limit=limit)
-    return _DEVICE_PEAKS[key]
+    def sample(self, dtypes=None) -> None:
+        """One more sample of every rate (of ``dtypes`` only, when given: between dtypes of a long run)."""
+        for dt in self.dtypes if dtypes is None else [np.dtype(d).name for d in dtypes]:
+            n = self._size(("cpu", dt), lambda: matmul_size(lambda k: _cpu_operands(k, dt), np.matmul,
+                                                            limit=self.cpu_limit))
+            a, b = _cpu_operands(n, dt)
+            self.gflops["cpu"][dt].sample(M.Subject(f"matmul {dt}", lambda: np.matmul(a, b)), 2 * n ** 3 / 1e9,
+                                          rounds=3, min_time=0)
+            del a, b
+        if dtypes is None:
+            src = np.ones(self.memcpy_bytes // 8)
+            dst = np.empty_like(src)
+            self.rates["cpu"]["memcpy_GBps"].sample(M.Subject("memcpy", lambda: np.copyto(dst, src)),
+                                                    2.0 * src.nbytes / 1e9, rounds=5, min_time=0)
+            del src, dst
+        for dev, (label, be) in self.devices.items():
+            if dev in self.errors:
+                continue
+            try:
+                self._sample_device(dev, be, self.dtypes if dtypes is None else dtypes, dtypes is None)
+            except Exception as exc:  # a device that cannot be measured is reported, never ends the run
+                self.errors[dev] = f"{type(exc).__name__}: {exc}"
+
+    def _size(self, key, search) -> int:
+        if key not in self._sizes:
+            self._sizes[key] = search()
+        return self._sizes[key]
+
+    def _sample_device(self, dev, be, dtypes, transfers):
+        for dt in [np.dtype(d).name for d in dtypes]:
+            def make(n, dt=dt):  # constant values: a GEMM's speed does not depend on them, and filling is fast
+                W = be.asarray(np.full((n, n), 1.0 / n, dtype=dt))
+                return [(W, be.asarray(np.zeros((1, n), dt)))], be.asarray(np.full((n, n), 0.5, dtype=dt))
+
+            n = self._size((dev, dt), lambda: matmul_size(make, lambda p, X: be.forward(p, X), be.synchronize,
+                                                          start=1024, limit=self.device_limit))
+            params, X = make(n)
+            self.gflops[dev][dt].sample(M.Subject(f"{dev} matmul {dt}", lambda: be.forward(params, X),
+                                                  sync=be.synchronize), 2 * n ** 3 / 1e9, rounds=3, min_time=0)
+        if transfers:
+            host = np.ones(self.memcpy_bytes // 8)
+            on_dev = be.asarray(host)
+            be.synchronize()
+            self.rates[dev]["h2d_GBps"].sample(M.Subject("h2d", lambda: be.asarray(host), sync=be.synchronize),
+                                               host.nbytes / 1e9, rounds=3, min_time=0)
+            self.rates[dev]["d2h_GBps"].sample(M.Subject("d2h", lambda: be.to_numpy(on_dev)), host.nbytes / 1e9,
+                                               rounds=3, min_time=0)
+
+    def best(self, device, dtype):
+        """The best matmul GFLOP/s seen so far on ``device`` (the CPU's for a device not measured), or None."""
+        entry = self.gflops.get(device, self.gflops["cpu"]).get(np.dtype(dtype).name)
+        return entry.best if entry is not None and entry.samples else None
+
+    def flagged(self) -> list[str]:
+        """``"<device> <what>"`` for every rate whose samples spread over ``measure.PEAK_SPREAD``."""
+        out = [f"{dev} matmul {dt}" for dev, per in self.gflops.items() for dt, p in per.items() if p.flagged]
+        return out + [f"{dev} {k}" for dev, per in self.rates.items() for k, p in per.items() if p.flagged]
+
+    def to_dict(self) -> dict:
+        """``{device: {"gflops": {dtype: Peak.to_dict()}, "<rate>_GBps": Peak.to_dict(), ...}}``."""
+        doc = {}
+        for dev in self.gflops:
+            entry = {"gflops": {dt: p.to_dict() for dt, p in self.gflops[dev].items()}}
+            entry.update({k: p.to_dict() for k, p in self.rates[dev].items()})
+            if dev in self.devices:
+                entry["via"] = self.devices[dev][0]
+            if dev in self.errors:
+                entry["error"] = self.errors[dev]
+            doc[dev] = entry
+        return doc
 
 
-def measure_transfer(backend, nbytes=64 * 2 ** 20) -> dict:
-    """Host-to-device and device-to-host GB/s of ``backend.asarray`` / ``to_numpy`` (reported apart from compute)."""
-    host = np.ones(nbytes // 8)
-    dev = backend.asarray(host)
-    backend.synchronize()
-
-    def h2d():
-        backend.asarray(host)
-        backend.synchronize()
-
-    h2d_rate = _best_rate(h2d, host.nbytes, min_time=0.0, tries=3) / 1e9
-    d2h_rate = _best_rate(lambda: backend.to_numpy(dev), host.nbytes, min_time=0.0, tries=3) / 1e9
-    return {"h2d_GBps": h2d_rate, "d2h_GBps": d2h_rate}
+def peak_best(entry):
+    """A stored peak value: a ``/2`` ``Peak.to_dict()`` (its ``best``) or a ``/1`` plain number."""
+    return entry.get("best") if isinstance(entry, dict) else entry

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .perf import peak_best
+
 
 def require_matplotlib():
     """Import matplotlib with a headless backend, or raise a clear ``ImportError``."""
@@ -96,16 +98,27 @@ def plot_time_vs(doc, path, x="n_samples"):
     return path
 
 
+def _speedup(p):
+    """Baseline time / time (> 1: faster): ``1 / ratio`` in a ``/2`` point, ``speedup_vs_numpy`` in a ``/1`` one."""
+    if p.get("verdict") == "baseline":
+        return None
+    if p.get("ratio"):
+        return 1.0 / p["ratio"]
+    return p.get("speedup_vs_numpy")
+
+
 def plot_speedup_heatmap(doc, path):
-    """Speedup against NumPy (> 1: faster) on the batch x hidden grid, one panel per backend and dtype."""
+    """Speedup against the baseline (> 1: faster) on the batch x hidden grid, one panel per backend and dtype."""
     plt = require_matplotlib()
     from matplotlib.colors import LogNorm
 
     pts, title = _grid_points(doc)
-    pts = [p for p in pts if p["backend"] != "numpy" and p.get("speedup_vs_numpy")]
+    base = doc.get("config", {}).get("baseline", "numpy")
+    pts = [dict(p, speedup=_speedup(p)) for p in pts if p["backend"] != base]
+    pts = [p for p in pts if p["speedup"]]
     if not pts:
         fig, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "no backend besides numpy in this run", ha="center", va="center")
+        ax.text(0.5, 0.5, f"no backend besides {base} in this run", ha="center", va="center")
         ax.set_axis_off()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -114,7 +127,7 @@ def plot_speedup_heatmap(doc, path):
     dtypes = sorted({p["dtype"] for p in pts}) or ["-"]
     fig, axes = plt.subplots(len(backends), len(dtypes), figsize=(5.2 * len(dtypes), 4.0 * len(backends)),
                              squeeze=False)
-    vals = [p["speedup_vs_numpy"] for p in pts] or [1.0]
+    vals = [p["speedup"] for p in pts] or [1.0]
     lim = max(max(vals), 1 / min(vals), 2.0)
     norm = LogNorm(vmin=1 / lim, vmax=lim)
     for i, b in enumerate(backends):
@@ -125,15 +138,15 @@ def plot_speedup_heatmap(doc, path):
             hs = sorted({_hidden(p) for p in sub})
             grid = np.full((len(hs), len(ns)), np.nan)
             for p in sub:
-                grid[hs.index(_hidden(p)), ns.index(p["n_samples"])] = p["speedup_vs_numpy"]
+                grid[hs.index(_hidden(p)), ns.index(p["n_samples"])] = p["speedup"]
             im = ax.imshow(grid, cmap="RdBu", norm=norm, origin="lower", aspect="auto")
             for (r, c), v in np.ndenumerate(grid):
                 if np.isfinite(v):
                     ax.text(c, r, f"{v:.2g}x", ha="center", va="center", fontsize=8)
             ax.set_xticks(range(len(ns)), [str(n) for n in ns])
             ax.set_yticks(range(len(hs)), [str(h) for h in hs])
-            ax.set(xlabel="batch N", ylabel="hidden H", title=f"{b} vs numpy, {dt} ({title})")
-            fig.colorbar(im, ax=ax, label="speedup (numpy time / time)")
+            ax.set(xlabel="batch N", ylabel="hidden H", title=f"{b} vs {base}, {dt} ({title})")
+            fig.colorbar(im, ax=ax, label=f"speedup ({base} time / time)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -150,8 +163,11 @@ def plot_roofline(doc, path):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     xs = np.logspace(-2, 3, 100)
     for dev, entry in doc.get("peak", {}).items():
-        bw = entry.get("memcpy_GBps") or entry.get("h2d_GBps")
+        bw = peak_best(entry.get("memcpy_GBps")) or peak_best(entry.get("h2d_GBps"))
         for dt, peak in entry.get("gflops", {}).items():
+            peak = peak_best(peak)
+            if not peak:
+                continue
             roof = np.minimum(peak, xs * bw) if bw else np.full_like(xs, peak)
             ax.plot(xs, roof, color="k", linestyle="-" if dt == "float64" else "--", lw=1,
                     label=f"{dev} {dt} peak {peak:.0f} GFLOP/s" + (f", {bw:.0f} GB/s" if bw else ""))

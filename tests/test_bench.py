@@ -1,6 +1,7 @@
 """The benchmark suite: cases, timing helpers, the sweep's JSON/CSV/PNG output, --compare, and SIGINT."""
 
 import csv
+import io
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from mlpbench import cases, perf
+from mlpbench import cases, measure, perf, subjects
 from mlpbench import results as R
 from mlpbench.backends import BackendSpec, parse_specs, ready, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
@@ -51,31 +52,31 @@ def test_sweep_overrides_and_rejects_bad_axes():
     assert X.shape == (5, 3) and y.shape == (5, 2) and X.dtype == np.float32 and set(np.unique(y)) <= {0.0, 1.0}
 
 
-# ---------------------------------------------------------------- timing
-def test_timing_statistics_and_the_noisy_flag():
-    t = perf.Timing.from_times([1.0, 1.0, 1.0, 1.0, 2.0])
-    assert t.median == 1.0 and t.iqr == 0.0 and not t.noisy and t.repeats == 5
-    t = perf.Timing.from_times([1.0, 1.2, 1.5, 1.8, 2.0])
-    assert t.median == 1.5 and t.iqr == pytest.approx(0.6) and t.noisy
-    with pytest.raises(ValueError):
-        perf.Timing.from_times([])
-
-
-def test_time_callable_excludes_warmup_batches_calls_and_synchronizes():
-    calls, syncs = [], []
-    t = perf.time_callable(lambda: calls.append(1), sync=lambda: syncs.append(1), warmup=2, repeat=4, min_time=1e-3)
-    assert t.repeats == 4 and t.number >= 1
-    # 2 warm-up calls + 1 calibration call + the timed ones (the calibration one counts when number == 1)
-    timed = 4 * t.number - (1 if t.number == 1 else 0)
-    assert len(calls) == 2 + 1 + timed
-    assert len(syncs) == 2 + 1 + (3 if t.number == 1 else 4)
-    assert t.median > 0 and t.warmup_s >= 0
-
-
+# ---------------------------------------------------------------- what is timed
 @pytest.mark.parametrize("op", ["forward", "backward", "step", "train"])
-def test_time_step_times_every_op(op):
-    t = perf.time_step(NumpyBackend(), [8, 16, 1], 32, "float32", op=op, repeat=3, min_time=0.0, epochs=3)
-    assert t.repeats == 3 and t.median > 0 and t.warmup_s > 0
+def test_op_subject_times_every_op_on_its_own_arrays(op):
+    case = cases.Case(op, 32, (8, 16, 1), "float32", epochs=3)
+    X, y = cases.case_data(case)
+    X0 = X.copy()
+    be = NumpyBackend()
+    subject, warmup_s = subjects.op_subject("numpy", be, case, X, y)
+    other, _ = subjects.op_subject("numpy copy", be, case, X, y, backend_warmup=False)
+    assert subject.label == "numpy" and subject.sync == be.synchronize and warmup_s > 0
+    out = subject.fn()
+    if op == "train":
+        assert out.shape == (3,) and np.all(np.isfinite(out))
+    if op in ("step", "train"):
+        assert not np.array_equal(subject.fn(), out)  # the prepared handle trains its params: new ones each call
+        assert np.array_equal(other.fn(), out)  # the independent copy starts from the seeded params, untouched
+    np.testing.assert_array_equal(X, X0)  # nothing the caller gave is modified
+    with pytest.raises(ValueError, match="op must be one of"):
+        subjects.op_subject("numpy", be, cases.Case("fly", 4, (2, 3, 1), "float64"))
+
+
+def test_synced_calls_then_synchronizes():
+    events = []
+    s = measure.Subject("x", lambda: events.append("call") or 7, sync=lambda: events.append("sync"))
+    assert subjects.synced(s)() == 7 and events == ["call", "sync"]
 
 
 def test_flop_and_byte_counts():
@@ -86,10 +87,20 @@ def test_flop_and_byte_counts():
         perf.flops("fly", 1, [1, 1])
 
 
-def test_peak_measurements_are_positive_and_cached():
-    a = perf.measure_peak("float64")
-    assert a > 0 and perf.measure_peak("float64") is a
-    assert perf.measure_memcpy() > 0
+def test_peaks_are_sampled_anew_each_time_never_cached():
+    peaks = perf.Peaks([("numpy", NumpyBackend())], ["float64"], cpu_limit=256, memcpy_bytes=2 ** 20)
+    peaks.sample()
+    peaks.sample()
+    f64 = peaks.gflops["cpu"]["float64"]
+    assert len(f64.samples) == 2 and all(x > 0 for x in f64.samples)
+    assert f64.samples[0] != f64.samples[1]  # two measurements, not one number returned twice
+    assert peaks.best("cpu", "float64") == max(f64.samples) and len(peaks.rates["cpu"]["memcpy_GBps"].samples) == 2
+    doc = peaks.to_dict()["cpu"]
+    assert doc["gflops"]["float64"]["samples"] == f64.samples and doc["memcpy_GBps"]["best"] > 0
+    assert isinstance(doc["gflops"]["float64"]["flagged"], bool) and doc["gflops"]["float64"]["spread"] >= 0
+    peaks.sample(["float64"])  # between dtypes: the matmul peak only
+    assert len(f64.samples) == 3 and len(peaks.rates["cpu"]["memcpy_GBps"].samples) == 2
+    assert perf.peak_best({"best": 3.0}) == 3.0 and perf.peak_best(5.0) == 5.0  # /2 and /1 entries
 
 
 class SimDevice(NumpyBackend):
@@ -98,11 +109,15 @@ class SimDevice(NumpyBackend):
 
 
 def test_a_non_cpu_device_gets_its_own_matmul_peak_and_transfer_rates():
-    be = SimDevice()
-    assert perf.measure_device_peak(be, "float32", start=64, limit=128) > 0
-    rates = perf.measure_transfer(be, nbytes=2**20)
-    assert rates["h2d_GBps"] > 0 and rates["d2h_GBps"] > 0
-    assert perf.measure_device_peak(NumpyBackend(), "float64") == perf.measure_peak("float64")
+    peaks = perf.Peaks([("sim", SimDevice()), ("numpy", NumpyBackend())], ["float32"], cpu_limit=128,
+                       device_limit=128, memcpy_bytes=2 ** 20)
+    peaks.sample()
+    doc = peaks.to_dict()
+    assert set(doc) == {"cpu", "sim:0"} and doc["sim:0"]["via"] == "sim"
+    assert doc["sim:0"]["gflops"]["float32"]["best"] > 0
+    assert doc["sim:0"]["h2d_GBps"]["best"] > 0 and doc["sim:0"]["d2h_GBps"]["best"] > 0
+    assert peaks.best("sim:0", "float32") == doc["sim:0"]["gflops"]["float32"]["best"]
+    assert peaks.best("elsewhere", "float32") == peaks.best("cpu", "float32")  # an unmeasured device: the CPU's
 
 
 # ---------------------------------------------------------------- backend specs (generic)
@@ -174,24 +189,39 @@ def test_progress_bar_is_silent_off_a_tty(capsys):
 def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys):
     out = tmp_path / "res"
     code = main(["bench", "--backends", "fake[step],absent,exploding", "--batch", "2,16", "--hidden", "3,8",
-                 "--features", "4", "--dtype", "float32", "--repeat", "3", "--min-time", "0", "--quiet",
-                 "--out", str(out)])
+                 "--features", "4", "--dtype", "float32", "--repeat", "3", "--min-time", "0", "--max-time", "0.2",
+                 "--quiet", "--out", str(out)])
     text = capsys.readouterr()
     assert code == 1  # the exploding backend's errors are reported in the exit code, not raised
-    assert "vs numpy" in text.out and "lab-and f32" in text.out and "skipping absent" in text.err
+    assert "verdict" in text.out and "lab-and f32" in text.out and "skipping absent" in text.err
+    assert "\033[" not in text.out  # not a terminal: no colour
+    assert "verdicts against numpy" in text.out and "A/A control" in text.out
     doc = json.loads((out / "results.json").read_text())
-    assert R.validate(doc) == [] and doc["status"] == "complete"
-    assert {k for k in ("schema", "machine", "peak", "config", "points")} <= set(doc)
+    assert R.validate(doc) == [] and doc["status"] == "complete" and doc["schema"] == "mlpbench.bench/2"
+    assert {k for k in ("schema", "machine", "peak", "config", "points", "noise")} <= set(doc)
     assert doc["machine"]["cpu"] and doc["machine"]["versions"]["numpy"] == np.__version__
     assert doc["machine"]["threads_available"] >= 1 and "blas" in doc["machine"]
-    assert doc["peak"]["cpu"]["gflops"]["float32"] > 0 and doc["peak"]["cpu"]["memcpy_GBps"] > 0
+    f32 = doc["peak"]["cpu"]["gflops"]["float32"]
+    assert len(f32["samples"]) == 2 and f32["best"] == max(f32["samples"]) > 0  # at the start and at the end
+    assert isinstance(f32["flagged"], bool) and doc["peak"]["cpu"]["memcpy_GBps"]["best"] > 0
     points = doc["points"]
     assert {p["backend"] for p in points} == {"numpy", "fake[step]", "exploding"}
     for p in points:
-        assert p["median_s"] > 0 and p["iqr_s"] >= 0 and isinstance(p["noisy"], bool) and p["warmup_s"] > 0
-        assert p["gflops"] > 0 and p["pct_peak"] > 0 and p["speedup_vs_numpy"] > 0 and p["repeats"] >= 1
+        assert 0 < p["min_s"] <= p["median_s"] and p["iqr_s"] >= 0 and isinstance(p["noisy"], bool)
+        assert p["first_s"] > 0 and p["warmup_s"] >= 0 and p["rounds"] >= 3 and len(p["samples_s"]) == p["rounds"]
+        assert min(p["samples_s"]) == p["min_s"] and p["number"] >= 1
+        assert p["gflops"] > 0 and p["pct_peak"] > 0 and p["ratio"] > 0
+        assert p["pct_peak"] == pytest.approx(100 * p["gflops"] / f32["best"])  # % of the best peak
         assert p["gflops"] == pytest.approx(p["flops"] / p["median_s"] / 1e9)
-    assert all(p["speedup_vs_numpy"] == 1.0 for p in points if p["backend"] == "numpy")
+        lo, hi = p["ratio_ci"]  # null: too few rounds for an interval, and then no verdict
+        assert (lo is None) == (hi is None) and (lo is not None or p["verdict"] in ("unresolved", "baseline"))
+        assert lo is None or lo <= p["ratio"] <= hi
+        assert p["verdict"] in (("baseline",) if p["backend"] == "numpy" else R.stats.VERDICTS)
+    base = [p for p in points if p["backend"] == "numpy"]
+    assert all(p["ratio"] == 1.0 and p["control"]["verdict"] in R.stats.VERDICTS for p in base)
+    assert doc["noise"]["points"] == len(base) == 5
+    assert doc["noise"]["same"] == sum(p["control"]["verdict"] == "same" for p in base)
+    assert doc["noise"]["noisy"] == any(p["noisy"] for p in base)
     step_cases = {p["case"] for p in points if p["op"] == "step"}
     assert len(step_cases) == 4
     # the exploding backend fails on N = 16 only: reported, while its other points are measured
@@ -202,32 +232,151 @@ def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys):
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(points) and rows[0]["layer_sizes"] == "4-3-1"
+    assert set(R.POINT_FIELDS) == set(rows[0]) and rows[0]["verdict"] == "baseline"
+    assert float(rows[1]["ratio_lo"]) == points[1]["ratio_ci"][0]
     for name in ("time_vs_batch", "time_vs_hidden", "speedup_heatmap", "roofline"):
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _doc(times, noisy=False):
-    points = [{"backend": "numpy", "op": "step", "dtype": "float64", "n_samples": n, "layer_sizes": [4, 8, 1],
-               "case": f"step N={n}", "median_s": t, "iqr_s": 0.0, "noisy": noisy, "warmup_s": 0.1, "gflops": 1.0,
-               "pct_peak": 1.0, "speedup_vs_numpy": 1.0, "repeats": 5} for n, t in times.items()]
-    return {"schema": R.SCHEMA, "machine": {"cpu": "x"}, "peak": {}, "config": {}, "points": points}
+def test_baseline_option_names_the_backend_every_ratio_is_against(fakes, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["bench", "--backends", "numpy,fake", "--baseline", "fake", "--batch", "2", "--hidden", "3",
+                 "--no-lab", "--min-time", "0", "--max-time", "0.1", "--quiet", "--no-plots", "--out", str(out)]) == 0
+    doc = R.load(out / "results.json")
+    assert doc["config"]["baseline"] == "fake"
+    assert {p["backend"]: p["verdict"] == "baseline" for p in doc["points"]} == {"fake": True, "numpy": False}
+    assert "verdicts against fake" in capsys.readouterr().out
+    assert main(["bench", "--backends", "numpy", "--baseline", "fake", "--out", str(out)]) == 2
+    assert "--baseline" in capsys.readouterr().err
 
 
-def test_compare_flags_regressions_beyond_the_threshold(tmp_path, capsys):
-    old, new = tmp_path / "old.json", tmp_path / "new.json"
-    old.write_text(json.dumps(_doc({1: 1.0, 2: 1.0, 3: 1.0})))
-    new.write_text(json.dumps(_doc({1: 1.05, 2: 1.5, 3: 0.5, 4: 9.0})))
+def _point(n, samples, schema):
+    p = {"backend": "numpy", "op": "step", "dtype": "float64", "n_samples": n, "layer_sizes": [4, 8, 1],
+         "case": f"step N={n}", "median_s": float(np.median(samples)) if samples else None, "iqr_s": 0.0,
+         "noisy": False, "gflops": 1.0, "pct_peak": 1.0}
+    if schema == R.SCHEMA_V1:
+        return p | {"warmup_s": 0.1, "speedup_vs_numpy": 1.0, "repeats": len(samples), "times_s": samples}
+    return p | {"min_s": min(samples), "ratio": 1.0, "ratio_ci": [1.0, 1.0], "verdict": "baseline",
+                "samples_s": samples, "first_s": 0.1, "rounds": len(samples)}
+
+
+def _doc(points, schema=R.SCHEMA):
+    return {"schema": schema, "machine": {"cpu": "x"}, "peak": {}, "config": {},
+            "points": [_point(n, s, schema) for n, s in points.items()]}
+
+
+SAME = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.0]
+
+
+def _write(path, doc):
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_compare_reads_v1_and_fails_only_on_a_significant_regression(tmp_path, capsys):
+    old = _write(tmp_path / "old.json", _doc({1: SAME, 2: SAME, 3: SAME}, R.SCHEMA_V1))  # a /1 file: times_s
+    slower = [1.5 * x for x in SAME]
+    new = _write(tmp_path / "new.json", _doc({1: [1.01 * x for x in SAME], 2: slower, 3: [0.5 * x for x in SAME],
+                                             4: SAME}))
     rows = R.compare(R.load(old), R.load(new))
-    assert [(r["ratio"], r["flag"]) for r in rows] == [(1.05, ""), (1.5, "regression"), (0.5, "faster")]
-    assert main(["bench", "--compare", str(old), str(new)]) == 0
+    assert [r["flag"] for r in rows] == ["", "regression", "improvement"]
+    assert rows[1]["ratio"] == pytest.approx(1.5) and rows[1]["p"] < 0.01
+    assert rows[1]["ratio_ci"][0] <= 1.5 <= rows[1]["ratio_ci"][1]
+    assert main(["bench", "--compare", old, new]) == 0
     assert "REGRESSION" in capsys.readouterr().out
-    assert main(["bench", "--compare", str(old), str(new), "--fail-on-regression"]) == 1
-    assert main(["bench", "--compare", str(old), str(new), "--fail-on-regression", "--threshold", "0.6"]) == 0
-    bad = tmp_path / "bad.json"
-    bad.write_text("{}")
-    assert main(["bench", "--compare", str(old), str(bad)]) == 2
-    assert "not an mlpbench results file" in capsys.readouterr().err
+    assert main(["bench", "--compare", old, new, "--fail-on-regression"]) == 1
+    assert main(["bench", "--compare", old, new, "--fail-on-regression", "--threshold", "0.6"]) == 0
+    # 50% slower by the medians, but with samples that overlap this much the U test cannot call it
+    spread = _write(tmp_path / "spread.json", _doc({2: [0.5, 3.0, 1.5, 0.6, 2.9, 1.6, 0.7, 2.8]}))
+    assert main(["bench", "--compare", old, spread, "--fail-on-regression"]) == 0
+    # one median per side (no samples) can never be significant: reported, never a failure
+    lone_old = _write(tmp_path / "lone_old.json", _doc({2: [1.0]}, R.SCHEMA_V1))
+    lone_new = _write(tmp_path / "lone_new.json", _doc({2: [3.0]}))
+    assert main(["bench", "--compare", lone_old, lone_new, "--fail-on-regression"]) == 0
+    assert "too few samples" in capsys.readouterr().out
+
+
+def _nan_median(tmp_path):
+    doc = _doc({2: SAME})
+    doc["points"][0]["median_s"] = float("nan")
+    return _write(tmp_path / "nan.json", doc)  # json writes NaN, json.load reads it back
+
+
+def _null_median(tmp_path):
+    doc = _doc({2: SAME})
+    doc["points"][0]["median_s"] = None
+    return _write(tmp_path / "null.json", doc)
+
+
+def _missing_median(tmp_path):
+    doc = _doc({2: SAME})
+    del doc["points"][0]["median_s"]
+    return _write(tmp_path / "missing.json", doc)
+
+
+def _disjoint(tmp_path):
+    return _write(tmp_path / "disjoint.json", _doc({99: SAME}))
+
+
+def _bad_samples(tmp_path):
+    doc = _doc({2: SAME})
+    doc["points"][0]["samples_s"] = [1.0, -1.0, float("nan")]
+    return _write(tmp_path / "bad_samples.json", doc)
+
+
+@pytest.mark.parametrize("make_new, extra, culprit", [
+    (_disjoint, [], "share no point"),
+    (_nan_median, [], "median_s is NaN or missing"),
+    (_null_median, [], "median_s is NaN or missing"),
+    (_missing_median, [], "not an mlpbench results file"),
+    (_bad_samples, [], "samples must be positive finite"),
+    (None, ["--threshold", "nan"], "--threshold"),
+    (None, ["--threshold", "-0.1"], "--threshold"),
+    (None, ["--threshold", "inf"], "--threshold"),
+])
+def test_compare_gate_exits_2_with_one_line_when_nothing_sound_can_be_compared(tmp_path, capsys, make_new, extra,
+                                                                                culprit):
+    old = _write(tmp_path / "old.json", _doc({2: SAME}))
+    new = make_new(tmp_path) if make_new else _write(tmp_path / "new.json", _doc({2: SAME}))
+    assert main(["bench", "--compare", old, new, "--fail-on-regression", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and culprit in err
+    if make_new is not None:  # the same fault in OLD is refused too
+        assert main(["bench", "--compare", new, old]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_compare_threshold_outside_the_cli_is_checked_too():
+    doc = _doc({2: SAME})
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(R.stats.CompareError, match="threshold"):
+            R.compare(doc, doc, bad)
+
+
+def test_table_shows_the_interval_and_verdict_and_colours_only_on_a_terminal(monkeypatch):
+    pts = [dict(_point(2, SAME, R.SCHEMA), backend="numpy"),
+           dict(_point(2, [0.5 * x for x in SAME], R.SCHEMA), backend="fast", ratio=0.5, ratio_ci=[0.45, 0.55],
+                verdict="faster"),
+           dict(_point(2, [2 * x for x in SAME], R.SCHEMA), backend="slow", ratio=2.0, ratio_ci=[1.8, None],
+                verdict="slower")]
+    plain = R.points_table(pts)
+    lines = plain.splitlines()
+    assert lines[0].split()[-1] == "verdict" and "\033[" not in plain
+    assert lines[2].endswith("baseline") and "1 (baseline)" in lines[2]
+    assert "0.5x [0.45, 0.55]" in lines[3] and lines[3].endswith("faster")
+    assert "2x [1.8, inf]" in lines[4] and lines[4].endswith("slower")
+    coloured = R.points_table(pts, color=True).splitlines()
+    assert coloured[3].startswith(R.BEST) and coloured[4].startswith(R.SLOWER) and "\033[" not in coloured[2]
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert R.use_color(Tty()) and not R.use_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not R.use_color(Tty())
 
 
 def test_sigint_midway_leaves_valid_results_with_the_finished_points(tmp_path):
@@ -258,3 +407,24 @@ def test_sigint_midway_leaves_valid_results_with_the_finished_points(tmp_path):
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(doc["points"])
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_the_lab_preset_times_the_lab_workload_over_the_shipped_backends():
+    from mlpbench.cli_bench import default_specs
+
+    assert [c.label for c in cases.sweep("lab")] == ["lab-and f64 2-4-1 x5000"]
+    assert [s.label for s in default_specs(cases.get_preset("lab"))] == ["numpy", "numba[loop]", "jax", "torch"]
+    assert [c.n_samples for c in cases.sweep("lab", batch=[8], hidden=[4], labs=())] == [8]  # a grid when asked
+
+
+def test_a_point_where_the_baseline_fails_is_reported_for_every_backend(fakes, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["bench", "--backends", "exploding,numpy", "--baseline", "exploding", "--batch", "2,16",
+                 "--hidden", "3", "--no-lab", "--min-time", "0", "--max-time", "0.1", "--quiet", "--no-plots",
+                 "--out", str(out)]) == 1
+    doc = R.load(out / "results.json")
+    assert {(p["backend"], p["n_samples"]) for p in doc["points"]} == {("exploding", 2), ("numpy", 2)}
+    errors = {(e["backend"], e["case"]): e["error"] for e in doc["errors"]}
+    assert set(errors) == {("exploding", "step f64 N=16 32-3-1"), ("numpy", "step f64 N=16 32-3-1")}
+    assert "out of device memory" in errors[("exploding", "step f64 N=16 32-3-1")]
+    assert "baseline exploding failed" in errors[("numpy", "step f64 N=16 32-3-1")]

@@ -11,57 +11,30 @@ skipped in one place, the ``backend_name`` fixture of ``tests/conftest.py``.
 import numpy as np
 import pytest
 
-from mlpbench import cases, perf
+from mlpbench import cases, measure, perf
 from mlpbench.backends import get_backend
-from mlpbench.params import init_params
+from mlpbench.subjects import op_subject, synced
 
 pytestmark = pytest.mark.benchmark
 
 CASES = cases.sweep("quick", ops=["forward", "backward", "step", "train"], dtypes=cases.DTYPES, labs=("and",))
 # a synthetic ``train`` case is 100 epochs; the lab's is 5000: keep both, they are small in the quick grid
 CASES = [c for c in CASES if c.op != "train" or c.dataset or (c.n_samples <= 64 and c.hidden <= 64)]
-
-
-def _prepare(backend_name, case):
-    be = get_backend(backend_name)
-    X, y = cases.case_data(case)
-    params = be.params_from_numpy(init_params(case.layer_sizes, case.seed, case.dtype))
-    bX, by = be.asarray(X), be.asarray(y)
-    kw = {"activation": case.activation}
-    grad_kw = dict(kw, grad_reduction=case.grad_reduction)
-    if case.op == "forward":
-        def fn():
-            return be.forward(params, bX, **kw)[0]
-    elif case.op == "backward":
-        cache = be.forward(params, bX, **kw)[1]
-
-        def fn():
-            return be.backward(params, cache, bX, by, **grad_kw)
-    elif case.op == "step":
-        def fn():
-            return be.step(params, bX, by, lr=case.lr, **grad_kw)
-    else:
-        def fn():
-            return be.train(params, bX, by, lr=case.lr, epochs=case.epochs, **grad_kw)
-
-    def synced():
-        out = fn()
-        be.synchronize()
-        return out
-
-    synced()  # warm-up: JIT compilation and device context, outside the timings
-    return synced
+#: seconds one pytest-benchmark round lasts at least: its iterations come from ``measure.calibrate``
+MIN_TIME = 0.005
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label.replace(" ", "-").replace("=", "") for c in CASES])
 def test_op(benchmark, backend_name, case):
-    fn = _prepare(backend_name, case)
+    subject = op_subject(backend_name, get_backend(backend_name), case)[0]
+    fn = synced(subject)
+    fn()  # the first call (JIT compilation, device context): outside the timings
     benchmark.group = case.label  # backends side by side per case (--benchmark-group-by=group)
     benchmark.extra_info.update(backend=backend_name, flops=perf.flops(case.op, case.n_samples, case.layer_sizes,
                                                                           case.epochs))
-    if case.dataset:  # the lab's 5000 epochs: a few rounds are enough
-        out = benchmark.pedantic(fn, rounds=3, iterations=1)
-    else:
-        out = benchmark(fn)
+    # the engine's calibration (pyperf's loops) sets the calls per round; pytest-benchmark keeps the rounds
+    iterations = 1 if benchmark.disabled else measure.calibrate(subject, MIN_TIME)
+    # each call synchronized (a device's queue drained inside the timed region)
+    out = benchmark.pedantic(fn, rounds=3 if case.dataset else 10, iterations=iterations, warmup_rounds=0)
     if case.op == "step":
         assert np.isfinite(out)
