@@ -320,7 +320,7 @@ class Backend:
             Xe, ye = self._gather(X, order), self._gather(y, order)
             losses = [self._step(params, Xe[s:s + batch_size], ye[s:s + batch_size], lr, activation,
                                  grad_reduction, **head) for s in starts]
-            history[epoch] = loss = math.fsum(losses) / len(losses)
+            history[epoch] = loss = sum(losses) / len(losses)  # in batch order, as a fused loop adds them
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch + 1, history[: epoch + 1], lr)
             if callback is not None:
