@@ -210,3 +210,22 @@ def test_save_and_load_keep_output_and_old_files_load_as_sigmoid(tmp_path):
     np.savez(tmp_path / "bad2.npz", **members)
     with pytest.raises(ValueError, match="bad2.npz.*output"):
         MLP.load(tmp_path / "bad2.npz")
+
+
+def test_digits_softmax_predictions_agree_across_the_backends_declaring_the_head(backend_name):
+    from mlpbench import datasets
+
+    pytest.importorskip("sklearn")
+    X, y = datasets.load("digits")
+    if "softmax" not in get_backend(backend_name).outputs:
+        with pytest.raises(ValueError, match=f"backend {backend_name!r} does not support output='softmax'"):
+            MLP([64, 32, 10], output="softmax").fit(X, y, epochs=1, batch_size=64, backend=backend_name)
+        return
+    kw = dict(lr=0.1, epochs=3, batch_size=64, grad_reduction="mean")
+    ref_model, model = MLP([64, 32, 10], output="softmax"), MLP([64, 32, 10], output="softmax")
+    want = ref_model.fit(X, y, backend="numpy", **kw)
+    got = model.fit(X, y, backend=backend_name, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert model.backend_ == backend_name
+    np.testing.assert_array_equal(model.predict(X), ref_model.predict(X))
+    assert np.mean(model.predict(X) == y) > 0.75  # learning, after 3 epochs
