@@ -229,3 +229,20 @@ def test_digits_softmax_predictions_agree_across_the_backends_declaring_the_head
     assert model.backend_ == backend_name
     np.testing.assert_array_equal(model.predict(X), ref_model.predict(X))
     assert np.mean(model.predict(X) == y) > 0.75  # learning, after 3 epochs
+
+
+def test_minibatch_callback_per_epoch_and_divergence_keeps_the_params():
+    from mlpbench.backends import TrainingDiverged
+
+    X, Y, _ = problem(n=40, sizes=(5, 8, 3))
+    seen = []
+    model = MLP([5, 8, 3], output="softmax")
+    history = model.fit(X, Y, lr=0.1, epochs=4, batch_size=16, callback=lambda e, loss: seen.append((e, loss)))
+    assert seen == [(e + 1, h) for e, h in enumerate(history)]
+    before = model.params
+    with pytest.raises(TrainingDiverged) as info:
+        model.fit(X * 1e3, Y, lr=1e6, epochs=50, batch_size=16, grad_reduction="sum")
+    assert 1 <= info.value.epoch <= 50 and not np.isfinite(info.value.history[-1])
+    for (W, b), (eW, eb) in zip(model.params, before):
+        np.testing.assert_array_equal(W, eW)
+        np.testing.assert_array_equal(b, eb)
