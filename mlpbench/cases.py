@@ -104,18 +104,37 @@ def lab_case(name="and", dtype="float64") -> Case:
 
 @dataclass(frozen=True)
 class ParityCase:
-    """One parity configuration: compared on forward, grads, params after ``steps`` steps and ``train``."""
+    """One parity configuration: compared on forward, grads, params after ``steps`` steps and ``train``.
+
+    ``output`` is the head; with a ``batch_size``, ``train`` runs ``steps`` epochs of mini-batches
+    (shuffled by the case's seed), so the trajectory compared is the mini-batch one.
+    """
 
     layer_sizes: tuple
     n_samples: int
     activation: str = "relu"
     grad_reduction: str = "sum"
     steps: int = 3
+    output: str = "sigmoid"
+    batch_size: int | None = None
 
     @property
     def label(self) -> str:
         sizes = "-".join(map(str, self.layer_sizes))
-        return f"{self.activation}/{self.grad_reduction} N={self.n_samples} {sizes}"
+        head = "" if self.output == "sigmoid" else f"/{self.output}"
+        batches = "" if self.batch_size is None else f" B={self.batch_size}"
+        return f"{self.activation}/{self.grad_reduction}{head} N={self.n_samples}{batches} {sizes}"
+
+
+#: mini-batch trajectories and the softmax head: several depths, batch sizes that do and do not divide N
+_PARITY_WORKLOAD = (
+    ParityCase((8, 16, 3), 37, "tanh", "mean", output="softmax"),
+    ParityCase((8, 16, 3), 37, "tanh", "mean", output="softmax", batch_size=10),
+    ParityCase((6, 12, 2), 40, "relu", "mean", batch_size=8),
+    ParityCase((5, 12, 4), 50, "sigmoid", "sum", output="softmax", batch_size=16),
+    ParityCase((16, 32, 24, 10), 64, "tanh", "mean", output="softmax", batch_size=64),
+    ParityCase((12, 16, 16, 8, 6), 90, "tanh", "mean", output="softmax", batch_size=7),
+)
 
 
 _PARITY_QUICK = (
@@ -124,7 +143,7 @@ _PARITY_QUICK = (
     ParityCase((16, 32, 24, 1), 100, "sigmoid", "mean"),
     ParityCase((8, 16, 3), 33, "relu", "mean"),
     ParityCase((32, 512, 1), 256, "relu"),
-)
+) + _PARITY_WORKLOAD
 _PARITY_STANDARD = _PARITY_QUICK + (
     ParityCase((32, 2048, 1), 1024, "tanh", "mean"),
     ParityCase((64, 256, 128, 1), 2048, "tanh", "mean"),

@@ -1,7 +1,10 @@
-"""Datasets: the lab's ``and`` / ``or`` / ``xor``; seeded ``moons``, ``circles``, ``spirals``, ``blobs``; files.
+"""Datasets: the lab's ``and`` / ``or`` / ``xor``; seeded ``moons``, ``circles``, ``spirals``, ``blobs``;
+scikit-learn's bundled ``digits``; files.
 
-Every loader returns ``(X, y)``: float64 ``X`` of shape ``(N, n_features)`` and
-float64 ``y`` of shape ``(N, 1)`` holding 0 or 1.
+Every loader returns ``(X, y)``: float64 ``X`` of shape ``(N, n_features)`` and,
+for the two-class sets, float64 ``y`` of shape ``(N, 1)`` holding 0 or 1. The
+multi-class sets (``digits``, ``blobs`` with ``n_classes > 2``) give int class
+labels ``y`` of shape ``(N,)`` (what ``MLP(..., output="softmax")`` takes).
 """
 
 from __future__ import annotations
@@ -63,11 +66,43 @@ def spirals(n_samples=200, noise=0.1, seed=0, turns=1.5):
     return X + rng.normal(scale=noise * 0.1, size=X.shape) if noise else X, _labels(n0, n1)
 
 
-def blobs(n_samples=200, n_features=2, noise=1.0, seed=0, separation=3.0):
-    """Two Gaussian blobs (std ``noise``) whose centres lie ``separation`` apart."""
+class DatasetUnavailable(ImportError):
+    """A dataset needs a package that is not installed (the message names the extra to install)."""
+
+
+def digits():
+    """scikit-learn's bundled 8x8 handwritten digits: 1797 x 64 pixels scaled to [0, 1], labels 0-9 ``(N,)``.
+
+    Read from the installed scikit-learn (no network): ``pip install "mlpbench[data]"``.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise DatasetUnavailable(f"dataset 'digits' needs scikit-learn ({exc}); install it with: "
+                                 'pip install "mlpbench[data]"') from None
+    X, y = load_digits(return_X_y=True)
+    return np.asarray(X, dtype=np.float64) / 16.0, np.asarray(y, dtype=np.int64)
+
+
+def _class_sizes(n_samples, n_classes):
+    return [n_samples // n_classes + (k < n_samples % n_classes) for k in range(n_classes)]
+
+
+def blobs(n_samples=200, n_features=2, noise=1.0, seed=0, separation=3.0, n_classes=2):
+    """Gaussian blobs (std ``noise``): two whose centres lie ``separation`` apart (labels ``(N, 1)``),
+    or ``n_classes > 2`` around centres drawn with std ``separation`` (int labels ``(N,)``, classes in order)."""
     if n_features < 1:
         raise ValueError(f"n_features must be >= 1; got {n_features}")
+    if not v._is_int(n_classes) or n_classes < 2:
+        raise ValueError(f"n_classes must be an int >= 2; got {n_classes!r}")
+    if n_classes > n_samples:
+        raise ValueError(f"n_classes ({n_classes}) must not exceed n_samples ({n_samples})")
     rng = np.random.RandomState(seed)
+    if n_classes > 2:
+        centres = rng.normal(scale=separation, size=(n_classes, n_features))
+        sizes = _class_sizes(n_samples, n_classes)
+        X = np.concatenate([c + rng.normal(scale=noise, size=(n, n_features)) for c, n in zip(centres, sizes)])
+        return X, np.repeat(np.arange(n_classes, dtype=np.int64), sizes)
     n0, n1 = _split(n_samples)
     direction = rng.normal(size=n_features)
     direction *= separation / 2 / np.linalg.norm(direction)
@@ -77,16 +112,21 @@ def blobs(n_samples=200, n_features=2, noise=1.0, seed=0, separation=3.0):
 
 
 GENERATED = {"moons": moons, "circles": circles, "spirals": spirals, "blobs": blobs}
-NAMES = ("and", "or", "xor") + tuple(GENERATED)
+NAMES = ("and", "or", "xor") + tuple(GENERATED) + ("digits",)
 
 
-def load(name, n_samples=200, noise=None, seed=0, n_features=2):
-    """``(X, y)`` for a dataset name in ``NAMES``; size, noise and seed apply to the generated ones."""
+def load(name, n_samples=200, noise=None, seed=0, n_features=2, n_classes=2):
+    """``(X, y)`` for a dataset name in ``NAMES``; size, noise and seed apply to the generated ones,
+    ``n_features`` and ``n_classes`` to ``blobs``."""
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, one of {list(NAMES)}; got {type(name).__name__}")
     key = name.lower()
     if key in _TRUTH:
         return _logic(key)
+    if key == "digits":
+        if noise is not None or n_features != 2 or n_classes != 2:
+            raise ValueError("noise, n_features and n_classes do not apply to 'digits' (a fixed 1797 x 64 set)")
+        return digits()
     if key not in GENERATED:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(NAMES)} or give a .npy/.csv path")
     if not v._is_int(n_samples):
@@ -104,8 +144,11 @@ def load(name, n_samples=200, noise=None, seed=0, n_features=2):
         kwargs["noise"] = float(noise)
     if key == "blobs":
         kwargs["n_features"] = int(n_features)
+        kwargs["n_classes"] = v.check_positive_int("n_classes", n_classes)
     elif n_features != 2:
         raise ValueError(f"n_features applies to 'blobs' only; {key!r} is 2-D")
+    elif n_classes != 2:
+        raise ValueError(f"n_classes applies to 'blobs' only; {key!r} has 2 classes")
     width = kwargs.get("n_features", 2)
     memory.check_fits(4 * int(n_samples) * (width + 1) * 8, f"dataset {key!r} with {n_samples} samples")
     return GENERATED[key](**kwargs)

@@ -17,16 +17,24 @@ log = logging.getLogger("mlpbench.auto")
 
 
 class MLP:
-    """A fully connected net: hidden ``activation`` layers, a sigmoid output, BCE loss, full-batch SGD.
+    """A fully connected net: hidden ``activation`` layers and an output head, trained by (mini-batch) SGD.
+
+    ``output="sigmoid"`` (the lab): one sigmoid per output unit, mean binary
+    cross-entropy. ``output="softmax"``: ``layer_sizes[-1]`` classes, mean
+    categorical cross-entropy; labels are ints ``(N,)`` or one-hot ``(N, K)``.
 
     >>> from mlpbench import MLP, datasets
     >>> X, y = datasets.load("and")
     >>> history = MLP([2, 4, 1], seed=42).fit(X, y, lr=0.1, epochs=5000)
     """
 
-    def __init__(self, layer_sizes=(2, 4, 1), activation="relu", dtype="float64", seed=42):
+    def __init__(self, layer_sizes=(2, 4, 1), activation="relu", dtype="float64", seed=42, output="sigmoid"):
         self.layer_sizes = v.check_layer_sizes(layer_sizes)
         self.activation = v.check_activation(activation)
+        self.output = v.check_output(output)
+        if self.output == "softmax" and self.layer_sizes[-1] < 2:
+            raise ValueError(f"output='softmax' needs at least 2 output units (classes); "
+                             f"layer_sizes ends in {self.layer_sizes[-1]}")
         self.dtype = v.check_dtype(dtype)
         self.seed = v.check_seed(seed)
         memory.check_fits(memory.model_bytes(self.layer_sizes, self.dtype),
@@ -39,7 +47,8 @@ class MLP:
     def __repr__(self):
         return (
             f"MLP({self.layer_sizes}, activation={self.activation!r}, dtype={self.dtype.name!r}, "
-            f"seed={self.seed}, params={n_params(self.layer_sizes)})"
+            f"seed={self.seed}, " + (f"output={self.output!r}, " if self.output != "sigmoid" else "")
+            + f"params={n_params(self.layer_sizes)})"
         )
 
     @property
@@ -52,9 +61,17 @@ class MLP:
         self._params = _checked_params(params, self.layer_sizes, self.dtype)
 
     # ------------------------------------------------------------ training
-    def fit(self, X, y, lr=0.1, epochs=5000, backend=None, grad_reduction="sum", callback=None):
-        """Train in full batch for ``epochs`` epochs (continuing from the current params).
+    def fit(self, X, y, lr=0.1, epochs=5000, backend=None, grad_reduction="sum", callback=None,
+            batch_size=None, shuffle=True, shuffle_seed=None):
+        """Train for ``epochs`` epochs (continuing from the current params).
 
+        ``batch_size=None`` is full batch (the lab). An int is mini-batch SGD:
+        one update per ``batch_size`` rows, the last partial batch included; with
+        ``shuffle`` each epoch's row order is the next ``permutation(N)`` of
+        ``np.random.default_rng(shuffle_seed)`` (the model's ``seed`` when None),
+        the same on every backend. The history is one loss per epoch: the mean
+        over the epoch's batches of each batch's loss before its update.
+        ``grad_reduction="mean"`` is recommended for mini-batches.
         ``backend``: a name from ``available_backends()``, ``"auto"``, or ``None``
         for ``$MLPBENCH_BACKEND`` (default ``"numpy"``). ``callback(epoch, loss)``
         runs after every epoch. Returns the loss per epoch (float64). Raises
@@ -66,12 +83,18 @@ class MLP:
         grad_reduction = v.check_grad_reduction(grad_reduction)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        batch_size = v.check_batch_size(batch_size)
+        shuffle = v.check_shuffle(shuffle)
+        shuffle_seed = self.seed if shuffle_seed is None else v.check_seed(shuffle_seed, "shuffle_seed")
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
-        y = v.check_y(y, X.shape[0], self.layer_sizes[-1], self.dtype)
+        if self.output == "softmax":
+            y = v.check_labels(y, X.shape[0], self.layer_sizes[-1], self.dtype)
+        else:
+            y = v.check_y(y, X.shape[0], self.layer_sizes[-1], self.dtype)
         memory.check_fits(memory.fit_bytes(X.shape[0], self.layer_sizes, self.dtype),
                           f"fitting {X.shape[0]} rows on layer sizes {self.layer_sizes} ({self.dtype.name})")
         kwargs = dict(lr=lr, epochs=epochs, activation=self.activation, grad_reduction=grad_reduction,
-                      callback=callback)
+                      callback=callback, **self._head_kwargs(batch_size, shuffle, shuffle_seed))
         if backend is None:
             backend = backend_from_env()
         if backend != "auto":
@@ -80,6 +103,13 @@ class MLP:
             self.backend_, self.backend_reason_ = be.name, "requested"
             return history
         return self._fit_auto(X, y, kwargs)
+
+    def _head_kwargs(self, batch_size, shuffle, shuffle_seed) -> dict:
+        """The head and batching keywords for ``Backend.train`` (none for the lab's full-batch sigmoid)."""
+        kw = {} if self.output == "sigmoid" else {"output": self.output}
+        if batch_size is not None:
+            kw.update(batch_size=batch_size, shuffle=shuffle, shuffle_seed=shuffle_seed)
+        return kw
 
     def _train_on(self, be, X, y, kwargs):
         """Train a backend-owned copy of the params; adopt it only when training succeeds."""
@@ -115,16 +145,20 @@ class MLP:
 
     # ------------------------------------------------------------ inference
     def predict_proba(self, X):
-        """Sigmoid outputs, shape ``(N, n_out)``, computed by the NumPy reference."""
+        """Sigmoid outputs, or class probabilities for softmax; shape ``(N, n_out)``, by the NumPy reference."""
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
         memory.check_fits(2 * X.shape[0] * sum(self.layer_sizes[1:]) * self.dtype.itemsize,
                           f"predicting {X.shape[0]} rows on layer sizes {self.layer_sizes}")
-        y_hat, _ = ref.forward(np, self._params, X, self.activation)
-        return y_hat
+        with np.errstate(under="ignore"):
+            y_hat, _ = ref.forward(np, self._params, X, self.activation, self.output)
+            return ref.probabilities(np, y_hat, self.output)
 
     def predict(self, X, threshold=0.5):
-        """Labels ``(predict_proba(X) >= threshold)`` as ints, the lab's rule."""
+        """Labels ``(predict_proba(X) >= threshold)`` as ints, the lab's rule; for softmax, the class
+        indices ``(N,)`` of the largest probability (``threshold`` is not used)."""
         v.check_probability("threshold", threshold)
+        if self.output == "softmax":
+            return np.argmax(self.predict_proba(X), axis=1)
         return (self.predict_proba(X) >= threshold).astype(int)
 
     # ------------------------------------------------------------ persistence
@@ -133,7 +167,8 @@ class MLP:
         from . import modelfile
 
         meta = {"layer_sizes": np.array(self.layer_sizes), "activation": np.array(self.activation),
-                "dtype": np.array(self.dtype.name), "seed": np.array(-1 if self.seed is None else self.seed)}
+                "dtype": np.array(self.dtype.name), "seed": np.array(-1 if self.seed is None else self.seed),
+                "output": np.array(self.output)}
         modelfile.write(path, meta, self._params)
 
     @classmethod
@@ -144,8 +179,8 @@ class MLP:
 
         meta, params = modelfile.read(path)
         model = cls.__new__(cls)  # no init draws: the params come from the file
-        model.layer_sizes, model.activation, model.dtype, model.seed = (
-            meta["layer_sizes"], meta["activation"], meta["dtype"], meta["seed"])
+        model.layer_sizes, model.activation, model.dtype, model.seed, model.output = (
+            meta["layer_sizes"], meta["activation"], meta["dtype"], meta["seed"], meta["output"])
         model.history_ = model.backend_ = model.backend_reason_ = None
         try:
             model._params = _checked_params(params, model.layer_sizes, model.dtype)

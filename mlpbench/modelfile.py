@@ -23,11 +23,11 @@ from .memory import check_fits, params_bytes
 _META_MAX_BYTES = 1 << 16
 #: slack for a .npy header beyond the array data
 _HEADER_MAX_BYTES = 1 << 16
-_META = ("layer_sizes", "activation", "dtype", "seed")
+_META = ("layer_sizes", "activation", "dtype", "seed", "output")
 
 
 def write(path, meta, params) -> None:
-    """Save ``meta`` (layer_sizes, activation, dtype, seed) and ``params`` to ``path`` atomically."""
+    """Save ``meta`` (layer_sizes, activation, dtype, seed, output) and ``params`` to ``path`` atomically."""
     arrays = {k: np.asarray(meta[k]) for k in _META}
     for i, (W, b) in enumerate(params):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
@@ -108,6 +108,11 @@ def _read(zf):
     activation = v.check_activation(str(_scalar(_read_member(zf, "activation"), "activation", "U")))
     dtype = v.check_dtype(str(_scalar(_read_member(zf, "dtype"), "dtype", "U")))
     seed = int(_scalar(_read_member(zf, "seed"), "seed", "iu"))
+    # files written before the softmax head have no "output" member: they are sigmoid models
+    has_output = "output.npy" in zf.namelist()
+    output = v.check_output(str(_scalar(_read_member(zf, "output"), "output", "U"))) if has_output else "sigmoid"
+    if output == "softmax" and layer_sizes[-1] < 2:
+        raise _Bad(f"output 'softmax' needs at least 2 output units; layer sizes {layer_sizes}")
     if seed >= 0:
         v.check_seed(seed)
     shapes = [(f"{k}{i}", shape) for i, (fi, fo) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:]))
@@ -127,7 +132,8 @@ def _read(zf):
         W = _read_member(zf, f"W{i}", (fi, fo), dtype, fi * fo * dtype.itemsize, what=f"layer {i}")
         b = _read_member(zf, f"b{i}", (1, fo), dtype, fo * dtype.itemsize, what=f"layer {i}")
         params.append((W, b))
-    meta = {"layer_sizes": layer_sizes, "activation": activation, "dtype": dtype, "seed": None if seed < 0 else seed}
+    meta = {"layer_sizes": layer_sizes, "activation": activation, "dtype": dtype, "seed": None if seed < 0 else seed,
+            "output": output}
     return meta, params
 
 

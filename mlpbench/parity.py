@@ -5,6 +5,9 @@ the forward output ``y_hat``, the ``loss``, every gradient ``dW1, db1, ...``,
 the per-step losses and the params after K ``step`` calls, and the loss history
 and params after ``train`` for K epochs (a backend may fuse ``train``). The
 labs' full trajectories (AND 5000 epochs, XOR 8000) are compared by ``check_lab``.
+A case may use the softmax head (one-hot targets, seeded) and mini-batches: then
+``train`` follows the mini-batch trajectory (rows shuffled by the case's seed);
+a backend that does not declare the head (``Backend.outputs``) is not run on it.
 
 Tolerances (``TOLERANCES``, normwise relative, per dtype) are the one place
 where "equal enough" is decided. A correct backend differs from the reference
@@ -45,7 +48,8 @@ import numpy as np
 from .backends.numpy_backend import NumpyBackend
 from .cases import LABS, ParityCase, make_data
 from .params import init_params
-from .validation import check_activation, check_dtype, check_grad_reduction, check_layer_sizes, check_positive_int
+from .validation import (check_activation, check_batch_size, check_dtype, check_grad_reduction, check_layer_sizes,
+                         check_output, check_positive_int)
 
 #: normwise relative tolerance per dtype (see the module docstring for why)
 TOLERANCES = {"float64": 1e-11, "float32": 1e-4}
@@ -113,36 +117,48 @@ def _named_params(params, suffix):
     return out
 
 
-def _stages(backend, params, X, y, activation, grad_reduction, steps, lr):
+def _targets(y, output, seed):
+    """The case's targets: ``make_data``'s 0/1 matrix, or seeded one-hot rows for the softmax head."""
+    if output == "sigmoid":
+        return y
+    n, k = y.shape
+    return np.eye(k, dtype=y.dtype)[np.random.RandomState(seed + 1).randint(0, k, n)]
+
+
+def _stages(backend, params, X, y, activation, grad_reduction, steps, lr, output="sigmoid", batch_size=None,
+            seed=0):
     """Yield ``(stage, {tensor: numpy array})`` for one backend; an exception ends the run at its stage."""
     to_np = backend.to_numpy
     bX, by = backend.asarray(X), backend.asarray(y)
     bp = backend.params_from_numpy(params)
-    y_hat, cache = backend.forward(bp, bX, activation=activation)
+    y_hat, cache = backend.forward(bp, bX, activation=activation, output=output)
     yield "forward", {"y_hat": to_np(y_hat)}
-    yield "loss", {"loss": np.asarray(float(backend.loss(by, y_hat)))}
-    grads = backend.backward(bp, cache, bX, by, activation=activation, grad_reduction=grad_reduction)
+    yield "loss", {"loss": np.asarray(float(backend.loss(by, y_hat, output=output)))}
+    grads = backend.backward(bp, cache, bX, by, activation=activation, grad_reduction=grad_reduction, output=output)
     named = {}
     for i, (dW, db) in enumerate(grads, start=1):
         named[f"dW{i}"], named[f"db{i}"] = to_np(dW), to_np(db)
     yield "backward", named
-    losses = [float(backend.step(bp, bX, by, lr=lr, activation=activation, grad_reduction=grad_reduction))
-              for _ in range(steps)]
+    losses = [float(backend.step(bp, bX, by, lr=lr, activation=activation, grad_reduction=grad_reduction,
+                                 output=output)) for _ in range(steps)]
     after = {f"losses of {steps} steps": np.asarray(losses)}
     after.update(_named_params(backend.params_to_numpy(bp), f"after {steps} steps"))
     yield "step", after
     tp = backend.params_from_numpy(params)
-    history = backend.train(tp, bX, by, lr=lr, epochs=steps, activation=activation, grad_reduction=grad_reduction)
-    out = {f"train loss history ({steps} epochs)": np.asarray(history, dtype=np.float64)}
+    batching = {} if batch_size is None else {"batch_size": batch_size, "shuffle_seed": seed}
+    history = backend.train(tp, bX, by, lr=lr, epochs=steps, activation=activation, grad_reduction=grad_reduction,
+                            output=output, **batching)
+    kind = "" if batch_size is None else f" of batches of {batch_size}"
+    out = {f"train loss history ({steps} epochs{kind})": np.asarray(history, dtype=np.float64)}
     out.update(_named_params(backend.params_to_numpy(tp), "after train"))
     yield "train", out
 
 
-def _collect(backend, *args):
+def _collect(backend, *args, **kw):
     """All tensors a backend produced, and ``(stage, exception)`` if it raised."""
     tensors, stage = {}, "setup"
     try:
-        for stage, named in _stages(backend, *args):
+        for stage, named in _stages(backend, *args, **kw):
             tensors.update(named)
     except Exception as exc:  # a broken backend is reported, never crashes the suite
         following = {"setup": "forward", "forward": "loss", "loss": "backward", "backward": "step", "step": "train"}
@@ -151,10 +167,12 @@ def _collect(backend, *args):
 
 
 @functools.lru_cache(maxsize=64)
-def _reference(layer_sizes, n_samples, dtype, activation, grad_reduction, steps, seed, lr):
+def _reference(layer_sizes, n_samples, dtype, activation, grad_reduction, steps, seed, lr, output="sigmoid",
+               batch_size=None):
     params = init_params(layer_sizes, seed, dtype)
     X, y = make_data(n_samples, layer_sizes, dtype, seed)
-    tensors, failure = _collect(NumpyBackend(), params, X, y, activation, grad_reduction, steps, lr)
+    tensors, failure = _collect(NumpyBackend(), params, X, _targets(y, output, seed), activation, grad_reduction,
+                                steps, lr, output=output, batch_size=batch_size, seed=seed)
     if failure is not None:
         raise RuntimeError(f"the NumPy reference failed at {failure[0]}: {failure[1]}") from failure[1]
     return tensors
@@ -178,11 +196,11 @@ def _compare(name, case, ref, got, failure, dtype):
 
 
 def check_backend(backend, layer_sizes, n_samples, dtype, activation="relu", grad_reduction="sum", steps=3, seed=0,
-                  lr=None, case=None) -> list[ParityResult]:
+                  lr=None, case=None, output="sigmoid", batch_size=None) -> list[ParityResult]:
     """Compare ``backend`` with the reference on one configuration; one ``ParityResult`` per tensor.
 
     Params are ``init_params(layer_sizes, seed, dtype)``, data ``cases.make_data``.
-    ``lr`` defaults to 0.1 for ``"mean"`` and 0.1 / N for ``"sum"``. A backend
+    ``lr`` defaults to 0.1 for ``"mean"`` and 0.1 / N (or / ``batch_size``) for ``"sum"``. A backend
     that raises yields a failed ``"<stage> (raised)"`` row instead of an exception.
     """
     layer_sizes = tuple(check_layer_sizes(layer_sizes))
@@ -191,13 +209,16 @@ def check_backend(backend, layer_sizes, n_samples, dtype, activation="relu", gra
     check_activation(activation)
     check_grad_reduction(grad_reduction)
     steps = check_positive_int("steps", steps)
-    lr = _parity_lr(grad_reduction, n_samples) if lr is None else float(lr)
-    case = case or ParityCase(layer_sizes, n_samples, activation, grad_reduction, steps).label
+    output, batch_size = check_output(output), check_batch_size(batch_size)
+    lr = _parity_lr(grad_reduction, n_samples if batch_size is None else min(batch_size, n_samples)) \
+        if lr is None else float(lr)
+    case = case or ParityCase(layer_sizes, n_samples, activation, grad_reduction, steps, output, batch_size).label
     case = f"{case} {np.dtype(dtype).name}"
-    ref = _reference(layer_sizes, n_samples, dtype, activation, grad_reduction, steps, seed, lr)
+    ref = _reference(layer_sizes, n_samples, dtype, activation, grad_reduction, steps, seed, lr, output, batch_size)
     params = init_params(layer_sizes, seed, dtype)
     X, y = make_data(n_samples, layer_sizes, dtype, seed)
-    got, failure = _collect(backend, params, X, y, activation, grad_reduction, steps, lr)
+    got, failure = _collect(backend, params, X, _targets(y, output, seed), activation, grad_reduction, steps, lr,
+                            output=output, batch_size=batch_size, seed=seed)
     return _compare(backend.name, case, ref, got, failure, dtype)
 
 
@@ -249,13 +270,16 @@ def first_failure(results) -> ParityResult | None:
 def run_suite(backends, cases, dtypes=("float64", "float32"), labs=("and", "xor"), on_result=None):
     """Every backend on every ``ParityCase`` and lab, in every dtype; ``backends`` is ``[(label, backend)]``.
 
-    ``on_result(list_of_results)`` is called after each (backend, case, dtype).
+    ``on_result(list_of_results)`` is called after each (backend, case, dtype). A case whose
+    output head a backend does not declare (``backend.outputs``) is not run on it (see ``unsupported``).
     """
     results = []
     for dtype in dtypes:
         for label, backend in backends:
             jobs = [functools.partial(check_backend, backend, c.layer_sizes, c.n_samples, dtype, c.activation,
-                                      c.grad_reduction, c.steps, case=c.label) for c in cases]
+                                      c.grad_reduction, c.steps, case=c.label, output=c.output,
+                                      batch_size=c.batch_size)
+                    for c in cases if c.output in backend.outputs]
             jobs += [functools.partial(check_lab, backend, lab, dtype) for lab in labs]
             for job in jobs:
                 rows = job()
@@ -266,5 +290,11 @@ def run_suite(backends, cases, dtypes=("float64", "float32"), labs=("and", "xor"
                     on_result(rows)
     return results
 
+def unsupported(backends, cases) -> list[tuple[str, str]]:
+    """``(backend label, output)`` for each head some case uses that a backend does not declare."""
+    heads = sorted({c.output for c in cases})
+    return [(label, h) for label, be in backends for h in heads if h not in be.outputs]
+
+
 __all__ = ["ParityResult", "TOLERANCES", "check_backend", "check_lab", "first_failure", "normwise_error", "probe",
-           "run_suite", "ulps"]
+           "run_suite", "ulps", "unsupported"]

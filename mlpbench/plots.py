@@ -26,7 +26,8 @@ def plot_training(path, model, X, y, history):
     fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(11 if two_d else 6, 4.2), squeeze=False)
     ax = axes[0, 0]
     ax.plot(np.arange(1, len(history) + 1), history)
-    ax.set(xlabel="Epoch", ylabel="Binary cross-entropy", title="Training loss", yscale="log")
+    ylabel = "Cross-entropy" if getattr(model, "output", "sigmoid") == "softmax" else "Binary cross-entropy"
+    ax.set(xlabel="Epoch", ylabel=ylabel, title="Training loss", yscale="log")
     ax.grid(True, alpha=0.3)
     if two_d:
         ax = axes[0, 1]

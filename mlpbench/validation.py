@@ -16,6 +16,7 @@ import numpy as np
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 DTYPES = ("float64", "float32")
 GRAD_REDUCTIONS = ("sum", "mean")
+OUTPUTS = ("sigmoid", "softmax")
 
 
 def _is_int(v) -> bool:
@@ -41,6 +42,21 @@ def check_activation(activation):
 
 def check_grad_reduction(grad_reduction):
     return check_choice("grad_reduction", grad_reduction, GRAD_REDUCTIONS)
+
+
+def check_output(output):
+    return check_choice("output", output, OUTPUTS)
+
+
+def check_batch_size(batch_size):
+    """``None`` (full batch) or an int >= 1."""
+    return None if batch_size is None else check_positive_int("batch_size", batch_size)
+
+
+def check_shuffle(shuffle) -> bool:
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False; got {type(shuffle).__name__} {shuffle!r}")
+    return bool(shuffle)
 
 
 def check_dtype(dtype) -> np.dtype:
@@ -168,6 +184,29 @@ def check_y(y, n_samples, n_outputs=1, dtype="float64", name="y") -> np.ndarray:
     _check_finite(name, arr)
     if arr.size and (arr.min() < 0 or arr.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] (binary cross-entropy targets); got range [{arr.min()}, {arr.max()}]")
+    return np.array(arr, dtype=dtype, order="C", copy=True)
+
+
+def check_labels(y, n_samples, n_classes, dtype="float64", name="y") -> np.ndarray:
+    """Class labels as one-hot ``(N, K)`` targets: ints ``(N,)`` in ``[0, K)``, or one-hot ``(N, K)``."""
+    arr = _numeric_array(name, y)
+    if arr.ndim == 0 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have {n_samples} rows (one per sample in X); got shape {np.shape(y)}")
+    if arr.ndim == 1:
+        _check_finite(name, arr)
+        if arr.size and not (np.all(arr == np.round(arr)) and arr.min() >= 0 and arr.max() < n_classes):
+            raise ValueError(f"{name} must hold integer class labels in [0, {n_classes}); "
+                             f"got values in [{arr.min()}, {arr.max()}]" + ("" if np.all(arr == np.round(arr))
+                                                                          else " that are not all integers"))
+        out = np.zeros((n_samples, n_classes), dtype=dtype)
+        out[np.arange(n_samples), arr.astype(np.int64)] = 1
+        return out
+    if arr.ndim != 2 or arr.shape[1] != n_classes:
+        raise ValueError(f"{name} must be integer labels of shape ({n_samples},) or one-hot of shape "
+                         f"({n_samples}, {n_classes}); got shape {np.shape(y)}")
+    _check_finite(name, arr)
+    if arr.size and not (np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()):
+        raise ValueError(f"{name} of shape ({n_samples}, {n_classes}) must be one-hot: one 1 per row, zeros elsewhere")
     return np.array(arr, dtype=dtype, order="C", copy=True)
 
 

@@ -68,3 +68,59 @@ def test_backends_warmup_reports_first_call_time(capsys):
     out = capsys.readouterr().out
     numpy_row = next(ln for ln in out.splitlines() if ln.startswith("numpy "))
     assert "first call" in numpy_row and "(float32)" in numpy_row
+
+
+# ---------------------------------------------------------------- mini-batch, softmax, digits
+def _accuracies(out):
+    line = next(line for line in out.splitlines() if line.startswith("Train accuracy"))
+    train, test = line.split("|")
+    return float(train.split(":")[1].split()[0]), float(test.split(":")[1].split()[0])
+
+
+def test_digits_softmax_minibatch_reaches_96_percent_test_accuracy(capsys):
+    argv = ["train", "--dataset", "digits", "--hidden", "128", "--output", "softmax", "--batch-size", "64",
+            "--epochs", "30", "--lr", "0.1", "--grad-reduction", "mean"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    epochs = [line for line in out.splitlines() if line.startswith("Epoch")]
+    assert len(epochs) == 30  # the loss per epoch
+    losses = [float(line.split("Loss:")[1]) for line in epochs]
+    assert losses[-1] < losses[0] / 10
+    train, test = _accuracies(out)
+    assert test >= 0.96 and train >= test - 0.05
+    assert "(1438 rows)" in out and "(359 rows)" in out  # the default --test-fraction 0.2
+    assert "Backend: numpy" in out and "batch size 64" in out and "ms/epoch" in out
+
+
+def test_k_class_blobs_on_the_cli_and_a_seeded_split(capsys):
+    argv = ["train", "--dataset", "blobs", "--n-classes", "4", "--n-features", "3", "--n-samples", "400",
+            "--noise", "0.3", "--output", "softmax", "--batch-size", "32", "--epochs", "20", "--lr", "0.1",
+            "--grad-reduction", "mean", "--test-fraction", "0.25", "--hidden", "16"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "(300 rows)" in first and "(100 rows)" in first
+    assert _accuracies(first)[1] >= 0.9
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split("wall time")[0] == first.split("wall time")[0]  # seeded: same run
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--dataset", "moons", "--n-classes", "3"], "--n-classes applies to --dataset blobs only"),
+    (["--dataset", "digits", "--n-samples", "100"], "'digits' is a fixed"),
+    (["--dataset", "moons", "--test-fraction", "1"], "--test-fraction must be in [0, 1)"),
+    (["--dataset", "moons", "--output", "softmx"], "output must be one of"),
+    (["--dataset", "digits", "--output", "softmax", "--backend", "numba"], "does not support output='softmax'"),
+    (["--dataset", "digits"], "y must lie in [0, 1]"),
+])
+def test_workload_faults_are_one_line(argv, message, capsys):
+    assert main(["train", "--epochs", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_digits_without_scikit_learn_is_exit_2_naming_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    assert main(["train", "--dataset", "digits", "--output", "softmax", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "mlpbench[data]"' in err and "Traceback" not in err

@@ -558,6 +558,24 @@ def test_emulated_model_fit_through_the_registry(emulated):
     assert err(got, want) <= 1e-12
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_emulated_minibatches_follow_the_numpy_trajectory_and_softmax_is_refused(emulated, dtype):
+    act, red, sizes, n = CASES[1]  # N=37 in batches of 10: the last batch is partial
+    X, y = data(n, sizes, dtype)
+    params = init_params(sizes, 1, dtype)
+    ref_p = [(W.copy(), b.copy()) for W, b in params]
+    kw = dict(lr=0.1, epochs=4, activation=act, grad_reduction=red, batch_size=10, shuffle_seed=5)
+    want = NumpyBackend().train(ref_p, X, y, **kw)
+    be = CupyBackend()
+    bp = be.params_from_numpy(params)
+    got = be.train(bp, be.asarray(X), be.asarray(y), **kw)
+    assert err(got, want) <= TOL[dtype]
+    for (W, b), (W2, b2) in zip(be.params_to_numpy(bp), ref_p):
+        assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]
+    with pytest.raises(ValueError, match="backend 'cupy' does not support output='softmax'"):
+        be.train(bp, be.asarray(X), be.asarray(y), output="softmax", **kw)
+
+
 # ================================================================ on a GPU
 LAB = os.path.join(os.path.dirname(__file__), "data")
 GPU_CASES = CASES[:3] + [("relu", "mean", [16, 64, 32, 3], 1000), ("tanh", "sum", [8, 256, 1], 4096)]

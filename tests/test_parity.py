@@ -166,3 +166,56 @@ def test_cli_parity_rejects_bad_arguments(capsys):
     assert main(["parity", "--dtype", "float16"]) == 2
     assert main(["parity", "--preset", "nope"]) == 2
     assert "float16" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- mini-batch and softmax cases
+WORKLOAD = [c for c in cases.parity_cases("quick") if c.output != "sigmoid" or c.batch_size is not None]
+
+
+def test_the_workload_cases_cover_depths_heads_and_a_batch_size_that_does_not_divide_n():
+    assert {c.output for c in WORKLOAD} == {"sigmoid", "softmax"}
+    assert len({len(c.layer_sizes) for c in WORKLOAD if c.output == "softmax"}) >= 3
+    assert any(c.batch_size and c.n_samples % c.batch_size for c in WORKLOAD)
+    assert any(c.batch_size is None for c in WORKLOAD if c.output == "softmax")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_backend_declaring_the_head_matches_the_reference_on_workload_cases(backend_name, dtype):
+    backend = get_backend(backend_name)
+    results = []
+    for c in WORKLOAD:
+        if c.output not in backend.outputs:
+            continue  # the refusal is tested in test_minibatch.py
+        results += parity.check_backend(backend, c.layer_sizes, c.n_samples, dtype, c.activation, c.grad_reduction,
+                                        c.steps, output=c.output, batch_size=c.batch_size)
+    assert results  # every backend runs at least the sigmoid mini-batch case
+    assert any("batches of" in r.tensor for r in results)
+    bad = parity.first_failure(results)
+    assert bad is None, bad.describe()
+
+
+def test_parity_catches_a_wrong_softmax_gradient():
+    class WrongSoftmax(NumpyBackend):
+        name = "wrong_softmax"
+
+        def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
+            grads = super()._backward(params, cache, X, y, activation, grad_reduction, output)
+            dW, db = grads[-1]
+            grads[-1] = (dW, db * 1.001)
+            return grads
+
+    results = parity.check_backend(WrongSoftmax(), (8, 16, 3), 37, "float64", "tanh", "mean",
+                                   output="softmax", batch_size=10)
+    bad = parity.first_failure(results)
+    assert bad is not None and bad.tensor == "db2"
+    # the same backend on the sigmoid head is fine: the corruption is in the softmax path only
+    assert parity.first_failure(parity.check_backend(NumpyBackend(), (8, 16, 3), 37, "float64", "tanh", "mean",
+                                                     output="softmax", batch_size=10)) is None
+
+
+def test_a_shuffled_minibatch_trajectory_differs_from_full_batch():
+    full = {r.tensor: r for r in parity.check_backend(NumpyBackend(), (6, 12, 2), 40, "float64", "relu", "mean")}
+    mini = {r.tensor: r for r in parity.check_backend(NumpyBackend(), (6, 12, 2), 40, "float64", "relu", "mean",
+                                                      batch_size=8)}
+    assert "train loss history (3 epochs of batches of 8)" in mini
+    assert "train loss history (3 epochs)" in full

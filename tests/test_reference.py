@@ -105,3 +105,95 @@ def test_init_params_leaves_the_global_rng_alone():
     np.random.seed(7)
     init_params([3, 5, 2], seed=1)
     assert np.random.rand() == expected
+
+
+# ---------------------------------------------------------------- the softmax head
+def summed_cross_entropy(params, X, y, activation, grad_reduction):
+    """The function whose gradient the softmax head's `backward` returns: summed (or mean) cross-entropy."""
+    logits = X
+    for i, (W, b) in enumerate(params):
+        z = logits @ W + b
+        logits = z if i == len(params) - 1 else ref.ACTIVATIONS[activation](np, z)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # the textbook formula, small logits only
+    total = -np.sum(y * np.log(p))
+    return total if grad_reduction == "sum" else total / X.shape[0]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("grad_reduction", ["sum", "mean"])
+def test_softmax_backward_matches_central_finite_differences(activation, depth, grad_reduction):
+    rng = np.random.RandomState(depth * 11 + len(activation))
+    k = int(rng.randint(2, 5))
+    sizes = [int(rng.randint(1, 5))] + [int(rng.randint(1, 6)) for _ in range(depth - 1)] + [k]
+    n = int(rng.randint(1, 9))
+    params = [(W, b + rng.uniform(0.05, 0.3, b.shape)) for W, b in init_params(sizes, seed=int(rng.randint(1000)))]
+    X = rng.randn(n, sizes[0])
+    y = np.eye(k)[rng.randint(0, k, n)]
+    logp, acts = ref.forward(np, params, X, activation, "softmax")
+    assert acts[-1] is logp
+    grads = ref.backward(np, params, acts, y, activation, grad_reduction, "softmax")
+    # the reported loss is the batch mean: the summed loss over N
+    np.testing.assert_allclose(float(ref.loss(np, y, logp, "softmax")) * n,
+                               summed_cross_entropy(params, X, y, activation, "sum"), rtol=1e-12)
+    h = 1e-6
+    for li, (W, b) in enumerate(params):
+        for arr, g in ((W, grads[li][0]), (b, grads[li][1])):
+            num = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                arr[idx] = old + h
+                up = summed_cross_entropy(params, X, y, activation, grad_reduction)
+                arr[idx] = old - h
+                down = summed_cross_entropy(params, X, y, activation, grad_reduction)
+                arr[idx] = old
+                num[idx] = (up - down) / (2 * h)
+            err = np.max(np.abs(num - g)) / max(np.max(np.abs(g)), np.max(np.abs(num)), 1e-8)
+            assert err <= 1e-6, (li, err)
+
+
+def test_softmax_output_error_is_softmax_minus_onehot_over_n_under_mean():
+    z = np.array([[1.0, 2.0, 3.0], [0.5, -0.5, 0.0]])
+    y = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    logp = ref.log_softmax(np, z)
+    np.testing.assert_allclose(ref.output_error(logp, y, "sum", np, "softmax"), p - y, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(ref.output_error(logp, y, "mean", np, "softmax"), (p - y) / 2, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_softmax_and_cross_entropy_are_stable_for_huge_logits(dtype):
+    z = np.array([[-1e4, 0.0, 1e4], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4], [3.0, 1.0, 0.2]], dtype=dtype)
+    y = np.eye(3, dtype=dtype)[[0, 2, 1, 0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is benign
+            logp = ref.log_softmax(np, z)
+            loss = float(ref.loss(np, y, logp, "softmax"))
+            dz = ref.output_error(logp, y, "mean", np, "softmax")
+    assert logp.dtype == dtype and dz.dtype == dtype
+    assert np.isfinite(logp).all() and (logp <= 0).all()
+    # exact values: -2e4 for the first row's class 0; log(1/2) in row 2; log(1/3) in row 3
+    assert logp[0, 0] == -2e4 and logp[0, 2] == 0
+    np.testing.assert_allclose(logp[1, :2], np.log(0.5), rtol=1e-6)
+    np.testing.assert_allclose(logp[2], np.log(1 / 3), rtol=1e-6)
+    ref_row3 = z[3].astype(np.float64) - np.log(np.exp(z[3].astype(np.float64)).sum())
+    np.testing.assert_allclose(logp[3], ref_row3, rtol=1e-6)
+    # loss: mean of 2e4, 2e4 + log 2, log 3, -logp[3, 0]
+    want = (2e4 + (2e4 + np.log(2)) + np.log(3) - ref_row3[0]) / 4
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    assert np.isfinite(dz).all() and np.all(np.abs(dz) <= 1)
+
+
+def test_sigmoid_head_is_the_default_and_unchanged():
+    rng = np.random.RandomState(3)
+    params = init_params([3, 4, 2], seed=1)
+    X, y = rng.randn(5, 3), (rng.rand(5, 2) > 0.5).astype(float)
+    a, acts_a = ref.forward(np, params, X, "tanh")
+    b, acts_b = ref.forward(np, params, X, "tanh", "sigmoid")
+    np.testing.assert_array_equal(a, b)
+    for (dW, db), (eW, eb) in zip(ref.backward(np, params, acts_a, y, "tanh", "mean"),
+                                  ref.backward(np, params, acts_b, y, "tanh", "mean", "sigmoid")):
+        np.testing.assert_array_equal(dW, eW)
+        np.testing.assert_array_equal(db, eb)
+    assert float(ref.loss(np, y, a)) == ref.bce_loss(np, y, a)

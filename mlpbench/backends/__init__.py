@@ -146,6 +146,11 @@ def gpu_backends() -> list[str]:
     return [name for name, cls in _classes() if cls.gpu]
 
 
+def supporting(output) -> list[str]:
+    """Names of the registered backends whose math implements the output head ``output`` (their ``outputs``)."""
+    return [name for name, cls in _classes() if output in cls.outputs]
+
+
 def packages(distributions=False) -> list[str]:
     """The import names the registered backends require (or the distributions whose versions they
     report), in registry order, without repeats."""
@@ -295,6 +300,7 @@ __all__ = [
     "TrainingDiverged",
     "availability",
     "available_backends",
+    "supporting",
     "backend_class",
     "backend_from_env",
     "backend_names",

@@ -6,6 +6,17 @@ A backend subclasses ``Backend``, declares its facts as class attributes
 ``_sgd_update`` / ``_loss`` (optionally a fused ``_step`` / ``_train``). The
 public methods validate their arguments once and then call those; a backend
 adds its own array checks in ``check_inputs``.
+
+Output heads: a backend lists the heads its math implements in ``outputs``
+(default ``("sigmoid",)``); the public methods raise ``ValueError`` for any
+other head before a kernel runs. The private methods get ``output=...`` as a
+keyword only for a head other than ``"sigmoid"``, so a sigmoid-only backend's
+signatures need not know about heads at all.
+
+Mini-batches: ``train(..., batch_size=N_b)`` runs the generic loop
+``_train_batches`` (one ``_step`` per batch of rows gathered by ``_gather``);
+``batch_size=None`` is full batch and runs ``_train`` exactly as before. A
+backend may override ``_train_batches`` with a fused version that matches it.
 """
 
 from __future__ import annotations
@@ -49,6 +60,26 @@ def importable(module: str) -> bool:
         return False
 
 
+def epoch_orders(n_samples, shuffle=True, seed=None):
+    """Each epoch's row order, epoch after epoch: ``np.random.default_rng(seed).permutation(n)``
+    drawn again every epoch from one generator, or ``arange(n)`` without ``shuffle``.
+
+    Made in NumPy for every backend, so their mini-batch trajectories are comparable.
+    """
+    if not shuffle:
+        order = np.arange(n_samples)
+        while True:
+            yield order
+    rng = np.random.default_rng(seed)
+    while True:
+        yield rng.permutation(n_samples)
+
+
+def head(output) -> dict:
+    """The keyword a backend's private math gets for ``output``: none for the default sigmoid head."""
+    return {} if output == "sigmoid" else {"output": output}
+
+
 def parse_device(device, kinds=("cpu", "cuda")) -> tuple[str, int | None]:
     """``(kind, index or None)`` of a device string ``"kind"`` or ``"kind:N"``; TypeError / ValueError otherwise."""
     if not isinstance(device, str):
@@ -82,6 +113,8 @@ class Backend:
     install_hint = ""
     #: named variants (``name[strategy]``); ``auto`` times each one that ``strategy_applies``
     strategies: tuple = ()
+    #: the output heads this backend's math implements (``reference.OUTPUTS`` names); others raise ValueError
+    outputs: tuple = ("sigmoid",)
 
     def __init__(self, **options):
         if options:
@@ -140,6 +173,14 @@ class Backend:
         """``(X, y)`` ready for the math; a backend raises TypeError / ValueError here on arrays it cannot use."""
         return X, y
 
+    def check_output(self, output) -> str:
+        """``output`` if it is a head this backend implements; ValueError naming the backend otherwise."""
+        output = v.check_output(output)
+        if output not in self.outputs:
+            raise ValueError(f"backend {self.name!r} does not support output={output!r}; it supports "
+                             f"{', '.join(map(repr, self.outputs))}")
+        return output
+
     def check_cache(self, params, cache):
         """The forward pass's activations ready for ``_backward``."""
         return cache
@@ -161,39 +202,50 @@ class Backend:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------ the public math: validate once, then run
-    def forward(self, params, X, *, activation="relu"):
-        """Return ``(y_hat, cache)``; the cache is whatever ``backward`` needs."""
-        activation = v.check_activation(activation)
-        X, _ = self.check_inputs(params, X)
-        return self._forward(params, X, activation)
+    def forward(self, params, X, *, activation="relu", output="sigmoid"):
+        """Return ``(y_hat, cache)``; the cache is whatever ``backward`` needs.
 
-    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum"):
+        ``y_hat`` is the sigmoid output, or log-probabilities for ``output="softmax"``.
+        """
+        activation = v.check_activation(activation)
+        output = self.check_output(output)
+        X, _ = self.check_inputs(params, X)
+        return self._forward(params, X, activation, **head(output))
+
+    def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum", output="sigmoid"):
         """Return grads ``[(dW, db), ...]`` for the forward pass that made ``cache``."""
         activation = v.check_activation(activation)
         grad_reduction = v.check_grad_reduction(grad_reduction)
+        output = self.check_output(output)
         cache = self.check_cache(params, cache)
         X, y = self.check_inputs(params, X, y)
-        return self._backward(params, cache, X, y, activation, grad_reduction)
+        return self._backward(params, cache, X, y, activation, grad_reduction, **head(output))
 
     def sgd_update(self, params, grads, lr) -> None:
         """``p -= lr * g`` in place for every parameter."""
         self._sgd_update(params, grads, v.check_lr(lr))
 
-    def loss(self, y, y_hat) -> float:
-        """Mean binary cross-entropy."""
-        return self._loss(y, y_hat)
+    def loss(self, y, y_hat, *, output="sigmoid") -> float:
+        """Mean binary cross-entropy, or mean categorical cross-entropy for ``output="softmax"``."""
+        return self._loss(y, y_hat, **head(self.check_output(output)))
 
-    def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> float:
+    def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum", output="sigmoid") -> float:
         """One epoch of full-batch gradient descent; returns the loss before the update."""
         lr = v.check_lr(lr)
         activation = v.check_activation(activation)
         grad_reduction = v.check_grad_reduction(grad_reduction)
+        output = self.check_output(output)
         X, y = self.check_inputs(params, X, y)
-        return self._step(params, X, y, lr, activation, grad_reduction)
+        return self._step(params, X, y, lr, activation, grad_reduction, **head(output))
 
-    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None):
-        """The lab's loop: forward, loss, backward, update, per epoch.
+    def train(self, params, X, y, *, lr, epochs, activation="relu", grad_reduction="sum", callback=None,
+              output="sigmoid", batch_size=None, shuffle=True, shuffle_seed=None):
+        """The lab's loop: forward, loss, backward, update, per epoch (full batch when ``batch_size`` is None).
 
+        With an int ``batch_size``, one update per batch of rows, the last partial
+        batch included; each epoch's row order comes from ``epoch_orders(N, shuffle,
+        shuffle_seed)``. The history is one loss per epoch: the mean over that
+        epoch's batches of each batch's loss before its update.
         ``callback(epoch, loss)`` is called after each epoch (1-based). Raises
         ``TrainingDiverged`` at the first non-finite loss, or when the final
         params are non-finite.
@@ -202,10 +254,18 @@ class Backend:
         epochs = v.check_epochs(epochs)
         activation = v.check_activation(activation)
         grad_reduction = v.check_grad_reduction(grad_reduction)
+        output = self.check_output(output)
+        batch_size = v.check_batch_size(batch_size)
+        shuffle = v.check_shuffle(shuffle)
+        shuffle_seed = v.check_seed(shuffle_seed, "shuffle_seed")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
         X, y = self.check_inputs(params, X, y)
-        return self._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
+        if batch_size is None:
+            return self._train(params, X, y, lr, epochs, activation, grad_reduction, callback, **head(output))
+        orders = epoch_orders(X.shape[0], shuffle, shuffle_seed)
+        return self._train_batches(params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size,
+                                   orders, **head(output))
 
     def prepare(self, params, X, y, *, lr, activation="relu", grad_reduction="sum") -> "Prepared":
         """A fit's arguments checked once: the handle's ``.step()`` / ``.run(epochs)`` skip per-call checks.
@@ -235,20 +295,42 @@ class Backend:
     def _loss(self, y, y_hat) -> float:
         raise NotImplementedError
 
-    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
-        y_hat, cache = self._forward(params, X, activation)
-        loss = self._loss(y, y_hat)
-        grads = self._backward(params, cache, X, y, activation, grad_reduction)
+    def _step(self, params, X, y, lr, activation, grad_reduction, **head) -> float:
+        y_hat, cache = self._forward(params, X, activation, **head)
+        loss = self._loss(y, y_hat, **head)
+        grads = self._backward(params, cache, X, y, activation, grad_reduction, **head)
         self._sgd_update(params, grads, lr)
         return loss
 
     def _prepare(self, params, X, y, lr, activation, grad_reduction) -> "Prepared":
         return Prepared(self, params, X, y, lr, activation, grad_reduction)
 
-    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+    def _gather(self, a, order):
+        """Rows ``order`` (a NumPy int array) of backend array ``a``, as a new contiguous array."""
+        return a[self.asarray(order)]
+
+    def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
+                       **head):
+        """Mini-batch SGD: per epoch, rows in ``next(orders)``, one ``_step`` per ``batch_size`` rows."""
+        n = X.shape[0]
+        starts = range(0, n, batch_size)
         history = np.empty(epochs, dtype=np.float64)
         for epoch in range(epochs):
-            loss = self._step(params, X, y, lr, activation, grad_reduction)
+            order = next(orders)
+            Xe, ye = self._gather(X, order), self._gather(y, order)
+            losses = [self._step(params, Xe[s:s + batch_size], ye[s:s + batch_size], lr, activation,
+                                 grad_reduction, **head) for s in starts]
+            history[epoch] = loss = sum(losses) / len(losses)  # in batch order, as a fused loop adds them
+            if not math.isfinite(loss):
+                raise TrainingDiverged(epoch + 1, history[: epoch + 1], lr)
+            if callback is not None:
+                callback(epoch + 1, loss)
+        return self.finish(history, params, lr)
+
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, **head):
+        history = np.empty(epochs, dtype=np.float64)
+        for epoch in range(epochs):
+            loss = self._step(params, X, y, lr, activation, grad_reduction, **head)
             history[epoch] = loss
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch + 1, history[: epoch + 1], lr)

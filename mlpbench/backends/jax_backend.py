@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from ..kernels import reference as ref
-from .base import Backend, BackendUnavailable, parse_device
+from .base import Backend, BackendUnavailable, head, parse_device
 
 #: epochs per compiled training call (the loss buffer's length)
 CHUNK = 8192
@@ -32,8 +32,8 @@ def _jax():
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(activation, grad_reduction):
-    """``reference.py`` on ``jax.numpy``, jitted for one (activation, grad_reduction); jit caches per shape."""
+def _compiled(activation, grad_reduction, output="sigmoid"):
+    """``reference.py`` on ``jax.numpy``, jitted for one (activation, grad_reduction, output); jit caches per shape."""
     jax = _jax()
     jnp, lax = jax.numpy, jax.lax
 
@@ -44,10 +44,10 @@ def _compiled(activation, grad_reduction):
         return traced
 
     def forward(params, X):
-        return ref.forward(jnp, params, X, activation)[1][1:]  # [a1, ..., y_hat]; X is not repeated
+        return ref.forward(jnp, params, X, activation, output)[1][1:]  # [a1, ..., y_hat]; X is not repeated
 
     def backward(params, acts, y):  # acts = [X, a1, ..., y_hat]
-        return ref.backward(jnp, params, acts, y, activation, grad_reduction)
+        return ref.backward(jnp, params, acts, y, activation, grad_reduction, output)
 
     def update(params, grads, lr):
         lr_ = lr.astype(params[0][0].dtype)  # the reference's weak Python-float lr: rounded to the dtype
@@ -55,7 +55,7 @@ def _compiled(activation, grad_reduction):
 
     def step(params, X, y, lr):
         acts = forward(params, X)
-        return update(params, backward(params, [X] + acts, y), lr), ref.bce(jnp, y, acts[-1])
+        return update(params, backward(params, [X] + acts, y), lr), ref.loss(jnp, y, acts[-1], output)
 
     def train_chunk(params, X, y, lr, n):
         hist = jnp.full(CHUNK, jnp.nan, dtype=X.dtype)
@@ -67,7 +67,7 @@ def _compiled(activation, grad_reduction):
 
         return lax.fori_loop(0, n, body, (params, hist))
 
-    fns = {"forward": forward, "loss": lambda y, y_hat: ref.bce(jnp, y, y_hat), "backward": backward,
+    fns = {"forward": forward, "loss": lambda y, y_hat: ref.loss(jnp, y, y_hat, output), "backward": backward,
            "update": update, "train_chunk": train_chunk}
     return {key: jax.jit(highest(fn)) for key, fn in fns.items()}
 
@@ -77,6 +77,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     requires = ("jax", "jaxlib")
+    outputs = ("sigmoid", "softmax")
     install_hint = 'pip install "mlpbench[peers]"'
 
     def __init__(self, device=None):
@@ -110,31 +111,31 @@ class JaxBackend(Backend):
             _jax().block_until_ready(self._last)
 
     # ------------------------------------------------------------ the math
-    def _forward(self, params, X, activation):
-        acts = self._done(_compiled(activation, "sum")["forward"](params, X))
+    def _forward(self, params, X, activation, output="sigmoid"):
+        acts = self._done(_compiled(activation, "sum", output)["forward"](params, X))
         return acts[-1], [X] + list(acts)
 
-    def _backward(self, params, cache, X, y, activation, grad_reduction):
-        return self._done(_compiled(activation, grad_reduction)["backward"](params, list(cache), y))
+    def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
+        return self._done(_compiled(activation, grad_reduction, output)["backward"](params, list(cache), y))
 
     def _sgd_update(self, params, grads, lr) -> None:
         new = _compiled("relu", "sum")["update"](params, grads, np.float64(lr))
         params[:] = self._done(new)
 
-    def _loss(self, y, y_hat) -> float:
-        return float(_compiled("relu", "sum")["loss"](y, y_hat))
+    def _loss(self, y, y_hat, output="sigmoid") -> float:
+        return float(_compiled("relu", "sum", output)["loss"](y, y_hat))
 
-    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
+    def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
         # one epoch of the compiled training loop: one compilation serves step, warmup and train
-        new, hist = _compiled(activation, grad_reduction)["train_chunk"](params, X, y, np.float64(lr), np.int32(1))
+        new, hist = _compiled(activation, grad_reduction, output)["train_chunk"](params, X, y, np.float64(lr), np.int32(1))
         params[:] = self._done(new)
         return float(np.asarray(hist)[0])
 
-    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
         """All epochs in compiled ``fori_loop`` chunks; losses copied back once, divergence checked after."""
         if callback is not None:  # a per-epoch callback needs each loss on the host anyway
-            return super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
-        fn = _compiled(activation, grad_reduction)["train_chunk"]
+            return super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback, **head(output))
+        fn = _compiled(activation, grad_reduction, output)["train_chunk"]
         current, chunks, lr_ = list(params), [], np.float64(lr)
         for start in range(0, epochs, CHUNK):
             n = min(CHUNK, epochs - start)

@@ -54,7 +54,14 @@ def _dsigmoid_(torch, dz, a, t, mask):
     dz.mul_(torch.neg(a, out=t).add_(1).mul_(a))  # da * (a * (1 - a))
 
 
+def _log_softmax_(torch, z):
+    # s = z - max(z); s - log(sum(exp(s))): the reference's stable log-softmax, per row
+    z.sub_(z.amax(dim=1, keepdim=True))
+    z.sub_(torch.exp(z).sum(dim=1, keepdim=True).log_())
+
+
 _ACT = {"relu": _relu_, "tanh": _tanh_, "sigmoid": _sigmoid_}
+_HEAD = {"sigmoid": _sigmoid_, "softmax": _log_softmax_}
 _DERIV = {"relu": _drelu_, "tanh": _dtanh_, "sigmoid": _dsigmoid_}
 
 
@@ -84,6 +91,7 @@ class TorchBackend(Backend):
     requires = ("torch",)
     prior_rank = 2
     install_hint = 'pip install "mlpbench[peers]"'
+    outputs = ("sigmoid", "softmax")
 
     def __init__(self, device=None, threads=None, allow_tf32=False):
         torch = _torch()
@@ -139,16 +147,19 @@ class TorchBackend(Backend):
             _torch().cuda.synchronize(self._dev)
 
     # ------------------------------------------------------------ the math
-    def _forward_into(self, torch, params, buf, activation):
-        act, last = _ACT[activation], len(params) - 1
+    def _forward_into(self, torch, params, buf, activation, output="sigmoid"):
+        act, head, last = _ACT[activation], _HEAD[output], len(params) - 1
         for i, (W, b) in enumerate(params):
             z = torch.addmm(b, buf.acts[i], W, out=buf.acts[i + 1])
-            (_sigmoid_ if i == last else act)(torch, z)
+            (head if i == last else act)(torch, z)
         return buf.acts[-1]
 
-    def _backward_into(self, torch, params, buf, y, activation, grad_reduction):
+    def _backward_into(self, torch, params, buf, y, activation, grad_reduction, output="sigmoid"):
         deriv, acts, dz = _DERIV[activation], buf.acts, buf.dz
-        torch.sub(acts[-1], y, out=dz[-1])
+        if output == "sigmoid":
+            torch.sub(acts[-1], y, out=dz[-1])
+        else:  # softmax - onehot, from the log-probabilities
+            torch.exp(acts[-1], out=dz[-1]).sub_(y)
         if grad_reduction == "mean":
             dz[-1].div_(y.shape[0])
         for i in range(len(params) - 1, -1, -1):
@@ -169,16 +180,23 @@ class TorchBackend(Backend):
         torch.mean(l1.add_(l2), out=out)
         return out.neg_()
 
-    def _forward(self, params, X, activation):
+    def _head_loss_into(self, torch, y, one_minus_y, y_hat, scratch, out, output):
+        """The head's loss into ``out``: BCE, or -sum(y * log p) / N from the log-probabilities."""
+        if output == "sigmoid":
+            return self._loss_into(torch, y, one_minus_y, y_hat, scratch, out)
+        torch.sum(torch.mul(y, y_hat, out=scratch[0]), dim=(0, 1), out=out)
+        return out.neg_().div_(y.shape[0])
+
+    def _forward(self, params, X, activation, output="sigmoid"):
         with self._threads() as torch:
             buf = _Buffers(torch, params, X)
-            self._forward_into(torch, params, buf, activation)
+            self._forward_into(torch, params, buf, activation, output)
             return buf.acts[-1], buf.acts
 
-    def _backward(self, params, cache, X, y, activation, grad_reduction):
+    def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
         with self._threads() as torch:
             buf = _Buffers(torch, params, X, acts=cache)
-            return self._backward_into(torch, params, buf, y, activation, grad_reduction)
+            return self._backward_into(torch, params, buf, y, activation, grad_reduction, output)
 
     def _sgd_update(self, params, grads, lr) -> None:
         with self._threads():
@@ -186,13 +204,13 @@ class TorchBackend(Backend):
                 W.sub_(dW, alpha=lr)
                 b.sub_(db, alpha=lr)
 
-    def _loss(self, y, y_hat) -> float:
+    def _loss(self, y, y_hat, output="sigmoid") -> float:
         with self._threads() as torch:
             scratch = tuple(torch.empty_like(y_hat) for _ in range(3))
             out = torch.empty((), dtype=y_hat.dtype, device=y_hat.device)
-            return float(self._loss_into(torch, y, 1 - y, y_hat, scratch, out))
+            return float(self._head_loss_into(torch, y, 1 - y, y_hat, scratch, out, output))
 
-    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
         """Fused loop: preallocated buffers, losses kept on the device and copied back once.
 
         Divergence is detected after the loop (first non-finite loss), or per
@@ -203,9 +221,10 @@ class TorchBackend(Backend):
             one_minus_y = 1 - y
             hist = torch.empty(epochs, dtype=X.dtype, device=X.device)
             for epoch in range(epochs):
-                self._forward_into(torch, params, buf, activation)
-                loss = self._loss_into(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, hist[epoch])
-                grads = self._backward_into(torch, params, buf, y, activation, grad_reduction)
+                self._forward_into(torch, params, buf, activation, output)
+                loss = self._head_loss_into(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, hist[epoch],
+                                            output)
+                grads = self._backward_into(torch, params, buf, y, activation, grad_reduction, output)
                 for (W, b), (dW, db) in zip(params, grads):
                     W.sub_(dW, alpha=lr)
                     b.sub_(db, alpha=lr)

@@ -11,6 +11,12 @@ formulas are finite:
 * the BCE clip uses ``max(1e-8, finfo.epsneg)``: the lab's ``1 - 1e-8`` is
   ``1.0`` in float32, which lets ``log(1 - p)`` reach ``-inf``.
 
+The output head is ``"sigmoid"`` (the lab: one sigmoid per output, mean BCE)
+or ``"softmax"`` (categorical cross-entropy over one-hot targets). The softmax
+head's forward output is the *log*-probabilities: a stable log-softmax
+(``z - max(z)`` before ``exp``), so neither the loss nor its gradient overflows
+for any finite logits; probabilities are ``exp`` of it.
+
 Params are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)`` and
 ``b`` of shape ``(1, fan_out)``; grads have the same structure.
 """
@@ -77,18 +83,42 @@ def sigmoid_backward(xp, da, a):
 DERIVATIVES = {"relu": relu_backward, "tanh": tanh_backward, "sigmoid": sigmoid_backward}
 
 
+# ---------------------------------------------------------------- the output heads
+OUTPUTS = ("sigmoid", "softmax")
+
+
+def log_softmax(xp, z):
+    """``log(softmax(z))`` per row, stable: the row max is subtracted before ``exp``."""
+    s = z - xp.max(z, axis=1, keepdims=True)
+    return s - xp.log(xp.sum(xp.exp(s), axis=1, keepdims=True))
+
+
+def cross_entropy(xp, y, logp):
+    """Mean over samples of ``-sum_k y_k log p_k`` (one-hot ``y``), as a 0-d array of ``xp``."""
+    return -xp.sum(y * logp) / y.shape[0]
+
+
 # ---------------------------------------------------------------- the network
-def forward(xp, params, X, activation="relu"):
-    """Return ``(y_hat, activations)`` where ``activations[0] is X`` and ``activations[-1] is y_hat``."""
+def forward(xp, params, X, activation="relu", output="sigmoid"):
+    """Return ``(y_hat, activations)`` where ``activations[0] is X`` and ``activations[-1] is y_hat``.
+
+    ``y_hat`` is the sigmoid output, or the log-probabilities for ``output="softmax"``.
+    """
     act = ACTIVATIONS[activation]
+    head = sigmoid if output == "sigmoid" else log_softmax
     acts = [X]
     a = X
     last = len(params) - 1
     for i, (W, b) in enumerate(params):
         z = a @ W + b
-        a = sigmoid(xp, z) if i == last else act(xp, z)
+        a = head(xp, z) if i == last else act(xp, z)
         acts.append(a)
     return a, acts
+
+
+def probabilities(xp, y_hat, output="sigmoid"):
+    """The head's output as probabilities (``exp`` of the softmax head's log-probabilities)."""
+    return y_hat if output == "sigmoid" else xp.exp(y_hat)
 
 
 def bce(xp, y, y_hat):
@@ -103,18 +133,25 @@ def bce_loss(xp, y, y_hat) -> float:
     return float(bce(xp, y, y_hat))
 
 
-def output_error(y_hat, y, grad_reduction="sum"):
-    """dL/dz of the output layer: the lab's ``y_hat - y`` (sum), or divided by N (mean)."""
-    dz = y_hat - y
+def loss(xp, y, y_hat, output="sigmoid"):
+    """The head's loss (mean BCE, or mean categorical cross-entropy) as a 0-d array of ``xp``."""
+    return bce(xp, y, y_hat) if output == "sigmoid" else cross_entropy(xp, y, y_hat)
+
+
+def output_error(y_hat, y, grad_reduction="sum", xp=None, output="sigmoid"):
+    """dL/dz of the output layer for the summed loss: ``y_hat - y`` (the lab's, and
+    ``softmax - onehot`` for the softmax head, whose ``y_hat`` is log-probabilities),
+    divided by N under ``"mean"``."""
+    dz = (y_hat if output == "sigmoid" else xp.exp(y_hat)) - y
     if grad_reduction == "mean":
         dz = dz / y.shape[0]
     return dz
 
 
-def backward(xp, params, acts, y, activation="relu", grad_reduction="sum"):
+def backward(xp, params, acts, y, activation="relu", grad_reduction="sum", output="sigmoid"):
     """Gradients ``[(dW, db), ...]`` of the loss (summed or averaged over samples)."""
     deriv = DERIVATIVES[activation]
-    dz = output_error(acts[-1], y, grad_reduction)
+    dz = output_error(acts[-1], y, grad_reduction, xp, output)
     grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
         dW = acts[i].T @ dz
