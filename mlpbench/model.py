@@ -84,7 +84,9 @@ class MLP:
     def _train_on(self, be, X, y, kwargs):
         """Train a backend-owned copy of the params; adopt it only when training succeeds."""
         bparams = be.params_from_numpy(self._params)
-        history = be.train(bparams, be.asarray(X), be.asarray(y), **kwargs)
+        kw = dict(kwargs)
+        epochs, callback = kw.pop("epochs"), kw.pop("callback", None)
+        history = be.prepare(bparams, be.asarray(X), be.asarray(y), **kw).run(epochs, callback)
         self._params = be.params_to_numpy(bparams)
         self.history_ = history
         return history

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from ..kernels import reference as ref
-from .base import Backend, BackendUnavailable, parse_device
+from .base import Backend, BackendUnavailable, Prepared, parse_device
 
 #: epochs per compiled training call (the loss buffer's length)
 CHUNK = 8192
@@ -68,8 +68,11 @@ def _compiled(activation, grad_reduction):
         return lax.fori_loop(0, n, body, (params, hist))
 
     fns = {"forward": forward, "loss": lambda y, y_hat: ref.bce(jnp, y, y_hat), "backward": backward,
-           "update": update, "train_chunk": train_chunk}
-    return {key: jax.jit(highest(fn)) for key, fn in fns.items()}
+           "update": update, "train_chunk": train_chunk, "step": step}
+    jitted = {key: jax.jit(highest(fn)) for key, fn in fns.items()}
+    # the prepared handle's step: the old params' buffers are donated to the new ones (no copy per step)
+    jitted["step_donated"] = jax.jit(highest(step), donate_argnums=(0,))
+    return jitted
 
 
 class JaxBackend(Backend):
@@ -125,10 +128,13 @@ class JaxBackend(Backend):
         return float(_compiled("relu", "sum")["loss"](y, y_hat))
 
     def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
-        # one epoch of the compiled training loop: one compilation serves step, warmup and train
-        new, hist = _compiled(activation, grad_reduction)["train_chunk"](params, X, y, np.float64(lr), np.int32(1))
+        new, loss = _compiled(activation, grad_reduction)["step"](params, X, y, np.float64(lr))
         params[:] = self._done(new)
-        return float(np.asarray(hist)[0])
+        return float(loss)
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        """The jitted step with donated params buffers, ``lr`` already on the device."""
+        return _JaxPrepared(self, params, X, y, lr, activation, grad_reduction)
 
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         """All epochs in compiled ``fori_loop`` chunks; losses copied back once, divergence checked after."""
@@ -142,6 +148,20 @@ class JaxBackend(Backend):
             chunks.append((hist, n))
         params[:] = self._done(current)
         return self.finish(np.concatenate([np.asarray(h)[:n] for h, n in chunks] + [np.empty(0)]), params, lr)
+
+
+class _JaxPrepared(Prepared):
+    """``step()`` is one call of the compiled step; the params list's arrays are replaced (old ones donated)."""
+
+    def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
+        super().__init__(backend, params, X, y, lr, activation, grad_reduction)
+        self._fn = _compiled(activation, grad_reduction)["step_donated"]
+        self._lr = _jax().device_put(np.float64(lr), backend._dev)
+
+    def step(self) -> float:
+        new, loss = self._fn(list(self.params), self.X, self.y, self._lr)
+        self.params[:] = self.backend._done(new)
+        return float(loss)
 
 
 def _device_name(dev) -> str:

@@ -423,6 +423,22 @@ class NumbaBackend(Backend):
         with stepper.scope():
             return float(stepper.kernel(*args))
 
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        """The step kernel, its packed arguments and its compiled entry point, once (``numba_prepared``)."""
+        theta = flat_buffer(params)
+        if theta is None:  # not views of one vector: the generic handle
+            return super()._prepare(params, X, y, lr, activation, grad_reduction)
+        from ..kernels.numba_internals import compiled_entry
+        from .numba_prepared import NumbaPrepared
+
+        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
+        stepper = self._stepper(sizes, X.shape[0], X.dtype)
+        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,
+                                                                                 grad_reduction)
+        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        return NumbaPrepared(self, params, X, y, lr, activation, grad_reduction, stepper, args,
+                             compiled_entry(stepper.kernel, args))
+
     def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
         """Compile (or load from cache) the kernels for ``dtype``: ``train`` and ``step`` on this shape
         with this backend's strategy, then on a tiny shape once per strategy. Returns the seconds it took."""
