@@ -14,7 +14,26 @@ from __future__ import annotations
 
 import contextlib
 
-from .base import Prepared
+from ..params import flat_buffer
+from .base import Backend, Prepared
+
+
+def prepare(backend, params, X, y, lr, activation, grad_reduction) -> Prepared:
+    """``NumbaBackend._prepare``: a ``NumbaPrepared``, or the generic handle for params that are not
+    views of one flat vector (``params_from_numpy`` makes them so)."""
+    from ..kernels.numba_internals import compiled_entry
+    from .numba_backend import _constants, _ensure_compiled
+
+    theta = flat_buffer(params)
+    if theta is None:
+        return Backend._prepare(backend, params, X, y, lr, activation, grad_reduction)
+    sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
+    stepper = backend._stepper(sizes, X.shape[0], X.dtype)
+    args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,
+                                                                             grad_reduction)
+    _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+    return NumbaPrepared(backend, params, X, y, lr, activation, grad_reduction, stepper, args,
+                         compiled_entry(stepper.kernel, args))
 
 
 class NumbaPrepared(Prepared):
