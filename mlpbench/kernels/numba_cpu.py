@@ -507,6 +507,13 @@ def _epochs(theta, sizes, woff, boff, L, N, X, Y, acts, dbuf, lr, epochs, kind, 
     count = theta.dtype.type(N * n_out)
     Yf = Y.reshape(Y.size)
     frames, partials = np.empty(192, np.int64), np.empty(64, theta.dtype)  # pairwise-sum stacks
+    n_terms = N * n_out
+    # Few binary labels: the loss's logs as the log of products of 4 clipped probabilities (p or 1 - p,
+    # >= eps each, so a product of 4 cannot underflow even in float32): one log per 4 samples.
+    binary = n_terms < 8
+    for q in range(n_terms):
+        if Yf[q] != zero and Yf[q] != one:
+            binary = False
     for epoch in range(epochs):
         # ---- forward: z = a @ W + b summed in a register, then the activation
         ai = 0
@@ -532,7 +539,16 @@ def _epochs(theta, sizes, woff, boff, L, N, X, Y, acts, dbuf, lr, epochs, kind, 
                     acts[r + j] = z
             ai = ao
         # ---- loss (before the update), NumPy's pairwise order
-        if N * n_out <= _PW_BLOCK:  # one leaf: skip the (not inlined) tree walk
+        if binary:
+            total = -(one - one)
+            for g in range(0, n_terms, 4):
+                prod = one
+                for q in range(g, min(g + 4, n_terms)):
+                    p = acts[out_off + q]
+                    p = lo if p < lo else (hi if p > hi else p)
+                    prod *= p if Yf[q] == one else one - p
+                total += np.log(prod)
+        elif n_terms <= _PW_BLOCK:  # one leaf: skip the (not inlined) tree walk
             total = _pw_leaf(True, acts, out_off, Yf, 0, N * n_out, lo, hi, one)
         else:
             total = _pairwise(True, acts, out_off, Yf, 0, N * n_out, lo, hi, one, frames, partials)
