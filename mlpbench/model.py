@@ -114,7 +114,14 @@ class MLP:
     def _train_on(self, be, X, y, kwargs):
         """Train a backend-owned copy of the params; adopt it only when training succeeds."""
         bparams = be.params_from_numpy(self._params)
-        history = be.train(bparams, be.asarray(X), be.asarray(y), **kwargs)
+        bX, by = be.asarray(X), be.asarray(y)
+        if set(kwargs) - {"lr", "epochs", "activation", "grad_reduction", "callback"}:
+            # a softmax head or mini-batches: the contract's train (prepared handles are full-batch sigmoid)
+            history = be.train(bparams, bX, by, **kwargs)
+        else:
+            kw = dict(kwargs)
+            epochs, callback = kw.pop("epochs"), kw.pop("callback", None)
+            history = be.prepare(bparams, bX, by, **kw).run(epochs, callback)
         self._params = be.params_to_numpy(bparams)
         self.history_ = history
         return history

@@ -6,9 +6,10 @@ defaults too). Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU
 
 JAX arrays are immutable, so "in place" means the params list itself: its
 ``(W, b)`` entries are replaced (``params[i] = (W_new, b_new)``). ``train`` runs
-the epochs inside compiled ``lax.fori_loop`` calls of ``CHUNK`` epochs each
-(one call for up to ``CHUNK`` epochs): the compiled code does not depend on
-``epochs``, so ``warmup`` compiles exactly what a timed ``train`` runs.
+the epochs as one jitted ``lax.scan`` of the step per ``CHUNK`` epochs (the
+epoch count is static: one compilation per count, kept out of timings as every
+first call is). ``prepare`` returns the idiomatic best: a jitted step and a
+jitted scan whose params buffers are donated (reused in place, no copy).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import functools
 
 import numpy as np
 
+from .. import validation as v
 from ..kernels import reference as ref
-from .base import Backend, BackendUnavailable, head, parse_device
+from .base import Backend, BackendUnavailable, Prepared, head, parse_device
 
-#: epochs per compiled training call (the loss buffer's length)
+#: at most this many epochs per compiled training call (``train``; a prepared ``run`` is one call)
 CHUNK = 8192
 
 
@@ -57,19 +59,17 @@ def _compiled(activation, grad_reduction, output="sigmoid"):
         acts = forward(params, X)
         return update(params, backward(params, [X] + acts, y), lr), ref.loss(jnp, y, acts[-1], output)
 
-    def train_chunk(params, X, y, lr, n):
-        hist = jnp.full(CHUNK, jnp.nan, dtype=X.dtype)
-
-        def body(epoch, carry):
-            params, hist = carry
-            params, value = step(params, X, y, lr)
-            return params, hist.at[epoch].set(value)
-
-        return lax.fori_loop(0, n, body, (params, hist))
+    def train_scan(params, X, y, lr, n):  # n static: one compilation per epoch count
+        return lax.scan(lambda p, _: step(p, X, y, lr), params, None, length=n)
 
     fns = {"forward": forward, "loss": lambda y, y_hat: ref.loss(jnp, y, y_hat, output), "backward": backward,
-           "update": update, "train_chunk": train_chunk}
-    return {key: jax.jit(highest(fn)) for key, fn in fns.items()}
+           "update": update, "step": step}
+    jitted = {key: jax.jit(highest(fn)) for key, fn in fns.items()}
+    # the prepared handle's step: the old params' buffers are donated to the new ones (no copy per step)
+    jitted["step_donated"] = jax.jit(highest(step), donate_argnums=(0,))
+    jitted["train_scan"] = jax.jit(highest(train_scan), static_argnums=(4,))
+    jitted["train_scan_donated"] = jax.jit(highest(train_scan), static_argnums=(4,), donate_argnums=(0,))
+    return jitted
 
 
 class JaxBackend(Backend):
@@ -126,23 +126,48 @@ class JaxBackend(Backend):
         return float(_compiled("relu", "sum", output)["loss"](y, y_hat))
 
     def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
-        # one epoch of the compiled training loop: one compilation serves step, warmup and train
-        new, hist = _compiled(activation, grad_reduction, output)["train_chunk"](params, X, y, np.float64(lr), np.int32(1))
+        new, loss = _compiled(activation, grad_reduction, output)["step"](params, X, y, np.float64(lr))
         params[:] = self._done(new)
-        return float(np.asarray(hist)[0])
+        return float(loss)
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        """The jitted step with donated params buffers, ``lr`` already on the device."""
+        return _JaxPrepared(self, params, X, y, lr, activation, grad_reduction)
 
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
-        """All epochs in compiled ``fori_loop`` chunks; losses copied back once, divergence checked after."""
+        """All epochs in jitted ``lax.scan`` calls of up to ``CHUNK`` epochs; losses copied back once, divergence checked after."""
         if callback is not None:  # a per-epoch callback needs each loss on the host anyway
             return super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback, **head(output))
-        fn = _compiled(activation, grad_reduction, output)["train_chunk"]
+        fn = _compiled(activation, grad_reduction, output)["train_scan"]
         current, chunks, lr_ = list(params), [], np.float64(lr)
         for start in range(0, epochs, CHUNK):
-            n = min(CHUNK, epochs - start)
-            current, hist = fn(current, X, y, lr_, np.int32(n))
-            chunks.append((hist, n))
+            current, hist = fn(current, X, y, lr_, min(CHUNK, epochs - start))
+            chunks.append(hist)
         params[:] = self._done(current)
-        return self.finish(np.concatenate([np.asarray(h)[:n] for h, n in chunks] + [np.empty(0)]), params, lr)
+        return self.finish(np.concatenate([np.asarray(h) for h in chunks]), params, lr)
+
+
+class _JaxPrepared(Prepared):
+    """``step()`` is one call of the compiled step; the params list's arrays are replaced (old ones donated)."""
+
+    def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
+        super().__init__(backend, params, X, y, lr, activation, grad_reduction)
+        self._fn = _compiled(activation, grad_reduction)["step_donated"]
+        self._lr = _jax().device_put(np.float64(lr), backend._dev)
+
+    def step(self) -> float:
+        new, loss = self._fn(list(self.params), self.X, self.y, self._lr)
+        self.params[:] = self.backend._done(new)
+        return float(loss)
+
+    def run(self, epochs, callback=None) -> np.ndarray:
+        if callback is not None:
+            return super().run(epochs, callback)
+        epochs = v.check_epochs(epochs)
+        fn = _compiled(self.activation, self.grad_reduction)["train_scan_donated"]
+        new, hist = fn(list(self.params), self.X, self.y, self._lr, epochs)
+        self.params[:] = self.backend._done(new)
+        return self.backend.finish(np.asarray(hist), self.params, self.lr)
 
 
 def _device_name(dev) -> str:

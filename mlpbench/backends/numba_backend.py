@@ -54,7 +54,22 @@ BLOCK_ELEMS = 2**19
 # thread, BLAS on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads
 # never won in the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1),
 # so the step kernels always run BLAS on one thread.
-PARALLEL_MIN_MACS = 2**20
+#
+# That gain needs idle cores. On a shared machine (2 cores, load average 6-18
+# from other processes; prepared steps, ``measure`` rounds, p50 per step) the
+# fork/join waits on descheduled workers, and GNU OpenMP's workers spin after
+# each region against NumPy's spinning OpenBLAS pool in the same process:
+# float32 [32, 512, 1] at N=256 (4.2M MACs): 46 ms on 2 threads vs 0.35 ms on
+# one; N=1024 (17M): 20 vs 4.1 ms; N=4096, [32, 1024, 1] (138M): 42 vs 36 ms;
+# N=16384, [32, 2048, 1] float64 (1.1G): 363 vs 335 ms (same). At N=64 (1.1M
+# MACs, just above the old 2**20 bar) the same fight gave NumPy's own step a
+# p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from
+# 2**26 MACs (a ~20 ms serial step), where a lost core costs little and a free
+# one halves the time; below, one thread, which measured stable (p10-p90 of
+# 0.25-0.45 ms at N=64 under the same load).
+PARALLEL_MIN_MACS = 2**26
+# From this many MACs a serial step pins BLAS to one thread (its per-block GEMMs do not gain from two).
+PIN_MIN_MACS = 2**20
 
 
 def choose_strategy(n_samples, layer_sizes) -> str:
@@ -374,7 +389,7 @@ class NumbaBackend(Backend):
             _touch_blas(dt)
         name = "train_step_parallel" if used_threads > 1 else "train_step"
         # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-        if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PARALLEL_MIN_MACS):
+        if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PIN_MIN_MACS):
             def scope():
                 return scoped_threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
         else:
@@ -422,6 +437,12 @@ class NumbaBackend(Backend):
         _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
         with stepper.scope():
             return float(stepper.kernel(*args))
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        """The step kernel, its packed arguments and its compiled entry point, once (``numba_prepared``)."""
+        from .numba_prepared import prepare
+
+        return prepare(self, params, X, y, lr, activation, grad_reduction)
 
     def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
         """Compile (or load from cache) the kernels for ``dtype``: ``train`` and ``step`` on this shape

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from ..kernels.reference import bce_eps, sigmoid_floor
-from .base import Backend, BackendUnavailable, TrainingDiverged, parse_device
+from .base import Backend, BackendUnavailable, Prepared, TrainingDiverged, parse_device
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,6 +210,20 @@ class TorchBackend(Backend):
             out = torch.empty((), dtype=y_hat.dtype, device=y_hat.device)
             return float(self._head_loss_into(torch, y, 1 - y, y_hat, scratch, out, output))
 
+    def _epoch(self, torch, params, buf, y, one_minus_y, lr, activation, grad_reduction, out, output="sigmoid"):
+        """One epoch into ``buf``: the loss (before the update) written to ``out``, params updated in place."""
+        self._forward_into(torch, params, buf, activation, output)
+        loss = self._head_loss_into(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, out, output)
+        grads = self._backward_into(torch, params, buf, y, activation, grad_reduction, output)
+        for (W, b), (dW, db) in zip(params, grads):
+            W.sub_(dW, alpha=lr)
+            b.sub_(db, alpha=lr)
+        return loss
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        """Buffers, ``1 - y`` and the loss slot allocated once: ``step()`` is the epoch's ops alone."""
+        return _TorchPrepared(self, params, X, y, lr, activation, grad_reduction)
+
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
         """Fused loop: preallocated buffers, losses kept on the device and copied back once.
 
@@ -221,13 +235,8 @@ class TorchBackend(Backend):
             one_minus_y = 1 - y
             hist = torch.empty(epochs, dtype=X.dtype, device=X.device)
             for epoch in range(epochs):
-                self._forward_into(torch, params, buf, activation, output)
-                loss = self._head_loss_into(torch, y, one_minus_y, buf.acts[-1], buf.loss_scratch, hist[epoch],
-                                            output)
-                grads = self._backward_into(torch, params, buf, y, activation, grad_reduction, output)
-                for (W, b), (dW, db) in zip(params, grads):
-                    W.sub_(dW, alpha=lr)
-                    b.sub_(db, alpha=lr)
+                loss = self._epoch(torch, params, buf, y, one_minus_y, lr, activation, grad_reduction, hist[epoch],
+                                   output)
                 if callback is not None:
                     value = float(loss)
                     if not np.isfinite(value):
@@ -236,3 +245,21 @@ class TorchBackend(Backend):
                     callback(epoch + 1, value)
             history = self.to_numpy(hist)
         return self.finish(history, params, lr)
+
+
+class _TorchPrepared(Prepared):
+    """A fit's buffers made once (in inference mode: no autograd bookkeeping); ``step()`` runs one epoch."""
+
+    def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
+        super().__init__(backend, params, X, y, lr, activation, grad_reduction)
+        with backend._threads() as torch, torch.inference_mode():
+            self._buf = _Buffers(torch, params, X)
+            self._one_minus_y = 1 - y
+            self._out = torch.empty((), dtype=X.dtype, device=X.device)
+        self._torch = torch
+
+    def step(self) -> float:
+        be, torch = self.backend, self._torch
+        with be._threads(), torch.inference_mode():
+            return float(be._epoch(torch, self.params, self._buf, self.y, self._one_minus_y, self.lr,
+                                   self.activation, self.grad_reduction, self._out))
