@@ -1,8 +1,8 @@
 """JAX peer: the reference math with manual gradients (no ``jax.grad``), jitted.
 
-Constructing ``JaxBackend`` turns on ``jax_enable_x64``: float64 needs it, and it
-is a process-wide JAX setting (other JAX code in the process then sees 64-bit
-defaults too). Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU).
+float64 needs ``jax_enable_x64``, a process-wide JAX setting: every call into
+JAX here runs inside ``_x64()``, which turns it on for that call and restores
+the caller's value after, so the user's own JAX code never sees it changed. Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU).
 
 JAX arrays are immutable, so "in place" means the params list itself: its
 ``(W, b)`` entries are replaced (``params[i] = (W_new, b_new)``). ``train`` runs
@@ -13,6 +13,7 @@ the epochs inside compiled ``lax.fori_loop`` calls of ``CHUNK`` epochs each
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -29,6 +30,29 @@ def _jax():
     import jax
 
     return jax
+
+
+@contextlib.contextmanager
+def _x64():
+    """``jax_enable_x64`` on for the block, the caller's value restored after (not process-wide)."""
+    config = _jax().config
+    before = bool(config.jax_enable_x64)
+    if not before:
+        config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        if not before:
+            config.update("jax_enable_x64", False)
+
+
+def _scoped(method):
+    """Run a backend method with x64 on (see ``_x64``)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _x64():
+            return method(*args, **kwargs)
+    return wrapper
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,7 +106,6 @@ class JaxBackend(Backend):
     def __init__(self, device=None):
         jax = _jax()
         kind, index = parse_device(device, ("cpu", "cuda", "gpu")) if device is not None else ("", None)
-        jax.config.update("jax_enable_x64", True)  # process-wide: float64 needs it
         try:
             devices = jax.devices("gpu" if kind in ("cuda", "gpu") else kind or None)
         except RuntimeError as exc:
@@ -98,38 +121,47 @@ class JaxBackend(Backend):
         return result
 
     # ------------------------------------------------------------ plumbing
+    @_scoped
     def asarray(self, a):
         return self._done(_jax().device_put(np.array(a, copy=True, order="C"), self._dev))
 
+    @_scoped
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
 
+    @_scoped
     def synchronize(self) -> None:
         """Block until the last result this backend produced is computed (JAX dispatch is async)."""
         if self._last is not None:
             _jax().block_until_ready(self._last)
 
     # ------------------------------------------------------------ the math
+    @_scoped
     def _forward(self, params, X, activation):
         acts = self._done(_compiled(activation, "sum")["forward"](params, X))
         return acts[-1], [X] + list(acts)
 
+    @_scoped
     def _backward(self, params, cache, X, y, activation, grad_reduction):
         return self._done(_compiled(activation, grad_reduction)["backward"](params, list(cache), y))
 
+    @_scoped
     def _sgd_update(self, params, grads, lr) -> None:
         new = _compiled("relu", "sum")["update"](params, grads, np.float64(lr))
         params[:] = self._done(new)
 
+    @_scoped
     def _loss(self, y, y_hat) -> float:
         return float(_compiled("relu", "sum")["loss"](y, y_hat))
 
+    @_scoped
     def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
         # one epoch of the compiled training loop: one compilation serves step, warmup and train
         new, hist = _compiled(activation, grad_reduction)["train_chunk"](params, X, y, np.float64(lr), np.int32(1))
         params[:] = self._done(new)
         return float(np.asarray(hist)[0])
 
+    @_scoped
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         """All epochs in compiled ``fori_loop`` chunks; losses copied back once, divergence checked after."""
         if callback is not None:  # a per-epoch callback needs each loss on the host anyway
