@@ -7,9 +7,10 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
 1. candidates not available here, or whose ``strategy_applies`` rule says no,
    are dropped (with their reason);
 2. each remaining one must pass ``parity.probe`` on the fit's shape;
-3. its **first call** (construction, the probe, one prepared ``run``: imports,
-   JIT compilation, on-disk cache loads, GPU context) is timed APART from the
-   timing budget and remembered per candidate for this process (``paid``);
+3. its **first call** (construction and one prepared ``run``, what a fit pays:
+   imports, JIT compilation, on-disk cache loads, GPU context) is timed APART
+   from the timing budget and remembered per candidate for this process
+   (``paid``); the parity probe follows it (nothing is timed before it passes);
 4. the survivors are timed together by the measurement engine
    (``measure.measure``, interleaved rounds, ``control=False``) through the
    contract's prepared path (``prepare(...).run(k)``); the budget
@@ -226,16 +227,18 @@ def _subject(cand, backend, handle, k):
 
 
 def _load(cand, layer_sizes, n_samples, n_cal, dtype, activation, k):
-    """``(backend, handle, first-call seconds)``: built, probed for parity, prepared and run once."""
+    """``(backend, handle, first-call seconds)``: built, prepared and run once (the first call a fit would
+    pay: imports, JIT compile or cache load, context), then probed for parity (decision overhead, not counted)."""
     t0 = time.perf_counter()
     backend = cand.make()
-    ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
-    if not ok:
-        raise _ParityFailure(failure)
     handle = _handle(backend, layer_sizes, n_cal, dtype, activation)
     handle.run(k)
     backend.synchronize()
-    return backend, handle, time.perf_counter() - t0
+    first = time.perf_counter() - t0
+    ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
+    if not ok:
+        raise _ParityFailure(failure)
+    return backend, handle, first
 
 
 class _ParityFailure(Exception):
@@ -271,13 +274,10 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         if not applies(cand, n_samples, sizes, dtype):
             d.rejected[lab] = "not suited to this size (the backend's strategy_applies rule)"
             continue
-        if epochs is not None and lab not in _PAID and specs:
-            best = min(specs, key=d.total_s)
-            floor = LOAD_FLOOR_S
-            if floor >= d.total_s(best):
-                d.untimed[lab] = (f"its first call (>= {floor:.2g} s) costs more than the whole fit on {best} "
-                                  f"({d.total_s(best):.2g} s)")
-                continue
+        why = _not_worth_loading(cand, d, specs, refining=bool(known["measured"])) if epochs is not None else None
+        if why:
+            d.untimed[lab] = why
+            continue
         try:
             backend, handle, first = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
         except _ParityFailure as exc:
@@ -310,6 +310,29 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
     return d
 
 
+def _imported(cand) -> bool:
+    return backend_class(cand.name).requires[0] in sys.modules
+
+
+def _not_worth_loading(cand, d, specs, refining):
+    """Why ``cand`` (not loaded in this process yet) cannot pay off for this fit, or None.
+
+    It cannot win when even ``LOAD_FLOOR_S`` (its cheapest possible first
+    call) exceeds the whole fit on the best candidate so far. Refining a cached
+    decision never imports a package for it: the cost is unknown and the user
+    asked for a fit, not a tuning run (``mlpbench tune`` times everything).
+    """
+    if cand.label in _PAID or not specs:
+        return None
+    if refining and not _imported(cand):
+        return f"not loaded: {backend_class(cand.name).requires[0]} is not imported (time it with mlpbench tune)"
+    best = min(specs, key=d.total_s)
+    if LOAD_FLOOR_S >= d.total_s(best):
+        return (f"its first call (>= {LOAD_FLOOR_S:.2g} s) costs more than the whole fit on {best} "
+                f"({d.total_s(best):.2g} s)")
+    return None
+
+
 def _prior(cand, n_samples, layer_sizes):
     """Loading order: what is already imported (cheap to try) and usually fast for this size first.
 
@@ -337,7 +360,7 @@ def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
         lab = cand.label
         if lab in entry["measured"] or lab in entry["rejected"] or not applies(cand, n_samples, layer_sizes, dtype):
             continue
-        if (0.0 if lab in _PAID else LOAD_FLOOR_S) < best:
+        if lab in _PAID or (_imported(cand) and LOAD_FLOOR_S < best):
             return True
     return False
 
