@@ -87,7 +87,7 @@ class Decision:
     epochs: int | None = None
     untimed: dict = field(default_factory=dict)  # label -> why it was not timed (it could not win this fit)
     margin: float = stats.MARGIN_FLOOR
-    verdicts: dict = field(default_factory=dict)  # label -> the engine's verdict against the first timed candidate
+    verdicts: dict = field(default_factory=dict)  # label -> the engine's verdict against the first candidate timed
     paid: frozenset = frozenset()  # labels whose first call was already paid when the decision was made
 
     @property
@@ -120,7 +120,9 @@ class Decision:
         head = self._says(best.label)
         head = best.label + ": " + head.split(" ", 1)[1]
         if rivals:
-            head += " vs " + ", ".join(self._says(lab) + (" (same)" if self.verdicts.get(lab) == "same" else "")
+            lead = self.total_s(best.label)
+            head += " vs " + ", ".join(self._says(lab) + (" (same, within the noise floor)" if
+                                                          self.total_s(lab) <= lead * (1 + self.margin) else "")
                                        for lab in rivals.values())
         else:
             head += ", the only validated candidate"

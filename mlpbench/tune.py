@@ -16,8 +16,8 @@ from .cases import DTYPES, sweep
 from .fileio import atomic_write
 from .validation import check_activation, parse_list
 
-#: budget per shape when tuning ahead of time (imports and JIT of every backend included)
-TUNE_BUDGET_S = 10.0
+#: seconds of timing rounds per candidate and shape when tuning ahead of time (first calls not counted)
+TUNE_BUDGET_S = 1.0
 #: pause before each measured candidate when tuning or checking (a spinning thread pool goes idle)
 SETTLE_S = 0.2
 
@@ -27,7 +27,7 @@ def add_tune(sub):
     p.add_argument("--preset", default="standard", help="quick | standard | full | gpu (default standard)")
     p.add_argument("--dtype", default=None, type=A.choice_list(DTYPES), help="float64,float32 (default: the preset's)")
     p.add_argument("--activation", default="relu")
-    p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of calibration per shape (default {TUNE_BUDGET_S:g})")
+    p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of timing per candidate and shape, > 0 (default {TUNE_BUDGET_S:g}; first calls apart)")
     p.add_argument("--show", action="store_true", help="print the cached decisions")
     p.add_argument("--clear", action="store_true", help="delete the cache")
     p.add_argument("--check", action="store_true",

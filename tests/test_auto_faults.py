@@ -227,6 +227,10 @@ def test_jax_backend_scopes_x64():
     be.warmup([2, 4, 1], 4, "float64")
     assert not jax.config.jax_enable_x64
     assert jax.numpy.ones(2).dtype == np.float32
+    seen = []
+    X, y = datasets.load("and")
+    MLP().fit(X, y, epochs=3, backend="jax", callback=lambda e, loss: seen.append(jax.numpy.ones(1).dtype))
+    assert seen == [np.float32] * 3  # the user's callback sees the user's setting
 
 
 def test_break_even_reason_names_the_numbers_and_ties_are_stable():

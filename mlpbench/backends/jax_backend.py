@@ -33,25 +33,34 @@ def _jax():
 
 
 @contextlib.contextmanager
-def _x64():
-    """``jax_enable_x64`` on for the block, the caller's value restored after (not process-wide)."""
+def _x64(value=True):
+    """``jax_enable_x64`` set to ``value`` for the block, the previous value restored after (not process-wide);
+    yields the previous value."""
     config = _jax().config
     before = bool(config.jax_enable_x64)
-    if not before:
-        config.update("jax_enable_x64", True)
+    if before != value:
+        config.update("jax_enable_x64", value)
     try:
-        yield
+        yield before
     finally:
-        if not before:
-            config.update("jax_enable_x64", False)
+        if before != value:
+            config.update("jax_enable_x64", before)
+
+
+#: the callers' x64 values of the scoped calls in progress (innermost last)
+_CALLER_X64 = [False]
 
 
 def _scoped(method):
     """Run a backend method with x64 on (see ``_x64``)."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with _x64():
-            return method(*args, **kwargs)
+        with _x64() as before:
+            _CALLER_X64.append(before if len(_CALLER_X64) == 1 else _CALLER_X64[-1])
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _CALLER_X64.pop()
     return wrapper
 
 
@@ -165,7 +174,12 @@ class JaxBackend(Backend):
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
         """All epochs in compiled ``fori_loop`` chunks; losses copied back once, divergence checked after."""
         if callback is not None:  # a per-epoch callback needs each loss on the host anyway
-            return super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
+            caller = _CALLER_X64[-1]
+
+            def user(epoch, loss):  # the user's code runs with the user's x64 setting
+                with _x64(caller):
+                    callback(epoch, loss)
+            return super()._train(params, X, y, lr, epochs, activation, grad_reduction, user)
         fn = _compiled(activation, grad_reduction)["train_chunk"]
         current, chunks, lr_ = list(params), [], np.float64(lr)
         for start in range(0, epochs, CHUNK):
