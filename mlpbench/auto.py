@@ -96,7 +96,12 @@ class Decision:
         return bool(self.untimed)
 
     def total_s(self, label) -> float:
-        """Expected seconds of the fit on ``label``: unpaid first call + epochs x seconds per epoch."""
+        """Expected seconds of the fit on ``label``: unpaid first call + epochs x seconds per epoch.
+
+        With ``epochs`` None (no fit in view: ``mlpbench tune``), the seconds per epoch alone.
+        """
+        if self.epochs is None:
+            return self.seconds_per_epoch[label]
         load = 0.0 if label in self.paid else self.first_call_s.get(label, 0.0)
         return load + (self.epochs or 0) * self.seconds_per_epoch[label]
 

@@ -313,3 +313,12 @@ def test_unreadable_and_unwritable_caches_warn_once_even_as_root(isolated_cache,
     mine = [w for w in caught if "cannot be used" in str(w.message)]
     assert len(mine) == 1 and "Permission denied" in str(mine[0].message)
     assert d[0].ranking and d[1].cached
+
+
+def test_without_epochs_the_ranking_is_by_seconds_per_epoch():
+    d = auto.Decision([], {"a": 3e-6, "b": 1e-6}, {}, (4, (2, 4, 1)), first_call_s={"a": 0.0, "b": 5.0},
+                      paid=frozenset("ab"))
+    assert [c.label for c in auto.rank(d, {lab: BackendSpec(lab) for lab in "ab"})] == ["b", "a"]
+    d.epochs = 10
+    d.paid = frozenset()
+    assert [c.label for c in auto.rank(d, {lab: BackendSpec(lab) for lab in "ab"})] == ["a", "b"]
