@@ -30,8 +30,7 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
    first-call seconds, rejections), never the pick, so a fit with other
    ``epochs`` decides again from the same numbers.
 
-``choose`` returns the whole ranking, so ``MLP.fit`` can fall back to the next
-candidate when the first one fails at run time (out of memory, CUDA error).
+``choose`` returns the whole ranking: ``MLP.fit`` falls back down it when a backend fails at run time.
 """
 
 from __future__ import annotations
@@ -183,10 +182,7 @@ def rank(decision, specs) -> list:
 
 
 def _prior_rank(spec) -> int:
-    try:
-        return backend_class(spec.name).prior_rank
-    except Exception:
-        return 99
+    return backend_class(spec.name).prior_rank if spec.name in backend_names() else 99
 
 
 # ---------------------------------------------------------------- candidates
@@ -249,7 +245,7 @@ def _load(cand, layer_sizes, n_samples, n_cal, dtype, activation, k):
 
 
 class _ParityFailure(Exception):
-    pass
+    """A candidate's parity probe failed (its message says which tensor)."""
 
 
 def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None,
@@ -259,9 +255,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
     Candidates measured in ``known`` are not timed again. With ``epochs`` None
     every applicable candidate is timed (``mlpbench tune``).
     """
-    t0 = time.perf_counter()
-    sizes = list(layer_sizes)
-    n_cal = min(int(n_samples), CAL_MAX_ROWS)
+    t0, sizes, n_cal = time.perf_counter(), list(layer_sizes), min(int(n_samples), CAL_MAX_ROWS)
     k = epochs_per_call(n_cal, sizes)
     found, rejected = candidates(names)
     known = known or {"measured": {}, "rejected": {}, "untimed": {}, "margin": stats.MARGIN_FLOOR}
@@ -318,7 +312,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
 
 
 def _imported(cand) -> bool:
-    return backend_class(cand.name).requires[0] in sys.modules
+    return backend_class(cand.name).requires[0] in sys.modules  # its package: imported in this process
 
 
 def _not_worth_loading(cand, d, specs, refining):
@@ -385,8 +379,7 @@ def choose(n_samples, layer_sizes, dtype, activation="relu", *, epochs=None, bud
         raise ValueError(f"epochs must be a positive int or None; got {epochs!r}")
     if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
         raise ValueError(f"budget_s must be a number of seconds > 0; got {budget_s!r}")
-    t0 = time.perf_counter()
-    cache = cache or shared_cache(cache_path())
+    t0, cache = time.perf_counter(), cache or shared_cache(cache_path())
     key = cache_key(n_samples, layer_sizes, dtype, activation)
     if names is not None:
         key += "|only " + ",".join(sorted(names))
