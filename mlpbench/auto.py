@@ -1,91 +1,188 @@
-"""``backend="auto"``: the fastest backend that passes parity here, measured once and remembered.
+"""``backend="auto"``: the backend that finishes THIS fit first, among those that pass parity here.
 
-A *candidate* is a ``BackendSpec`` (a backend name plus options), one per strategy the backend
-offers (``numba[loop]`` and ``numba[step]`` are separate candidates). For a
-fit of a given shape, dtype and activation:
+A *candidate* is a ``BackendSpec`` (a backend name plus options), one per
+strategy the backend offers (``numba[loop]`` and ``numba[step]`` are separate
+candidates). For a fit of a given shape, dtype, activation and ``epochs``:
 
-1. candidates that are not available here are dropped (with their reason);
-2. each remaining one must pass ``parity.probe`` on the fit's shape: a backend
-   that fails parity is never chosen;
-3. each survivor is timed per epoch over a few warmed-up epochs of ``train``
-   (warm-up excluded), in a fixed order, until the time budget is spent;
-4. the ranking is cached on disk under a key of machine fingerprint, package
-   versions, dtype, activation and a power-of-two shape bucket.
+1. candidates not available here, or whose ``strategy_applies`` rule says no,
+   are dropped (with their reason);
+2. each remaining one must pass ``parity.probe`` on the fit's shape;
+3. its **first call** (construction and one prepared ``run``, what a fit pays:
+   imports, JIT compilation, on-disk cache loads, GPU context) is timed APART
+   from the timing budget and remembered per candidate for this process
+   (``paid``); the parity probe follows it (nothing is timed before it passes);
+4. the survivors are timed together by the measurement engine
+   (``measure.measure``, interleaved rounds, ``control=False``) through the
+   contract's prepared path (``prepare(...).run(k)``); the budget
+   (``budget_s``, default ``DEFAULT_BUDGET_S``) is seconds of rounds PER
+   candidate; the statistic is each subject's median seconds per epoch;
+5. **break-even**: the expected time of the fit asked for is the first-call
+   cost (when this process has not paid it yet) + ``epochs`` x seconds per
+   epoch; the ranking sorts by it. A candidate that still has to load is not
+   loaded when even its cheapest first call (the cached one, else
+   ``LOAD_FLOOR_S``) costs more than the best candidate's whole fit: it cannot
+   win this fit. Such a decision is **provisional** (it says so): used, never
+   final, refined by a later fit that it could win, or by ``mlpbench tune``;
+6. **ties**: candidates whose expected times differ by less than the
+   engine's margin (its noise floor; verdict ``same``) are ordered by the
+   backend's ``prior_rank``, then by label, so two processes agree;
+7. the cache (``auto_cache``) stores the measurements (seconds per epoch,
+   first-call seconds, rejections), never the pick, so a fit with other
+   ``epochs`` decides again from the same numbers.
 
-``choose`` returns the whole ranking, so ``MLP.fit`` can fall back to the next
-candidate when the first one fails at run time (out of memory, CUDA error).
+``choose`` returns the whole ranking: ``MLP.fit`` falls back down it when a backend fails at run time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.metadata
-import sys
-import json
 import logging
-import os
+import math
+import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import parity
-from .backends import BackendSpec, availability, backend_class, backend_names, packages
-from .fileio import atomic_write
-from .machine import cpu_model
+from . import measure, parity, stats
+from .auto_cache import SCHEMA, Cache, bucket, cache_dir, cache_key, cache_path, fingerprint, shared_cache  # noqa: F401
+from .backends import BackendSpec, availability, backend_class, backend_names
 from .params import init_params, macs
 
 log = logging.getLogger("mlpbench.auto")
 
-SCHEMA = "mlpbench.auto/1"
-#: seconds the first uncached decision may spend (imports, JIT, probes and timing included)
-DEFAULT_BUDGET_S = 0.5
-#: seconds one timed sample lasts at least (tiny nets: many epochs per call)
-MIN_TIMED_S = 0.02
-#: calibration runs on at most this many rows: the per-epoch cost is linear in N beyond it, and the
-#: first decision must stay within its budget even where one full epoch takes longer than that
+#: seconds of timing rounds per candidate (first calls are not counted)
+DEFAULT_BUDGET_S = 0.1
+#: seconds one timed sample lasts at least (calls are batched by the engine)
+MIN_TIMED_S = 0.002
+#: confidence of the engine's intervals (6 rounds at least)
+CONFIDENCE = 0.95
+#: timing runs on at most this many rows: the per-epoch cost is linear in N beyond it
 CAL_MAX_ROWS = 2048
-#: pause between the parity probes and the timing (see ``calibrate``)
-PROBE_SETTLE_S = 0.1
-#: share of the budget the parity probes may start in (the rest is for settling and timing)
-PROBE_SHARE = 0.4
+#: epochs per timed call: about this many multiply-adds, between 1 and 256 epochs (tiny nets: many per call)
+CALL_MACS = 100_000
+#: the least a first call that has not been measured yet is assumed to cost (import + probe + compile or
+#: cache load): measured here from 0.3 s (numba, warm on-disk cache) to 14 s (numba cold), jax 1.6 s, torch 1.9 s
+LOAD_FLOOR_S = 0.05
+
+#: label -> seconds of its first call, for every candidate loaded in this process
+_PAID: dict = {}
+
+
+def paid() -> dict:
+    """``{label: seconds}`` of the first calls this process has already paid."""
+    return dict(_PAID)
 
 
 @dataclass
 class Decision:
-    ranking: list  # [BackendSpec], fastest first
+    ranking: list  # [BackendSpec], the fit's expected time, fastest first
     seconds_per_epoch: dict  # label -> s/epoch
-    rejected: dict = field(default_factory=dict)  # label -> why it was not ranked
+    rejected: dict = field(default_factory=dict)  # label -> why it cannot be used
     shape: tuple = ()
     cached: bool = False
-    cost_s: float = 0.0
+    cost_s: float = 0.0  # seconds this decision took (first calls included)
+    first_call_s: dict = field(default_factory=dict)  # label -> seconds of its first call (this process or cached)
+    epochs: int | None = None
+    untimed: dict = field(default_factory=dict)  # label -> why it was not timed (it could not win this fit)
+    margin: float = stats.MARGIN_FLOOR
+    verdicts: dict = field(default_factory=dict)  # label -> the engine's verdict against the first candidate timed
+    paid: frozenset = frozenset()  # labels whose first call was already paid when the decision was made
+
+    @property
+    def provisional(self) -> bool:
+        """Some applicable candidate was not timed: the decision is used, but refined later."""
+        return bool(self.untimed)
+
+    def total_s(self, label) -> float:
+        """Expected seconds of the fit on ``label``: unpaid first call + epochs x seconds per epoch.
+
+        With ``epochs`` None (no fit in view: ``mlpbench tune``), the seconds per epoch alone.
+        """
+        if self.epochs is None:
+            return self.seconds_per_epoch[label]
+        load = 0.0 if label in self.paid else self.first_call_s.get(label, 0.0)
+        return load + (self.epochs or 0) * self.seconds_per_epoch[label]
+
+    def _says(self, label) -> str:
+        us = _us(self.seconds_per_epoch[label])
+        if self.epochs is None:
+            return f"{label} {us}/epoch"
+        load = "" if label in self.paid else f" + {self.first_call_s.get(label, 0.0):.2g} s load"
+        return f"{label} {us}/epoch x {self.epochs}{load}"
 
     @property
     def reason(self) -> str:
-        """E.g. ``numba[loop]: 212x faster than numpy, 7x faster than jax at N=4, [2, 4, 1]``."""
+        """E.g. ``numba[loop]: 0.2 us/epoch x 5000 + 0.8 s load vs numpy 40 us/epoch x 5000 at N=4, [2, 4, 1]``."""
         if not self.ranking:
             return "no candidate passed parity and timing"
         best = self.ranking[0]
-        t = self.seconds_per_epoch
-        rivals = {}  # fastest candidate of every other backend
+        rivals = {}  # the first candidate of every other backend
         for c in self.ranking[1:]:
             if c.name != best.name and c.name not in rivals:
                 rivals[c.name] = c.label
-        parts = [f"{t[lab] / t[best.label]:.3g}x faster than {lab}" for lab in rivals.values()]
+        head = self._says(best.label)
+        head = best.label + ": " + head.split(" ", 1)[1]
+        if rivals:
+            lead = self.total_s(best.label)
+            head += " vs " + ", ".join(self._says(lab) + (" (same, within the noise floor)" if
+                                                          self.total_s(lab) <= lead * (1 + self.margin) else "")
+                                       for lab in rivals.values())
+        else:
+            head += ", the only validated candidate"
         n, sizes = self.shape
-        head = f"{best.label}: " + (", ".join(parts) if parts else "the only validated candidate")
-        return f"{head} at N={n}, {list(sizes)}" + (" (cached)" if self.cached else "")
+        text = f"{head} at N={n}, {list(sizes)}"
+        if self.provisional:
+            text += "; provisional: not timed " + ", ".join(sorted(self.untimed))
+        return text + (" (cached)" if self.cached else "")
 
-    def to_json(self):
-        return {"ranking": [c.to_json() for c in self.ranking], "seconds_per_epoch": self.seconds_per_epoch,
-                "rejected": self.rejected, "shape": [self.shape[0], list(self.shape[1])], "created": time.time()}
+    def to_json(self) -> dict:
+        """The cache entry: measurements only, never the pick."""
+        specs = {c.label: c for c in self.ranking}
+        measured = {lab: {"backend": specs[lab].to_json(), "seconds_per_epoch": s,
+                          "first_call_s": self.first_call_s.get(lab, 0.0)}
+                    for lab, s in self.seconds_per_epoch.items() if lab in specs}
+        return {"shape": [int(self.shape[0]), [int(s) for s in self.shape[1]]], "measured": measured,
+                "rejected": dict(self.rejected), "untimed": dict(self.untimed), "margin": float(self.margin),
+                "created": time.time()}
 
     @classmethod
-    def from_json(cls, d):
-        return cls([BackendSpec.from_json(c) for c in d["ranking"]], dict(d["seconds_per_epoch"]),
-                   dict(d.get("rejected", {})), (d["shape"][0], tuple(d["shape"][1])), cached=True)
+    def from_json(cls, entry, epochs=None, paid_now=frozenset()) -> "Decision":
+        """A decision from a checked cache entry, ranked for ``epochs`` (None: by seconds per epoch)."""
+        m = entry["measured"]
+        specs = [BackendSpec.from_json(x["backend"]) for x in m.values()]
+        d = cls([], {lab: float(x["seconds_per_epoch"]) for lab, x in m.items()}, dict(entry["rejected"]),
+                (entry["shape"][0], tuple(entry["shape"][1])), cached=True,
+                first_call_s={lab: float(x["first_call_s"]) for lab, x in m.items()}, epochs=epochs,
+                untimed=dict(entry["untimed"]), margin=float(entry["margin"]), paid=frozenset(paid_now))
+        d.ranking = rank(d, dict(zip(m, specs)))
+        return d
+
+
+def _us(seconds) -> str:
+    return f"{seconds * 1e6:.3g} us" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms"
+
+
+def rank(decision, specs) -> list:
+    """``specs`` (label -> BackendSpec, the timed ones) ordered by the fit's expected time; ties made stable.
+
+    Starting from the fastest, every candidate within ``decision.margin`` of
+    it (the engine's noise floor: it would call them ``same``) forms a group
+    ordered by ``prior_rank``, then label; then the next group.
+    """
+    labels = sorted(specs, key=decision.total_s)
+    out = []
+    while labels:
+        lead = decision.total_s(labels[0])
+        group = [lab for lab in labels if decision.total_s(lab) <= lead * (1 + decision.margin)]
+        group.sort(key=lambda lab: (_prior_rank(specs[lab]), lab))
+        out += [specs[lab] for lab in group]
+        labels = [lab for lab in labels if lab not in group]
+    return out
+
+
+def _prior_rank(spec) -> int:
+    return backend_class(spec.name).prior_rank if spec.name in backend_names() else 99
 
 
 # ---------------------------------------------------------------- candidates
@@ -113,222 +210,132 @@ def applies(cand: BackendSpec, n_samples, layer_sizes, dtype) -> bool:
     return strategy is None or bool(rule(strategy, n_samples, list(layer_sizes), np.dtype(dtype).name))
 
 
-# ---------------------------------------------------------------- cache
-def cache_dir() -> str:
-    root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))  # '~/x' is the user's home, as in a shell
-    if not root:
-        base = os.path.expanduser(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"))
-        root = os.path.join(base, "mlpbench")
-    return root
+# ---------------------------------------------------------------- timing
+def epochs_per_call(n_samples, layer_sizes) -> int:
+    """Epochs per timed call: about ``CALL_MACS`` multiply-adds, 1 to 256 epochs."""
+    return int(min(256, max(1, CALL_MACS // max(1, macs(n_samples, layer_sizes)))))
 
 
-def cache_path() -> str:
-    return os.path.join(cache_dir(), "auto.json")
-
-
-@functools.lru_cache(maxsize=None)
-def fingerprint() -> str:
-    """CPU model, cores, GPU names (read from /proc, no CUDA import) and the registered backends' package versions."""
-    cpu = cpu_model()
-    gpus = []
-    root = "/proc/driver/nvidia/gpus"
-    with contextlib.suppress(OSError):
-        for d in sorted(os.listdir(root)):
-            with open(os.path.join(root, d, "information")) as f:
-                gpus += [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("Model")]
-    versions = []
-    for pkg in dict.fromkeys(("mlpbench", *packages(distributions=True), *packages())):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions.append(f"{pkg}={importlib.metadata.version(pkg)}")
-    return f"{cpu}|{os.cpu_count()} cores|{','.join(gpus) or 'no gpu'}|{' '.join(versions)}"
-
-
-def bucket(n: int) -> int:
-    """The power of two at or above ``n``."""
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
-def cache_key(n_samples, layer_sizes, dtype, activation) -> str:
-    shape = "x".join(str(bucket(s)) for s in layer_sizes)
-    return f"{fingerprint()}|{np.dtype(dtype).name}|{activation}|N{bucket(n_samples)}|{shape}"
-
-
-class Cache:
-    """The on-disk decisions: one JSON file, written atomically under a lock."""
-
-    def __init__(self, path=None):
-        self.path = path or cache_path()
-        self._entries = None
-        self._mtime = None
-
-    def _read(self) -> dict:
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            return {}
-        if self._entries is not None and mtime == self._mtime:
-            return self._entries
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-            if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
-                warnings.warn(f"ignoring mlpbench auto cache {self.path}: written by another version "
-                              f"(schema {data.get('schema') if isinstance(data, dict) else None!r}); it will be rebuilt",
-                              RuntimeWarning, stacklevel=3)
-                entries = {}
-            else:
-                entries = data["entries"]
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            warnings.warn(f"ignoring corrupt mlpbench auto cache {self.path} ({exc}); it will be rebuilt",
-                          RuntimeWarning, stacklevel=3)
-            entries = {}
-        self._entries, self._mtime = entries, mtime
-        return entries
-
-    def get(self, key):
-        entry = self._read().get(key)
-        if entry is None:
-            return None
-        try:
-            return Decision.from_json(entry)
-        except (KeyError, TypeError, ValueError, IndexError):
-            return None
-
-    def put(self, key, decision: Decision) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with _locked(self.path + ".lock"):
-            self._entries = None  # re-read under the lock: other processes may have written
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # already warned on the read path
-                entries = dict(self._read())
-            entries[key] = decision.to_json()
-            _atomic_write_json(self.path, {"schema": SCHEMA, "entries": entries})
-            self._entries = None
-
-    def entries(self) -> dict:
-        return dict(self._read())
-
-    def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        self._entries = None
-
-
-@functools.lru_cache(maxsize=None)
-def shared_cache(path) -> Cache:
-    """One ``Cache`` per file for the process, so its in-memory copy serves repeated decisions."""
-    return Cache(path)
-
-
-@contextlib.contextmanager
-def _locked(path):
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: atomic replace still keeps the file valid
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _atomic_write_json(path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True))
-
-
-# ---------------------------------------------------------------- calibration
-def _time_per_epoch(backend, layer_sizes, n_samples, dtype, activation, deadline, samples=3) -> float:
-    """Seconds per epoch of ``backend.train`` on this shape, warm-up excluded.
-
-    The minimum over ``samples`` timed calls: on a shared 2-core machine a
-    sample can only be slowed down (another process, or a thread pool still
-    spinning from the previous candidate), never sped up.
-    """
+def _handle(backend, layer_sizes, n_samples, dtype, activation):
+    """A prepared fit on random data (lr small enough never to diverge): what is timed."""
     rng = np.random.RandomState(0)
-    params0 = init_params(layer_sizes, 0, dtype)
+    params = backend.params_from_numpy(init_params(layer_sizes, 0, dtype))
     X = backend.asarray(rng.rand(n_samples, layer_sizes[0]).astype(dtype))
     y = backend.asarray((rng.rand(n_samples, layer_sizes[-1]) > 0.5).astype(dtype))
-    params = backend.params_from_numpy(params0)
+    return backend.prepare(params, X, y, lr=1e-6, activation=activation)
 
-    def run(epochs):
-        t0 = time.perf_counter()
-        backend.train(params, X, y, lr=1e-6, epochs=epochs, activation=activation)
-        backend.synchronize()
-        return time.perf_counter() - t0
 
-    run(1)  # warm-up: JIT / context / caches
-    epochs = 1
-    one = run(1)
-    if one < MIN_TIMED_S / 4:  # tiny per-epoch cost: time several epochs in one call
-        epochs = int(min(10_000, max(2, MIN_TIMED_S / max(one, 1e-7))))
-    best = one
-    for _ in range(samples):
-        best = min(best, run(epochs) / epochs)
-        if time.perf_counter() > deadline:
-            break
-    return float(best)
+def _subject(cand, backend, handle, k):
+    return measure.Subject(cand.label, functools.partial(handle.run, k), sync=backend.synchronize)
+
+
+def _load(cand, layer_sizes, n_samples, n_cal, dtype, activation, k):
+    """``(backend, handle, first-call seconds)``: built, prepared and run once (the first call a fit would
+    pay: imports, JIT compile or cache load, context), then probed for parity (decision overhead, not counted)."""
+    t0 = time.perf_counter()
+    backend = cand.make()
+    handle = _handle(backend, layer_sizes, n_cal, dtype, activation)
+    handle.run(k)
+    backend.synchronize()
+    first = time.perf_counter() - t0
+    ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
+    if not ok:
+        raise _ParityFailure(failure)
+    return backend, handle, first
+
+
+class _ParityFailure(Exception):
+    """A candidate's parity probe failed (its message says which tensor)."""
 
 
 def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None,
-              settle_s=0.0) -> Decision:
-    """Probe parity and time every available candidate for this fit; rank them fastest first.
+              settle_s=0.0, *, epochs=None, known=None) -> Decision:
+    """Probe, load and time the candidates for this fit (see the module docstring); ``known``: a cache entry.
 
-    Timing runs on ``min(n_samples, CAL_MAX_ROWS)`` rows; ``settle_s`` pauses
-    before each candidate so the previous one's thread pool goes idle.
+    Candidates measured in ``known`` are not timed again. With ``epochs`` None
+    every applicable candidate is timed (``mlpbench tune``).
     """
-    t0 = time.perf_counter()
-    n_cal = min(int(n_samples), CAL_MAX_ROWS)
-    deadline = t0 + 0.85 * budget_s  # the last candidate started may run past it
+    t0, sizes, n_cal = time.perf_counter(), list(layer_sizes), min(int(n_samples), CAL_MAX_ROWS)
+    k = epochs_per_call(n_cal, sizes)
     found, rejected = candidates(names)
-    seconds = {}
-    ordered = sorted(found, key=lambda c: _prior(c, n_samples, layer_sizes))
-    # 1. parity probes (small N), in order, while PROBE_SHARE of the budget lasts: never time a wrong backend
-    valid = []
-    for cand in ordered:
-        if valid and time.perf_counter() > t0 + PROBE_SHARE * budget_s:
-            rejected[cand.label] = f"not measured: the {budget_s:g} s calibration budget was spent"
+    known = known or {"measured": {}, "rejected": {}, "untimed": {}, "margin": stats.MARGIN_FLOOR}
+    d = Decision([], {}, dict(rejected), (int(n_samples), tuple(sizes)), epochs=epochs, margin=known["margin"],
+                 paid=frozenset(_PAID))
+    specs = {}
+    for lab, x in known["measured"].items():
+        if lab in {c.label for c in found}:
+            specs[lab] = BackendSpec.from_json(x["backend"])
+            d.seconds_per_epoch[lab], d.first_call_s[lab] = x["seconds_per_epoch"], x["first_call_s"]
+    d.rejected.update({lab: why for lab, why in known["rejected"].items() if lab in {c.label for c in found}})
+    loaded = []
+    for cand in sorted(found, key=lambda c: _prior(c, n_samples, sizes)):
+        lab = cand.label
+        if lab in specs or lab in d.rejected:
             continue
-        if not applies(cand, n_samples, layer_sizes, dtype):
-            rejected[cand.label] = "not suited to this size (the backend's strategy_applies rule)"
+        if not applies(cand, n_samples, sizes, dtype):
+            d.rejected[lab] = "not suited to this size (the backend's strategy_applies rule)"
+            continue
+        why = _not_worth_loading(cand, d, specs, refining=bool(known["measured"])) if epochs is not None else None
+        if why:
+            d.untimed[lab] = why
             continue
         try:
-            backend = cand.make()
-            ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
+            backend, handle, first = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
+        except _ParityFailure as exc:
+            d.rejected[lab] = f"failed parity: {exc}"
+            continue
         except Exception as exc:
-            rejected[cand.label] = f"raised {type(exc).__name__}: {exc}"
+            d.rejected[lab] = f"raised {type(exc).__name__}: {exc}"
             continue
-        if ok:
-            valid.append((cand, backend))
-        else:
-            rejected[cand.label] = f"failed parity: {failure}"
-    # 2. let the probes' thread pools go idle (a spinning BLAS pool starves the next backend's
-    #    threads on 2 cores), then 3. time the survivors in order until the budget is spent
-    time.sleep(max(settle_s, PROBE_SETTLE_S))
-    cheapest = 0.0  # wall time of the cheapest candidate timed so far: a floor for the next one
-    for i, (cand, backend) in enumerate(valid):
-        if seconds and time.perf_counter() + cheapest > deadline:
-            rejected[cand.label] = f"not measured: the {budget_s:g} s calibration budget was spent"
-            continue
-        if settle_s and i:
-            time.sleep(settle_s)
-        started = time.perf_counter()
-        try:
-            seconds[cand.label] = _time_per_epoch(backend, layer_sizes, n_cal, dtype, activation, deadline)
-        except Exception as exc:
-            rejected[cand.label] = f"raised {type(exc).__name__}: {exc}"
-            continue
-        cost = time.perf_counter() - started
-        cheapest = cost if len(seconds) == 1 else min(cheapest, cost)
-    ranking = sorted((c for c in ordered if c.label in seconds), key=lambda c: seconds[c.label])
-    return Decision(ranking, seconds, rejected, (int(n_samples), tuple(layer_sizes)),
-                    cost_s=time.perf_counter() - t0)
+        _PAID.setdefault(lab, first)
+        d.paid = d.paid | {lab}
+        d.first_call_s[lab] = _PAID[lab]
+        specs[lab] = cand
+        loaded.append(_subject(cand, backend, handle, k))
+        if epochs is not None:  # a first estimate, for the break-even test of the next candidate
+            m = measure.measure([loaded[-1]], control=False, min_time=MIN_TIMED_S, min_rounds=2, max_rounds=2)
+            d.seconds_per_epoch[lab] = m[lab].median / k
+    if loaded:
+        m = measure.measure(loaded, control=False, min_time=MIN_TIMED_S, confidence=CONFIDENCE,
+                            max_time=budget_s * len(loaded), settle_s=settle_s, on_error="drop")
+        for lab, err in m.errors.items():
+            d.rejected[lab] = f"raised {err}"
+            specs.pop(lab, None)
+            d.seconds_per_epoch.pop(lab, None)
+        for lab, r in m.results.items():
+            d.seconds_per_epoch[lab] = r.median / k
+            d.verdicts[lab] = r.verdict
+        d.margin = m.margin
+    d.ranking = rank(d, specs)
+    d.cost_s = time.perf_counter() - t0
+    return d
+
+
+def _imported(cand) -> bool:
+    return backend_class(cand.name).requires[0] in sys.modules  # its package: imported in this process
+
+
+def _not_worth_loading(cand, d, specs, refining):
+    """Why ``cand`` (not loaded in this process yet) cannot pay off for this fit, or None.
+
+    It cannot win when even ``LOAD_FLOOR_S`` (its cheapest possible first
+    call) exceeds the whole fit on the best candidate so far. Refining a cached
+    decision never imports a package for it: the cost is unknown and the user
+    asked for a fit, not a tuning run (``mlpbench tune`` times everything).
+    """
+    if cand.label in _PAID or not specs:
+        return None
+    if refining and not _imported(cand):
+        return f"not loaded: {backend_class(cand.name).requires[0]} is not imported (time it with mlpbench tune)"
+    best = min(specs, key=d.total_s)
+    if LOAD_FLOOR_S >= d.total_s(best):
+        return (f"its first call (>= {LOAD_FLOOR_S:.2g} s) costs more than the whole fit on {best} "
+                f"({d.total_s(best):.2g} s)")
+    return None
 
 
 def _prior(cand, n_samples, layer_sizes):
-    """Calibration order: what is already imported (cheap to try) and usually fast for this size first.
+    """Loading order: what is already imported (cheap to try) and usually fast for this size first.
 
     Then the backend's ``prior_rank`` (fused kernels first, tracing JITs that compile per shape last);
     a GPU backend goes first on big fits.
@@ -339,26 +346,53 @@ def _prior(cand, n_samples, layer_sizes):
     return (not (loaded or gpu_first), cls.prior_rank, cand.label)
 
 
-def choose(n_samples, layer_sizes, dtype, activation="relu", *, budget_s=DEFAULT_BUDGET_S, cache=None,
-           refresh=False, names=None, settle_s=0.0) -> Decision:
-    """The decision for this fit: from the cache (in memory while its file is unchanged), else calibrated and cached.
+def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
+    """Whether a candidate not measured in ``entry`` might finish this fit first (so it must be timed now)."""
+    if not entry["untimed"]:
+        return False
+    if epochs is None:
+        return True
+    d = Decision.from_json(entry, epochs, frozenset(_PAID))
+    if not d.ranking:
+        return True
+    best = d.total_s(d.ranking[0].label)
+    found, _ = candidates(names)
+    for cand in found:
+        lab = cand.label
+        if lab in entry["measured"] or lab in entry["rejected"] or not applies(cand, n_samples, layer_sizes, dtype):
+            continue
+        if lab in _PAID or (_imported(cand) and LOAD_FLOOR_S < best):
+            return True
+    return False
 
-    ``names`` restricts the candidates to those backends (default: every registered one).
+
+def choose(n_samples, layer_sizes, dtype, activation="relu", *, epochs=None, budget_s=DEFAULT_BUDGET_S, cache=None,
+           refresh=False, names=None, settle_s=0.0) -> Decision:
+    """The ranking for a fit of ``epochs`` epochs (None: by seconds per epoch), from the cache when it suffices.
+
+    A cached entry is used when every applicable candidate was measured, or
+    when none of the unmeasured ones could win this fit; otherwise the
+    missing ones are timed and the entry refined. ``names`` restricts the
+    candidates to those backends (default: every registered one).
     """
-    t0 = time.perf_counter()
-    cache = cache or shared_cache(cache_path())
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
+        raise ValueError(f"epochs must be a positive int or None; got {epochs!r}")
+    if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
+        raise ValueError(f"budget_s must be a number of seconds > 0; got {budget_s!r}")
+    t0, cache = time.perf_counter(), cache or shared_cache(cache_path())
     key = cache_key(n_samples, layer_sizes, dtype, activation)
     if names is not None:
         key += "|only " + ",".join(sorted(names))
-    decision = None if refresh else cache.get(key)
-    if decision is None or not decision.ranking:
-        decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names, settle_s)
+    entry = None if refresh else cache.get(key)
+    if entry is not None and entry["measured"] and not _could_win(entry, n_samples, list(layer_sizes), dtype,
+                                                                   epochs, names):
+        decision = Decision.from_json(entry, epochs, frozenset(_PAID))
+        decision.shape = (int(n_samples), tuple(layer_sizes))
+    else:
+        decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names, settle_s, epochs=epochs,
+                             known=entry)
         if decision.ranking:
-            try:
-                cache.put(key, decision)
-            except OSError as exc:
-                warnings.warn(f"could not write the mlpbench auto cache {cache.path}: {exc}", RuntimeWarning,
-                              stacklevel=2)
+            cache.put(key, decision)
     decision.cost_s = time.perf_counter() - t0
     log.info("auto backend: %s", decision.reason)
     return decision

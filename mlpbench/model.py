@@ -127,19 +127,37 @@ class MLP:
         return history
 
     def _fit_auto(self, X, y, kwargs):
-        """Train on the fastest validated candidate; fall back down the ranking if one fails at run time."""
+        """Train on the fastest validated candidate; fall back down the ranking if one fails at run time.
+
+        Only the backend's own failures fall back (out of memory, a CUDA error, an exception from its code),
+        each restart from the pre-fit params. An exception raised by the user's ``callback`` is the user's:
+        it propagates unchanged (the same object) and the callback is not run again.
+        """
         from .auto import choose
 
-        decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation)
+        decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"])
         if not decision.ranking:
             raise RuntimeError(f"backend='auto' found no usable backend: {decision.rejected}")
+        user = kwargs["callback"]
+        raised = []  # the exception the user's callback raised, if any
+
+        def callback(epoch, loss):
+            try:
+                user(epoch, loss)
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+
+        kwargs = dict(kwargs, callback=None if user is None else callback)
         failures = []
         for cand in decision.ranking:
             try:
                 history = self._train_on(cand.make(), X, y, kwargs)
-            except (TrainingDiverged, ValueError, TypeError, KeyboardInterrupt):
+            except (TrainingDiverged, ValueError, TypeError):
                 raise  # the problem is the fit, not the backend
             except Exception as exc:  # out of memory, CUDA errors, ...
+                if raised and exc is raised[-1]:
+                    raise  # the user's own exception: never a backend failure
                 failures.append(f"{cand.label} failed ({type(exc).__name__}: {exc})")
                 warnings.warn(f"backend {cand.label} failed at run time ({type(exc).__name__}: {exc}); "
                               "falling back to the next candidate", RuntimeWarning, stacklevel=3)

@@ -175,7 +175,7 @@ def _check_complete(kind, path):
     else:
         with open(path) as f:
             data = json.load(f)
-        assert data["schema"] == "mlpbench.auto/1" and data["entries"]
+        assert data["schema"] == "mlpbench.auto/2" and data["entries"]
 
 
 @pytest.mark.parametrize("kind", ["model", "results", "cache"])

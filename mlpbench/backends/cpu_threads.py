@@ -21,7 +21,8 @@ def numpy_blas_threads():
 def numba_threads() -> int:
     """Numba's thread count, read without importing Numba when it is not loaded yet."""
     if "numba" in sys.modules:
-        return sys.modules["numba"].get_num_threads()
+        with kept_openmp():  # the first call launches Numba's thread pool, which sets the OpenMP thread count
+            return sys.modules["numba"].get_num_threads()
     env = os.environ.get("NUMBA_NUM_THREADS")
     if env and env.isdigit():
         return int(env)
@@ -48,10 +49,36 @@ def blas_threads():
     return max(counts) if counts else None
 
 
+@functools.lru_cache(maxsize=None)
+def _openmp_libs() -> tuple:
+    """threadpoolctl controllers of the OpenMP runtimes loaded when the BLAS controller was made (torch's libgomp)."""
+    ctl = blas_controller()
+    return () if ctl is None else tuple(ctl.select(user_api="openmp").lib_controllers)
+
+
+@contextlib.contextmanager
+def kept_openmp():
+    """Put the calling thread's OpenMP thread count back after the block (Numba's OpenMP layer changes it)."""
+    omp = _openmp_libs()
+    before = [lib.get_num_threads() for lib in omp]
+    try:
+        yield
+    finally:
+        for lib, n in zip(omp, before):
+            if lib.get_num_threads() != n:
+                lib.set_num_threads(n)
+
+
 @contextlib.contextmanager
 def scoped_threads(numba_threads=None, blas=None):
-    """Set Numba's threads (this thread) and the BLAS threads for the block; restore both after."""
+    """Set Numba's threads (this thread) and the BLAS threads for the block; restore both after.
+
+    A parallel Numba kernel on the OpenMP threading layer also sets the calling
+    thread's OpenMP thread count (the one torch reads): it is put back too.
+    """
     old = None
+    omp = _openmp_libs()
+    omp_before = [lib.get_num_threads() for lib in omp]
     if numba_threads is not None:
         import numba
 
@@ -67,3 +94,6 @@ def scoped_threads(numba_threads=None, blas=None):
     finally:
         if old is not None:
             sys.modules["numba"].set_num_threads(old)
+        for lib, n in zip(omp, omp_before):
+            if lib.get_num_threads() != n:
+                lib.set_num_threads(n)

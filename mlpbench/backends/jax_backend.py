@@ -1,8 +1,8 @@
 """JAX peer: the reference math with manual gradients (no ``jax.grad``), jitted.
 
-Constructing ``JaxBackend`` turns on ``jax_enable_x64``: float64 needs it, and it
-is a process-wide JAX setting (other JAX code in the process then sees 64-bit
-defaults too). Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU).
+float64 needs ``jax_enable_x64``, a process-wide JAX setting: every call into
+JAX here runs inside ``_x64()``, which turns it on for that call and restores
+the caller's value after, so the user's own JAX code never sees it changed. Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU).
 
 JAX arrays are immutable, so "in place" means the params list itself: its
 ``(W, b)`` entries are replaced (``params[i] = (W_new, b_new)``). ``train`` runs
@@ -14,6 +14,7 @@ jitted scan whose params buffers are donated (reused in place, no copy).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -31,6 +32,38 @@ def _jax():
     import jax
 
     return jax
+
+
+@contextlib.contextmanager
+def _x64(value=True):
+    """``jax_enable_x64`` set to ``value`` for the block, the previous value restored after (not process-wide);
+    yields the previous value."""
+    config = _jax().config
+    before = bool(config.jax_enable_x64)
+    if before != value:
+        config.update("jax_enable_x64", value)
+    try:
+        yield before
+    finally:
+        if before != value:
+            config.update("jax_enable_x64", before)
+
+
+#: the callers' x64 values of the scoped calls in progress (innermost last)
+_CALLER_X64 = [False]
+
+
+def _scoped(method):
+    """Run a backend method with x64 on (see ``_x64``)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _x64() as before:
+            _CALLER_X64.append(before if len(_CALLER_X64) == 1 else _CALLER_X64[-1])
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _CALLER_X64.pop()
+    return wrapper
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,7 +116,6 @@ class JaxBackend(Backend):
     def __init__(self, device=None):
         jax = _jax()
         kind, index = parse_device(device, ("cpu", "cuda", "gpu")) if device is not None else ("", None)
-        jax.config.update("jax_enable_x64", True)  # process-wide: float64 needs it
         try:
             devices = jax.devices("gpu" if kind in ("cuda", "gpu") else kind or None)
         except RuntimeError as exc:
@@ -99,32 +131,40 @@ class JaxBackend(Backend):
         return result
 
     # ------------------------------------------------------------ plumbing
+    @_scoped
     def asarray(self, a):
         return self._done(_jax().device_put(np.array(a, copy=True, order="C"), self._dev))
 
+    @_scoped
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
 
+    @_scoped
     def synchronize(self) -> None:
         """Block until the last result this backend produced is computed (JAX dispatch is async)."""
         if self._last is not None:
             _jax().block_until_ready(self._last)
 
     # ------------------------------------------------------------ the math
+    @_scoped
     def _forward(self, params, X, activation, output="sigmoid"):
         acts = self._done(_compiled(activation, "sum", output)["forward"](params, X))
         return acts[-1], [X] + list(acts)
 
+    @_scoped
     def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
         return self._done(_compiled(activation, grad_reduction, output)["backward"](params, list(cache), y))
 
+    @_scoped
     def _sgd_update(self, params, grads, lr) -> None:
         new = _compiled("relu", "sum")["update"](params, grads, np.float64(lr))
         params[:] = self._done(new)
 
+    @_scoped
     def _loss(self, y, y_hat, output="sigmoid") -> float:
         return float(_compiled("relu", "sum", output)["loss"](y, y_hat))
 
+    @_scoped
     def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
         new, loss = _compiled(activation, grad_reduction, output)["step"](params, X, y, np.float64(lr))
         params[:] = self._done(new)
@@ -134,10 +174,16 @@ class JaxBackend(Backend):
         """The jitted step with donated params buffers, ``lr`` already on the device."""
         return _JaxPrepared(self, params, X, y, lr, activation, grad_reduction)
 
+    @_scoped
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
         """All epochs in jitted ``lax.scan`` calls of up to ``CHUNK`` epochs; losses copied back once, divergence checked after."""
         if callback is not None:  # a per-epoch callback needs each loss on the host anyway
-            return super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback, **head(output))
+            caller = _CALLER_X64[-1]
+
+            def user(epoch, loss):  # the user's code runs with the user's x64 setting
+                with _x64(caller):
+                    callback(epoch, loss)
+            return super()._train(params, X, y, lr, epochs, activation, grad_reduction, user, **head(output))
         fn = _compiled(activation, grad_reduction, output)["train_scan"]
         current, chunks, lr_ = list(params), [], np.float64(lr)
         for start in range(0, epochs, CHUNK):
@@ -150,16 +196,19 @@ class JaxBackend(Backend):
 class _JaxPrepared(Prepared):
     """``step()`` is one call of the compiled step; the params list's arrays are replaced (old ones donated)."""
 
+    @_scoped
     def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
         super().__init__(backend, params, X, y, lr, activation, grad_reduction)
         self._fn = _compiled(activation, grad_reduction)["step_donated"]
         self._lr = _jax().device_put(np.float64(lr), backend._dev)
 
+    @_scoped
     def step(self) -> float:
         new, loss = self._fn(list(self.params), self.X, self.y, self._lr)
         self.params[:] = self.backend._done(new)
         return float(loss)
 
+    @_scoped
     def run(self, epochs, callback=None) -> np.ndarray:
         if callback is not None:
             return super().run(epochs, callback)

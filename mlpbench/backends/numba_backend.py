@@ -29,7 +29,7 @@ from ..validation import require_array, require_cache, require_params, require_X
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ..params import flat_buffer, flat_layout, flat_views, macs
 from .base import Backend
-from .cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
+from .cpu_threads import blas_controller, blas_threads, kept_openmp, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
 
@@ -109,7 +109,8 @@ def _ensure_compiled(name, fn, args):
 
     hits = sum(fn.stats.cache_hits.values())
     t0 = time.perf_counter()
-    fn.compile(tuple(numba.typeof(a) for a in args))
+    with kept_openmp():  # loading the parallel layer sets the OpenMP thread count
+        fn.compile(tuple(numba.typeof(a) for a in args))
     dt = time.perf_counter() - t0
     JIT_SECONDS[key] = (dt, "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled")
 
@@ -151,7 +152,8 @@ def _fixed_loop(args, n_samples, sizes):
         padded = list(sizes) + [0] * (5 - len(sizes))
         hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
         t0 = time.perf_counter()
-        _FIXED[key] = entry = fixed_shape_entry(fn, args, [n_samples, len(sizes) - 1] + padded)
+        with kept_openmp():  # compiling may load the parallel layer, which sets the OpenMP thread count
+            _FIXED[key] = entry = fixed_shape_entry(fn, args, [n_samples, len(sizes) - 1] + padded)
         if entry is not None:
             how = "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled"
             JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))}]"] = (
