@@ -9,7 +9,7 @@ import numpy as np
 
 from . import validation as v
 from . import memory
-from .backends import TrainingDiverged, backend_from_env, get_backend
+from .backends import TrainingDiverged, backend_from_env, get_backend, supporting
 from .kernels import reference as ref
 from .params import copy_params, init_params, n_params
 
@@ -135,7 +135,10 @@ class MLP:
         """
         from .auto import choose
 
-        decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"])
+        # only backends whose math has this head (the timing itself is of the full-batch sigmoid step)
+        names = None if self.output == "sigmoid" else supporting(self.output)
+        decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"],
+                          names=names)
         if not decision.ranking:
             raise RuntimeError(f"backend='auto' found no usable backend: {decision.rejected}")
         user = kwargs["callback"]

@@ -246,3 +246,29 @@ def test_minibatch_callback_per_epoch_and_divergence_keeps_the_params():
     for (W, b), (eW, eb) in zip(model.params, before):
         np.testing.assert_array_equal(W, eW)
         np.testing.assert_array_equal(b, eb)
+
+
+def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch):
+    """A softmax fit on backend='auto' never lands on a backend without the head (it would refuse the fit)."""
+    from mlpbench import MLP
+    from mlpbench.backends import supporting
+
+    from mlpbench import auto
+
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path))
+    seen = []
+    real = auto.choose
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("names"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto, "choose", spy)
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 3)
+    y = rng.randint(0, 3, size=40)
+    model = MLP([3, 5, 3], output="softmax", seed=1)
+    history = model.fit(X, y, lr=0.1, epochs=3, backend="auto", grad_reduction="mean")
+    assert history.shape == (3,) and np.isfinite(history).all()
+    assert model.backend_.split("[")[0] in supporting("softmax")
+    assert seen and sorted(seen[-1]) == sorted(supporting("softmax")) and "numba" not in seen[-1]
