@@ -40,7 +40,9 @@ def nb():
 def generic_loop(monkeypatch, nb):
     """The grids use the generic kernels: a per-shape kernel for each tiny case would mean one
     compilation per case (``test_fixed_shape_kernel`` covers that path)."""
-    monkeypatch.setattr(nb, "FIXED_MAX_MACS", -1)
+    from mlpbench.backends import numba_jit
+
+    monkeypatch.setattr(numba_jit, "FIXED_MAX_MACS", -1)
 
 
 SIZES = ([3, 2], [2, 4, 1], [3, 1, 2], [5, 8, 8, 1], [4, 6, 1, 5, 2])  # depth 1..4, width-1 layers

@@ -170,6 +170,19 @@ class JaxBackend(Backend):
         params[:] = self._done(new)
         return float(loss)
 
+    @_scoped
+    def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
+                       **head):
+        """The generic mini-batch loop, its gathers and slices under x64 too; the callback under the user's x64."""
+        if callback is not None:
+            caller, user_callback = _CALLER_X64[-1], callback
+
+            def callback(epoch, loss):
+                with _x64(caller):
+                    user_callback(epoch, loss)
+        return super()._train_batches(params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size,
+                                      orders, **head)
+
     def _prepare(self, params, X, y, lr, activation, grad_reduction):
         """The jitted step with donated params buffers, ``lr`` already on the device."""
         return _JaxPrepared(self, params, X, y, lr, activation, grad_reduction)

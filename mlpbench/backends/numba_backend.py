@@ -16,7 +16,6 @@ first use, never by ``import mlpbench``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import sys
 import time
@@ -29,14 +28,15 @@ from ..validation import require_array, require_cache, require_params, require_X
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ..params import flat_buffer, flat_layout, flat_views, macs
 from .base import Backend
-from .cpu_threads import blas_controller, blas_threads, kept_openmp, numba_threads, numpy_blas_threads, scoped_threads
+from .numba_jit import _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, jit_notes
+from .cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
 
 # Crossover between the whole-loop kernel (explicit loops, one thread, no BLAS)
 # and the blocked BLAS step, in multiply-adds per forward pass,
-# N * sum(fan_in * fan_out). Measured with scripts/measure_numba.py (section
-# "crossover", 2-core AMD EPYC, float64, [32, H, 1]): the loop kernel wins at
+# N * sum(fan_in * fan_out). Measured (a crossover sweep,
+# 2-core AMD EPYC, float64, [32, H, 1]): the loop kernel wins at
 # 528 MACs (N=1, H=16: 1.9 vs 2.2 us per epoch; N=4, H=4: 1.3 vs 2.3 us) and
 # loses from 2112 (N=16, H=4: 3.9 vs 2.7 us; N=1, H=64: 7.0 vs 3.5 us): its
 # sums are sequential dependency chains, BLAS's are not.
@@ -85,86 +85,6 @@ def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
     if n_threads > 1:
         nb = min(nb, -(-n_samples // n_threads))
     return max(1, min(nb, n_samples))
-
-
-@functools.lru_cache(maxsize=None)
-def _kernels():
-    """The kernels module (imports numba on first use)."""
-    from ..kernels import numba_cpu
-
-    return numba_cpu
-
-
-# ---------------------------------------------------------------- first-call (JIT) times
-#: ``"kernel[dtype]" -> (seconds, "compiled" | "cache load")``, per process
-JIT_SECONDS: dict = {}
-
-
-def _ensure_compiled(name, fn, args):
-    """Compile (or load from the on-disk cache) ``fn`` for ``args``' types, timing it once."""
-    key = f"{name}[{args[0].dtype.name}]"
-    if key in JIT_SECONDS or not hasattr(fn, "compile"):  # no dispatcher under NUMBA_DISABLE_JIT=1
-        return
-    import numba
-
-    hits = sum(fn.stats.cache_hits.values())
-    t0 = time.perf_counter()
-    with kept_openmp():  # loading the parallel layer sets the OpenMP thread count
-        fn.compile(tuple(numba.typeof(a) for a in args))
-    dt = time.perf_counter() - t0
-    JIT_SECONDS[key] = (dt, "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled")
-
-
-def jit_notes() -> str:
-    if not JIT_SECONDS:
-        return ""
-    parts = [f"{k} {s:.2f}s ({how})" for k, (s, how) in sorted(JIT_SECONDS.items())]
-    return "first call: " + ", ".join(parts)
-
-
-# ---------------------------------------------------------------- tiny networks: one kernel per shape
-# Networks this small get ``train_loop_fixed`` compiled for their exact shape
-# (sizes and N as constants: LLVM unrolls every loop). Measured on the lab
-# (AND, [2, 4, 1], N=4, float64): 0.17 us per epoch against 0.40 us for the
-# generic loop kernel. Each new shape costs one compilation (~2-8 s, then
-# ~0.2 s to load from the on-disk cache), so only the tiniest nets qualify.
-FIXED_MAX_MACS = 64
-FIXED_MAX_LAYERS = 4
-_FIXED: dict = {}
-
-
-def _use_fixed(n_samples, sizes) -> bool:
-    return macs(n_samples, sizes) <= FIXED_MAX_MACS and len(sizes) - 1 <= FIXED_MAX_LAYERS
-
-
-def _fixed_loop(args, n_samples, sizes):
-    """The compiled entry point of ``train_loop_fixed`` for this shape, or None if it cannot be had.
-
-    Called through the overload's entry point (``kernels/numba_internals``): a
-    literal-specialised Numba dispatcher otherwise re-runs type inference
-    (milliseconds) on every call.
-    """
-    key = (args[0].dtype.name, n_samples, tuple(sizes))
-    if key not in _FIXED:
-        from ..kernels.numba_internals import fixed_shape_entry
-
-        fn = _kernels().train_loop_fixed
-        padded = list(sizes) + [0] * (5 - len(sizes))
-        hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
-        t0 = time.perf_counter()
-        with kept_openmp():  # compiling may load the parallel layer, which sets the OpenMP thread count
-            _FIXED[key] = entry = fixed_shape_entry(fn, args, [n_samples, len(sizes) - 1] + padded)
-        if entry is not None:
-            how = "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled"
-            JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))}]"] = (
-                time.perf_counter() - t0, how)
-    return _FIXED[key]
-
-
-@functools.lru_cache(maxsize=None)
-def _touch_blas(dtype):
-    """Load the BLAS pointer for ``dtype`` on this thread (with the GIL) before a parallel kernel uses it."""
-    _kernels().touch_blas(np.zeros((1, 1), dtype=dtype))
 
 
 @dataclass

@@ -40,7 +40,8 @@ class NumbaPrepared(Prepared):
 
     def _resolve(self):
         from ..kernels.numba_internals import compiled_entry
-        from .numba_backend import _constants, _ensure_compiled
+        from .numba_backend import _constants
+        from .numba_jit import _ensure_compiled
 
         X = self.X
         sizes = [X.shape[1]] + [W.shape[1] for W, _ in self.params]
