@@ -268,7 +268,7 @@ def _judge(results, control, base, confidence, floor):
 
 def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
             max_time=2.0, confidence=0.99, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
-            on_error="raise", clock=time.perf_counter) -> Measurement:
+            settle_scaled=False, on_error="raise", clock=time.perf_counter) -> Measurement:
     """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
 
     ``control``: ``True`` times the baseline's callable again as the A/A
@@ -281,7 +281,9 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     every verdict is firm, after ``max_rounds``, or once ``max_time`` seconds of
     rounds are spent. ``warmup``: untimed calls before calibration (the first
     is timed as ``first_s``). ``settle_s``: a pause before each sample (lets
-    another subject's thread pool go idle). ``on_error="drop"`` leaves out a
+    another subject's thread pool go idle); with ``settle_scaled`` the pause is
+    at most as long as the previous sample (the cost of settling stays within
+    2x at short samples, where a parallel kernel rarely runs). ``on_error="drop"`` leaves out a
     subject that raises (recorded in ``errors``) instead of raising; a failing
     baseline or control always raises. ``clock``: seconds, for tests.
     """
@@ -321,14 +323,17 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     timed = [s for s in subjects if s.label not in errors]
     samples = {s.label: [] for s in timed}
     start, rounds, stop = clock(), 0, "max_rounds"
+    last = settle_s
     while rounds < max_rounds:
         orders = round_orders(len(timed))
         for i in orders[rounds % len(orders)]:
             s = timed[i]
-            if settle_s > 0:
-                time.sleep(settle_s)
+            pause = min(settle_s, last) if settle_scaled else settle_s
+            if pause > 0:
+                time.sleep(pause)
             t = guarded(s, lambda s=s: _batch(s, numbers[s.label], clock))
             if t is not None:
+                last = t
                 samples[s.label].append(t / numbers[s.label])
         rounds += 1
         timed = [s for s in timed if s.label not in errors]

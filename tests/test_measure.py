@@ -309,3 +309,12 @@ def test_settle_pauses_before_every_sample(monkeypatch):
     m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
                   settle_s=0.05, clock=clock)
     assert pauses == [0.05] * (3 * m.rounds)  # a, its A/A control and b, every round
+
+
+def test_scaled_settle_pauses_no_longer_than_the_previous_sample(monkeypatch):
+    clock, pauses = FakeClock(), []
+    monkeypatch.setattr(M.time, "sleep", pauses.append)
+    m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
+                  settle_s=0.05, settle_scaled=True, clock=clock)
+    assert len(pauses) == 3 * m.rounds and pauses[0] == 0.05  # nothing measured yet: the full pause
+    assert all(0 < p <= 0.05 for p in pauses) and max(pauses[1:]) < 0.05  # then at most the 0.02 s sample
