@@ -6,27 +6,28 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
 
 1. candidates not available here, or whose ``strategy_applies`` rule says no,
    are dropped (with their reason);
-2. each remaining one must pass ``parity.probe`` on the fit's shape;
-3. its **first call** (construction and one prepared ``run``, what a fit pays:
+2. its **first call** (construction and one prepared ``run``, what a fit pays:
    imports, JIT compilation, on-disk cache loads, GPU context) is timed APART
-   from the timing budget and remembered per candidate for this process
-   (``paid``); the parity probe follows it (nothing is timed before it passes);
-4. the survivors are timed together by the measurement engine
+   from the timing budget, remembered per process (``paid``) and recorded less
+   the JIT compiling an on-disk cache spares a later process; then it must pass
+   parity on the path it runs (``parity.probe_run`` for a strategy candidate,
+   so ``numba[loop]`` compiles only its loop kernel; ``parity.probe`` else);
+3. the survivors are timed together by the measurement engine
    (``measure.measure``, interleaved rounds, ``control=False``) through the
    contract's prepared path (``prepare(...).run(k)``); the budget
    (``budget_s``, default ``DEFAULT_BUDGET_S``) is seconds of rounds PER
    candidate; the statistic is each subject's median seconds per epoch;
-5. **break-even**: the expected time of the fit asked for is the first-call
+4. **break-even**: the expected time of the fit asked for is the first-call
    cost (when this process has not paid it yet) + ``epochs`` x seconds per
    epoch; the ranking sorts by it. A candidate that still has to load is not
    loaded when even its cheapest first call (the cached one, else
    ``LOAD_FLOOR_S``) costs more than the best candidate's whole fit: it cannot
    win this fit. Such a decision is **provisional** (it says so): used, never
    final, refined by a later fit that it could win, or by ``mlpbench tune``;
-6. **ties**: candidates whose expected times differ by less than the
+5. **ties**: candidates whose expected times differ by less than the
    engine's margin (its noise floor; verdict ``same``) are ordered by the
    backend's ``prior_rank``, then by label, so two processes agree;
-7. the cache (``auto_cache``) stores the measurements (seconds per epoch,
+6. the cache (``auto_cache``) stores the measurements (seconds per epoch,
    first-call seconds, rejections), never the pick, so a fit with other
    ``epochs`` decides again from the same numbers.
 
@@ -67,6 +68,9 @@ LOAD_FLOOR_S = 0.05
 
 #: label -> seconds of its first call, for every candidate loaded in this process
 _PAID: dict = {}
+#: label -> what a later process pays for it: the first call less the JIT compiling that the on-disk cache
+#: spares it (``Backend.compile_seconds``); what the cache records as ``first_call_s``
+_LATER: dict = {}
 
 
 def paid() -> dict:
@@ -82,7 +86,7 @@ class Decision:
     shape: tuple = ()
     cached: bool = False
     cost_s: float = 0.0  # seconds this decision took (first calls included)
-    first_call_s: dict = field(default_factory=dict)  # label -> seconds of its first call (this process or cached)
+    first_call_s: dict = field(default_factory=dict)  # label -> first-call seconds a later process pays (no compile)
     epochs: int | None = None
     untimed: dict = field(default_factory=dict)  # label -> why it was not timed (it could not win this fit)
     margin: float = stats.MARGIN_FLOOR
@@ -230,18 +234,23 @@ def _subject(cand, backend, handle, k):
 
 
 def _load(cand, layer_sizes, n_samples, n_cal, dtype, activation, k):
-    """``(backend, handle, first-call seconds)``: built, prepared and run once (the first call a fit would
-    pay: imports, JIT compile or cache load, context), then probed for parity (decision overhead, not counted)."""
+    """``(backend, handle, first-call s, of them compiling)``: built, prepared, run once (what a fit pays), then
+    probed (a strategy candidate on the path it runs, at the timed rows: ``parity.probe_run``; else ``probe``)."""
+    compiled0 = backend_class(cand.name).compile_seconds()
     t0 = time.perf_counter()
     backend = cand.make()
     handle = _handle(backend, layer_sizes, n_cal, dtype, activation)
     handle.run(k)
     backend.synchronize()
     first = time.perf_counter() - t0
-    ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
+    compiled = min(first, max(0.0, backend_class(cand.name).compile_seconds() - compiled0))
+    if "strategy" in dict(cand.options):
+        ok, failure = parity.probe_run(backend, layer_sizes, n_cal, dtype, activation)
+    else:
+        ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
     if not ok:
         raise _ParityFailure(failure)
-    return backend, handle, first
+    return backend, handle, first, compiled
 
 
 class _ParityFailure(Exception):
@@ -280,7 +289,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
             d.untimed[lab] = why
             continue
         try:
-            backend, handle, first = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
+            backend, handle, first, compiled = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
         except _ParityFailure as exc:
             d.rejected[lab] = f"failed parity: {exc}"
             continue
@@ -288,8 +297,9 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
             d.rejected[lab] = f"raised {type(exc).__name__}: {exc}"
             continue
         _PAID.setdefault(lab, first)
+        _LATER.setdefault(lab, first - compiled)
         d.paid = d.paid | {lab}
-        d.first_call_s[lab] = _PAID[lab]
+        d.first_call_s[lab] = _LATER[lab]
         specs[lab] = cand
         loaded.append(_subject(cand, backend, handle, k))
         if epochs is not None:  # a first estimate, for the break-even test of the next candidate
@@ -316,13 +326,8 @@ def _imported(cand) -> bool:
 
 
 def _not_worth_loading(cand, d, specs, refining):
-    """Why ``cand`` (not loaded in this process yet) cannot pay off for this fit, or None.
-
-    It cannot win when even ``LOAD_FLOOR_S`` (its cheapest possible first
-    call) exceeds the whole fit on the best candidate so far. Refining a cached
-    decision never imports a package for it: the cost is unknown and the user
-    asked for a fit, not a tuning run (``mlpbench tune`` times everything).
-    """
+    """Why ``cand`` (not loaded yet) cannot pay off for this fit: even ``LOAD_FLOOR_S`` exceeds the whole fit on
+    the best so far; or None. Refining a cached decision never imports a package (``mlpbench tune`` does)."""
     if cand.label in _PAID or not specs:
         return None
     if refining and not _imported(cand):
@@ -335,11 +340,8 @@ def _not_worth_loading(cand, d, specs, refining):
 
 
 def _prior(cand, n_samples, layer_sizes):
-    """Loading order: what is already imported (cheap to try) and usually fast for this size first.
-
-    Then the backend's ``prior_rank`` (fused kernels first, tracing JITs that compile per shape last);
-    a GPU backend goes first on big fits.
-    """
+    """Loading order: what is already imported (cheap to try), a GPU backend on big fits, then ``prior_rank``
+    (fused kernels first, tracing JITs that compile per shape last)."""
     cls = backend_class(cand.name)
     loaded = cls.requires[0] in sys.modules
     gpu_first = cls.gpu and macs(n_samples, layer_sizes) > 1e7

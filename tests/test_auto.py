@@ -168,3 +168,50 @@ def test_bucket_and_key():
     assert [auto.bucket(n) for n in (1, 2, 3, 4, 5, 1000, 1024, 1025)] == [1, 2, 4, 4, 8, 1024, 1024, 2048]
     assert auto.cache_key(3, [2, 3, 1], "float32", "tanh") == auto.cache_key(4, [2, 4, 1], np.float32, "tanh")
     assert auto.cache_key(5, [2, 4, 1], "float64", "relu") != auto.cache_key(4, [2, 4, 1], "float64", "relu")
+
+
+class WrongLoop(NumpyBackend):
+    """Right on every op (forward, backward, step), wrong on the whole-loop run of its ``loop`` strategy."""
+
+    name = "wrongloop"
+    strategies = ("loop", "step")
+
+    def __init__(self, strategy="loop"):
+        self.strategy = strategy
+
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+        history = super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
+        if self.strategy == "loop":
+            params[0][0][...] += 1e-3  # a fused kernel that forgot part of an update
+        return history
+
+
+def test_a_strategy_candidate_is_probed_on_the_run_it_does_and_rejected_when_wrong():
+    register_backend("wrongloop", WrongLoop)
+    try:
+        ok, failure = auto.parity.probe_run(WrongLoop("loop"), [2, 4, 1], 4, "float64")
+        assert not ok and "prepared run" in failure and "W1" in failure
+        assert auto.parity.probe_run(WrongLoop("step"), [2, 4, 1], 4, "float32") == (True, None)
+        d = auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["wrongloop"])
+        assert [c.label for c in d.ranking] == ["wrongloop[step]"]
+        assert "failed parity" in d.rejected["wrongloop[loop]"] and "prepared run" in d.rejected["wrongloop[loop]"]
+    finally:
+        unregister_backend("wrongloop")
+
+
+def test_numba_loop_candidate_compiles_only_the_kernel_it_runs(tmp_path):
+    pytest.importorskip("numba")
+    code = (
+        "from mlpbench import auto\n"
+        "from mlpbench.backends import numba_jit\n"
+        "d = auto.choose(4, [2, 4, 1], 'float64', epochs=5000, names=['numba'])\n"
+        "k = numba_jit._kernels()\n"
+        "print(d.ranking[0].label, sorted(numba_jit.JIT_SECONDS),\n"
+        "      sorted(n for n in ('layer_forward', 'layer_backward', 'sgd', 'bce_loss', 'train_step')\n"
+        "             if getattr(k, n).signatures))\n")
+    env = dict(os.environ, MLPBENCH_CACHE_DIR=str(tmp_path))
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "numba[loop]", out
+    assert "train_loop_fixed" in out and "[]" in out.split("]", 1)[1], out  # no forward/backward/step kernel
