@@ -36,7 +36,6 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import sys
@@ -45,10 +44,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import measure, parity, stats
+from . import measure, parity, stats  # noqa: F401 (parity: auto.parity, as tests use it)
+from .auto_first import ParityFailure as _ParityFailure, handle as _handle, load as _load, subject as _subject  # noqa: F401
 from .auto_cache import SCHEMA, Cache, bucket, cache_dir, cache_key, cache_path, fingerprint, shared_cache  # noqa: F401
 from .backends import BackendSpec, availability, backend_class, backend_names
-from .params import init_params, macs
+from .params import macs
 
 log = logging.getLogger("mlpbench.auto")
 
@@ -92,6 +92,7 @@ class Decision:
     margin: float = stats.MARGIN_FLOOR
     verdicts: dict = field(default_factory=dict)  # label -> the engine's verdict against the first candidate timed
     paid: frozenset = frozenset()  # labels whose first call was already paid when the decision was made
+    compile_s: dict = field(default_factory=dict)  # label -> seconds of JIT compiling in its recorded first call
 
     @property
     def provisional(self) -> bool:
@@ -144,7 +145,7 @@ class Decision:
         """The cache entry: measurements only, never the pick."""
         specs = {c.label: c for c in self.ranking}
         measured = {lab: {"backend": specs[lab].to_json(), "seconds_per_epoch": s,
-                          "first_call_s": self.first_call_s.get(lab, 0.0)}
+                          "first_call_s": self.first_call_s.get(lab, 0.0), "compile_s": self.compile_s.get(lab, 0.0)}
                     for lab, s in self.seconds_per_epoch.items() if lab in specs}
         return {"shape": [int(self.shape[0]), [int(s) for s in self.shape[1]]], "measured": measured,
                 "rejected": dict(self.rejected), "untimed": dict(self.untimed), "margin": float(self.margin),
@@ -158,7 +159,8 @@ class Decision:
         d = cls([], {lab: float(x["seconds_per_epoch"]) for lab, x in m.items()}, dict(entry["rejected"]),
                 (entry["shape"][0], tuple(entry["shape"][1])), cached=True,
                 first_call_s={lab: float(x["first_call_s"]) for lab, x in m.items()}, epochs=epochs,
-                untimed=dict(entry["untimed"]), margin=float(entry["margin"]), paid=frozenset(paid_now))
+                untimed=dict(entry["untimed"]), margin=float(entry["margin"]), paid=frozenset(paid_now),
+                compile_s={lab: float(x.get("compile_s", 0.0)) for lab, x in m.items()})
         d.ranking = rank(d, dict(zip(m, specs)))
         return d
 
@@ -220,43 +222,6 @@ def epochs_per_call(n_samples, layer_sizes) -> int:
     return int(min(256, max(1, CALL_MACS // max(1, macs(n_samples, layer_sizes)))))
 
 
-def _handle(backend, layer_sizes, n_samples, dtype, activation):
-    """A prepared fit on random data (lr small enough never to diverge): what is timed."""
-    rng = np.random.RandomState(0)
-    params = backend.params_from_numpy(init_params(layer_sizes, 0, dtype))
-    X = backend.asarray(rng.rand(n_samples, layer_sizes[0]).astype(dtype))
-    y = backend.asarray((rng.rand(n_samples, layer_sizes[-1]) > 0.5).astype(dtype))
-    return backend.prepare(params, X, y, lr=1e-6, activation=activation)
-
-
-def _subject(cand, backend, handle, k):
-    return measure.Subject(cand.label, functools.partial(handle.run, k), sync=backend.synchronize)
-
-
-def _load(cand, layer_sizes, n_samples, n_cal, dtype, activation, k):
-    """``(backend, handle, first-call s, of them compiling)``: built, prepared, run once (what a fit pays), then
-    probed (a strategy candidate on the path it runs, at the timed rows: ``parity.probe_run``; else ``probe``)."""
-    compiled0 = backend_class(cand.name).compile_seconds()
-    t0 = time.perf_counter()
-    backend = cand.make()
-    handle = _handle(backend, layer_sizes, n_cal, dtype, activation)
-    handle.run(k)
-    backend.synchronize()
-    first = time.perf_counter() - t0
-    compiled = min(first, max(0.0, backend_class(cand.name).compile_seconds() - compiled0))
-    if "strategy" in dict(cand.options):
-        ok, failure = parity.probe_run(backend, layer_sizes, n_cal, dtype, activation)
-    else:
-        ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
-    if not ok:
-        raise _ParityFailure(failure)
-    return backend, handle, first, compiled
-
-
-class _ParityFailure(Exception):
-    """A candidate's parity probe failed (its message says which tensor)."""
-
-
 def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None,
               settle_s=0.0, *, epochs=None, known=None) -> Decision:
     """Probe, load and time the candidates for this fit (see the module docstring); ``known``: a cache entry.
@@ -275,6 +240,11 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         if lab in {c.label for c in found}:
             specs[lab] = BackendSpec.from_json(x["backend"])
             d.seconds_per_epoch[lab], d.first_call_s[lab] = x["seconds_per_epoch"], x["first_call_s"]
+            d.compile_s[lab] = x.get("compile_s", 0.0)
+    stale = _stale(d, specs)
+    for lab in stale:  # measured again: its first call is loaded (and recorded) as a later process pays it
+        for known_values in (specs, d.seconds_per_epoch, d.first_call_s, d.compile_s):
+            known_values.pop(lab, None)
     d.rejected.update({lab: why for lab, why in known["rejected"].items() if lab in {c.label for c in found}})
     loaded = []
     for cand in sorted(found, key=lambda c: _prior(c, n_samples, sizes)):
@@ -284,7 +254,8 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         if not applies(cand, n_samples, sizes, dtype):
             d.rejected[lab] = "not suited to this size (the backend's strategy_applies rule)"
             continue
-        why = _not_worth_loading(cand, d, specs, refining=bool(known["measured"])) if epochs is not None else None
+        refining = bool(known["measured"]) and lab not in stale
+        why = _not_worth_loading(cand, d, specs, refining) if epochs is not None else None
         if why:
             d.untimed[lab] = why
             continue
@@ -299,7 +270,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         _PAID.setdefault(lab, first)
         _LATER.setdefault(lab, first - compiled)
         d.paid = d.paid | {lab}
-        d.first_call_s[lab] = _LATER[lab]
+        d.first_call_s[lab], d.compile_s[lab] = _LATER[lab], (compiled if _PAID[lab] == first else 0.0)
         specs[lab] = cand
         loaded.append(_subject(cand, backend, handle, k))
         if epochs is not None:  # a first estimate, for the break-even test of the next candidate
@@ -319,6 +290,20 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
     d.ranking = rank(d, specs)
     d.cost_s = time.perf_counter() - t0
     return d
+
+
+def _stale(d, specs) -> set:
+    """The pick, if its recorded first call is only a lower bound (and it has rivals): measured again.
+
+    A first call that compiled (``compile_s`` > 0) is recorded less the
+    compiling, so what a later process pays to load the on-disk cache was never
+    measured. When that lower bound would make it the pick, it is loaded again
+    (this process pays what any later one does) and the entry refreshed.
+    """
+    if d.epochs is None or len(specs) < 2:
+        return set()
+    lead = rank(d, specs)[0].label
+    return {lead} if d.compile_s.get(lead, 0.0) > 0 and lead not in d.paid else set()
 
 
 def _imported(cand) -> bool:
@@ -350,11 +335,13 @@ def _prior(cand, n_samples, layer_sizes):
 
 def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
     """Whether a candidate not measured in ``entry`` might finish this fit first (so it must be timed now)."""
+    if epochs is None:
+        return bool(entry["untimed"])
+    d = Decision.from_json(entry, epochs, frozenset(_PAID))
+    if _stale(d, {c.label: c for c in d.ranking}):
+        return True
     if not entry["untimed"]:
         return False
-    if epochs is None:
-        return True
-    d = Decision.from_json(entry, epochs, frozenset(_PAID))
     if not d.ranking:
         return True
     best = d.total_s(d.ranking[0].label)

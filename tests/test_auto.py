@@ -215,3 +215,48 @@ def test_numba_loop_candidate_compiles_only_the_kernel_it_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "numba[loop]", out
     assert "train_loop_fixed" in out and "[]" in out.split("]", 1)[1], out  # no forward/backward/step kernel
+
+
+class Jitty(NumpyBackend):
+    """The NumPy math behind a fake JIT: its first construction 'compiles' (counted by compile_seconds)."""
+
+    name = "jitty"
+    prior_rank = 0  # wins a tie with numpy (the same math), so the refresh is what is tested
+    compiled = 0.0
+
+    @classmethod
+    def compile_seconds(cls):
+        return cls.compiled
+
+    def __init__(self):
+        if Jitty.compiled == 0.0:
+            t0 = __import__("time").perf_counter()
+            while __import__("time").perf_counter() - t0 < 0.2:  # the compile, paid once per process
+                pass
+            Jitty.compiled = 0.2
+
+
+def test_a_first_call_that_compiled_is_recorded_without_the_compile_and_refreshed_when_it_decides(monkeypatch):
+    register_backend("jitty", Jitty)
+    try:
+        d = auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["numpy", "jitty"])
+        assert auto.paid()["jitty"] >= 0.2 and d.compile_s["jitty"] == pytest.approx(0.2)
+        assert d.first_call_s["jitty"] == pytest.approx(auto.paid()["jitty"] - 0.2)  # what a later process pays
+        # a later process (nothing paid): the recorded cost is a lower bound; when it would win with it,
+        # the candidate is loaded again and the entry refreshed with the cost it really has
+        monkeypatch.setattr(auto, "_PAID", {})
+        monkeypatch.setattr(auto, "_LATER", {})
+        entry = auto.shared_cache(auto.cache_path()).get(auto.cache_key(4, [2, 4, 1], "float64", "relu") +
+                                                         "|only jitty,numpy")
+        cached = auto.Decision.from_json(entry, 5000)
+        specs = {c.label: c for c in cached.ranking}
+        if cached.ranking[0].label == "jitty":
+            again = auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["numpy", "jitty"])
+            assert not again.cached and "jitty" in auto.paid() and again.compile_s["jitty"] == 0.0
+            assert not auto._stale(auto.Decision.from_json(auto.shared_cache(auto.cache_path()).get(
+                auto.cache_key(4, [2, 4, 1], "float64", "relu") + "|only jitty,numpy"), 5000), specs)
+        else:  # it cannot win even at its lower bound: nothing to refresh, the cache decides
+            assert not auto._stale(cached, specs)
+            assert auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["numpy", "jitty"]).cached
+    finally:
+        unregister_backend("jitty")
