@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import measure, parity, stats  # noqa: F401 (parity: auto.parity, as tests use it)
-from .auto_first import ParityFailure as _ParityFailure, handle as _handle, load as _load, subject as _subject  # noqa: F401
+from .auto_first import ParityFailure as _ParityFailure, load as _load  # noqa: F401
+from .auto_first import handle as _handle, subject as _subject  # noqa: F401 (tune uses them)
 from .auto_cache import SCHEMA, Cache, bucket, cache_dir, cache_key, cache_path, fingerprint, shared_cache  # noqa: F401
 from .backends import BackendSpec, availability, backend_class, backend_names
 from .params import macs
