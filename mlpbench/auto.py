@@ -6,27 +6,28 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
 
 1. candidates not available here, or whose ``strategy_applies`` rule says no,
    are dropped (with their reason);
-2. each remaining one must pass ``parity.probe`` on the fit's shape;
-3. its **first call** (construction and one prepared ``run``, what a fit pays:
+2. its **first call** (construction and one prepared ``run``, what a fit pays:
    imports, JIT compilation, on-disk cache loads, GPU context) is timed APART
-   from the timing budget and remembered per candidate for this process
-   (``paid``); the parity probe follows it (nothing is timed before it passes);
-4. the survivors are timed together by the measurement engine
+   from the timing budget, remembered per process (``paid``) and recorded less
+   the JIT compiling an on-disk cache spares a later process; then it must pass
+   parity on the path it runs (``parity.probe_run`` for a strategy candidate,
+   so ``numba[loop]`` compiles only its loop kernel; ``parity.probe`` else);
+3. the survivors are timed together by the measurement engine
    (``measure.measure``, interleaved rounds, ``control=False``) through the
    contract's prepared path (``prepare(...).run(k)``); the budget
    (``budget_s``, default ``DEFAULT_BUDGET_S``) is seconds of rounds PER
    candidate; the statistic is each subject's median seconds per epoch;
-5. **break-even**: the expected time of the fit asked for is the first-call
+4. **break-even**: the expected time of the fit asked for is the first-call
    cost (when this process has not paid it yet) + ``epochs`` x seconds per
    epoch; the ranking sorts by it. A candidate that still has to load is not
    loaded when even its cheapest first call (the cached one, else
    ``LOAD_FLOOR_S``) costs more than the best candidate's whole fit: it cannot
    win this fit. Such a decision is **provisional** (it says so): used, never
    final, refined by a later fit that it could win, or by ``mlpbench tune``;
-6. **ties**: candidates whose expected times differ by less than the
+5. **ties**: candidates whose expected times differ by less than the
    engine's margin (its noise floor; verdict ``same``) are ordered by the
    backend's ``prior_rank``, then by label, so two processes agree;
-7. the cache (``auto_cache``) stores the measurements (seconds per epoch,
+6. the cache (``auto_cache``) stores the measurements (seconds per epoch,
    first-call seconds, rejections), never the pick, so a fit with other
    ``epochs`` decides again from the same numbers.
 
@@ -35,7 +36,6 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import sys
@@ -44,10 +44,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import measure, parity, stats
+from . import measure, parity, stats  # noqa: F401 (parity: auto.parity, as tests use it)
+from .auto_first import ParityFailure as _ParityFailure, load as _load  # noqa: F401
+from .auto_first import handle as _handle, subject as _subject  # noqa: F401 (tune uses them)
 from .auto_cache import SCHEMA, Cache, bucket, cache_dir, cache_key, cache_path, fingerprint, shared_cache  # noqa: F401
 from .backends import BackendSpec, availability, backend_class, backend_names
-from .params import init_params, macs
+from .params import macs
 
 log = logging.getLogger("mlpbench.auto")
 
@@ -67,6 +69,9 @@ LOAD_FLOOR_S = 0.05
 
 #: label -> seconds of its first call, for every candidate loaded in this process
 _PAID: dict = {}
+#: label -> what a later process pays for it: the first call less the JIT compiling that the on-disk cache
+#: spares it (``Backend.compile_seconds``); what the cache records as ``first_call_s``
+_LATER: dict = {}
 
 
 def paid() -> dict:
@@ -82,12 +87,13 @@ class Decision:
     shape: tuple = ()
     cached: bool = False
     cost_s: float = 0.0  # seconds this decision took (first calls included)
-    first_call_s: dict = field(default_factory=dict)  # label -> seconds of its first call (this process or cached)
+    first_call_s: dict = field(default_factory=dict)  # label -> first-call seconds a later process pays (no compile)
     epochs: int | None = None
     untimed: dict = field(default_factory=dict)  # label -> why it was not timed (it could not win this fit)
     margin: float = stats.MARGIN_FLOOR
     verdicts: dict = field(default_factory=dict)  # label -> the engine's verdict against the first candidate timed
     paid: frozenset = frozenset()  # labels whose first call was already paid when the decision was made
+    compile_s: dict = field(default_factory=dict)  # label -> seconds of JIT compiling in its recorded first call
 
     @property
     def provisional(self) -> bool:
@@ -140,7 +146,7 @@ class Decision:
         """The cache entry: measurements only, never the pick."""
         specs = {c.label: c for c in self.ranking}
         measured = {lab: {"backend": specs[lab].to_json(), "seconds_per_epoch": s,
-                          "first_call_s": self.first_call_s.get(lab, 0.0)}
+                          "first_call_s": self.first_call_s.get(lab, 0.0), "compile_s": self.compile_s.get(lab, 0.0)}
                     for lab, s in self.seconds_per_epoch.items() if lab in specs}
         return {"shape": [int(self.shape[0]), [int(s) for s in self.shape[1]]], "measured": measured,
                 "rejected": dict(self.rejected), "untimed": dict(self.untimed), "margin": float(self.margin),
@@ -154,7 +160,8 @@ class Decision:
         d = cls([], {lab: float(x["seconds_per_epoch"]) for lab, x in m.items()}, dict(entry["rejected"]),
                 (entry["shape"][0], tuple(entry["shape"][1])), cached=True,
                 first_call_s={lab: float(x["first_call_s"]) for lab, x in m.items()}, epochs=epochs,
-                untimed=dict(entry["untimed"]), margin=float(entry["margin"]), paid=frozenset(paid_now))
+                untimed=dict(entry["untimed"]), margin=float(entry["margin"]), paid=frozenset(paid_now),
+                compile_s={lab: float(x.get("compile_s", 0.0)) for lab, x in m.items()})
         d.ranking = rank(d, dict(zip(m, specs)))
         return d
 
@@ -216,38 +223,6 @@ def epochs_per_call(n_samples, layer_sizes) -> int:
     return int(min(256, max(1, CALL_MACS // max(1, macs(n_samples, layer_sizes)))))
 
 
-def _handle(backend, layer_sizes, n_samples, dtype, activation):
-    """A prepared fit on random data (lr small enough never to diverge): what is timed."""
-    rng = np.random.RandomState(0)
-    params = backend.params_from_numpy(init_params(layer_sizes, 0, dtype))
-    X = backend.asarray(rng.rand(n_samples, layer_sizes[0]).astype(dtype))
-    y = backend.asarray((rng.rand(n_samples, layer_sizes[-1]) > 0.5).astype(dtype))
-    return backend.prepare(params, X, y, lr=1e-6, activation=activation)
-
-
-def _subject(cand, backend, handle, k):
-    return measure.Subject(cand.label, functools.partial(handle.run, k), sync=backend.synchronize)
-
-
-def _load(cand, layer_sizes, n_samples, n_cal, dtype, activation, k):
-    """``(backend, handle, first-call seconds)``: built, prepared and run once (the first call a fit would
-    pay: imports, JIT compile or cache load, context), then probed for parity (decision overhead, not counted)."""
-    t0 = time.perf_counter()
-    backend = cand.make()
-    handle = _handle(backend, layer_sizes, n_cal, dtype, activation)
-    handle.run(k)
-    backend.synchronize()
-    first = time.perf_counter() - t0
-    ok, failure = parity.probe(backend, layer_sizes, n_samples, dtype, activation)
-    if not ok:
-        raise _ParityFailure(failure)
-    return backend, handle, first
-
-
-class _ParityFailure(Exception):
-    """A candidate's parity probe failed (its message says which tensor)."""
-
-
 def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None,
               settle_s=0.0, *, epochs=None, known=None) -> Decision:
     """Probe, load and time the candidates for this fit (see the module docstring); ``known``: a cache entry.
@@ -266,6 +241,11 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         if lab in {c.label for c in found}:
             specs[lab] = BackendSpec.from_json(x["backend"])
             d.seconds_per_epoch[lab], d.first_call_s[lab] = x["seconds_per_epoch"], x["first_call_s"]
+            d.compile_s[lab] = x.get("compile_s", 0.0)
+    stale = _stale(d, specs)
+    for lab in stale:  # measured again: its first call is loaded (and recorded) as a later process pays it
+        for known_values in (specs, d.seconds_per_epoch, d.first_call_s, d.compile_s):
+            known_values.pop(lab, None)
     d.rejected.update({lab: why for lab, why in known["rejected"].items() if lab in {c.label for c in found}})
     loaded = []
     for cand in sorted(found, key=lambda c: _prior(c, n_samples, sizes)):
@@ -275,12 +255,13 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         if not applies(cand, n_samples, sizes, dtype):
             d.rejected[lab] = "not suited to this size (the backend's strategy_applies rule)"
             continue
-        why = _not_worth_loading(cand, d, specs, refining=bool(known["measured"])) if epochs is not None else None
+        refining = bool(known["measured"]) and lab not in stale
+        why = _not_worth_loading(cand, d, specs, refining) if epochs is not None else None
         if why:
             d.untimed[lab] = why
             continue
         try:
-            backend, handle, first = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
+            backend, handle, first, compiled = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
         except _ParityFailure as exc:
             d.rejected[lab] = f"failed parity: {exc}"
             continue
@@ -288,8 +269,9 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
             d.rejected[lab] = f"raised {type(exc).__name__}: {exc}"
             continue
         _PAID.setdefault(lab, first)
+        _LATER.setdefault(lab, first - compiled)
         d.paid = d.paid | {lab}
-        d.first_call_s[lab] = _PAID[lab]
+        d.first_call_s[lab], d.compile_s[lab] = _LATER[lab], (compiled if _PAID[lab] == first else 0.0)
         specs[lab] = cand
         loaded.append(_subject(cand, backend, handle, k))
         if epochs is not None:  # a first estimate, for the break-even test of the next candidate
@@ -311,18 +293,27 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
     return d
 
 
+def _stale(d, specs) -> set:
+    """The pick, if its recorded first call is only a lower bound (and it has rivals): measured again.
+
+    A first call that compiled (``compile_s`` > 0) is recorded less the
+    compiling, so what a later process pays to load the on-disk cache was never
+    measured. When that lower bound would make it the pick, it is loaded again
+    (this process pays what any later one does) and the entry refreshed.
+    """
+    if d.epochs is None or len(specs) < 2:
+        return set()
+    lead = rank(d, specs)[0].label
+    return {lead} if d.compile_s.get(lead, 0.0) > 0 and lead not in d.paid else set()
+
+
 def _imported(cand) -> bool:
     return backend_class(cand.name).requires[0] in sys.modules  # its package: imported in this process
 
 
 def _not_worth_loading(cand, d, specs, refining):
-    """Why ``cand`` (not loaded in this process yet) cannot pay off for this fit, or None.
-
-    It cannot win when even ``LOAD_FLOOR_S`` (its cheapest possible first
-    call) exceeds the whole fit on the best candidate so far. Refining a cached
-    decision never imports a package for it: the cost is unknown and the user
-    asked for a fit, not a tuning run (``mlpbench tune`` times everything).
-    """
+    """Why ``cand`` (not loaded yet) cannot pay off for this fit: even ``LOAD_FLOOR_S`` exceeds the whole fit on
+    the best so far; or None. Refining a cached decision never imports a package (``mlpbench tune`` does)."""
     if cand.label in _PAID or not specs:
         return None
     if refining and not _imported(cand):
@@ -335,11 +326,8 @@ def _not_worth_loading(cand, d, specs, refining):
 
 
 def _prior(cand, n_samples, layer_sizes):
-    """Loading order: what is already imported (cheap to try) and usually fast for this size first.
-
-    Then the backend's ``prior_rank`` (fused kernels first, tracing JITs that compile per shape last);
-    a GPU backend goes first on big fits.
-    """
+    """Loading order: what is already imported (cheap to try), a GPU backend on big fits, then ``prior_rank``
+    (fused kernels first, tracing JITs that compile per shape last)."""
     cls = backend_class(cand.name)
     loaded = cls.requires[0] in sys.modules
     gpu_first = cls.gpu and macs(n_samples, layer_sizes) > 1e7
@@ -348,11 +336,13 @@ def _prior(cand, n_samples, layer_sizes):
 
 def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
     """Whether a candidate not measured in ``entry`` might finish this fit first (so it must be timed now)."""
+    if epochs is None:
+        return bool(entry["untimed"])
+    d = Decision.from_json(entry, epochs, frozenset(_PAID))
+    if _stale(d, {c.label: c for c in d.ranking}):
+        return True
     if not entry["untimed"]:
         return False
-    if epochs is None:
-        return True
-    d = Decision.from_json(entry, epochs, frozenset(_PAID))
     if not d.ranking:
         return True
     best = d.total_s(d.ranking[0].label)

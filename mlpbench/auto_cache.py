@@ -110,6 +110,8 @@ def check_entry(entry) -> dict:
             raise ValueError(f"measured[{label!r}]: {exc}") from None
         _number(m.get("seconds_per_epoch"), f"measured[{label!r}].seconds_per_epoch", 1e-15)
         _number(m.get("first_call_s"), f"measured[{label!r}].first_call_s")
+        if "compile_s" in m:  # optional (entries written before it are valid)
+            _number(m["compile_s"], f"measured[{label!r}].compile_s")
     return entry
 
 

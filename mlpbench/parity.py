@@ -263,6 +263,44 @@ def probe(backend, layer_sizes, n_samples, dtype, activation="relu") -> tuple[bo
     return (True, None) if bad is None else (False, bad.describe())
 
 
+def _run_tensors(backend, layer_sizes, n_samples, dtype, activation, epochs, lr) -> dict:
+    """The loss history and final params of ``epochs`` epochs through ``backend.prepare(...).run``."""
+    X, y = make_data(n_samples, layer_sizes, dtype, 0)
+    bp = backend.params_from_numpy(init_params(layer_sizes, 0, dtype))
+    history = backend.prepare(bp, backend.asarray(X), backend.asarray(y), lr=lr, activation=activation).run(epochs)
+    backend.synchronize()
+    out = {f"loss history of the prepared run ({epochs} epochs)": np.asarray(history)}
+    out.update(_named_params(backend.params_to_numpy(bp), "after the prepared run"))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _run_reference(layer_sizes, n_samples, dtype, activation, epochs, lr):
+    return _run_tensors(NumpyBackend(), layer_sizes, n_samples, dtype, activation, epochs, lr)
+
+
+def probe_run(backend, layer_sizes, n_samples, dtype, activation="relu", epochs=3) -> tuple[bool, str | None]:
+    """Parity of the path a fit runs: ``epochs`` epochs of the prepared ``run`` (full batch, sigmoid head).
+
+    The trajectory (loss per epoch) and the params after it are compared with
+    the reference's under ``TOLERANCES``; nothing else of the backend is
+    called, so a candidate compiles only the kernels its fits use (``auto``:
+    a strategy candidate such as ``numba[loop]``). ``n_samples`` rows are used
+    as given (a per-shape kernel is not compiled twice). Returns what ``probe`` does.
+    """
+    sizes = tuple(check_layer_sizes(layer_sizes))
+    n, dtype = check_positive_int("n_samples", n_samples), check_dtype(dtype).name
+    epochs, lr = check_positive_int("epochs", epochs), _parity_lr("sum", n)
+    ref = _run_reference(sizes, n, dtype, check_activation(activation), epochs, lr)
+    try:
+        got, failure = _run_tensors(backend, sizes, n, dtype, activation, epochs, lr), None
+    except Exception as exc:  # a broken backend is a failed probe, not a crash
+        got, failure = {}, ("run", exc)
+    case = f"prepared run N={n} {list(sizes)} {activation} {dtype}"
+    bad = first_failure(_compare(backend.name, case, ref, got, failure, dtype))
+    return (True, None) if bad is None else (False, bad.describe())
+
+
 def first_failure(results) -> ParityResult | None:
     return next((r for r in results if not r.passed), None)
 
@@ -297,4 +335,4 @@ def unsupported(backends, cases) -> list[tuple[str, str]]:
 
 
 __all__ = ["ParityResult", "TOLERANCES", "check_backend", "check_lab", "first_failure", "normwise_error", "probe",
-           "run_suite", "ulps", "unsupported"]
+           "probe_run", "run_suite", "ulps", "unsupported"]

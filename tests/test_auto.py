@@ -168,3 +168,95 @@ def test_bucket_and_key():
     assert [auto.bucket(n) for n in (1, 2, 3, 4, 5, 1000, 1024, 1025)] == [1, 2, 4, 4, 8, 1024, 1024, 2048]
     assert auto.cache_key(3, [2, 3, 1], "float32", "tanh") == auto.cache_key(4, [2, 4, 1], np.float32, "tanh")
     assert auto.cache_key(5, [2, 4, 1], "float64", "relu") != auto.cache_key(4, [2, 4, 1], "float64", "relu")
+
+
+class WrongLoop(NumpyBackend):
+    """Right on every op (forward, backward, step), wrong on the whole-loop run of its ``loop`` strategy."""
+
+    name = "wrongloop"
+    strategies = ("loop", "step")
+
+    def __init__(self, strategy="loop"):
+        self.strategy = strategy
+
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+        history = super()._train(params, X, y, lr, epochs, activation, grad_reduction, callback)
+        if self.strategy == "loop":
+            params[0][0][...] += 1e-3  # a fused kernel that forgot part of an update
+        return history
+
+
+def test_a_strategy_candidate_is_probed_on_the_run_it_does_and_rejected_when_wrong():
+    register_backend("wrongloop", WrongLoop)
+    try:
+        ok, failure = auto.parity.probe_run(WrongLoop("loop"), [2, 4, 1], 4, "float64")
+        assert not ok and "prepared run" in failure and "W1" in failure
+        assert auto.parity.probe_run(WrongLoop("step"), [2, 4, 1], 4, "float32") == (True, None)
+        d = auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["wrongloop"])
+        assert [c.label for c in d.ranking] == ["wrongloop[step]"]
+        assert "failed parity" in d.rejected["wrongloop[loop]"] and "prepared run" in d.rejected["wrongloop[loop]"]
+    finally:
+        unregister_backend("wrongloop")
+
+
+def test_numba_loop_candidate_compiles_only_the_kernel_it_runs(tmp_path):
+    pytest.importorskip("numba")
+    code = (
+        "from mlpbench import auto\n"
+        "from mlpbench.backends import numba_jit\n"
+        "d = auto.choose(4, [2, 4, 1], 'float64', epochs=5000, names=['numba'])\n"
+        "k = numba_jit._kernels()\n"
+        "print(d.ranking[0].label, sorted(numba_jit.JIT_SECONDS),\n"
+        "      sorted(n for n in ('layer_forward', 'layer_backward', 'sgd', 'bce_loss', 'train_step')\n"
+        "             if getattr(k, n).signatures))\n")
+    env = dict(os.environ, MLPBENCH_CACHE_DIR=str(tmp_path))
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "numba[loop]", out
+    assert "train_loop_fixed" in out and "[]" in out.split("]", 1)[1], out  # no forward/backward/step kernel
+
+
+class Jitty(NumpyBackend):
+    """The NumPy math behind a fake JIT: its first construction 'compiles' (counted by compile_seconds)."""
+
+    name = "jitty"
+    prior_rank = 0  # wins a tie with numpy (the same math), so the refresh is what is tested
+    compiled = 0.0
+
+    @classmethod
+    def compile_seconds(cls):
+        return cls.compiled
+
+    def __init__(self):
+        if Jitty.compiled == 0.0:
+            t0 = __import__("time").perf_counter()
+            while __import__("time").perf_counter() - t0 < 0.2:  # the compile, paid once per process
+                pass
+            Jitty.compiled = 0.2
+
+
+def test_a_first_call_that_compiled_is_recorded_without_the_compile_and_refreshed_when_it_decides(monkeypatch):
+    register_backend("jitty", Jitty)
+    try:
+        d = auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["numpy", "jitty"])
+        assert auto.paid()["jitty"] >= 0.2 and d.compile_s["jitty"] == pytest.approx(0.2)
+        assert d.first_call_s["jitty"] == pytest.approx(auto.paid()["jitty"] - 0.2)  # what a later process pays
+        # a later process (nothing paid): the recorded cost is a lower bound; when it would win with it,
+        # the candidate is loaded again and the entry refreshed with the cost it really has
+        monkeypatch.setattr(auto, "_PAID", {})
+        monkeypatch.setattr(auto, "_LATER", {})
+        entry = auto.shared_cache(auto.cache_path()).get(auto.cache_key(4, [2, 4, 1], "float64", "relu") +
+                                                         "|only jitty,numpy")
+        cached = auto.Decision.from_json(entry, 5000)
+        specs = {c.label: c for c in cached.ranking}
+        if cached.ranking[0].label == "jitty":
+            again = auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["numpy", "jitty"])
+            assert not again.cached and "jitty" in auto.paid() and again.compile_s["jitty"] == 0.0
+            assert not auto._stale(auto.Decision.from_json(auto.shared_cache(auto.cache_path()).get(
+                auto.cache_key(4, [2, 4, 1], "float64", "relu") + "|only jitty,numpy"), 5000), specs)
+        else:  # it cannot win even at its lower bound: nothing to refresh, the cache decides
+            assert not auto._stale(cached, specs)
+            assert auto.choose(4, [2, 4, 1], "float64", epochs=5000, names=["numpy", "jitty"]).cached
+    finally:
+        unregister_backend("jitty")

@@ -148,6 +148,11 @@ class Backend:
         """For ``auto``: whether ``strategy`` is worth timing at this size (default: always)."""
         return True
 
+    @classmethod
+    def compile_seconds(cls) -> float:
+        """Seconds this process spent compiling kernels that an on-disk cache spares a later process (default 0)."""
+        return 0.0
+
     def describe(self) -> dict:
         """Row fields for ``available_backends()`` and results: at least ``device`` and ``threads``."""
         return {"device": self.device, "threads": getattr(self, "threads", None)}

@@ -28,7 +28,7 @@ from ..validation import require_array, require_cache, require_params, require_X
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ..params import flat_buffer, flat_layout, flat_views, macs
 from .base import Backend
-from .numba_jit import _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, jit_notes
+from .numba_jit import _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, compiled_seconds, jit_notes
 from .cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
@@ -142,6 +142,10 @@ class NumbaBackend(Backend):
 
     def __repr__(self):
         return f"<NumbaBackend threads={self.threads} strategy={self.strategy!r}>"
+
+    @classmethod
+    def compile_seconds(cls) -> float:
+        return compiled_seconds()
 
     def describe(self) -> dict:
         """device, threads ("numba=N blas=M") and, once measured in this process, the JIT first-call times."""

@@ -42,6 +42,11 @@ def _ensure_compiled(name, fn, args):
     JIT_SECONDS[key] = (dt, "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled")
 
 
+def compiled_seconds() -> float:
+    """Seconds of ``JIT_SECONDS`` spent compiling (not loading from the on-disk cache) in this process."""
+    return sum(s for s, how in JIT_SECONDS.values() if how == "compiled")
+
+
 def jit_notes() -> str:
     if not JIT_SECONDS:
         return ""
