@@ -146,6 +146,12 @@ def cmd_train(args) -> int:
     print(f"\nAccuracy: {np.mean(pred == truth):.4f}" + (" (against targets thresholded at 0.5)" if soft else ""))
     print(f"Backend: {model.backend_} ({model.backend_reason_}) | dtype {model.dtype.name} | "
           f"wall time {wall:.3f} s ({wall / args.epochs * 1e6:.2f} us/epoch)")
+    _save_and_plot(args, model, X, y, history)
+    return 0
+
+
+def _save_and_plot(args, model, X, y, history) -> None:
+    """``--save`` and ``--plot`` after training (both paths were checked before it started)."""
     if args.save:
         model.save(args.save)
         print(f"Saved model to {args.save}")
@@ -154,7 +160,6 @@ def cmd_train(args) -> int:
 
         plot_training(args.plot, model, X, y, history)
         print(f"Wrote {args.plot}")
-    return 0
 
 
 def _print_losses(history, print_every):
@@ -186,14 +191,7 @@ def _train_and_test(args, model, X, y, X_test, y_test, print_every) -> int:
     batches = "full batch" if args.batch_size is None else f"batch size {args.batch_size}"
     print(f"Backend: {model.backend_} ({model.backend_reason_}) | dtype {model.dtype.name} | output {model.output} | "
           f"{batches} | wall time {wall:.3f} s ({wall / args.epochs * 1e3:.3f} ms/epoch)")
-    if args.save:
-        model.save(args.save)
-        print(f"Saved model to {args.save}")
-    if args.plot:
-        from .plots import plot_training
-
-        plot_training(args.plot, model, X, y, history)
-        print(f"Wrote {args.plot}")
+    _save_and_plot(args, model, X, y, history)
     return 0
 
 
