@@ -324,14 +324,13 @@ def check_threshold(threshold) -> float:
 
 
 def _compare_samples(samples, name) -> np.ndarray:
-    if samples is None:
+    """``_clean``'s checks, as ``CompareError`` (the gate's exit 2)."""
+    if samples is None or np.size(samples) == 0:
         raise CompareError(f"{name}: no samples (median missing)")
-    a = np.asarray(samples, dtype=float).ravel()
-    if a.size == 0:
-        raise CompareError(f"{name}: no samples (median missing)")
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise CompareError(f"{name}: samples must be positive finite times (median is NaN or missing)")
-    return a
+    try:
+        return _clean(samples, name)
+    except ValueError:
+        raise CompareError(f"{name}: samples must be positive finite times (median is NaN or missing)") from None
 
 
 def compare(old, new, threshold=0.10, *, alpha=0.01) -> Comparison:
