@@ -154,7 +154,7 @@ WRITER = textwrap.dedent("""
             w.write()
         else:
             d = Decision(ranking=[BackendSpec("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
-            Cache(path).put(f"key-{i % 500}-" + "x" * 200, d)
+            Cache(path).put(f"key-{i % 500}-" + "x" * 20000, d)  # big entries: the write is most of the loop
 """)
 POINT = {k: 1 for k in R.REQUIRED_POINT_FIELDS} | {"backend": "numpy", "op": "step", "dtype": "float64",
                                                    "layer_sizes": [2, 4, 1], "noisy": False}
