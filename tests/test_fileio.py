@@ -154,7 +154,7 @@ WRITER = textwrap.dedent("""
             w.write()
         else:
             d = Decision(ranking=[BackendSpec("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
-            Cache(path).put(f"key-{i % 500}-" + "x" * 20000, d)  # big entries: the write is most of the loop
+            Cache(path).put(f"key-{i % 500}-" + "x" * 2000, d)  # bigger entries: a longer write window
 """)
 POINT = {k: 1 for k in R.REQUIRED_POINT_FIELDS} | {"backend": "numpy", "op": "step", "dtype": "float64",
                                                    "layer_sizes": [2, 4, 1], "noisy": False}
@@ -188,7 +188,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new_complete_files(tmp_path, ki
         os.makedirs(path)
     kills = mid_write = 0
     folder = path if kind == "results" else str(tmp_path)
-    while kills < 8 or (mid_write < 2 and kills < 40):  # bounded: 8 to 40 kills, until 2 landed mid-write
+    while kills < 8 or (mid_write < 2 and kills < 150):  # bounded: 8 to 150 kills, until 2 landed mid-write
         proc = subprocess.Popen([sys.executable, "-c", code, kind, path], stdout=subprocess.PIPE, env=env)
         assert proc.stdout.readline() == b"ready\n"
         deadline = time.monotonic() + 30
