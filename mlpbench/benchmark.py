@@ -20,6 +20,10 @@ from .progress import Progress
 from .results import ResultsWriter
 from .subjects import op_subject
 
+#: sweeps over the grid, each with freshly prepared subjects, pooled per point (``run_sweep``)
+PASSES = 2
+#: the confidence of every interval (``measure``'s default)
+CONFIDENCE = 0.99
 #: most rounds at one point (the adaptive stop and ``max_time`` usually end it sooner)
 MAX_ROUNDS = 300
 #: the smallest difference the sweep calls ``faster`` / ``slower`` (the A/A margin is used when larger):
@@ -99,8 +103,14 @@ SETTLE_S = 0.1
 
 def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
               max_rounds=MAX_ROUNDS, margin_floor=MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
-              settle_s=SETTLE_S):
+              settle_s=SETTLE_S, passes=PASSES):
     """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
+
+    ``passes``: the grid is swept that many times, each pass with freshly
+    prepared subjects, ``max_time / passes`` per point and its share of the
+    ``min_rounds`` (the 8 a 99 % interval needs by default); a point's samples
+    are pooled over the passes (``measure``'s ``resume``), so its interval
+    reflects how the machine changed between them, not one moment's state.
 
     The document is written after every point. On ``KeyboardInterrupt`` its
     status becomes ``"interrupted"`` and the exception propagates.
@@ -112,8 +122,12 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     dtypes = sorted({c.dtype for c in case_list})
     # the file describes this run from its first moment (never an older run's points), and ends as
     # complete, interrupted (Ctrl-C, SIGTERM) or failed (an error outside a point)
+    if not (isinstance(passes, int) and passes >= 1):
+        raise ValueError(f"passes must be an int >= 1; got {passes!r}")
+    # the rounds every point gets at least are shared out over the passes
+    pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
     writer = ResultsWriter(out_dir, machine_info(backends), {}, dict(config, baseline=baseline, margin_floor=margin_floor,
-                                                                          settle_s=settle_s),
+                                                                          settle_s=settle_s, passes=passes),
                            skipped)
     progress = progress or Progress(0, enabled=False)
     warm = set()
@@ -123,20 +137,26 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         writer.doc["peak"] = peaks.to_dict()
         writer.write()
         last_dtype = case_list[0].dtype if case_list else None
-        for case in case_list:
-            if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
-                peaks.sample([case.dtype])
-                last_dtype = case.dtype
-            try:  # a point that cannot fit in memory is skipped with the reason, before allocating
-                check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
-            except NotEnoughMemory as exc:
-                writer.add_skipped_case(case.label, str(exc))
-                progress.advance()
-                continue
-            progress.update(case.label)
-            _measure_case(case, backends, baseline, warm, writer, peaks, min_time=min_time, max_time=max_time,
-                          min_rounds=min_rounds, max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s)
-            progress.advance(case.label)
+        earlier = {}  # case label -> the Measurement of the passes so far
+        for pass_no in range(passes):
+            for case in case_list:
+                if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
+                    peaks.sample([case.dtype])
+                    last_dtype = case.dtype
+                try:  # a point that cannot fit in memory is skipped with the reason, before allocating
+                    check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
+                except NotEnoughMemory as exc:
+                    if pass_no == 0:
+                        writer.add_skipped_case(case.label, str(exc))
+                    progress.advance()
+                    continue
+                progress.update(case.label if passes == 1 else f"{case.label} (pass {pass_no + 1}/{passes})")
+                m = _measure_case(case, backends, baseline, warm, writer, peaks, earlier.get(case.label),
+                                  min_time=min_time, max_time=max_time / passes, min_rounds=pass_rounds,
+                                  max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s)
+                if m is not None:
+                    earlier[case.label] = m
+                progress.advance(case.label)
         peaks.sample()  # the end of the run: the spread tells whether the machine held still
         by_label = dict(backends)
         for p in writer.doc["points"]:  # % of peak on the best peak seen in the whole run
@@ -156,20 +176,27 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     return writer.doc
 
 
-def _measure_case(case, backends, baseline, warm, writer, peaks, **kw):
+def _measure_case(case, backends, baseline, warm, writer, peaks, earlier=None, **kw):
+    """Measure ``case`` (pooled with ``earlier``, its previous passes); its points replace theirs; the Measurement."""
     subjects, control, warmups = _subjects(case, backends, baseline, warm, writer)
     if control is None:  # no baseline (or no copy of it) at this point: nothing to compare against
         for s in subjects:
             writer.add_error(s.label, case.label, f"not measured: the baseline {baseline} failed at this point")
-        return
+        return None
     try:
-        m = M.measure(subjects, baseline=baseline, control=control, on_error="drop", settle_scaled=True, **kw)
+        m = M.measure(subjects, baseline=baseline, control=control, on_error="drop", settle_scaled=True,
+                      confidence=CONFIDENCE, resume=earlier, **kw)
     except Exception as exc:  # the baseline or its copy raised while timed
         for s in subjects:
             writer.add_error(s.label, case.label, f"{type(exc).__name__}: {exc}")
-        return
+        return None
     for label, error in m.errors.items():
-        writer.add_error(label, case.label, error)
+        if earlier is None or label not in earlier.errors:
+            writer.add_error(label, case.label, error)
+    if earlier is not None:  # this pass's pooled points replace the earlier passes' ones (warm-up: the first's)
+        old = [p for p in writer.doc["points"] if p["case"] == case.label]
+        warmups.update({p["backend"]: p["warmup_s"] for p in old})
+        writer.doc["points"] = [p for p in writer.doc["points"] if p["case"] != case.label]
     by_label = dict(backends)
     for label, result in m.results.items():
         point = _point(label, by_label[label], case, result, m, peaks)
@@ -178,3 +205,4 @@ def _measure_case(case, backends, baseline, warm, writer, peaks, **kw):
             c = m.noise.to_dict()
             point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s")}
         writer.add_point(point)
+    return m

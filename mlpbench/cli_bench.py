@@ -13,7 +13,7 @@ import sys
 from . import cliargs as A
 from . import results, stats
 from .backends import REFERENCE, BackendSpec, backend_names, parse_specs, ready
-from .benchmark import run_sweep
+from .benchmark import PASSES, run_sweep
 from .cases import DTYPES, OPS, PRESETS, TIMING_LR, TIMING_REDUCTION, get_preset, sweep
 from .progress import Progress
 from .validation import check_activation, parse_list
@@ -40,6 +40,9 @@ def add_bench(sub):
                    help=f"the backend every ratio and verdict is against (default {REFERENCE}); it also gets the A/A control")
     p.add_argument("--repeat", type=A.int_range(1),
                    help="rounds per point at least (default: the fewest that give a 99%% interval, 8)")
+    p.add_argument("--passes", type=A.int_range(1, 20), default=None,
+                   help=f"sweeps over the grid, pooled per point (default {PASSES}): the intervals then span "
+                        "how the machine changed between them")
     p.add_argument("--min-time", type=A.real(0), help="seconds per sample at least (calls are batched)")
     p.add_argument("--max-time", type=A.real(0, lo_open=True),
                    help="seconds of rounds per point at most, when the verdicts are not firm sooner")
@@ -92,7 +95,7 @@ def bench_cases(args):
 def cmd_bench(args) -> int:
     if args.compare:
         A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
-                               "max_time", "no_lab", "dry_run", "baseline"), "with --compare")
+                               "max_time", "no_lab", "dry_run", "baseline", "passes"), "with --compare")
         return cmd_compare(args)
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
     if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
@@ -133,10 +136,11 @@ def cmd_bench(args) -> int:
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     if not args.quiet:
         print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
-    progress = Progress(len(case_list), enabled=None if not args.quiet else False)
+    passes = PASSES if args.passes is None else args.passes
+    progress = Progress(len(case_list) * passes, enabled=None if not args.quiet else False)
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
-                        baseline=baseline, config=config, progress=progress, skipped=skipped)
+                        baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes)
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:

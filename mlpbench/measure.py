@@ -34,9 +34,10 @@ Design
   floor), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
   then ``stats.verdict`` says ``same`` or ``unresolved`` honestly. Warm-up and
   calibration do not count against the budget.
-* **Peaks.** ``Peak`` collects rates (work / best sample, measured through
-  this engine) at several moments of a run: its best, its spread, and a flag
-  when the spread exceeds 10 %.
+* **Passes.** ``resume=`` pools a second pass over a point, with freshly
+  prepared subjects, later in the run (asv's processes run their rounds the
+  same way): the interval then sees how the machine changed in between.
+* **Peaks** (``perf.Peak``) are rates measured through this engine.
 
 asv contributes the rounds and Mann-Whitney for ``--compare`` (``stats``),
 pyperf the calibration of loops to a minimum duration, torch.utils.benchmark
@@ -49,9 +50,7 @@ Usage::
                 control=Subject("numpy copy", step_a2, sync=a2.synchronize), min_time=0.005, max_time=1.0)
     m["numba"].ratio, m["numba"].ratio_ci, m["numba"].verdict   # e.g. 0.61, (0.57, 0.66), "faster"
     m.noise, m.margin, m.noisy, m.to_dict()
-
-    peak = Peak("GFLOP/s"); peak.sample(Subject("matmul", lambda: a @ b), 2 * n ** 3 / 1e9)
-    ...                     # again at the end of the run: peak.best, peak.spread, peak.flagged
+    m2 = measure([...the same labels, prepared afresh...], control=..., resume=m)   # a later pass, pooled
 """
 
 from __future__ import annotations
@@ -63,8 +62,6 @@ from typing import Any, Callable, Optional
 
 from . import stats
 
-#: a peak whose samples spread more than this fraction of the best is flagged
-PEAK_SPREAD = 0.10
 #: calibration never batches more calls than this into one sample
 MAX_NUMBER = 10 ** 7
 
@@ -268,7 +265,7 @@ def _judge(results, control, base, confidence, floor):
 
 def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
             max_time=2.0, confidence=0.99, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
-            settle_scaled=False, on_error="raise", clock=time.perf_counter) -> Measurement:
+            settle_scaled=False, on_error="raise", resume=None, clock=time.perf_counter) -> Measurement:
     """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
 
     ``control``: ``True`` times the baseline's callable again as the A/A
@@ -285,7 +282,13 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     at most as long as the previous sample (the cost of settling stays within
     2x at short samples, where a parallel kernel rarely runs). ``on_error="drop"`` leaves out a
     subject that raises (recorded in ``errors``) instead of raising; a failing
-    baseline or control always raises. ``clock``: seconds, for tests.
+    baseline or control always raises. ``resume``: the ``Measurement`` of an
+    earlier pass over the same point (same labels, freshly prepared subjects):
+    its samples are pooled with this pass's (the judgement and the adaptive
+    stop see them all), its calls per sample are kept (no calibration; the
+    warm-up calls still run), its failed subjects stay out (a subject it holds
+    that this pass does not time is left out), and ``min_rounds``
+    / ``max_time`` count this pass only. ``clock``: seconds, for tests.
     """
     subjects = list(subjects)
     min_rounds = rounds_needed(confidence) if min_rounds is None else min_rounds
@@ -297,7 +300,13 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
         subjects.insert(1, Subject(aa_label, control.fn, control.sync, control.block))
     elif control:
         subjects.insert(1, Subject(aa_label, subjects[0].fn, subjects[0].sync, subjects[0].block))
-    numbers, firsts, errors = {}, {}, {}
+    numbers, firsts, errors, pooled = {}, {}, {}, {}
+    if resume is not None:
+        _check_resume(resume, base)
+        errors.update(resume.errors)
+        for r in list(resume.results.values()) + ([resume.noise] if resume.noise is not None else []):
+            numbers[r.label], firsts[r.label], pooled[r.label] = r.number, r.first_s, list(r.samples)
+        subjects = [s for s in subjects if s.label not in errors]
 
     def guarded(s, action):
         try:
@@ -313,15 +322,16 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
             first = _batch(s, 1, clock)
             for _ in range(max(0, warmup - 1)):
                 _batch(s, 1, clock)
-            return first, calibrate(s, min_time, clock)
+            return first, numbers[s.label] if s.label in pooled else calibrate(s, min_time, clock)
 
         got = guarded(s, prepare)
         if got is not None:
-            firsts[s.label], numbers[s.label] = got
-    if control is True:
+            firsts.setdefault(s.label, got[0])
+            numbers[s.label] = got[1]
+    if control is True and resume is None:
         firsts[aa_label] = float("nan")  # the baseline's own callable, already warm: no first call of its own
     timed = [s for s in subjects if s.label not in errors]
-    samples = {s.label: [] for s in timed}
+    samples = {s.label: pooled.get(s.label, []) for s in timed}
     start, rounds, stop = clock(), 0, "max_rounds"
     last = settle_s
     while rounds < max_rounds:
@@ -345,10 +355,18 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
         if clock() - start >= max_time:
             stop = "max_time"
             break
-    elapsed = clock() - start
+    elapsed = clock() - start + (resume.elapsed_s if resume is not None else 0.0)
     results, noise = _results(timed, samples, numbers, firsts, aa_label)
     margin, _ = _judge(results, noise, base, confidence, margin_floor)
+    rounds += resume.rounds if resume is not None else 0
     return Measurement(base, results, noise, margin, confidence, rounds, elapsed, stop, errors)
+
+
+def _check_resume(resume, base):
+    if not isinstance(resume, Measurement):
+        raise TypeError(f"resume must be the Measurement of an earlier pass or None; got {type(resume).__name__}")
+    if resume.baseline != base:
+        raise ValueError(f"resume must come from a pass with the same baseline {base!r}; got {resume.baseline!r}")
 
 
 def _results(timed, samples, numbers, firsts, aa_label):
@@ -356,45 +374,5 @@ def _results(timed, samples, numbers, firsts, aa_label):
     return results, results.pop(aa_label, None)
 
 
-# ---------------------------------------------------------------- peaks
-def rate(subject, work, *, rounds=5, min_time=0.05, clock=time.perf_counter) -> float:
-    """Best ``work / seconds per call`` of ``subject`` over ``rounds`` calibrated samples (after a warm-up)."""
-    m = measure([subject], control=False, min_time=min_time, min_rounds=rounds, max_rounds=rounds,
-                max_time=math.inf, clock=clock)
-    return work / m[subject.label].min
-
-
-@dataclass
-class Peak:
-    """A machine rate (GFLOP/s, GB/s) sampled at several moments of a run: trust ``best``, read ``spread``."""
-
-    unit: str = "GFLOP/s"
-    samples: list = field(default_factory=list)
-
-    def sample(self, subject, work, **kw) -> float:
-        """Measure ``rate(subject, work)`` now (``work`` in the unit's numerator) and keep it."""
-        value = rate(subject, work, **kw)
-        self.samples.append(value)
-        return value
-
-    @property
-    def best(self) -> float:
-        return max(self.samples) if self.samples else float("nan")
-
-    @property
-    def spread(self) -> float:
-        """``(best - worst) / best``: 0 for one sample."""
-        return (self.best - min(self.samples)) / self.best if self.samples else float("nan")
-
-    @property
-    def flagged(self) -> bool:
-        """The samples spread by more than ``PEAK_SPREAD`` (10 %) of the best: the peak moved during the run."""
-        return bool(self.samples) and self.spread > PEAK_SPREAD
-
-    def to_dict(self) -> dict:
-        return {"unit": self.unit, "best": self.best, "spread": self.spread, "flagged": self.flagged,
-                "samples": list(self.samples)}
-
-
-__all__ = ["MAX_NUMBER", "PEAK_SPREAD", "Measurement", "Peak", "Subject", "SubjectResult", "block_ready",
-           "calibrate", "measure", "rate", "round_orders", "rounds_needed"]
+__all__ = ["MAX_NUMBER", "Measurement", "Subject", "SubjectResult", "block_ready", "calibrate", "measure",
+           "round_orders", "rounds_needed"]

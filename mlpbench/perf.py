@@ -3,22 +3,66 @@
 * ``flops_forward / flops_backward / flops_step(n_samples, layer_sizes)`` and ``flops(op, ...)``;
 * ``bytes_moved(op, n_samples, layer_sizes, dtype)``: the compulsory memory traffic (roofline x-axis);
 * ``Peaks(backends, dtypes)``: the CPU's large-matmul GFLOP/s per dtype, its copy GB/s, and each
-  other device's matmul and host<->device rates, each a ``measure.Peak`` sampled whenever
+  other device's matmul and host<->device rates, each a ``Peak`` sampled whenever
   ``Peaks.sample()`` is called (a run samples at its start, between dtypes and at its end), so
   the spread of a machine's peak over a run is seen, never cached away.
 
-This module holds no timing loop: every rate is ``measure.Peak.sample`` of a ``measure.Subject``.
+This module holds no timing loop: every rate is ``Peak.sample`` of a ``measure.Subject`` (``rate``: best of calibrated samples).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import measure as M
 from .params import macs
+
+#: a peak whose samples spread more than this fraction of the best is flagged
+PEAK_SPREAD = 0.10
+
+
+def rate(subject, work, *, rounds=5, min_time=0.05, clock=time.perf_counter) -> float:
+    """Best ``work / seconds per call`` of ``subject`` over ``rounds`` calibrated samples (after a warm-up)."""
+    m = M.measure([subject], control=False, min_time=min_time, min_rounds=rounds, max_rounds=rounds,
+                  max_time=math.inf, clock=clock)
+    return work / m[subject.label].min
+
+
+@dataclass
+class Peak:
+    """A machine rate (GFLOP/s, GB/s) sampled at several moments of a run: trust ``best``, read ``spread``."""
+
+    unit: str = "GFLOP/s"
+    samples: list = field(default_factory=list)
+
+    def sample(self, subject, work, **kw) -> float:
+        """Measure ``rate(subject, work)`` now (``work`` in the unit's numerator) and keep it."""
+        value = rate(subject, work, **kw)
+        self.samples.append(value)
+        return value
+
+    @property
+    def best(self) -> float:
+        return max(self.samples) if self.samples else float("nan")
+
+    @property
+    def spread(self) -> float:
+        """``(best - worst) / best``: 0 for one sample."""
+        return (self.best - min(self.samples)) / self.best if self.samples else float("nan")
+
+    @property
+    def flagged(self) -> bool:
+        """The samples spread by more than ``PEAK_SPREAD`` (10 %) of the best: the peak moved during the run."""
+        return bool(self.samples) and self.spread > PEAK_SPREAD
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "best": self.best, "spread": self.spread, "flagged": self.flagged,
+                "samples": list(self.samples)}
 
 
 def flops_forward(n_samples, layer_sizes) -> int:
@@ -92,7 +136,7 @@ def _cpu_operands(n, dtype):
 
 
 class Peaks:
-    """The run's machine rates, each a ``measure.Peak``: ``sample()`` measures them all once more.
+    """The run's machine rates, each a ``Peak``: ``sample()`` measures them all once more.
 
     ``cpu``: NumPy's BLAS matmul GFLOP/s per dtype (all its threads) and the
     host copy GB/s (bytes read plus written). Every other device among
@@ -112,10 +156,10 @@ class Peaks:
             if be.device != "cpu" and be.device not in self.devices:
                 self.devices[be.device] = (label, be)
         self._sizes = {}
-        self.gflops = {"cpu": {dt: M.Peak("GFLOP/s") for dt in self.dtypes}}
-        self.gflops.update({dev: {dt: M.Peak("GFLOP/s") for dt in self.dtypes} for dev in self.devices})
-        self.rates = {"cpu": {"memcpy_GBps": M.Peak("GB/s")}}
-        self.rates.update({dev: {"h2d_GBps": M.Peak("GB/s"), "d2h_GBps": M.Peak("GB/s")} for dev in self.devices})
+        self.gflops = {"cpu": {dt: Peak("GFLOP/s") for dt in self.dtypes}}
+        self.gflops.update({dev: {dt: Peak("GFLOP/s") for dt in self.dtypes} for dev in self.devices})
+        self.rates = {"cpu": {"memcpy_GBps": Peak("GB/s")}}
+        self.rates.update({dev: {"h2d_GBps": Peak("GB/s"), "d2h_GBps": Peak("GB/s")} for dev in self.devices})
         self.errors = {}
 
     def sample(self, dtypes=None) -> None:
@@ -172,7 +216,7 @@ class Peaks:
         return entry.best if entry is not None and entry.samples else None
 
     def flagged(self) -> list[str]:
-        """``"<device> <what>"`` for every rate whose samples spread over ``measure.PEAK_SPREAD``."""
+        """``"<device> <what>"`` for every rate whose samples spread over ``PEAK_SPREAD``."""
         out = [f"{dev} matmul {dt}" for dev, per in self.gflops.items() for dt, p in per.items() if p.flagged]
         return out + [f"{dev} {k}" for dev, per in self.rates.items() for k, p in per.items() if p.flagged]
 

@@ -17,6 +17,7 @@ from mlpbench import results as R
 from mlpbench.backends import BackendSpec, parse_specs, ready, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.progress import Progress
+from mlpbench.benchmark import run_sweep
 from mlpbench.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -190,7 +191,7 @@ def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys):
     out = tmp_path / "res"
     code = main(["bench", "--backends", "fake[step],absent,exploding", "--batch", "2,16", "--hidden", "3,8",
                  "--features", "4", "--dtype", "float32", "--repeat", "3", "--min-time", "0", "--max-time", "0.2",
-                 "--quiet", "--out", str(out)])
+                 "--passes", "1", "--quiet", "--out", str(out)])
     text = capsys.readouterr()
     assert code == 1  # the exploding backend's errors are reported in the exit code, not raised
     assert "verdict" in text.out and "lab-and f32" in text.out and "skipping absent" in text.err
@@ -428,3 +429,52 @@ def test_a_point_where_the_baseline_fails_is_reported_for_every_backend(fakes, t
     assert set(errors) == {("exploding", "step f64 N=16 32-3-1"), ("numpy", "step f64 N=16 32-3-1")}
     assert "out of device memory" in errors[("exploding", "step f64 N=16 32-3-1")]
     assert "baseline exploding failed" in errors[("numpy", "step f64 N=16 32-3-1")]
+
+
+class Counting(NumpyBackend):
+    """NumPy that counts the handles it prepares, per number of rows."""
+
+    name = "counting"
+    prepared = []
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        Counting.prepared.append(X.shape[0])
+        return super()._prepare(params, X, y, lr, activation, grad_reduction)
+
+
+@pytest.mark.parametrize("passes", [1, 3])
+def test_passes_prepare_afresh_and_pool_each_point(tmp_path, passes):
+    register_backend("counting", Counting)
+    Counting.prepared = []
+    try:
+        grid = cases.sweep("quick", batch=[2, 8], hidden=[3], features=[4], dtypes=["float64"], ops=["step"],
+                           labs=())
+        backends, _ = ready(parse_specs("numpy,counting"))
+        progress = []
+
+        class Log:
+            def update(self, label):
+                progress.append(label)
+
+            def advance(self, label=None):
+                pass
+
+            def close(self):
+                pass
+
+        doc = run_sweep(grid, backends, tmp_path, min_time=0.0, max_time=0.05, min_rounds=6, config={},
+                        passes=passes, progress=Log())
+    finally:
+        unregister_backend("counting")
+    assert doc["status"] == "complete" and doc["config"]["passes"] == passes
+    points = doc["points"]
+    assert sorted((p["case"], p["backend"]) for p in points) == sorted(
+        (c.label, b) for c in grid for b in ("numpy", "counting"))  # one point each, however many passes
+    assert sorted(Counting.prepared) == sorted([2, 8] * passes)  # a fresh handle in every pass
+    assert len(progress) == passes * len(grid) and (passes == 1 or progress[-1].endswith(f"(pass {passes}/{passes})"))
+    for p in points:  # each pass ran its share of the 6 rounds at least, all pooled in one point
+        assert p["rounds"] == len(p["samples_s"]) >= passes * -(-6 // passes)
+        if p["backend"] == "numpy":
+            assert len(p["control"]["samples_s"]) == p["rounds"]
+    with pytest.raises(ValueError, match="passes"):
+        run_sweep(grid, backends, tmp_path / "x", min_time=0.0, max_time=0.05, config={}, passes=0)

@@ -80,6 +80,8 @@ CASES = [
     (["bench", "--min-time", "inf"], {}, "--min-time"),
     (["bench", "--max-time", "0"], {}, "--max-time"),
     (["bench", "--repeat", "0"], {}, "--repeat"),
+    (["bench", "--passes", "0"], {}, "--passes"),
+    (["bench", "--compare", "a.json", "b.json", "--passes", "2"], {}, "--passes"),
     (["bench", "--dtype", "float16"], {}, "--dtype"),
     (["bench", "--op", "fwd"], {}, "--op"),
     (["bench", "--preset", "huge"], {}, "huge"),

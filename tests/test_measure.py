@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mlpbench import measure as M
+from mlpbench import perf
 from mlpbench import stats as S
 import lab_code as L
 
@@ -212,6 +213,48 @@ def test_a_failing_subject_is_dropped_or_raises():
         M.measure([M.Subject("base", broken), timed(clock, "ok", 0.01)], on_error="drop", clock=clock)
 
 
+def test_resume_pools_a_later_pass_without_recalibrating():
+    clock, calls = FakeClock(), {"a": 0, "b": 0}
+
+    def subject(label, cost):
+        def fn():
+            calls[label] += 1
+            clock.t += cost
+        return M.Subject(label, fn)
+
+    first = M.measure([subject("a", 0.001), subject("b", 0.002)], min_time=0.01, min_rounds=8, max_rounds=8,
+                      clock=clock)
+    assert first.rounds == 8 and first["b"].ratio == pytest.approx(2.0)
+    numbers = {k: first[k].number for k in ("a", "b")}
+    calls.update(a=0, b=0)
+    # the machine changed: b now costs 3x a; the pooled interval spans both passes
+    second = M.measure([subject("a", 0.001), subject("b", 0.003)], min_time=0.01, min_rounds=8, max_rounds=8,
+                       clock=clock, resume=first)
+    assert second.rounds == 16 and len(second["b"].samples) == 16 and len(second.noise.samples) == 16
+    assert second["b"].samples[:8] == first["b"].samples  # the earlier pass's samples, then this pass's
+    assert {k: second[k].number for k in ("a", "b")} == numbers
+    # no calibration: a warm-up call per subject (a is also its own A/A control), then its samples' calls
+    assert calls["b"] == 1 + 8 * numbers["b"] and calls["a"] == 2 + 16 * numbers["a"]
+    lo, hi = second["b"].ratio_ci
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(3.0) and second["b"].verdict == "slower"
+    assert second.elapsed_s > first.elapsed_s and second["a"].first_s == first["a"].first_s
+
+
+def test_resume_keeps_failed_subjects_out_and_checks_its_argument():
+    clock = FakeClock()
+    first = M.measure([timed(clock, "a", 0.01), M.Subject("bad", lambda: 1 / 0)], min_time=0.0, min_rounds=2,
+                      max_rounds=2, on_error="drop", clock=clock)
+    assert "bad" in first.errors
+    never = M.Subject("bad", lambda: pytest.fail("a subject that failed in an earlier pass ran again"))
+    second = M.measure([timed(clock, "a", 0.01), never], min_time=0.0, min_rounds=2, max_rounds=2,
+                       on_error="drop", clock=clock, resume=first)
+    assert list(second.results) == ["a"] and second.errors == first.errors and len(second["a"].samples) == 4
+    with pytest.raises(TypeError, match="resume"):
+        M.measure([timed(clock, "a", 0.01)], clock=clock, resume={"a": [1.0]})
+    with pytest.raises(ValueError, match="same baseline"):
+        M.measure([timed(clock, "z", 0.01), timed(clock, "a", 0.01)], clock=clock, resume=first)
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(subjects=[]), "at least one"),
     (dict(subjects=["f"]), "Subject"),
@@ -244,7 +287,7 @@ def test_rounds_needed():
 # ---------------------------------------------------------------- peaks
 def test_peak_best_spread_and_flag():
     clock = FakeClock()
-    peak = M.Peak("GFLOP/s")
+    peak = perf.Peak("GFLOP/s")
     assert math.isnan(peak.best) and not peak.flagged
     assert peak.sample(timed(clock, "mm", 0.010), 2.0, rounds=3, clock=clock) == pytest.approx(200.0)
     assert not peak.flagged and peak.spread == 0.0
@@ -260,7 +303,7 @@ def test_rate_takes_the_best_sample():
     clock = FakeClock()
     costs = iter([0.5] + [0.02, 0.02] + [0.03, 0.01, 0.02])  # first call, calibration (2 batches), then rounds
     s = M.Subject("copy", lambda: clock.__setattr__("t", clock.t + next(costs)))
-    assert M.rate(s, 1.0, rounds=3, min_time=0.0, clock=clock) == pytest.approx(100.0)
+    assert perf.rate(s, 1.0, rounds=3, min_time=0.0, clock=clock) == pytest.approx(100.0)
 
 
 # ---------------------------------------------------------------- the control experiment, real clock
