@@ -1,7 +1,10 @@
 """Numba per-layer kernels: fused bias + activation, output error, fused backward, SGD, and the GEMM with ``beta``.
 
-Each forward / backward layer is a BLAS matmul plus ONE fused pass; ``sgd``
-updates every parameter of the flat vector ``theta`` in one loop. ``_mm`` /
+Each forward / backward layer is a BLAS matmul plus ONE fused pass; a bias
+gradient sums rows in order (``np.sum(axis=0)``'s order), one column in NumPy's
+pairwise order. ``sgd`` updates every parameter of the flat vector ``theta`` in
+one loop (layer ``i``: ``W_i`` row-major at ``woff[i]``, ``b_i`` at ``boff[i]``;
+gradients alike). ``_mm`` /
 ``_mm_tn`` / ``_mm_nt`` are row-major GEMMs that can accumulate (``beta = 1``,
 through ``numba_xxgemm``: ``numba_internals``; ``np.dot`` otherwise), which the
 blocked step kernel (``numba_step``) uses to sum weight gradients block after

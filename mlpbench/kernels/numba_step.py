@@ -20,7 +20,7 @@ from .numba_scalar import SIGMOID, bce_loss
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
 _DEPENDS_ON = {
     "numba_internals": "767357ef3f0e",
-    "numba_layers": "9894e0035190",
+    "numba_layers": "dcc2928245b7",
     "numba_scalar": "cc9932e1c942",
 }
 CACHE = cache_for(__name__, _DEPENDS_ON)
