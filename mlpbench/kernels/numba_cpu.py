@@ -15,11 +15,12 @@ from __future__ import annotations
 from .numba_internals import cache_for
 from .numba_layers import (_gemm, _mm, _mm_nt, _mm_tn, act_backward, bias_act, layer_backward, layer_forward,
                            output_error, sgd, single_output_backward, touch_blas)
-from .numba_loop import train_loop, train_loop_fixed
-from .numba_scalar import RELU, SIGMOID, TANH, _bce_term, _deriv, _pairwise, _pw_leaf, _relu, _sigmoid, _sum, bce_loss
-from .numba_step import train_step, train_step_parallel
+from .numba_loop import _epochs, train_loop, train_loop_fixed
+from .numba_scalar import (_PW_BLOCK, RELU, SIGMOID, TANH, _bce_term, _deriv, _pairwise, _pw_leaf, _relu, _sigmoid,
+                           _sum, _term, bce_loss)
+from .numba_step import _blocks_of_thread, _view, train_step, train_step_parallel
 
-# the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
+# the source digests of the modules re-exported here, for a module importing from this one (cache_for)
 _DEPENDS_ON = {
     "numba_internals": "767357ef3f0e",
     "numba_layers": "dcc2928245b7",
@@ -29,7 +30,8 @@ _DEPENDS_ON = {
 }
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
-__all__ = ["RELU", "SIGMOID", "TANH", "_bce_term", "_deriv", "_gemm", "_mm", "_mm_nt", "_mm_tn", "_pairwise",
-           "_pw_leaf", "_relu", "_sigmoid", "_sum", "act_backward", "bce_loss", "bias_act", "layer_backward",
-           "layer_forward", "output_error", "sgd", "single_output_backward", "touch_blas", "train_loop",
-           "train_loop_fixed", "train_step", "train_step_parallel"]
+__all__ = ["RELU", "SIGMOID", "TANH", "_PW_BLOCK", "_bce_term", "_blocks_of_thread", "_deriv", "_epochs", "_gemm",
+           "_mm", "_mm_nt", "_mm_tn", "_pairwise", "_pw_leaf", "_relu", "_sigmoid", "_sum", "_term", "_view",
+           "act_backward", "bce_loss", "bias_act", "layer_backward", "layer_forward", "output_error", "sgd",
+           "single_output_backward", "touch_blas", "train_loop", "train_loop_fixed", "train_step",
+           "train_step_parallel"]
