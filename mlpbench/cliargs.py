@@ -12,6 +12,7 @@ import argparse
 import math
 
 from . import fileio
+from .validation import parse_list
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -80,14 +81,10 @@ def real(lo=None, hi=None, lo_open=False):
     return _wrap(parse, "number")
 
 
-def _items(text):
-    return [t for t in str(text).replace(",", " ").split() if t]
-
-
 def int_list(lo=1):
     """A comma (or space) separated, non-empty list of ints ``>= lo``; the text, unchanged."""
     def parse(text):
-        items = _items(text)
+        items = parse_list(text)
         if not items:
             raise ValueError("expected a comma list of integers, e.g. 1,64,1024; got nothing")
         for t in items:
@@ -101,7 +98,7 @@ def int_list(lo=1):
 def choice_list(choices):
     """A comma separated, non-empty list of ``choices``; the text, unchanged."""
     def parse(text):
-        items = _items(text)
+        items = parse_list(text)
         if not items:
             raise ValueError(f"expected a comma list of {', '.join(choices)}; got nothing")
         bad = [t for t in items if t not in choices]

@@ -8,7 +8,6 @@ than its declared size. Anything wrong is a ``ValueError`` naming the file.
 
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 import zlib

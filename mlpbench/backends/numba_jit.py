@@ -1,6 +1,6 @@
 """The Numba backend's compile-on-demand: the kernels module, first-call (JIT / cache load) times, per-shape kernels.
 
-Plain Python (no ``@njit`` here): the compiled code lives in ``kernels/numba_cpu.py``.
+Plain Python (no ``@njit`` here): the compiled code lives in ``kernels/numba_*.py``, gathered by ``numba_cpu``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 * ``numba_xxgemm``, the private C entry of Numba's BLAS (a GEMM with ``beta``,
   so weight gradients accumulate block after block without a temporary):
-  ``HAVE_XXGEMM`` says whether it can be linked; otherwise ``kernels/numba_cpu``
+  ``HAVE_XXGEMM`` says whether it can be linked; otherwise ``kernels/numba_layers``
   computes its matmuls with ``np.dot`` inside ``njit`` (public, allocates).
 * ``literally`` and ``Dispatcher.overloads[sig].entry_point``, for the kernel
   compiled per tiny shape: ``fixed_shape_entry`` returns None when either is
@@ -14,11 +14,26 @@
 
 ``MLPBENCH_NUMBA_PUBLIC=1`` takes every fallback (and turns off the kernels'
 on-disk cache, which does not know about this switch); a test runs parity so.
+
+The on-disk cache's dependency salt (``cache_for``): Numba invalidates a
+cached function when ITS source file changes, not when a kernel it calls from
+another file does (the caller's cached machine code keeps the old callee). So a
+kernel module that imports from a sibling declares the siblings' source digests,
+``_DEPENDS_ON = {"numba_scalar": "<12 hex digits>", ...}``, and takes
+``CACHE = cache_for(__name__, _DEPENDS_ON)`` as its ``cache=``. Changing a
+sibling makes the constant stale: ``tests/test_kernel_salts.py`` fails naming
+the new value, and updating it edits the dependent's file, which invalidates
+its cache (Numba's documented rule). Until then ``cache_for`` warns and turns
+the dependent's cache off, so a stale constant costs compile time, never a
+wrong result; a module's flag is also off when any sibling's is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
+import warnings
 
 import numba
 from numba import types
@@ -76,3 +91,37 @@ def compiled_entry(fn, args):
         return fn.overloads[sig].entry_point
     except Exception:  # Numba internals moved: the public dispatcher
         return fn
+
+
+# ---------------------------------------------------------------- the on-disk cache's dependency salt
+DIGEST_CHARS = 12
+
+
+def source_digest(path) -> str:
+    """The first ``DIGEST_CHARS`` hex digits of the SHA-256 of a source file (line endings as ``\\n``)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read().replace(b"\r\n", b"\n")).hexdigest()[:DIGEST_CHARS]
+
+
+def cache_for(module_name: str, depends_on: dict) -> bool:
+    """``cache=`` for the kernels of ``module_name``, whose ``depends_on`` maps each sibling module it imports
+    to that sibling's ``source_digest``: ``CACHE``, unless an entry is stale (then a warning naming the
+    value to set) or a sibling's own flag is off."""
+    if not CACHE:
+        return False
+    package = module_name.rpartition(".")[0]
+    stale, flags = [], []
+    for name, digest in depends_on.items():
+        module = importlib.import_module(f"{package}.{name}")
+        try:
+            actual = source_digest(module.__file__)
+        except (OSError, TypeError):  # no source file to check against: do not trust the cache
+            actual = "(unreadable)"
+        if actual != digest:
+            stale.append(f"_DEPENDS_ON[{name!r}] is {digest!r}, {name}.py's digest is {actual!r}")
+        flags.append(getattr(module, "CACHE", True))
+    if stale:
+        warnings.warn(f"{module_name}: {'; '.join(stale)}: its kernels compile without the on-disk cache "
+                      "until the constant is updated (python tests/test_kernel_salts.py --write)", stacklevel=2)
+        return False
+    return all(flags)
