@@ -17,18 +17,11 @@ import numpy as np
 
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ..params import copy_into, flat_copy, flat_layout, flat_views
-from .cpu_threads import blas_controller, scoped_threads
+from .cpu_threads import blas_controller, blas_threads, scoped_threads
 from .numba_jit import _batch_kernels, _ensure_compiled
 
 #: row indices (int64) per kernel call: a fit of many epochs over many rows is handed over in chunks (8 MB)
 ORDER_ELEMS = 2**20
-# Explicit loops or BLAS for the batch's matmuls, by the multiply-adds of one batch's largest layer.
-BLAS_MIN_MACS = 2**16
-
-
-def use_blas(sizes, rows) -> bool:
-    """Whether a batch of ``rows`` rows runs its matmuls through BLAS (big layers) or explicit loops."""
-    return rows * max(a * b for a, b in zip(sizes[:-1], sizes[1:])) >= BLAS_MIN_MACS
 
 
 def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders, output):
@@ -40,18 +33,17 @@ def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback
     woff, boff, n_params = flat_layout(sizes)
     theta, foreign = flat_copy(params, dt)
     nb = min(batch_size, n_rows)
-    blas = use_blas(sizes, nb)
     work = np.empty(kernels.workspace_size(sizes, nb), dtype=dt)
     history = np.empty(epochs, dtype=np.float64)
     head = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y)
     consts = (np.int64(nb), work, np.empty(n_params, dtype=dt), dt.type(lr), ACT_CODES[activation],
-              grad_reduction == "mean", dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)), output == "softmax", blas)
+              grad_reduction == "mean", dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)), output == "softmax")
     chunk = 1 if callback is not None else max(1, ORDER_ELEMS // n_rows)
     fixed = np.zeros((1, 1), dtype=np.int64) if orders is None else None
-    pin = blas and blas_controller() is not None  # BLAS on one thread, as in the step kernels
+    pin = blas_controller() is not None  # BLAS on one thread, as in the step kernels
     scope = scoped_threads(None, blas=1) if pin else contextlib.nullcontext()
-    backend.last_run = {"strategy": "batches", "blas": blas, "numba_threads": 1, "batch_rows": nb,
-                        "blas_threads": 1 if pin else backend.threads}
+    backend.last_run = {"strategy": "batches", "numba_threads": 1, "blas_threads": 1 if pin else blas_threads(),
+                        "batch_rows": nb}
     done = 0
     with scope:
         while done < epochs:

@@ -13,10 +13,9 @@ every activation, both heads.
   are gathered by each epoch's order (made in NumPy, ``base.epoch_orders``)
   into a preallocated batch buffer, the last partial batch included; per
   batch: forward, loss, backward, SGD on the flat parameter vector ``theta``
-  (the layout of ``numba_cpu``). Matmuls go through BLAS (``blas``) or through
-  explicit loops written so that LLVM vectorizes them (rows of ``W`` as
-  contiguous axpy's; ``D @ W.T`` through a transposed copy of ``W``), which
-  win on small layers where a BLAS call's fixed cost dominates.
+  (the layout of ``numba_cpu``), matmuls through BLAS. The softmax head's
+  probabilities come out of the forward pass's ``exp`` calls (no second
+  ``exp`` in the backward).
 
 The per-layer pieces shared with the full-batch kernels come from
 ``numba_cpu`` (a cross-module call, so they are imported by name here):
@@ -38,33 +37,41 @@ SIGMOID = ACT_CODES["sigmoid"]
 
 # ---------------------------------------------------------------- the softmax head
 @njit(cache=CACHE)
-def log_softmax_rows(Z, b):
-    """``Z = log_softmax(Z + b)`` per row, in place; the row max is subtracted before ``exp``."""
+def log_softmax_rows(Z, b, P, probs):
+    """``Z = log_softmax(Z + b)`` per row, in place; the row max is subtracted before ``exp``.
+
+    With ``probs``, ``P`` gets the probabilities ``exp(s) / sum(exp(s))`` from the
+    same ``exp`` calls (within an ulp or two of ``exp(Z)``, the reference's).
+    """
     zero = Z.dtype.type(0)
     N, K = Z.shape
     for n in range(N):
-        z = Z[n]
-        mx = z[0] + b[0]
+        mx = Z[n, 0] + b[0]
         for j in range(K):
-            v = z[j] + b[j]
-            z[j] = v
+            v = Z[n, j] + b[j]
+            Z[n, j] = v
             if v > mx:
                 mx = v
         total = zero
         for j in range(K):
-            s = z[j] - mx
-            z[j] = s
-            total += np.exp(s)
+            s = Z[n, j] - mx
+            Z[n, j] = s
+            e = np.exp(s)
+            total += e
+            if probs:
+                P[n, j] = e
         lse = np.log(total)  # total >= 1 (the max's own term): no log(0)
         for j in range(K):
-            z[j] -= lse
+            Z[n, j] -= lse
+            if probs:
+                P[n, j] /= total
 
 
 @njit(cache=CACHE)
 def layer_log_softmax(A, W, b, Z):
     """The softmax head's layer: ``Z = log_softmax(A @ W + b)`` (BLAS into ``Z``, then one pass per row)."""
     np.dot(A, W, Z)
-    log_softmax_rows(Z, b)
+    log_softmax_rows(Z, b, Z, False)
 
 
 @njit(cache=CACHE)
@@ -100,65 +107,6 @@ def _bce(P, T, eps):
     return -(total / (N * K))
 
 
-# ---------------------------------------------------------------- small matmuls as vectorizable loops
-@njit(cache=CACHE)
-def _mm_loop(A, W, Z):
-    """``Z = A @ W``: per row of ``A``, one axpy per row of ``W`` (contiguous, vectorized)."""
-    zero = Z.dtype.type(0)
-    m, fi = A.shape
-    fo = W.shape[1]
-    for n in range(m):
-        z = Z[n]
-        for j in range(fo):
-            z[j] = zero
-        a_row = A[n]
-        for k in range(fi):
-            a = a_row[k]
-            w = W[k]
-            for j in range(fo):
-                z[j] += a * w[j]
-
-
-@njit(cache=CACHE)
-def _mm_tn_loop(A, D, G):
-    """``G = A.T @ D``, summed over rows in order."""
-    zero = G.dtype.type(0)
-    m, fi = A.shape
-    fo = D.shape[1]
-    for k in range(fi):
-        g = G[k]
-        for j in range(fo):
-            g[j] = zero
-    for n in range(m):
-        d = D[n]
-        a_row = A[n]
-        for k in range(fi):
-            a = a_row[k]
-            g = G[k]
-            for j in range(fo):
-                g[j] += a * d[j]
-
-
-@njit(cache=CACHE)
-def _mm_nt_loop(D, W, dA, WT):
-    """``dA = D @ W.T`` through ``WT``, a transposed copy of ``W`` (so the inner loop is contiguous)."""
-    zero = dA.dtype.type(0)
-    fi, fo = W.shape
-    for k in range(fi):
-        for j in range(fo):
-            WT[j, k] = W[k, j]
-    for n in range(D.shape[0]):
-        out = dA[n]
-        for k in range(fi):
-            out[k] = zero
-        d = D[n]
-        for j in range(fo):
-            dj = d[j]
-            wt = WT[j]
-            for k in range(fi):
-                out[k] += dj * wt[k]
-
-
 # ---------------------------------------------------------------- mini-batch SGD
 @njit(cache=CACHE)
 def _view(buf, off, rows, cols):
@@ -169,72 +117,55 @@ def workspace_size(sizes, nb) -> int:
     """Elements of ``train_epochs``' ``work`` for layer ``sizes`` and ``nb`` rows per batch.
 
     Layout: the gathered batch (``nb * n_in``, then ``nb * n_out`` targets), the
-    activations of layers 1..L (``nb * width`` each), two upstream-gradient
-    buffers (``nb * widest``) and the transposed-weight scratch (largest layer).
+    activations of layers 1..L (``nb * width`` each) and two upstream-gradient
+    buffers (``nb * widest``).
     """
     widths = list(sizes[1:])
-    return (nb * (sizes[0] + sizes[-1] + sum(widths) + 2 * max(widths))
-            + max(a * b for a, b in zip(sizes[:-1], sizes[1:])))
+    return nb * (sizes[0] + sizes[-1] + sum(widths) + 2 * max(widths))
 
 
 @njit(cache=CACHE)
-def _batch(theta, sizes, woff, boff, A, T, m, nb, work, act_off, d0, d1, wt, grad, ab, lr, kind, mean, floor, eps,
-           softmax, blas):
+def _batch(theta, sizes, woff, boff, A, T, m, work, act_off, d0, d1, grad, ab, lr, kind, mean, floor, eps, softmax):
     """Forward, loss, backward and SGD on one batch of ``m`` rows (``A``, ``T``); returns the loss before
     the update as float64, and applies no update when it is not finite."""
     L = sizes.shape[0] - 1
+    n_out = sizes[L]
     zero = theta.dtype.type(0)
+    D = _view(work, d0, m, n_out)
     a = A
     for i in range(L):
         fi, fo = sizes[i], sizes[i + 1]
         Z = _view(work, act_off[i + 1], m, fo)
-        W = _view(theta, woff[i], fi, fo)
-        if blas:
-            _mm(a, W, Z, ab, False)
-        else:
-            _mm_loop(a, W, Z)
+        _mm(a, _view(theta, woff[i], fi, fo), Z, ab, False)
         b = theta[boff[i] : boff[i] + fo]
         if i < L - 1:
             bias_act(Z, b, kind, floor)
         elif softmax:
-            log_softmax_rows(Z, b)
+            log_softmax_rows(Z, b, D, True)  # the probabilities go to D, for the output error
         else:
             bias_act(Z, b, SIGMOID, floor)
         a = Z
     loss = cross_entropy(T, a) if softmax else _bce(a, T, eps)
     if not np.isfinite(loss):
         return loss
-    n_out = sizes[L]
-    D = _view(work, d0, m, n_out)
     db = grad[boff[L - 1] : boff[L - 1] + n_out]
     for j in range(n_out):
         db[j] = zero
-    if softmax:
-        softmax_error(a, T, mean, m, D, db)
-    else:
-        output_error(a, T, mean, m, D, db)
-    cur, other = d0, d1
+    output_error(D if softmax else a, T, mean, m, D, db)
+    other = d1
     for i in range(L - 1, -1, -1):
         fi, fo = sizes[i], sizes[i + 1]
         A_in = _view(work, act_off[i], m, fi) if i > 0 else A
-        G = _view(grad, woff[i], fi, fo)
-        if blas:
-            _mm_tn(A_in, D, G, ab, False)
-        else:
-            _mm_tn_loop(A_in, D, G)
+        _mm_tn(A_in, D, _view(grad, woff[i], fi, fo), ab, False)
         if i > 0:  # the upstream gradient, from the old W_i
             dA = _view(work, other, m, fi)
-            W = _view(theta, woff[i], fi, fo)
-            if blas:
-                _mm_nt(D, W, dA, ab)
-            else:
-                _mm_nt_loop(D, W, dA, _view(work, wt, fo, fi))
+            _mm_nt(D, _view(theta, woff[i], fi, fo), dA, ab)
             db = grad[boff[i - 1] : boff[i - 1] + fi]
             for j in range(fi):
                 db[j] = zero
             act_backward(dA, A_in, kind, db)
             D = dA
-            cur, other = other, cur
+            other = d0 if other == d1 else d1
     for p in range(theta.shape[0]):
         theta[p] -= lr * grad[p]
     return loss
@@ -242,7 +173,7 @@ def _batch(theta, sizes, woff, boff, A, T, m, nb, work, act_off, d0, d1, wt, gra
 
 @njit(cache=CACHE)
 def train_epochs(theta, sizes, woff, boff, X, Y, orders, gather, nb, work, grad, lr, kind, mean, floor, eps,
-                 softmax, blas, history):
+                 softmax, history):
     """``len(history)`` epochs of mini-batch SGD in one call; returns the number of epochs recorded.
 
     Epoch ``e`` takes rows in the order ``orders[e % len(orders)]`` (int64), in
@@ -261,18 +192,15 @@ def train_epochs(theta, sizes, woff, boff, X, Y, orders, gather, nb, work, grad,
     ab = np.zeros(2, theta.dtype)  # the BLAS wrappers' alpha / beta: [0, 1]
     ab[1] = 1
     act_off = np.empty(L + 1, np.int64)  # where each layer's activations start in work (0: the batch)
+    act_off[0] = 0
     off = nb * (n_in + n_out)
     widest = 0
     for i in range(1, L + 1):
         act_off[i] = off
         off += nb * sizes[i]
         widest = max(widest, sizes[i])
-    act_off[0] = 0
-    d0 = off
-    d1 = d0 + nb * widest
-    wt = d1 + nb * widest
+    d0, d1 = off, off + nb * widest
     Xf, Yf = X.reshape(X.size), Y.reshape(Y.size)
-    Xb, Tb = _view(work, 0, nb, n_in), _view(work, nb * n_in, nb, n_out)
     n_batches = (N + nb - 1) // nb
     for e in range(history.shape[0]):
         order = orders[e % orders.shape[0]]
@@ -280,15 +208,17 @@ def train_epochs(theta, sizes, woff, boff, X, Y, orders, gather, nb, work, grad,
         for s in range(0, N, nb):
             m = min(nb, N - s)
             if gather:
+                A, T = _view(work, 0, m, n_in), _view(work, nb * n_in, m, n_out)
                 for r in range(m):
                     row = order[s + r]
-                    Xb[r] = X[row]
-                    Tb[r] = Y[row]
-                A, T = _view(work, 0, m, n_in), _view(work, nb * n_in, m, n_out)
+                    for j in range(n_in):
+                        A[r, j] = X[row, j]
+                    for j in range(n_out):
+                        T[r, j] = Y[row, j]
             else:
                 A, T = _view(Xf, s * n_in, m, n_in), _view(Yf, s * n_out, m, n_out)
-            loss = _batch(theta, sizes, woff, boff, A, T, m, nb, work, act_off, d0, d1, wt, grad, ab, lr, kind,
-                          mean, floor, eps, softmax, blas)
+            loss = _batch(theta, sizes, woff, boff, A, T, m, work, act_off, d0, d1, grad, ab, lr, kind, mean,
+                          floor, eps, softmax)
             total += loss
             if not np.isfinite(loss):
                 history[e] = total / n_batches
