@@ -72,3 +72,19 @@ def flat_buffer(params):
                 return None
             off += a.size
     return base if off == base.size else None
+
+
+def flat_copy(params, dtype):
+    """``(theta, copied)``: the vector behind ``params`` (``flat_buffer``), or a flat copy when they are not
+    views of one (put it back with ``copy_into(params, flat_views(theta, sizes))``)."""
+    theta = flat_buffer(params)
+    if theta is not None:
+        return theta, False
+    return np.concatenate([a.reshape(-1) for pair in params for a in pair]).astype(dtype, copy=False), True
+
+
+def copy_into(dst, src) -> None:
+    """Copy every array of params ``src`` into the matching array of params ``dst``, in place."""
+    for pair, src_pair in zip(dst, src):
+        for d, s in zip(pair, src_pair):
+            d[...] = s

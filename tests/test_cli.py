@@ -109,13 +109,27 @@ def test_k_class_blobs_on_the_cli_and_a_seeded_split(capsys):
     (["--dataset", "digits", "--n-samples", "100"], "'digits' is a fixed"),
     (["--dataset", "moons", "--test-fraction", "1"], "--test-fraction must be in [0, 1)"),
     (["--dataset", "moons", "--output", "softmx"], "output must be one of"),
-    (["--dataset", "digits", "--output", "softmax", "--backend", "numba"], "does not support output='softmax'"),
     (["--dataset", "digits"], "y must lie in [0, 1]"),
 ])
 def test_workload_faults_are_one_line(argv, message, capsys):
     assert main(["train", "--epochs", "1", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_backend_without_the_head_is_one_line(capsys):
+    from plugins.threaded_numpy import ThreadedNumpyBackend  # a sigmoid-only backend
+
+    from mlpbench.backends import register_backend, unregister_backend
+
+    register_backend("threaded_numpy", ThreadedNumpyBackend)
+    try:
+        argv = ["train", "--epochs", "1", "--dataset", "digits", "--output", "softmax", "--backend", "threaded_numpy"]
+        assert main(argv) == 2
+    finally:
+        unregister_backend("threaded_numpy")
+    err = capsys.readouterr().err
+    assert "does not support output='softmax'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_digits_without_scikit_learn_is_exit_2_naming_the_extra(monkeypatch, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP
-from mlpbench.backends import Backend, backend_class, get_backend, register_backend, supporting, unregister_backend
+from mlpbench.backends import backend_class, get_backend, register_backend, supporting, unregister_backend
 from mlpbench.backends.base import epoch_orders
 from mlpbench.kernels import reference as ref
 from mlpbench.params import init_params
@@ -264,11 +264,21 @@ def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(auto, "choose", spy)
+
+    class SigmoidOnly(backend_class("numpy")):
+        name = "sigmoid_only"
+        outputs = ("sigmoid",)
+
     rng = np.random.RandomState(0)
     X = rng.rand(40, 3)
     y = rng.randint(0, 3, size=40)
     model = MLP([3, 5, 3], output="softmax", seed=1)
-    history = model.fit(X, y, lr=0.1, epochs=3, backend="auto", grad_reduction="mean")
+    register_backend("sigmoid_only", SigmoidOnly)
+    try:
+        history = model.fit(X, y, lr=0.1, epochs=3, backend="auto", grad_reduction="mean")
+        assert "sigmoid_only" not in supporting("softmax")
+        assert seen and sorted(seen[-1]) == sorted(supporting("softmax")) and "sigmoid_only" not in seen[-1]
+    finally:
+        unregister_backend("sigmoid_only")
     assert history.shape == (3,) and np.isfinite(history).all()
     assert model.backend_.split("[")[0] in supporting("softmax")
-    assert seen and sorted(seen[-1]) == sorted(supporting("softmax")) and "numba" not in seen[-1]

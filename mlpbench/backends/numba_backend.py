@@ -9,8 +9,9 @@ buffer once per call and then runs either
 * ``"step"``: one compiled call per epoch over row blocks, BLAS per layer
   (with a per-epoch ``callback``, and for larger networks);
 
-``strategy="auto"`` picks with ``choose_strategy``. Numba is imported on
-first use, never by ``import mlpbench``.
+``strategy="auto"`` picks with ``choose_strategy``. Mini-batches, and the
+softmax head's training, run in ``numba_minibatch`` (``kernels/numba_batches.py``).
+Numba is imported on first use, never by ``import mlpbench``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import numpy as np
 from .. import validation as v
 from ..validation import require_array, require_cache, require_params, require_X, require_y
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
-from ..params import flat_buffer, flat_layout, flat_views, macs
-from .base import Backend
+from ..params import copy_into, flat_buffer, flat_copy, flat_layout, flat_views, macs
+from . import numba_minibatch as minibatch
+from .base import Backend, head
 from .numba_jit import _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, compiled_seconds, jit_notes
 from .cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
@@ -120,6 +122,7 @@ class NumbaBackend(Backend):
     prior_rank = 0
     install_hint = 'pip install "mlpbench[numba]"'
     strategies = STRATEGIES
+    outputs = ("sigmoid", "softmax")
 
     @classmethod
     def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
@@ -161,9 +164,7 @@ class NumbaBackend(Backend):
         sizes, dtype = require_params(params)
         flat = np.empty(flat_layout(sizes)[2], dtype=dtype)
         views = flat_views(flat, sizes)
-        for (W, b), (Wv, bv) in zip(params, views):
-            Wv[...] = W
-            bv[...] = b
+        copy_into(views, params)
         return views
 
     def check_inputs(self, params, X, y=None):
@@ -180,7 +181,7 @@ class NumbaBackend(Backend):
         return scoped_threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------ the math, one call at a time
-    def _forward(self, params, X, activation):
+    def _forward(self, params, X, activation, output="sigmoid"):
         kernels = _kernels()
         act_code = ACT_CODES[activation]
         dt = X.dtype
@@ -191,13 +192,16 @@ class NumbaBackend(Backend):
                 Z = np.empty((X.shape[0], W.shape[1]), dtype=dt)
                 args = (a, np.ascontiguousarray(W), np.ascontiguousarray(b).reshape(-1), Z,
                         act_code if i < len(params) - 1 else kernels.SIGMOID, floor)
-                _ensure_compiled("layer_forward", kernels.layer_forward, args)
-                kernels.layer_forward(*args)
+                if i == len(params) - 1 and output == "softmax":
+                    minibatch.softmax_forward(*args[:4])
+                else:
+                    _ensure_compiled("layer_forward", kernels.layer_forward, args)
+                    kernels.layer_forward(*args)
                 acts.append(Z)
                 a = Z
         return a, acts
 
-    def _backward(self, params, cache, X, y, activation, grad_reduction):
+    def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
         kernels = _kernels()
         act_code = ACT_CODES[activation]
         mean = grad_reduction == "mean"
@@ -208,8 +212,11 @@ class NumbaBackend(Backend):
         D = np.empty_like(acts[-1])
         with self._scope():
             args = (acts[-1], y, mean, n_rows, D, grads[-1][1].reshape(-1))
-            _ensure_compiled("output_error", kernels.output_error, args)
-            kernels.output_error(*args)
+            if output == "softmax":
+                minibatch.softmax_error(*args)
+            else:
+                _ensure_compiled("output_error", kernels.output_error, args)
+                kernels.output_error(*args)
             for i in range(len(params) - 1, -1, -1):
                 dA = np.empty((n_rows, sizes[i]), dtype=dt) if i > 0 else D
                 db_prev = grads[i - 1][1].reshape(-1) if i > 0 else grads[0][1].reshape(-1)
@@ -239,29 +246,30 @@ class NumbaBackend(Backend):
                 else:  # a foreign, non-contiguous array: update it where it is
                     p -= lr * g
 
-    def _loss(self, y, y_hat) -> float:
+    def _loss(self, y, y_hat, output="sigmoid") -> float:
         kernels = _kernels()
         y_hat = require_array("y_hat", y_hat)
         y = require_array("y", y)
         if y.shape != y_hat.shape or y.dtype != y_hat.dtype:
             raise ValueError(f"y and y_hat must have the same shape and dtype; got {y.shape} {y.dtype.name} "
                              f"and {y_hat.shape} {y_hat.dtype.name}")
+        if output == "softmax":
+            return minibatch.cross_entropy(y, y_hat)
         eps = y_hat.dtype.type(bce_eps(y_hat.dtype))
         args = (y_hat.reshape(-1), y.reshape(-1), eps)
         _ensure_compiled("bce_loss", kernels.bce_loss, args)
         return float(kernels.bce_loss(*args))
 
     # ------------------------------------------------------------ training
-    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
         """All epochs on the params' flat vector, buffers allocated once; see the class docstring."""
+        if output == "softmax":  # the mini-batch kernel, one batch of every row per epoch
+            return minibatch.train_full(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output)
         kernels = _kernels()
         sizes, dt = [X.shape[1]] + [W.shape[1] for W, _ in params], X.dtype
         n_rows = X.shape[0]
         woff, boff, n_params = flat_layout(sizes)
-        theta = flat_buffer(params)
-        foreign = theta is None  # not our views of one vector: train a flat copy, then copy it back
-        if foreign:
-            theta = np.concatenate([a.reshape(-1) for pair in params for a in pair]).astype(dt, copy=False)
+        theta, foreign = flat_copy(params, dt)  # foreign: not our views of one vector; train a copy, copy it back
         consts = _constants(dt, lr, activation, grad_reduction)
         history = np.empty(epochs, dtype=np.float64)
 
@@ -285,9 +293,7 @@ class NumbaBackend(Backend):
         else:
             done = self._train_steps(theta, sizes, X, y, consts, history, callback)
         if foreign:
-            for (W, b), (Wv, bv) in zip(params, flat_views(theta, sizes)):
-                W[...] = Wv
-                b[...] = bv
+            copy_into(params, flat_views(theta, sizes))
         return self.finish(history[:done], params, lr, params_finite=bool(np.isfinite(theta).all()))
 
     def _stepper(self, sizes, n_rows, dt) -> _Stepper:
@@ -347,7 +353,10 @@ class NumbaBackend(Backend):
                     callback(epoch + 1, float(loss))
         return done
 
-    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
+    #: mini-batch SGD with no Python per batch: one compiled call per epoch or more (``numba_minibatch``)
+    _train_batches = minibatch.train_batches
+
+    def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
         """One epoch through the fused step kernel, in place on the params' flat buffer.
 
         Params made by ``params_from_numpy`` are views of one vector; any other
@@ -355,7 +364,9 @@ class NumbaBackend(Backend):
         """
         theta = flat_buffer(params)
         if theta is None:
-            return super()._step(params, X, y, lr, activation, grad_reduction)
+            return super()._step(params, X, y, lr, activation, grad_reduction, **head(output))
+        if output == "softmax":
+            return minibatch.step(self, params, X, y, lr, activation, grad_reduction, output)
         sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
         stepper = self._stepper(sizes, X.shape[0], X.dtype)
         args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,

@@ -1,6 +1,7 @@
 """The Numba backend's compile-on-demand: the kernels module, first-call (JIT / cache load) times, per-shape kernels.
 
-Plain Python (no ``@njit`` here): the compiled code lives in ``kernels/numba_*.py``, gathered by ``numba_cpu``.
+Plain Python (no ``@njit`` here): the compiled code lives in ``kernels/numba_*.py``, gathered by ``numba_cpu``
+(and ``kernels/numba_batches.py``: the softmax head and mini-batches).
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ def _kernels():
     from ..kernels import numba_cpu
 
     return numba_cpu
+
+
+@functools.lru_cache(maxsize=None)
+def _batch_kernels():
+    """The mini-batch and softmax kernels module (``kernels/numba_batches.py``; imports numba)."""
+    from ..kernels import numba_batches
+
+    return numba_batches
 
 
 # ---------------------------------------------------------------- first-call (JIT) times

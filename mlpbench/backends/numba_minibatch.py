@@ -1,0 +1,105 @@
+"""The Numba backend's mini-batch SGD and softmax training: ``kernels/numba_batches.py`` behind ``NumbaBackend``.
+
+``train_batches`` is ``NumbaBackend._train_batches``: no Python per batch. The
+epochs' row orders come from the contract's ``orders`` iterator (NumPy), are
+stacked ``ORDER_ELEMS`` indices at a time and handed to ``train_epochs``,
+which runs every batch of those epochs in one compiled call (one call per
+epoch with a ``callback``). Buffers are allocated once per fit. The softmax
+head's full-batch ``train`` and ``step`` are the same kernel with one batch of
+all rows, in order, not gathered (``train_full``, ``step``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
+from ..params import copy_into, flat_copy, flat_layout, flat_views
+from .cpu_threads import blas_controller, blas_threads, scoped_threads
+from .numba_jit import _batch_kernels, _ensure_compiled
+
+#: row indices (int64) per kernel call: a fit of many epochs over many rows is handed over in chunks (8 MB)
+ORDER_ELEMS = 2**20
+
+
+def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders, output):
+    """The loop behind ``train_batches`` / ``train_full``; ``orders`` None: full batch, in order, no gather.
+    Returns the history recorded (stops at a non-finite loss) and whether the params are finite."""
+    kernels = _batch_kernels()
+    dt, n_rows = X.dtype, X.shape[0]
+    sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
+    woff, boff, n_params = flat_layout(sizes)
+    theta, foreign = flat_copy(params, dt)
+    nb = min(batch_size, n_rows)
+    work = np.empty(kernels.workspace_size(sizes, nb), dtype=dt)
+    history = np.empty(epochs, dtype=np.float64)
+    head = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y)
+    consts = (np.int64(nb), work, np.empty(n_params, dtype=dt), dt.type(lr), ACT_CODES[activation],
+              grad_reduction == "mean", dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)), output == "softmax")
+    chunk = 1 if callback is not None else max(1, ORDER_ELEMS // n_rows)
+    fixed = np.zeros((1, 1), dtype=np.int64) if orders is None else None
+    pin = blas_controller() is not None  # BLAS on one thread, as in the step kernels
+    scope = scoped_threads(None, blas=1) if pin else contextlib.nullcontext()
+    backend.last_run = {"strategy": "batches", "numba_threads": 1, "blas_threads": 1 if pin else blas_threads(),
+                        "batch_rows": nb}
+    done = 0
+    with scope:
+        while done < epochs:
+            k = min(chunk, epochs - done)
+            block = fixed if orders is None else np.array([next(orders) for _ in range(k)], dtype=np.int64)
+            args = head + (block, orders is not None) + consts + (history[done : done + k],)
+            _ensure_compiled("train_epochs", kernels.train_epochs, args)
+            got = kernels.train_epochs(*args)
+            done += got
+            if got < k:
+                break
+            if callback is not None:
+                callback(done, float(history[done - 1]))
+    if foreign:
+        copy_into(params, flat_views(theta, sizes))
+    return history[:done], bool(np.isfinite(theta).all())
+
+
+def train_batches(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
+                  output="sigmoid"):
+    """``NumbaBackend._train_batches``: every batch of an epoch (of many epochs) in one compiled call."""
+    history, finite = _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size,
+                           orders, output)
+    return backend.finish(history, params, lr, params_finite=finite)
+
+
+def train_full(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, output):
+    """Full-batch training on the batch kernel (one batch of all rows per epoch): the softmax head's ``_train``."""
+    history, finite = _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, X.shape[0],
+                           None, output)
+    return backend.finish(history, params, lr, params_finite=finite)
+
+
+def step(backend, params, X, y, lr, activation, grad_reduction, output) -> float:
+    """One full-batch update on the batch kernel; the loss before it (no update when it is not finite)."""
+    history, _ = _run(backend, params, X, y, lr, 1, activation, grad_reduction, None, X.shape[0], None, output)
+    return float(history[0])
+
+
+def softmax_forward(A, W, b, Z) -> None:
+    """The softmax head's layer for ``NumbaBackend._forward``: ``Z = log_softmax(A @ W + b)``."""
+    kernels = _batch_kernels()
+    _ensure_compiled("layer_log_softmax", kernels.layer_log_softmax, (A, W, b, Z))
+    kernels.layer_log_softmax(A, W, b, Z)
+
+
+def softmax_error(y_hat, y, mean, n_rows, D, db) -> None:
+    """The softmax head's output error for ``NumbaBackend._backward``: ``D = exp(y_hat) - y``, ``db += sum``."""
+    kernels = _batch_kernels()
+    args = (y_hat, y, mean, n_rows, D, db)
+    _ensure_compiled("softmax_error", kernels.softmax_error, args)
+    kernels.softmax_error(*args)
+
+
+def cross_entropy(y, y_hat) -> float:
+    """``NumbaBackend._loss`` for the softmax head: mean categorical cross-entropy of log-probabilities."""
+    kernels = _batch_kernels()
+    _ensure_compiled("cross_entropy", kernels.cross_entropy, (y, y_hat))
+    return float(kernels.cross_entropy(y, y_hat))
