@@ -260,8 +260,8 @@ def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch)
     real = auto.choose
 
     def spy(*args, **kwargs):
-        seen.append(kwargs.get("names"))
-        return real(*args, **kwargs)
+        seen.append((kwargs.get("output"), real(*args, **kwargs)))
+        return seen[-1][1]
 
     monkeypatch.setattr(auto, "choose", spy)
     rng = np.random.RandomState(0)
@@ -271,4 +271,9 @@ def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch)
     history = model.fit(X, y, lr=0.1, epochs=3, backend="auto", grad_reduction="mean")
     assert history.shape == (3,) and np.isfinite(history).all()
     assert model.backend_.split("[")[0] in supporting("softmax")
-    assert seen and sorted(seen[-1]) == sorted(supporting("softmax")) and "numba" not in seen[-1]
+    output, decision = seen[-1]
+    assert output == "softmax" and decision.ranking
+    assert {c.name for c in decision.ranking} <= set(supporting("softmax"))
+    for name, cls in ((n, auto.backend_class(n)) for n in auto.backend_names()):  # the rest: rejected, with why
+        if "softmax" not in cls.outputs and cls.availability()[0]:
+            assert decision.rejected[name] == "does not support output='softmax'"
