@@ -10,7 +10,7 @@ Presets
 -------
 ``quick``     the README's main job: NumPy + Numba, a small float64 grid (< 1 min on 2 cores, JIT included)
 ``standard``  the step grid: features 32, N in {1, 64, 1024, 16384}, H in {4, 64, 512, 2048}, both dtypes
-``full``      a wider grid, every op, every available backend
+``full``      a wider grid, ops forward, backward, step and train, every available backend
 ``gpu``       GPU-sized points (N = 65536, D = 1024, H = 4096, float32) for ``bench/gpu_check.sh``
 ``lab``       the lab's workload only (AND, 5000 epochs, float64): numpy vs numba[loop] vs jax vs torch
               (``--backends numpy,cupy,torch`` on a GPU machine: the GPU lab timing)

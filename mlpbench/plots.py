@@ -95,7 +95,8 @@ def plot_time_vs(doc, path, x="n_samples"):
             grp.sort(key=xkey)
             ax.errorbar([xkey(p) for p in grp], [p["median_s"] for p in grp], yerr=[p["iqr_s"] / 2 for p in grp],
                         color=colors[b], linestyle=styles[o], marker="o", ms=3, label=f"{b} {other_name}={o}")
-        ax.set(xscale="log", yscale="log", xlabel="batch N" if x == "n_samples" else "hidden width H",
+        ax.set(xscale="log", yscale="log",
+               xlabel="rows per update (N, or the mini-batch size)" if x == "n_samples" else "hidden width H",
                ylabel="median time per call (s)", title=f"{dt} ({title})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -152,7 +153,8 @@ def plot_speedup_heatmap(doc, path):
                     ax.text(c, r, f"{v:.2g}x", ha="center", va="center", fontsize=8)
             ax.set_xticks(range(len(ns)), [str(n) for n in ns])
             ax.set_yticks(range(len(hs)), [str(h) for h in hs])
-            ax.set(xlabel="batch N", ylabel="hidden H", title=f"{b} vs {base}, {dt} ({title})")
+            ax.set(xlabel="rows per update (N or mini-batch)", ylabel="hidden H",
+                   title=f"{b} vs {base}, {dt} ({title})")
             fig.colorbar(im, ax=ax, label=f"speedup ({base} time / time)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
