@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP
-from mlpbench.backends import Backend, backend_class, get_backend, register_backend, supporting, unregister_backend
+from mlpbench.backends import backend_class, get_backend, register_backend, supporting, unregister_backend
 from mlpbench.backends.base import epoch_orders
 from mlpbench.kernels import reference as ref
 from mlpbench.params import init_params
