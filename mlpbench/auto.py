@@ -2,10 +2,11 @@
 
 A *candidate* is a ``BackendSpec`` (a backend name plus options), one per
 strategy the backend offers (``numba[loop]`` and ``numba[step]`` are separate
-candidates). For a fit of a given shape, dtype, activation and ``epochs``:
+candidates). For a fit of a given shape, dtype, activation, head (``output``),
+mini-batch size (``batch_size``, None: full batch) and ``epochs``:
 
-1. candidates not available here, or whose ``strategy_applies`` rule says no,
-   are dropped (with their reason);
+1. candidates not available here, whose math lacks the head (``outputs``), or
+   whose ``strategy_applies`` rule says no, are dropped (with their reason);
 2. its **first call** (construction and one prepared ``run``, what a fit pays:
    imports, JIT compilation, on-disk cache loads, GPU context) is timed APART
    from the timing budget, remembered per process (``paid``) and recorded less
@@ -14,7 +15,9 @@ candidates). For a fit of a given shape, dtype, activation and ``epochs``:
    so ``numba[loop]`` compiles only its loop kernel; ``parity.probe`` else);
 3. the survivors are timed together by the measurement engine
    (``measure.measure``, interleaved rounds, ``control=False``) through the
-   contract's prepared path (``prepare(...).run(k)``); the budget
+   contract's prepared path (``prepare(...).run(k)``), or for a mini-batch fit
+   or a softmax head through ``train`` with that head and batch size
+   (``auto_first.TrainRun``, scaled from the timed rows to N); the budget
    (``budget_s``, default ``DEFAULT_BUDGET_S``) is seconds of rounds PER
    candidate; the statistic is each subject's median seconds per epoch;
 4. **break-even**: the expected time of the fit asked for is the first-call
@@ -47,9 +50,11 @@ import numpy as np
 from . import measure, parity, stats  # noqa: F401 (parity: auto.parity, as tests use it)
 from .auto_first import ParityFailure as _ParityFailure, load as _load  # noqa: F401
 from .auto_first import handle as _handle, subject as _subject  # noqa: F401 (tune uses them)
+from .auto_first import calibration_rows, epochs_per_call
 from .auto_cache import SCHEMA, Cache, bucket, cache_dir, cache_key, cache_path, fingerprint, shared_cache  # noqa: F401
 from .backends import BackendSpec, availability, backend_class, backend_names
 from .params import macs
+from .validation import check_batch_size, check_output
 
 log = logging.getLogger("mlpbench.auto")
 
@@ -59,10 +64,6 @@ DEFAULT_BUDGET_S = 0.1
 MIN_TIMED_S = 0.002
 #: confidence of the engine's intervals (6 rounds at least)
 CONFIDENCE = 0.95
-#: timing runs on at most this many rows: the per-epoch cost is linear in N beyond it
-CAL_MAX_ROWS = 2048
-#: epochs per timed call: about this many multiply-adds, between 1 and 256 epochs (tiny nets: many per call)
-CALL_MACS = 100_000
 #: the least a first call that has not been measured yet is assumed to cost (import + probe + compile or
 #: cache load): measured here from 0.3 s (numba, warm on-disk cache) to 14 s (numba cold), jax 1.6 s, torch 1.9 s
 LOAD_FLOOR_S = 0.05
@@ -94,6 +95,8 @@ class Decision:
     verdicts: dict = field(default_factory=dict)  # label -> the engine's verdict against the first candidate timed
     paid: frozenset = frozenset()  # labels whose first call was already paid when the decision was made
     compile_s: dict = field(default_factory=dict)  # label -> seconds of JIT compiling in its recorded first call
+    output: str = "sigmoid"  # the fit's head
+    batch_size: int | None = None  # the fit's mini-batch size (None: full batch)
 
     @property
     def provisional(self) -> bool:
@@ -137,7 +140,8 @@ class Decision:
         else:
             head += ", the only validated candidate"
         n, sizes = self.shape
-        text = f"{head} at N={n}, {list(sizes)}"
+        text = f"{head} at N={n}, {list(sizes)}" + ("" if self.batch_size is None else f", batch {self.batch_size}") \
+            + ("" if self.output == "sigmoid" else f", {self.output}")
         if self.provisional:
             text += "; provisional: not timed " + ", ".join(sorted(self.untimed))
         return text + (" (cached)" if self.cached else "")
@@ -193,11 +197,13 @@ def _prior_rank(spec) -> int:
 
 
 # ---------------------------------------------------------------- candidates
-def candidates(names=None) -> tuple[list, dict]:
-    """Available candidates (one ``BackendSpec`` per strategy) and ``{name: reason}`` for the unavailable."""
+def candidates(names=None, output="sigmoid") -> tuple[list, dict]:
+    """Available candidates (one ``BackendSpec`` per strategy) with the head ``output``; ``{name: why not}`` else."""
     found, rejected = [], {}
     for name in names or backend_names():
         ok, reason = availability(name)
+        if ok and output not in backend_class(name).outputs:
+            ok, reason = False, f"does not support output={output!r}"
         if not ok:
             rejected[name] = reason
             continue
@@ -218,24 +224,21 @@ def applies(cand: BackendSpec, n_samples, layer_sizes, dtype) -> bool:
 
 
 # ---------------------------------------------------------------- timing
-def epochs_per_call(n_samples, layer_sizes) -> int:
-    """Epochs per timed call: about ``CALL_MACS`` multiply-adds, 1 to 256 epochs."""
-    return int(min(256, max(1, CALL_MACS // max(1, macs(n_samples, layer_sizes)))))
-
-
 def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT_BUDGET_S, names=None,
-              settle_s=0.0, *, epochs=None, known=None) -> Decision:
+              settle_s=0.0, *, epochs=None, known=None, output="sigmoid", batch_size=None) -> Decision:
     """Probe, load and time the candidates for this fit (see the module docstring); ``known``: a cache entry.
 
     Candidates measured in ``known`` are not timed again. With ``epochs`` None
-    every applicable candidate is timed (``mlpbench tune``).
+    every applicable candidate is timed (``mlpbench tune``). A mini-batch
+    epoch's time is scaled from the timed rows to N (its batches are alike).
     """
-    t0, sizes, n_cal = time.perf_counter(), list(layer_sizes), min(int(n_samples), CAL_MAX_ROWS)
+    t0, sizes, n_cal = time.perf_counter(), list(layer_sizes), calibration_rows(n_samples, batch_size)
     k = epochs_per_call(n_cal, sizes)
-    found, rejected = candidates(names)
+    scale = 1.0 if batch_size is None else int(n_samples) / n_cal
+    found, rejected = candidates(names, output)
     known = known or {"measured": {}, "rejected": {}, "untimed": {}, "margin": stats.MARGIN_FLOOR}
     d = Decision([], {}, dict(rejected), (int(n_samples), tuple(sizes)), epochs=epochs, margin=known["margin"],
-                 paid=frozenset(_PAID))
+                 paid=frozenset(_PAID), output=output, batch_size=batch_size)
     specs = {}
     for lab, x in known["measured"].items():
         if lab in {c.label for c in found}:
@@ -261,7 +264,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
             d.untimed[lab] = why
             continue
         try:
-            backend, handle, first, compiled = _load(cand, sizes, n_samples, n_cal, dtype, activation, k)
+            backend, handle, first, compiled = _load(cand, sizes, n_samples, n_cal, dtype, activation, k, output, batch_size)
         except _ParityFailure as exc:
             d.rejected[lab] = f"failed parity: {exc}"
             continue
@@ -276,7 +279,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
         loaded.append(_subject(cand, backend, handle, k))
         if epochs is not None:  # a first estimate, for the break-even test of the next candidate
             m = measure.measure([loaded[-1]], control=False, min_time=MIN_TIMED_S, min_rounds=2, max_rounds=2)
-            d.seconds_per_epoch[lab] = m[lab].median / k
+            d.seconds_per_epoch[lab] = m[lab].median / k * scale
     if loaded:
         m = measure.measure(loaded, control=False, min_time=MIN_TIMED_S, confidence=CONFIDENCE,
                             max_time=budget_s * len(loaded), settle_s=settle_s, on_error="drop")
@@ -285,7 +288,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
             specs.pop(lab, None)
             d.seconds_per_epoch.pop(lab, None)
         for lab, r in m.results.items():
-            d.seconds_per_epoch[lab] = r.median / k
+            d.seconds_per_epoch[lab] = r.median / k * scale
             d.verdicts[lab] = r.verdict
         d.margin = m.margin
     d.ranking = rank(d, specs)
@@ -334,7 +337,7 @@ def _prior(cand, n_samples, layer_sizes):
     return (not (loaded or gpu_first), cls.prior_rank, cand.label)
 
 
-def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
+def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names, output="sigmoid") -> bool:
     """Whether a candidate not measured in ``entry`` might finish this fit first (so it must be timed now)."""
     if epochs is None:
         return bool(entry["untimed"])
@@ -346,7 +349,7 @@ def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
     if not d.ranking:
         return True
     best = d.total_s(d.ranking[0].label)
-    found, _ = candidates(names)
+    found, _ = candidates(names, output)
     for cand in found:
         lab = cand.label
         if lab in entry["measured"] or lab in entry["rejected"] or not applies(cand, n_samples, layer_sizes, dtype):
@@ -357,32 +360,40 @@ def _could_win(entry, n_samples, layer_sizes, dtype, epochs, names) -> bool:
 
 
 def choose(n_samples, layer_sizes, dtype, activation="relu", *, epochs=None, budget_s=DEFAULT_BUDGET_S, cache=None,
-           refresh=False, names=None, settle_s=0.0) -> Decision:
+           refresh=False, names=None, settle_s=0.0, output="sigmoid", batch_size=None) -> Decision:
     """The ranking for a fit of ``epochs`` epochs (None: by seconds per epoch), from the cache when it suffices.
 
     A cached entry is used when every applicable candidate was measured, or
     when none of the unmeasured ones could win this fit; otherwise the
     missing ones are timed and the entry refined. ``names`` restricts the
-    candidates to those backends (default: every registered one).
+    candidates to those backends (default: every registered one); ``output``
+    (the head) and ``batch_size`` (None: full batch) are the fit's, and part
+    of the cache key: only candidates with the head are timed, on that fit's epoch.
     """
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
         raise ValueError(f"epochs must be a positive int or None; got {epochs!r}")
     if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
         raise ValueError(f"budget_s must be a number of seconds > 0; got {budget_s!r}")
+    output, batch_size = check_output(output), check_batch_size(batch_size)
     t0, cache = time.perf_counter(), cache or shared_cache(cache_path())
-    key = cache_key(n_samples, layer_sizes, dtype, activation)
+    key = cache_key(n_samples, layer_sizes, dtype, activation, output, batch_size)
     if names is not None:
         key += "|only " + ",".join(sorted(names))
     entry = None if refresh else cache.get(key)
     if entry is not None and entry["measured"] and not _could_win(entry, n_samples, list(layer_sizes), dtype,
-                                                                   epochs, names):
+                                                                   epochs, names, output):
         decision = Decision.from_json(entry, epochs, frozenset(_PAID))
         decision.shape = (int(n_samples), tuple(layer_sizes))
+        decision.output, decision.batch_size = output, batch_size
     else:
         decision = calibrate(n_samples, layer_sizes, dtype, activation, budget_s, names, settle_s, epochs=epochs,
-                             known=entry)
+                             known=entry, output=output, batch_size=batch_size)
         if decision.ranking:
             cache.put(key, decision)
     decision.cost_s = time.perf_counter() - t0
     log.info("auto backend: %s", decision.reason)
     return decision
+
+
+__all__ = ["Cache", "Decision", "SCHEMA", "_handle", "bucket", "cache_dir", "cache_key", "cache_path", "calibrate",
+           "calibration_rows", "candidates", "choose", "epochs_per_call", "fingerprint", "paid", "parity", "rank"]

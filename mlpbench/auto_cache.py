@@ -1,7 +1,14 @@
 """The ``auto`` cache on disk: measurements (seconds per epoch, first-call seconds) per fit shape, never a pick.
 
 One JSON file (``$MLPBENCH_CACHE_DIR/auto.json``), written atomically under a
-lock. Every entry is validated when it is read: one that names an unknown
+lock. A key names the machine, dtype, activation, the power-of-two buckets of
+N and of every layer size, and the fit's head and mini-batch size: a
+full-batch sigmoid fit (the lab's) has the key schema ``mlpbench.auto/2``
+always had, and its entries keep serving; any other head or a ``batch_size``
+appends ``|<output>|B<bucket of the batch size>`` (or ``|full``), so entries
+written before batch sizes and heads were keyed (every one of them a
+full-batch sigmoid measurement) are still read as such, and a mini-batch fit
+never reuses a full-batch measurement. Every entry is validated when it is read: one that names an unknown
 backend or options its constructor does not take, lacks a field or has a
 wrong type is dropped with ONE warning naming the file and the entry, and the
 decision is made again. A cache folder that is a file, cannot be read or
@@ -61,9 +68,28 @@ def bucket(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def cache_key(n_samples, layer_sizes, dtype, activation) -> str:
+def cache_key(n_samples, layer_sizes, dtype, activation, output="sigmoid", batch_size=None) -> str:
+    """The entry's key (see the module docstring); a batch size of N or more is keyed as N's bucket."""
     shape = "x".join(str(bucket(s)) for s in layer_sizes)
-    return f"{fingerprint()}|{np.dtype(dtype).name}|{activation}|N{bucket(n_samples)}|{shape}"
+    key = f"{fingerprint()}|{np.dtype(dtype).name}|{activation}|N{bucket(n_samples)}|{shape}"
+    if output == "sigmoid" and batch_size is None:
+        return key
+    batches = "full" if batch_size is None else f"B{bucket(min(int(batch_size), int(n_samples)))}"
+    return f"{key}|{output}|{batches}"
+
+
+def key_fields(key) -> dict:
+    """``dtype``, ``activation``, ``n`` (``N<bucket>``), ``shape``, ``output``, ``batch`` (``full`` or
+    ``B<bucket>``) and ``only`` (a candidate restriction, or None) of a key; ``?`` for what it lacks."""
+    parts = key.split("|")
+    only = parts.pop()[len("only "):] if parts and parts[-1].startswith("only ") else None
+    output, batch = "sigmoid", "full"
+    if len(parts) >= 6 and parts[-2] in ("sigmoid", "softmax"):
+        output, batch = parts[-2], parts[-1]
+        parts = parts[:-2]
+    dtype, activation, n, shape = (["?"] * 4 + parts)[-4:]
+    return {"dtype": dtype, "activation": activation, "n": n, "shape": shape, "output": output, "batch": batch,
+            "only": only}
 
 
 # ---------------------------------------------------------------- entry validation

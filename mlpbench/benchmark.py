@@ -6,6 +6,9 @@ is special-cased except the baseline (the registry's ``REFERENCE`` unless
 computed, with an A/A control: a second, independently prepared baseline.
 A backend that raises is reported, never crashes the sweep. The machine's
 peaks are sampled at the start, between dtypes and at the end (``perf.Peaks``).
+External reference rows (``references.py``, e.g. scikit-learn's
+``MLPClassifier``) come in as ``(label, Reference)`` pairs and are timed in the
+same rounds at every case they apply to, judged against the baseline too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .cases import case_data
 from .machine import machine_info
 from .memory import NotEnoughMemory, check_fits, fit_bytes
 from .progress import Progress
+from .references import Reference, reference_subject
 from .results import ResultsWriter
 from .subjects import op_subject
 
@@ -45,12 +49,13 @@ def _point(label, backend, case, result, measurement, peaks):
     r = result.to_dict()
     del r["label"]
     work = perf.flops(case.op, case.n_samples, case.layer_sizes, case.epochs)
-    moved = perf.bytes_moved(case.op, case.n_samples, case.layer_sizes, case.dtype, case.epochs)
+    moved = perf.bytes_moved(case.op, case.n_samples, case.layer_sizes, case.dtype, case.epochs, case.batch_size)
     gflops = work / r["median_s"] / 1e9 if r["median_s"] and r["median_s"] > 0 else None
     return {
         "backend": label, "op": case.op, "dtype": case.dtype, "n_samples": case.n_samples,
         "layer_sizes": list(case.layer_sizes), "activation": case.activation, "epochs": case.epochs,
-        "case": case.label, "device": backend.device, **r, "noisy": measurement.noisy,
+        "batch_size": case.batch_size, "output": case.output, "case": case.label, "device": backend.device,
+        **({"reference": True} if isinstance(backend, Reference) else {}), **r, "noisy": measurement.noisy,
         "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s, "flops": work, "gflops": gflops,
         "pct_peak": _pct(gflops, peaks.best(backend.device, case.dtype)), "bytes": moved, "intensity": work / moved,
     }
@@ -60,8 +65,9 @@ def _pct(gflops, best):
     return 100 * gflops / best if gflops and best else None
 
 
-def _subjects(case, backends, baseline, warm, writer):
-    """Each backend's Subject (and the baseline's independent copy); failures go to ``writer``; warm-up apart."""
+def _subjects(case, backends, baseline, warm, writer, references=()):
+    """Each backend's Subject (and the baseline's independent copy), then each reference that applies to the
+    case; failures go to ``writer``; warm-up apart."""
     X, y = case_data(case)
     subjects, warmups = [], {}
     for label, be in backends:
@@ -72,6 +78,15 @@ def _subjects(case, backends, baseline, warm, writer):
             writer.add_error(label, case.label, f"{type(exc).__name__}: {exc}")
             continue
         warm.add(shape)
+        subjects.append(s)
+    for label, ref in references:
+        if ref.applies(case):  # not offered at this case (e.g. the lab): no row, no error
+            continue
+        try:
+            s, warmups[label] = reference_subject(label, ref, case, X, y)
+        except Exception as exc:
+            writer.add_error(label, case.label, f"{type(exc).__name__}: {exc}")
+            continue
         subjects.append(s)
     control = None
     if any(s.label == baseline for s in subjects):  # its own params and its own copy of the data
@@ -103,7 +118,7 @@ SETTLE_S = 0.1
 
 def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
               max_rounds=MAX_ROUNDS, margin_floor=MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
-              settle_s=SETTLE_S, passes=PASSES):
+              settle_s=SETTLE_S, passes=PASSES, references=()):
     """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
 
     ``passes``: the grid is swept that many times, each pass with freshly
@@ -111,6 +126,8 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     ``min_rounds`` (the 8 a 99 % interval needs by default); a point's samples
     are pooled over the passes (``measure``'s ``resume``), so its interval
     reflects how the machine changed between them, not one moment's state.
+    ``references``: ``(label, references.Reference)`` pairs timed beside the
+    backends where they apply.
 
     The document is written after every point. On ``KeyboardInterrupt`` its
     status becomes ``"interrupted"`` and the exception propagates.
@@ -118,7 +135,11 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     labels = [lb for lb, _ in backends]
     if baseline not in labels:
         raise ValueError(f"baseline must be one of the benchmarked backends {labels}; got {baseline!r}")
+    clash = sorted(set(labels) & {lb for lb, _ in references})
+    if clash:
+        raise ValueError(f"reference rows must not share a label with a backend; both name {clash}")
     backends = sorted(backends, key=lambda lb: lb[0] != baseline)
+    references = list(references)
     dtypes = sorted({c.dtype for c in case_list})
     # the file describes this run from its first moment (never an older run's points), and ends as
     # complete, interrupted (Ctrl-C, SIGTERM) or failed (an error outside a point)
@@ -126,8 +147,8 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         raise ValueError(f"passes must be an int >= 1; got {passes!r}")
     # the rounds every point gets at least are shared out over the passes
     pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
-    writer = ResultsWriter(out_dir, machine_info(backends), {}, dict(config, baseline=baseline, margin_floor=margin_floor,
-                                                                          settle_s=settle_s, passes=passes),
+    writer = ResultsWriter(out_dir, machine_info(backends + references), {},
+                           dict(config, baseline=baseline, margin_floor=margin_floor, settle_s=settle_s, passes=passes),
                            skipped)
     progress = progress or Progress(0, enabled=False)
     warm = set()
@@ -151,14 +172,14 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
                     progress.advance()
                     continue
                 progress.update(case.label if passes == 1 else f"{case.label} (pass {pass_no + 1}/{passes})")
-                m = _measure_case(case, backends, baseline, warm, writer, peaks, earlier.get(case.label),
+                m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
                                   min_time=min_time, max_time=max_time / passes, min_rounds=pass_rounds,
                                   max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s)
                 if m is not None:
                     earlier[case.label] = m
                 progress.advance(case.label)
         peaks.sample()  # the end of the run: the spread tells whether the machine held still
-        by_label = dict(backends)
+        by_label = dict(backends + references)
         for p in writer.doc["points"]:  # % of peak on the best peak seen in the whole run
             p["pct_peak"] = _pct(p["gflops"], peaks.best(by_label[p["backend"]].device, p["dtype"]))
         writer.doc["peak"] = peaks.to_dict()
@@ -176,9 +197,9 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     return writer.doc
 
 
-def _measure_case(case, backends, baseline, warm, writer, peaks, earlier=None, **kw):
+def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), earlier=None, **kw):
     """Measure ``case`` (pooled with ``earlier``, its previous passes); its points replace theirs; the Measurement."""
-    subjects, control, warmups = _subjects(case, backends, baseline, warm, writer)
+    subjects, control, warmups = _subjects(case, backends, baseline, warm, writer, references)
     if control is None:  # no baseline (or no copy of it) at this point: nothing to compare against
         for s in subjects:
             writer.add_error(s.label, case.label, f"not measured: the baseline {baseline} failed at this point")
@@ -197,7 +218,7 @@ def _measure_case(case, backends, baseline, warm, writer, peaks, earlier=None, *
         old = [p for p in writer.doc["points"] if p["case"] == case.label]
         warmups.update({p["backend"]: p["warmup_s"] for p in old})
         writer.doc["points"] = [p for p in writer.doc["points"] if p["case"] != case.label]
-    by_label = dict(backends)
+    by_label = dict(list(backends) + list(references))
     for label, result in m.results.items():
         point = _point(label, by_label[label], case, result, m, peaks)
         point["warmup_s"] = warmups.get(label, 0.0)  # backend.warmup (compilation): apart from first_s too

@@ -10,12 +10,20 @@ Presets
 -------
 ``quick``     the README's main job: NumPy + Numba, a small float64 grid (< 1 min on 2 cores, JIT included)
 ``standard``  the step grid: features 32, N in {1, 64, 1024, 16384}, H in {4, 64, 512, 2048}, both dtypes
-``full``      a wider grid, every op, every available backend
+``full``      a wider grid, ops forward, backward, step and train, every available backend
 ``gpu``       GPU-sized points (N = 65536, D = 1024, H = 4096, float32) for ``bench/gpu_check.sh``
 ``lab``       the lab's workload only (AND, 5000 epochs, float64): numpy vs numba[loop] vs jax vs torch
               (``--backends numpy,cupy,torch`` on a GPU machine: the GPU lab timing)
+``minibatch`` op ``epoch`` (one shuffled pass of mini-batch SGD): N = 16384, ``[64, H, 10]``, H in {64, 512},
+              batch size in {16, 64, 256, 1024}, both dtypes, softmax head; every available backend whose
+              ``outputs`` include softmax, against numpy, plus scikit-learn's ``MLPClassifier`` as an external
+              reference row (``references.py``; skipped with its reason when scikit-learn is missing)
 
 Every preset also times the lab (AND, ``[2, 4, 1]``, lr 0.1, 5000 epochs, op ``train``).
+
+Ops: ``forward``, ``backward``, ``step`` (one full-batch update), ``train`` (``epochs`` epochs) and
+``epoch`` (one epoch: full batch, or ``N / batch_size`` mini-batch updates when the case has a
+``batch_size``). ``batch_size`` applies to ``train`` and ``epoch`` only; ``output`` is the head.
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-OPS = ("forward", "backward", "step", "train")
+OPS = ("forward", "backward", "step", "train", "epoch")
+#: the ops a ``batch_size`` applies to (the others are one full-batch pass)
+BATCHED_OPS = ("train", "epoch")
+OUTPUTS = ("sigmoid", "softmax")
 DTYPES = ("float64", "float32")
 DTYPE_SHORT = {"float64": "f64", "float32": "f32"}
 
@@ -62,6 +73,20 @@ class Case:
     grad_reduction: str = TIMING_REDUCTION
     dataset: str | None = None  # "and" / "xor" for the lab; None: seeded random data
     seed: int = 0
+    batch_size: int | None = None  # train / epoch only; None: full batch
+    output: str = "sigmoid"  # the head: "sigmoid" or "softmax" (one-hot targets)
+
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {list(OPS)}; got {self.op!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {list(OUTPUTS)}; got {self.output!r}")
+        if self.batch_size is not None:
+            if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                    or self.batch_size < 1:
+                raise ValueError(f"batch_size must be None or an int >= 1; got {self.batch_size!r}")
+            if self.op not in BATCHED_OPS:
+                raise ValueError(f"batch_size applies to ops {list(BATCHED_OPS)} only; got op {self.op!r}")
 
     @property
     def hidden(self) -> int:
@@ -82,12 +107,14 @@ class Case:
             return f"lab-{self.dataset} {short} {sizes} x{self.epochs}"
         extra = f" x{self.epochs}" if self.op == "train" else ""
         act = "" if self.activation == "relu" else f" {self.activation}"
-        return f"{self.op} {short} N={self.n_samples} {sizes}{act}{extra}"
+        batches = "" if self.batch_size is None else f" B={self.batch_size}"
+        head = "" if self.output == "sigmoid" else f" {self.output}"
+        return f"{self.op} {short} N={self.n_samples}{batches} {sizes}{act}{head}{extra}"
 
     def key(self) -> tuple:
         """What identifies the point across runs (``--compare`` matches on it, with the backend)."""
         return (self.op, self.dtype, self.n_samples, tuple(self.layer_sizes), self.activation, self.epochs,
-                self.dataset or "")
+                self.dataset or "", self.batch_size, self.output)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -169,6 +196,10 @@ class Preset:
     train_epochs: int = 100  # epochs of a synthetic ``train`` case
     parity: tuple = _PARITY_QUICK
     extra: tuple = field(default=())  # further Cases appended to the grid
+    batch_sizes: tuple = (None,)  # mini-batch sizes of the ops in BATCHED_OPS (None: full batch)
+    output: str = "sigmoid"  # the grid's head
+    n_out: int = 1  # output units (classes for softmax)
+    references: tuple = ()  # external reference rows (``references.REFERENCES`` names) timed beside the backends
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -195,6 +226,11 @@ PRESETS = {
                          lab_case("and", "float64"))),
     "lab": Preset("lab", ("numpy", "numba[loop]", "jax", "torch"), (4,), (4,), (2,), ("float64",), ("train",),
                   min_time=0.05, max_time=5.0, grid=False),
+    # an epoch is 16 to 1024 updates (tens of ms at batch size 16), so one call is a sample; backends=None
+    # here means every available backend whose ``outputs`` include the preset's head (``default_backends``)
+    "minibatch": Preset("minibatch", None, (16384,), (64, 512), (64,), DTYPES, ("epoch",), min_time=0.02,
+                        max_time=6.0, batch_sizes=(16, 64, 256, 1024), output="softmax", n_out=10,
+                        references=("sklearn",)),
 }
 
 
@@ -218,21 +254,43 @@ def _check_values(name, values, allowed=None, positive=False):
     return values
 
 
-def sweep(preset="quick", *, batch=None, hidden=None, features=None, dtypes=None, ops=None, activation="relu",
-          labs=None) -> list[Case]:
-    """The preset's cases, with any axis overridden: ops x dtypes x features x batch x hidden, then the labs.
+def default_backends(preset, output=None) -> list[str]:
+    """The preset's backends; for ``backends=None``, every registered one whose ``outputs`` include the head
+    (``output``, else the preset's)."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    if p.backends is not None:
+        return list(p.backends)
+    from .backends import supporting
 
+    return supporting(p.output if output is None else output)
+
+
+def sweep(preset="quick", *, batch=None, hidden=None, features=None, dtypes=None, ops=None, activation="relu",
+          labs=None, batch_sizes=None, output=None) -> list[Case]:
+    """The preset's cases, with any axis overridden: ops x dtypes x features x batch x hidden (x batch sizes
+    for ops ``train`` / ``epoch``), then the labs.
+
+    ``batch`` is N, the rows of a case; ``batch_sizes`` the mini-batch sizes
+    (``None`` in it: full batch), which apply to ``train`` and ``epoch`` only
+    (a ``ValueError`` when no such op is swept). ``output`` is the head (the
+    output layer has the preset's ``n_out`` units, at least 2 for softmax).
     The lab (op ``train``) is included when ``train`` is among the ops or no op
     override was given; ``labs=()`` leaves it out.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
-    grid_overridden = any(v is not None for v in (batch, hidden, features))
+    grid_overridden = any(v is not None for v in (batch, hidden, features, batch_sizes, output))
     dtypes_given = dtypes
     batch = _check_values("batch", p.batch if batch is None else batch, positive=True)
     hidden = _check_values("hidden", p.hidden if hidden is None else hidden, positive=True)
     features = _check_values("features", p.features if features is None else features, positive=True)
     dtypes = _check_values("dtype", p.dtypes if dtypes is None else dtypes, DTYPES)
     op_list = _check_values("op", p.ops if ops is None else ops, OPS)
+    if batch_sizes is not None:
+        batch_sizes = _check_values("batch_size", batch_sizes, positive=True)
+        if not set(op_list) & set(BATCHED_OPS):
+            raise ValueError(f"batch_size applies to ops {list(BATCHED_OPS)} only; the ops swept are {list(op_list)}")
+    output = _check_values("output", (p.output if output is None else output,), OUTPUTS)[0]
+    n_out = max(p.n_out, 2) if output == "softmax" else p.n_out
     cases = []
     for op in op_list if p.grid or grid_overridden else ():
         for dtype in dtypes:
@@ -240,7 +298,10 @@ def sweep(preset="quick", *, batch=None, hidden=None, features=None, dtypes=None
                 for n in batch:
                     for h in hidden:
                         epochs = p.train_epochs if op == "train" else 1
-                        cases.append(Case(op, int(n), (int(d), int(h), 1), dtype, activation, epochs=epochs))
+                        for b in (batch_sizes or p.batch_sizes) if op in BATCHED_OPS else (None,):
+                            cases.append(Case(op, int(n), (int(d), int(h), n_out), dtype, activation,
+                                              epochs=epochs, batch_size=None if b is None else int(b),
+                                              output=output))
     if not grid_overridden:  # the preset's extra points, unless an axis was narrowed past them
         cases.extend(c for c in p.extra
                      if (ops is None or c.op in op_list) and (dtypes_given is None or c.dtype in dtypes))
@@ -263,10 +324,11 @@ def asv_grid() -> dict:
     return {"batch": p.batch, "hidden": p.hidden, "features": p.features[0], "dtypes": DTYPES}
 
 
-def make_data(n_samples, layer_sizes, dtype="float64", seed=0, dataset=None):
+def make_data(n_samples, layer_sizes, dtype="float64", seed=0, dataset=None, output="sigmoid"):
     """``(X, y)`` NumPy arrays for a case: the lab's logic table, or seeded random data.
 
-    Random data: ``X ~ N(0, 1)``, ``y`` in {0, 1} with probability 1/2.
+    Random data: ``X ~ N(0, 1)``; ``y`` in {0, 1} with probability 1/2, or for
+    ``output="softmax"`` one-hot rows of uniformly drawn classes (after the same ``X``).
     """
     dtype = np.dtype(dtype)
     if dataset is not None:
@@ -276,14 +338,17 @@ def make_data(n_samples, layer_sizes, dtype="float64", seed=0, dataset=None):
         return X.astype(dtype), y.astype(dtype)
     rng = np.random.RandomState(seed)
     X = rng.randn(n_samples, layer_sizes[0]).astype(dtype)
+    if output == "softmax":
+        k = layer_sizes[-1]
+        return X, np.eye(k, dtype=dtype)[rng.randint(0, k, n_samples)]
     y = (rng.rand(n_samples, layer_sizes[-1]) > 0.5).astype(dtype)
     return X, y
 
 
 def case_data(case: Case):
     """``make_data`` for a ``Case``."""
-    return make_data(case.n_samples, case.layer_sizes, case.dtype, case.seed, case.dataset)
+    return make_data(case.n_samples, case.layer_sizes, case.dtype, case.seed, case.dataset, case.output)
 
 
-__all__ = ["Case", "LABS", "LabRun", "OPS", "PRESETS", "ParityCase", "Preset", "asv_grid", "case_data",
-           "get_preset", "lab_case", "make_data", "parity_cases", "sweep"]
+__all__ = ["BATCHED_OPS", "Case", "LABS", "LabRun", "OPS", "OUTPUTS", "PRESETS", "ParityCase", "Preset", "asv_grid",
+           "case_data", "default_backends", "get_preset", "lab_case", "make_data", "parity_cases", "sweep"]

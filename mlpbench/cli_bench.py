@@ -2,7 +2,9 @@
 
 Backends are written as registry specs (``numba[loop]``,
 ``numba[threads=1,strategy=step]``, ``numba[*]``: see ``backends.parse_specs``);
-an unavailable one is skipped with its reason.
+an unavailable one is skipped with its reason. External reference rows
+(``--references``, default the preset's: ``references.py``) are timed beside
+them where they apply, and skipped with the reason when their package is missing.
 """
 
 from __future__ import annotations
@@ -11,17 +13,26 @@ import datetime
 import sys
 
 from . import cliargs as A
+from . import references as refs
 from . import results, stats
-from .backends import REFERENCE, BackendSpec, backend_names, parse_specs, ready
+from .backends import REFERENCE, BackendSpec, parse_specs, ready
 from .benchmark import PASSES, run_sweep
-from .cases import DTYPES, OPS, PRESETS, TIMING_LR, TIMING_REDUCTION, get_preset, sweep
+from .cases import DTYPES, OPS, OUTPUTS, PRESETS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
 from .progress import Progress
 from .validation import check_activation, parse_list
 
 
-def default_specs(preset) -> list[BackendSpec]:
-    names = preset.backends if preset.backends is not None else backend_names()
-    return parse_specs(",".join(names))
+def default_specs(preset, output=None) -> list[BackendSpec]:
+    """The preset's backends (``None``: every registered one whose ``outputs`` include the head)."""
+    return parse_specs(",".join(default_backends(preset, output)))
+
+
+def reference_names(args, preset) -> list[str]:
+    """``--references`` (``none``: no reference row), else the preset's."""
+    if args.references is None:
+        return list(preset.references)
+    names = parse_list(args.references)
+    return [] if names == ["none"] else [n for n in names if n != "none"]
 
 
 def add_bench(sub):
@@ -33,7 +44,13 @@ def add_bench(sub):
     p.add_argument("--hidden", type=A.int_list(), help="hidden widths H, e.g. 4,64,512")
     p.add_argument("--features", type=A.int_list(), help="input features D, e.g. 32")
     p.add_argument("--dtype", type=A.choice_list(DTYPES), help="float32,float64")
-    p.add_argument("--op", type=A.choice_list(OPS), help="forward | backward | step | train (comma list)")
+    p.add_argument("--op", type=A.choice_list(OPS), help="forward | backward | step | train | epoch (comma list)")
+    p.add_argument("--batch-size", type=A.int_list(),
+                   help="mini-batch sizes of ops epoch and train, e.g. 16,64 (default: the preset's; full batch)")
+    p.add_argument("--output", choices=OUTPUTS,
+                   help="the head: sigmoid | softmax (default: the preset's)")
+    p.add_argument("--references", type=A.choice_list(("none", *refs.REFERENCES)),
+                   help=f"external reference rows: {' | '.join(refs.REFERENCES)} | none (default: the preset's)")
     p.add_argument("--activation", default="relu")
     p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
     p.add_argument("--baseline", default=None,
@@ -85,17 +102,23 @@ def bench_cases(args):
     def ints(text):
         return None if text is None else parse_list(text, int)
 
-    case_list = sweep(preset, batch=ints(args.batch), hidden=ints(args.hidden), features=ints(args.features),
-                    dtypes=None if args.dtype is None else parse_list(args.dtype),
-                    ops=None if args.op is None else parse_list(args.op), activation=args.activation,
-                    labs=() if args.no_lab else None)
+    try:
+        case_list = sweep(preset, batch=ints(args.batch), hidden=ints(args.hidden), features=ints(args.features),
+                          dtypes=None if args.dtype is None else parse_list(args.dtype),
+                          ops=None if args.op is None else parse_list(args.op), activation=args.activation,
+                          labs=() if args.no_lab else None, batch_sizes=ints(args.batch_size), output=args.output)
+    except ValueError as exc:
+        if args.batch_size is not None and "batch_size" in str(exc):
+            raise ValueError(f"--batch-size: {exc}") from None
+        raise
     return preset, case_list
 
 
 def cmd_bench(args) -> int:
     if args.compare:
         A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
-                               "max_time", "no_lab", "dry_run", "baseline", "passes"), "with --compare")
+                               "max_time", "no_lab", "dry_run", "baseline", "batch_size", "output", "references",
+                               "passes"), "with --compare")
         return cmd_compare(args)
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
     if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
@@ -103,7 +126,7 @@ def cmd_bench(args) -> int:
 
         args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
     preset, case_list = bench_cases(args)
-    specs = parse_specs(args.backends) if args.backends else default_specs(preset)
+    specs = parse_specs(args.backends) if args.backends else default_specs(preset, args.output)
     baseline = REFERENCE if args.baseline is None else args.baseline.strip()
     if args.baseline is not None and baseline not in [s.label for s in specs]:
         raise ValueError(f"--baseline {args.baseline!r} must be one of the benchmarked backends "
@@ -115,12 +138,19 @@ def cmd_bench(args) -> int:
     max_time = preset.max_time if args.max_time is None else args.max_time
     if not ((repeat is None or repeat >= 1) and 0 <= min_time < float("inf") and 0 < max_time < float("inf")):
         raise ValueError("--repeat must be >= 1, --min-time >= 0 and --max-time > 0")
+    ref_names = reference_names(args, preset)
+    clash = sorted({s.label for s in specs} & set(ref_names))
+    if clash:
+        raise ValueError(f"--references {','.join(clash)}: also given as a backend; a row is one or the other")
     if args.dry_run:
         for c in case_list:
             print(c.label)
-        print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s.label for s in specs)})")
+        extra = f" + references {', '.join(ref_names)} where they apply" if ref_names else ""
+        print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s.label for s in specs)}){extra}")
         return 0
     backends, skipped = ready(specs)
+    references, ref_skipped = refs.ready(ref_names)
+    skipped += ref_skipped
     for s in skipped:
         print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
     if baseline not in [lb for lb, _ in backends]:
@@ -128,7 +158,9 @@ def cmd_bench(args) -> int:
     config = {"preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
               "min_rounds": repeat, "min_time": min_time, "max_time": max_time, "baseline": baseline,
               "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
-                       "op": args.op, "activation": args.activation},
+                       "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
+                       "output": args.output},
+              "references": {name: ref.what for name, ref in references},
               "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure",
                          "rounds": "interleaved (Williams design), adaptive stop within max_time",
                          "ratio": "median of paired per-round ratios, sign-test 99% interval",
@@ -140,7 +172,8 @@ def cmd_bench(args) -> int:
     progress = Progress(len(case_list) * passes, enabled=None if not args.quiet else False)
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
-                        baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes)
+                        baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes,
+                        references=references)
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:
@@ -191,6 +224,7 @@ def closing_notes(doc) -> list[str]:
     counts = {v: sum(1 for p in points if p["verdict"] == v) for v in stats.VERDICTS}
     lines = [f"\nverdicts against {base} (99% intervals): " + ", ".join(f"{v} {n}" for v, n in counts.items())
              + f" of {len(points)} backend-points"]
+    lines += [f"reference row {name}: {what}" for name, what in doc["config"].get("references", {}).items()]
     noise = doc.get("noise") or {}
     if noise:
         lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "

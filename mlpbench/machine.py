@@ -87,16 +87,17 @@ def gpu_info() -> list[dict]:
 
 
 def versions() -> dict:
-    """Python and the installed versions of ``PACKAGES`` and of every registered backend's
-    ``requires`` (``None`` when absent); no optional package is imported."""
+    """Python and the installed versions of ``PACKAGES``, of every registered backend's ``requires``
+    and of every external reference's (``None`` when absent); no optional package is imported."""
     from .backends import packages
+    from .references import packages as reference_packages
 
     try:
         dists = importlib.metadata.packages_distributions()
     except Exception:  # pragma: no cover - broken metadata
         dists = {}
     out = {"python": platform.python_version()}
-    for name in dict.fromkeys(PACKAGES + tuple(packages())):
+    for name in dict.fromkeys(PACKAGES + tuple(packages()) + tuple(reference_packages())):
         version = None
         for dist in dists.get(name, [name]):
             try:

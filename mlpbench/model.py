@@ -9,7 +9,7 @@ import numpy as np
 
 from . import validation as v
 from . import memory
-from .backends import TrainingDiverged, backend_from_env, get_backend, supporting
+from .backends import TrainingDiverged, backend_from_env, get_backend
 from .kernels import reference as ref
 from .params import copy_params, init_params, n_params
 
@@ -135,10 +135,9 @@ class MLP:
         """
         from .auto import choose
 
-        # only backends whose math has this head (the timing itself is of the full-batch sigmoid step)
-        names = None if self.output == "sigmoid" else supporting(self.output)
+        # candidates with this head, timed on this fit's epoch (mini-batches of its batch size, its head)
         decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"],
-                          names=names)
+                          output=self.output, batch_size=kwargs.get("batch_size"))
         if not decision.ranking:
             raise RuntimeError(f"backend='auto' found no usable backend: {decision.rejected}")
         user = kwargs["callback"]

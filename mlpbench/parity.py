@@ -253,12 +253,20 @@ def check_lab(backend, name="and", dtype="float64") -> list[ParityResult]:
     return _compare(backend.name, f"lab-{name} {dtype}", ref, got, failure, dtype)
 
 
-def probe(backend, layer_sizes, n_samples, dtype, activation="relu") -> tuple[bool, str | None]:
+def probe(backend, layer_sizes, n_samples, dtype, activation="relu", output="sigmoid",
+          batch_size=None) -> tuple[bool, str | None]:
     """Fast parity check before trusting ``backend`` on a shape: N = min(n_samples, 64), K = 2.
 
-    Returns ``(True, None)`` or ``(False, description of the first failing tensor)``.
+    ``output`` is the head checked; with a ``batch_size``, ``train`` runs mini-batches of
+    ``min(batch_size, N // 3)`` rows (at least 1), so several batches are compared whatever
+    the fit's batch size. Returns ``(True, None)`` or
+    ``(False, description of the first failing tensor)``.
     """
-    results = check_backend(backend, layer_sizes, min(int(n_samples), 64), dtype, activation, steps=2)
+    n = min(int(n_samples), 64)
+    if batch_size is not None:
+        batch_size = max(1, min(int(batch_size), n // 3))
+    results = check_backend(backend, layer_sizes, n, dtype, activation, steps=2, output=output,
+                            batch_size=batch_size)
     bad = first_failure(results)
     return (True, None) if bad is None else (False, bad.describe())
 

@@ -84,20 +84,23 @@ _FLOPS = {"forward": flops_forward, "backward": flops_backward, "step": flops_st
 
 
 def flops(op, n_samples, layer_sizes, epochs=1) -> int:
-    """Analytic matmul FLOPs of ``op`` (``train`` is ``epochs`` steps)."""
-    if op == "train":
-        return epochs * flops_step(n_samples, layer_sizes)
+    """Analytic matmul FLOPs of ``op`` (``train`` is ``epochs`` steps; ``epoch`` one step's worth, however
+    its N rows are split into mini-batches)."""
+    if op in ("train", "epoch"):
+        return (epochs if op == "train" else 1) * flops_step(n_samples, layer_sizes)
     if op not in _FLOPS:
-        raise ValueError(f"op must be one of {[*_FLOPS, 'train']}; got {op!r}")
+        raise ValueError(f"op must be one of {[*_FLOPS, 'train', 'epoch']}; got {op!r}")
     return _FLOPS[op](n_samples, layer_sizes)
 
 
-def bytes_moved(op, n_samples, layer_sizes, dtype="float64", epochs=1) -> int:
+def bytes_moved(op, n_samples, layer_sizes, dtype="float64", epochs=1, batch_size=None) -> int:
     """Compulsory memory traffic of ``op`` in bytes (each array read or written once), an estimate.
 
     forward: read X and the params, write every activation; backward: read the
     activations and params, write the grads and one error array per layer;
-    step: both plus the update (read params and grads, write params).
+    step: both plus the update (read params and grads, write params). With a
+    ``batch_size`` (``train`` / ``epoch``) the params are read, and the grads
+    and the update written, once per mini-batch.
     """
     item = np.dtype(dtype).itemsize
     n_par = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
@@ -105,7 +108,9 @@ def bytes_moved(op, n_samples, layer_sizes, dtype="float64", epochs=1) -> int:
     fwd = acts + n_par
     bwd = acts + n_par + n_par + n_samples * sum(layer_sizes[1:])
     upd = 3 * n_par
-    count = {"forward": fwd, "backward": bwd, "step": fwd + bwd + upd, "train": epochs * (fwd + bwd + upd)}
+    per_epoch = fwd + bwd + upd + (-(-n_samples // batch_size) - 1) * 6 * n_par if batch_size else fwd + bwd + upd
+    count = {"forward": fwd, "backward": bwd, "step": fwd + bwd + upd, "train": epochs * per_epoch,
+             "epoch": per_epoch}
     if op not in count:
         raise ValueError(f"op must be one of {list(count)}; got {op!r}")
     return item * count[op]

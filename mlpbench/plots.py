@@ -63,6 +63,11 @@ def _hidden(p):
     return p["layer_sizes"][1]
 
 
+def _rows(p):
+    """Rows per update: the mini-batch size, else N (a full-batch point)."""
+    return min(p.get("batch_size") or p["n_samples"], p["n_samples"])
+
+
 def _by(points, *keys):
     groups = {}
     for p in points:
@@ -71,11 +76,12 @@ def _by(points, *keys):
 
 
 def plot_time_vs(doc, path, x="n_samples"):
-    """Median time against batch (``x="n_samples"``) or hidden width (``x="hidden"``), log-log, per backend."""
+    """Median time against batch (``x="n_samples"``: rows per update, the mini-batch size of a mini-batch
+    point) or hidden width (``x="hidden"``), log-log, per backend."""
     plt = require_matplotlib()
     pts, title = _grid_points(doc)
-    xkey = (lambda p: p["n_samples"]) if x == "n_samples" else _hidden
-    other = _hidden if x == "n_samples" else (lambda p: p["n_samples"])
+    xkey = _rows if x == "n_samples" else _hidden
+    other = _hidden if x == "n_samples" else _rows
     other_name = "H" if x == "n_samples" else "N"
     dtypes = sorted({p["dtype"] for p in pts}) or ["-"]
     backends = sorted({p["backend"] for p in pts})
@@ -89,7 +95,8 @@ def plot_time_vs(doc, path, x="n_samples"):
             grp.sort(key=xkey)
             ax.errorbar([xkey(p) for p in grp], [p["median_s"] for p in grp], yerr=[p["iqr_s"] / 2 for p in grp],
                         color=colors[b], linestyle=styles[o], marker="o", ms=3, label=f"{b} {other_name}={o}")
-        ax.set(xscale="log", yscale="log", xlabel="batch N" if x == "n_samples" else "hidden width H",
+        ax.set(xscale="log", yscale="log",
+               xlabel="rows per update (N, or the mini-batch size)" if x == "n_samples" else "hidden width H",
                ylabel="median time per call (s)", title=f"{dt} ({title})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -135,18 +142,19 @@ def plot_speedup_heatmap(doc, path):
         for j, dt in enumerate(dtypes):
             ax = axes[i, j]
             sub = [p for p in pts if p["backend"] == b and p["dtype"] == dt]
-            ns = sorted({p["n_samples"] for p in sub})
+            ns = sorted({_rows(p) for p in sub})
             hs = sorted({_hidden(p) for p in sub})
             grid = np.full((len(hs), len(ns)), np.nan)
             for p in sub:
-                grid[hs.index(_hidden(p)), ns.index(p["n_samples"])] = p["speedup"]
+                grid[hs.index(_hidden(p)), ns.index(_rows(p))] = p["speedup"]
             im = ax.imshow(grid, cmap="RdBu", norm=norm, origin="lower", aspect="auto")
             for (r, c), v in np.ndenumerate(grid):
                 if np.isfinite(v):
                     ax.text(c, r, f"{v:.2g}x", ha="center", va="center", fontsize=8)
             ax.set_xticks(range(len(ns)), [str(n) for n in ns])
             ax.set_yticks(range(len(hs)), [str(h) for h in hs])
-            ax.set(xlabel="batch N", ylabel="hidden H", title=f"{b} vs {base}, {dt} ({title})")
+            ax.set(xlabel="rows per update (N or mini-batch)", ylabel="hidden H",
+                   title=f"{b} vs {base}, {dt} ({title})")
             fig.colorbar(im, ax=ax, label=f"speedup ({base} time / time)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

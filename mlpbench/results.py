@@ -7,16 +7,19 @@
      "peak": {device: {"gflops": {dtype: PEAK}, "memcpy_GBps" | "h2d_GBps" | "d2h_GBps": PEAK}},
          PEAK = {"unit", "best", "spread", "flagged", "samples"} (``measure.Peak.to_dict``)
      "noise": {"points", "same", "noisy", "noisy_points", "per_point"} (the A/A control; once complete),
-     "points": [{backend, op, dtype, n_samples, layer_sizes, case, device, min_s, median_s, iqr_s,
-                 ratio, ratio_ci: [lo, hi], verdict, samples_s, first_s, warmup_s, number, rounds, noisy,
-                 margin, gflops, pct_peak, ...; the baseline's point adds "control" (its A/A copy)}, ...],
+     "points": [{backend, op, dtype, n_samples, layer_sizes, batch_size, output, case, device, min_s, median_s,
+                 iqr_s, ratio, ratio_ci: [lo, hi], verdict, samples_s, first_s, warmup_s, number, rounds, noisy,
+                 margin, gflops, pct_peak, ...; the baseline's point adds "control" (its A/A copy); an external
+                 reference row's (``references.py``) adds "reference": true}, ...],
      "skipped": [{"backend", "reason"} or {"backend": "*", "case", "reason"}], "errors": [{"backend", "case", "error"}],
      "error": "..." (only when status is "failed")}
 
 ``ratio`` is time / the baseline's time (< 1: faster), from the paired
 rounds; ``verdict`` is ``faster | slower | same | unresolved`` (``baseline``
-for the baseline itself). ``load`` also reads ``mlpbench.bench/1`` files
-(``times_s``, ``speedup_vs_numpy``) for ``--compare``.
+for the baseline itself). ``batch_size`` (None: full batch) and ``output``
+(the head) were added within ``/2``: a point without them is a full-batch
+sigmoid one, which is how ``point_key`` reads older files. ``load`` also reads
+``mlpbench.bench/1`` files (``times_s``, ``speedup_vs_numpy``) for ``--compare``.
 
 Both files are rewritten after every point (``fileio.atomic_write``), so an
 interrupted sweep leaves valid files holding the points it finished; the file is
@@ -37,7 +40,8 @@ from .fileio import atomic_write
 SCHEMA = "mlpbench.bench/2"
 SCHEMA_V1 = "mlpbench.bench/1"
 #: fields every point has (the CSV's columns, in order; the raw samples stay in the JSON)
-POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "activation", "epochs", "case", "device",
+POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "activation", "epochs", "batch_size", "output",
+                "case", "device",
                 "min_s", "median_s", "iqr_s", "ratio", "ratio_lo", "ratio_hi", "verdict", "noisy", "margin",
                 "first_s", "warmup_s", "rounds", "number", "flops", "gflops", "pct_peak", "bytes", "intensity")
 REQUIRED_POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "min_s", "median_s", "iqr_s",
@@ -151,8 +155,9 @@ def load(path) -> dict:
 
 
 def point_key(p) -> tuple:
+    """What matches a point across files; fields a point lacks (older files) take their defaults."""
     return (p["backend"], p["op"], p["dtype"], p["n_samples"], tuple(p["layer_sizes"]), p.get("activation", "relu"),
-            p.get("epochs", 1), p.get("case", ""))
+            p.get("epochs", 1), p.get("batch_size"), p.get("output", "sigmoid"), p.get("case", ""))
 
 
 # ---------------------------------------------------------------- text output
@@ -213,7 +218,8 @@ def points_table(points, color=False) -> str:
         verdict = p.get("verdict", "")
         if p.get("noisy") and verdict == "baseline":
             verdict += " (noisy)"
-        rows.append([p["backend"], p.get("case", ""), fmt_time(p.get("min_s")), fmt_time(p.get("median_s")), iqr,
+        name = p["backend"] + (" (reference)" if p.get("reference") else "")
+        rows.append([name, p.get("case", ""), fmt_time(p.get("min_s")), fmt_time(p.get("median_s")), iqr,
                      fmt_time(p.get("first_s")), fmt_num(p.get("gflops")), fmt_num(p.get("pct_peak"), 2),
                      fmt_ratio(p), verdict])
         fastest = len(best) and p.get("median_s") == best.get(p.get("case")) and len(

@@ -12,7 +12,8 @@ import numpy as np
 
 from . import auto, measure
 from . import cliargs as A
-from .cases import DTYPES, sweep
+from .auto_cache import key_fields
+from .cases import DTYPES, PRESETS, get_preset, sweep
 from .fileio import atomic_write
 from .validation import check_activation, parse_list
 
@@ -24,7 +25,7 @@ SETTLE_S = 0.2
 
 def add_tune(sub):
     p = sub.add_parser("tune", help="fill the backend='auto' cache for a preset's shapes, or show / clear / check it")
-    p.add_argument("--preset", default="standard", help="quick | standard | full | gpu (default standard)")
+    p.add_argument("--preset", default="standard", help=f"{' | '.join(PRESETS)} (default standard)")
     p.add_argument("--dtype", default=None, type=A.choice_list(DTYPES), help="float64,float32 (default: the preset's)")
     p.add_argument("--activation", default="relu")
     p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of timing per candidate and shape, > 0 (default {TUNE_BUDGET_S:g}; first calls apart)")
@@ -37,15 +38,23 @@ def add_tune(sub):
 
 
 def _shapes(args):
+    """``(N, layer sizes, dtype, output, batch size)`` of the preset's fits: its ``step`` points, or its
+    ``epoch`` points (mini-batch fits) for a preset of epochs; the lab's first."""
     dtypes = None if args.dtype is None else parse_list(args.dtype)
+    op = "epoch" if "epoch" in get_preset(args.preset).ops else "step"
     seen, out = set(), []
-    for case in sweep(args.preset, dtypes=dtypes, ops=["step"], activation=args.activation):
-        key = (case.n_samples, tuple(case.layer_sizes), case.dtype)
+    for case in sweep(args.preset, dtypes=dtypes, ops=[op], activation=args.activation):
+        key = (case.n_samples, tuple(case.layer_sizes), case.dtype, case.output, case.batch_size)
         if key not in seen:
             seen.add(key)
             out.append(key)
-    lab = (4, (2, 4, 1), "float64")
+    lab = (4, (2, 4, 1), "float64", "sigmoid", None)
     return [lab] + [s for s in out if s != lab]
+
+
+def _fit(n, sizes, dtype, output, batch) -> str:
+    return f"{dtype} N={n} {list(sizes)}" + ("" if batch is None else f" B={batch}") + \
+        ("" if output == "sigmoid" else f" {output}")
 
 
 def cmd_tune(args) -> int:
@@ -67,9 +76,11 @@ def cmd_tune(args) -> int:
     if args.check:
         return _check(args)
     shapes = _shapes(args)
-    for i, (n, sizes, dtype) in enumerate(shapes, 1):
-        d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=SETTLE_S)
-        print(f"[{i}/{len(shapes)}] {dtype} N={n} {list(sizes)}: {d.reason}  ({d.cost_s:.2f} s)", flush=True)
+    for i, (n, sizes, dtype, output, batch) in enumerate(shapes, 1):
+        d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=SETTLE_S,
+                        output=output, batch_size=batch)
+        print(f"[{i}/{len(shapes)}] {_fit(n, sizes, dtype, output, batch)}: {d.reason}  ({d.cost_s:.2f} s)",
+              flush=True)
     print(f"cache: {cache.path}")
     return 0
 
@@ -98,10 +109,11 @@ def _show(cache) -> int:
             print(f"invalid entry (dropped when read): {key}: {problems[key]}")
             continue
         d = auto.Decision.from_json(entry)
-        _, dtype, activation, nb, shape = key.rsplit("|", 4) if key.count("|") >= 4 else ("", "?", "?", "?", key)
+        f = key_fields(key)
         order = "  >  ".join(f"{c.label} {d.seconds_per_epoch[c.label] * 1e6:.3g} us/epoch "
                              f"(first call {d.first_call_s.get(c.label, 0.0):.2g} s)" for c in d.ranking)
-        print(f"{dtype} {activation} {nb} {shape}: {order}")
+        only = "" if f["only"] is None else f" (only {f['only']})"
+        print(f"{f['dtype']} {f['activation']} {f['n']} {f['shape']} {f['output']} {f['batch']}{only}: {order}")
         for label, why in sorted({**d.rejected, **d.untimed}.items()):
             print(f"    not chosen: {label}: {why}")
     return 0
@@ -117,29 +129,31 @@ def _check(args) -> int:
         backends = {c.label: (c, c.make()) for c in found}
         for name, why in rejected.items():
             print(f"skipped {name}: {why}")
-        for i, (n, sizes, dtype) in enumerate(shapes, 1):
-            n_cal = min(n, auto.CAL_MAX_ROWS)
+        for i, (n, sizes, dtype, output, batch) in enumerate(shapes, 1):
+            n_cal = auto.calibration_rows(n, batch)
             k = auto.epochs_per_call(n_cal, list(sizes))
             subjects = []
             for label, (cand, be) in backends.items():
-                if auto.applies(cand, n, sizes, dtype):
-                    handle = auto._handle(be, list(sizes), n_cal, dtype, args.activation)
+                if auto.applies(cand, n, sizes, dtype) and output in be.outputs:
+                    handle = auto._handle(be, list(sizes), n_cal, dtype, args.activation, output, batch)
                     subjects.append(auto._subject(cand, be, handle, k))
             m = measure.measure(subjects, control=False, min_time=0.01, confidence=0.99, max_time=2.0,
                                 settle_s=SETTLE_S, on_error="drop")
             times = {lab: r.median / k for lab, r in m.results.items()}
             t0 = time.perf_counter()
-            d = auto.choose(n, list(sizes), dtype, args.activation, cache=cache, budget_s=auto.DEFAULT_BUDGET_S)
+            d = auto.choose(n, list(sizes), dtype, args.activation, cache=cache, budget_s=auto.DEFAULT_BUDGET_S,
+                            output=output, batch_size=batch)
             first = time.perf_counter() - t0
             fastest = min(times, key=times.get)
             chosen = d.ranking[0].label
             ratio = times.get(chosen, float("inf")) / times[fastest]
             same = ratio <= 1 + m.margin
-            rows.append({"n_samples": n, "layer_sizes": list(sizes), "dtype": dtype, "times_s": times,
+            rows.append({"n_samples": n, "layer_sizes": list(sizes), "dtype": dtype, "output": output,
+                         "batch_size": batch, "times_s": times,
                          "fastest": fastest, "auto": chosen, "ratio_to_fastest": ratio, "same": same,
                          "first_decision_s": first, "timing_budget_s": auto.DEFAULT_BUDGET_S * len(d.seconds_per_epoch),
                          "first_calls_s": dict(d.first_call_s)})
-            print(f"[{i}/{len(shapes)}] {dtype} N={n} {list(sizes)}: fastest {fastest}, auto {chosen} "
+            print(f"[{i}/{len(shapes)}] {_fit(n, sizes, dtype, output, batch)}: fastest {fastest}, auto {chosen} "
                   f"({ratio:.2f}x{', same' if same else ''}); first decision {first:.2f} s", flush=True)
     ratios = np.array([r["ratio_to_fastest"] for r in rows])
     ok_points = np.array([r["same"] or r["ratio_to_fastest"] <= 1.10 for r in rows])

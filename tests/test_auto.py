@@ -116,7 +116,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 
 def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
-    monkeypatch.setattr(auto, "candidates", lambda names=None: ([BackendSpec("numpy")], {}))
+    monkeypatch.setattr(auto, "candidates", lambda names=None, output="sigmoid": ([BackendSpec("numpy")], {}))
     X, y = datasets.load("and")
     model = MLP()
     with caplog.at_level(logging.INFO, logger="mlpbench.auto"):

@@ -260,8 +260,8 @@ def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch)
     real = auto.choose
 
     def spy(*args, **kwargs):
-        seen.append(kwargs.get("names"))
-        return real(*args, **kwargs)
+        seen.append((kwargs.get("output"), real(*args, **kwargs)))
+        return seen[-1][1]
 
     monkeypatch.setattr(auto, "choose", spy)
 
@@ -277,8 +277,14 @@ def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch)
     try:
         history = model.fit(X, y, lr=0.1, epochs=3, backend="auto", grad_reduction="mean")
         assert "sigmoid_only" not in supporting("softmax")
-        assert seen and sorted(seen[-1]) == sorted(supporting("softmax")) and "sigmoid_only" not in seen[-1]
+        output, decision = seen[-1]
+        assert decision.rejected["sigmoid_only"] == "does not support output='softmax'"
+        for name, cls in ((n, auto.backend_class(n)) for n in auto.backend_names()):  # the rest: rejected, with why
+            if "softmax" not in cls.outputs and cls.availability()[0]:
+                assert decision.rejected[name] == "does not support output='softmax'"
     finally:
         unregister_backend("sigmoid_only")
     assert history.shape == (3,) and np.isfinite(history).all()
     assert model.backend_.split("[")[0] in supporting("softmax")
+    assert output == "softmax" and decision.ranking
+    assert {c.name for c in decision.ranking} <= set(supporting("softmax"))
