@@ -4,24 +4,27 @@ Written apart from ``backends/`` on purpose (no shared code, only the same
 math): ReLU hidden layers, a sigmoid output, the mean BCE with the lab's clip
 (``max(1e-8, finfo.epsneg)``, see ``kernels/reference.bce_eps``), the gradient
 of the summed loss (divided by N under ``grad_reduction="mean"``), plain SGD,
-full batch. The backward pass is the lab's explicit one in both libraries
-(autograd's gradient differs from the lab's at ReLU's kink and through the
-clip, and is no faster here).
+full batch. Each library's variants, so a comparison can take the fastest:
 
-* JAX: one ``jax.jit`` step with its params buffers donated; ``train`` is one
-  jitted ``lax.fori_loop`` over the epochs writing each loss into a
-  preallocated history (donated too). float64 runs under
-  ``jax.enable_x64(True)``, a per-call context, never process-wide.
-* PyTorch (``"torch"``): the step's ops under ``torch.inference_mode()``, params
-  updated in place; ``train`` a Python loop of that step with the losses kept
-  in one tensor and copied out once. ``"torch.compile"``: the same step through
-  ``torch.compile`` (compiled on the first call; that call is the warm-up).
+* ``"jax"``: one ``jax.jit`` step, the lab's backward pass written out, params
+  buffers donated; ``train`` is one jitted ``lax.fori_loop`` over the epochs
+  writing each loss into a preallocated history (donated too). float64 runs
+  under ``jax.enable_x64(True)``, a per-call context, never process-wide.
+* ``"torch"``: the same written-out step under ``torch.inference_mode()``,
+  params updated in place; ``train`` a Python loop of it, the losses kept in
+  one tensor and copied out once. ``"torch.compile"``: that step through
+  ``torch.compile`` (compiled on the first call: the warm-up).
+  ``"torch.autograd"``: the textbook loop, autograd and ``torch.optim.SGD`` on
+  ``binary_cross_entropy_with_logits`` (its gradient is the lab's
+  ``sigmoid(z) - y``; it has no clip, so its loss is the lab's wherever the
+  clip is inactive).
 
 ``build(library, op, params, X, y, lr, epochs)`` returns a zero-argument
 callable running one ``step`` (returns the loss, a float) or one ``train`` of
 ``epochs`` (returns the history, a float64 NumPy array), synchronized. It owns
 copies of ``params`` (NumPy ``(W, b)`` pairs) and keeps training them from call
-to call; nothing the caller passed is modified.
+to call; nothing the caller passed is modified. ``case_builder(library)`` is
+the same for a ``cases.Case`` (the bench's reference rows).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import types
 
 import numpy as np
 
-LIBRARIES = ("jax", "torch", "torch.compile")
+LIBRARIES = ("jax", "torch", "torch.compile", "torch.autograd")
 OPS = ("step", "train")
 
 
@@ -47,7 +50,13 @@ def _jax_build(op, params, X, y, lr, epochs, grad_reduction):
 
     dtype = np.dtype(X.dtype)
     eps, n = _eps(dtype), X.shape[0]
-    x64 = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
+    if hasattr(jax, "enable_x64"):
+        enable_x64 = jax.enable_x64
+    else:  # older JAX
+        from jax.experimental import enable_x64
+
+    def x64():  # a fresh context per call (JAX's older one is single-use)
+        return enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
 
     def step(params, X, y):
         acts = [X]
@@ -76,7 +85,7 @@ def _jax_build(op, params, X, y, lr, epochs, grad_reduction):
             return params, hist.at[i].set(loss)
         return jax.lax.fori_loop(0, epochs, body, (params, hist))
 
-    with x64:
+    with x64():
         state = [[(jnp.asarray(W), jnp.asarray(b)) for W, b in params]]
         Xj, yj = jnp.asarray(X), jnp.asarray(y)
         if op == "step":
@@ -86,12 +95,12 @@ def _jax_build(op, params, X, y, lr, epochs, grad_reduction):
             hist = [jnp.zeros(epochs, dtype)]
 
     def run_step():
-        with x64:
+        with x64():
             state[0], loss = fn(state[0], Xj, yj)
             return loss.item()
 
     def run_train():
-        with x64:
+        with x64():
             state[0], hist[0] = fn(state[0], hist[0], Xj, yj)
             return np.asarray(hist[0], dtype=np.float64)
 
@@ -144,8 +153,43 @@ def _torch_build(op, params, X, y, lr, epochs, grad_reduction, compiled=False):
     return run_step if op == "step" else run_train
 
 
+def _torch_autograd_build(op, params, X, y, lr, epochs, grad_reduction):
+    """Autograd and ``torch.optim.SGD``; the objective ``binary_cross_entropy_with_logits`` (summed, or the
+    mean), whose gradient is the lab's ``sigmoid(z) - y``; its value (per sample) is the history."""
+    import torch
+
+    n = X.shape[0]
+    state = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True)) for W, b in params]
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    opt = torch.optim.SGD([t for pair in state for t in pair], lr=lr)
+    hist = torch.empty(epochs, dtype=Xt.dtype)
+
+    def step():
+        opt.zero_grad()
+        a = Xt
+        for i, (W, b) in enumerate(state):
+            a = torch.addmm(b, a, W)
+            if i < len(state) - 1:
+                a = torch.relu(a)
+        objective = torch.nn.functional.binary_cross_entropy_with_logits(a, yt, reduction=grad_reduction)
+        objective.backward()
+        opt.step()
+        return objective.detach() / n if grad_reduction == "sum" else objective.detach()
+
+    def run_step():
+        return step().item()
+
+    def run_train():
+        for epoch in range(epochs):
+            hist[epoch] = step()
+        return hist.numpy().astype(np.float64)
+
+    return run_step if op == "step" else run_train
+
+
 _BUILDERS = {"jax": _jax_build, "torch": _torch_build,
-             "torch.compile": lambda *args: _torch_build(*args, compiled=True)}
+             "torch.compile": lambda *args: _torch_build(*args, compiled=True),
+             "torch.autograd": _torch_autograd_build}
 
 
 def build(library, op, params, X, y, lr, epochs=1, grad_reduction="sum"):
@@ -161,6 +205,8 @@ def build(library, op, params, X, y, lr, epochs=1, grad_reduction="sum"):
     X, y = np.asarray(X), np.asarray(y)
     if X.dtype not in (np.float32, np.float64) or y.dtype != X.dtype:
         raise TypeError(f"X and y must be float32 or float64 arrays of one dtype; got {X.dtype} and {y.dtype}")
+    if X.ndim != 2 or y.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X and y must be 2-D with the same number of rows; got shapes {X.shape} and {y.shape}")
     params = [(np.array(W, dtype=X.dtype, order="C"), np.array(b, dtype=X.dtype, order="C")) for W, b in params]
     return _BUILDERS[library](op, params, np.ascontiguousarray(X), np.ascontiguousarray(y), float(lr), epochs,
                               grad_reduction)

@@ -4,7 +4,9 @@ The idiomatic builders are the peers' yardstick (issue 13, item 5), so they must
 run the same math as ``kernels/reference.py``: the same losses step after step,
 and the same history from ``train``, to the per-dtype bars of ``helpers.TOL``
 (their formulas differ from the reference's in rounding only: ``jax.nn.sigmoid``,
-``binary_cross_entropy``). No timing is asserted here.
+``binary_cross_entropy``, autograd through ``binary_cross_entropy_with_logits``, which
+has no clip: the same loss wherever the clip is inactive, as here). No timing is
+asserted here.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def reference_losses(params, X, y, lr, steps, grad_reduction):
 
 @pytest.mark.parametrize("grad_reduction", ["sum", "mean"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("library", ["jax", "torch"])
+@pytest.mark.parametrize("library", ["jax", "torch", "torch.autograd"])
 def test_step_losses_follow_the_reference(library, dtype, grad_reduction):
     need(library)
     params, X, y = problem(dtype)
@@ -60,7 +62,8 @@ def test_step_losses_follow_the_reference(library, dtype, grad_reduction):
 
 
 @pytest.mark.parametrize("library, dtype", [("jax", "float64"), ("jax", "float32"), ("torch", "float64"),
-                                            ("torch", "float32"), ("torch.compile", "float32")])
+                                            ("torch", "float32"), ("torch.compile", "float32"),
+                                            ("torch.autograd", "float64")])
 def test_train_histories_continue_the_reference_trajectory(library, dtype):
     """Two calls of ``train`` (4 epochs each) = the reference's 8 steps: params carry over between calls."""
     need(library)
@@ -113,3 +116,5 @@ def test_mixed_or_integer_dtypes_are_a_type_error():
         idiomatic.build("jax", "step", params, X, y.astype(np.float32), 0.1)
     with pytest.raises(TypeError, match="float32 or float64"):
         idiomatic.build("jax", "step", params, X.astype(int), y.astype(int), 0.1)
+    with pytest.raises(ValueError, match="same number of rows"):
+        idiomatic.build("jax", "step", params, X, y[:-1], 0.1)

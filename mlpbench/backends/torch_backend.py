@@ -5,15 +5,16 @@ and through the BCE clip. Every op writes into a preallocated buffer and is one
 ATen op where one exists (per-op dispatch is most of a small net's step);
 ``train`` keeps the per-epoch losses on the device and copies them back once.
 
-``compile``: the same epoch function through ``torch.compile`` (Inductor fuses
-the element-wise passes over the hidden activations: about 2x on the CPU at
-N=16384, ``[32, 2048, 1]``). ``"auto"`` (the default) compiles on the CPU from
-``COMPILE_MIN_MACS`` multiply-adds per forward pass, where the fusion pays; below
-it eager is as fast (the compiled call's own overhead is about one eager step at
-the lab's size). Each (shape, dtype, settings) is compiled once per process, on
-copies of the params, when the runner is made (``prepare``, the start of
-``train``), so the compile is never part of a timed step; a failure (no C++
-compiler, an unsupported Python) warns once and runs eager.
+``compile=True`` runs the same epoch function through ``torch.compile``
+(Inductor, one graph per shape: lr and 1/N are inputs). Off by default: on the
+2-core CPU this was measured on (PyTorch 2.13) it is slower than this eager
+code, about 1.4x at the lab's size (the compiled call's own overhead) and 2x at
+N=16384, ``[32, 2048, 1]`` (its generated kernels and an extra copy around the
+bias GEMM), though it beats a plain eager step that multiplies by a ``(a > 0)``
+mask. Each (shape, dtype, threads, head) is compiled once per process, on copies
+of the params, when the runner is made (``prepare``, the start of ``train``), so
+the compile is never part of a timed step; a failure (no C++ compiler, an
+unsupported Python) warns once and runs eager.
 """
 
 from __future__ import annotations
@@ -26,11 +27,7 @@ import warnings
 import numpy as np
 
 from ..kernels.reference import bce_eps
-from ..params import macs
 from .base import Backend, BackendUnavailable, Prepared, TrainingDiverged, parse_device
-
-#: ``compile="auto"`` compiles the step from this many multiply-adds per forward pass (CPU only)
-COMPILE_MIN_MACS = 1 << 24
 
 #: compiled epoch functions by (shape, dtype, device, threads, settings); None where compiling failed
 _COMPILED: dict = {}
@@ -109,15 +106,16 @@ def _sgd_(torch, params, grads, lr):
 
 
 class _Buffers:
-    """Every intermediate of one epoch for fixed (params shapes, N, dtype, device)."""
+    """Every intermediate of one epoch for fixed (params shapes, N, dtype, device); ``tmp`` (scratch for
+    the tanh / sigmoid derivatives) only where ``activation`` needs it."""
 
-    def __init__(self, torch, params, X, acts=None):
+    def __init__(self, torch, params, X, acts=None, activation="relu"):
         n, like = X.shape[0], dict(dtype=X.dtype, device=X.device)
         self.acts = list(acts) if acts is not None else [X] + [torch.empty(n, W.shape[1], **like) for W, _ in params]
         self.acts_T = [a.T for a in self.acts]
         self.dz = [torch.empty(n, W.shape[1], **like) for W, _ in params]
         self.grads = [(torch.empty_like(W), torch.empty_like(b)) for W, b in params]
-        self.tmp = [torch.empty(n, W.shape[1], **like) for W, _ in params[:-1]]
+        self.tmp = [None if activation == "relu" else torch.empty(n, W.shape[1], **like) for W, _ in params[:-1]]
         self.scratch = (torch.empty_like(self.acts[-1]), torch.empty_like(self.acts[-1]))
         self.targets = None  # the loss's target terms, made on first use (``_targets``)
 
@@ -128,7 +126,7 @@ class TorchBackend(Backend):
     ``threads`` sets ``torch.set_num_threads`` around this backend's calls.
     On CUDA, float32 matmuls use full IEEE precision (no TF32) unless
     ``allow_tf32=True``; this is PyTorch's process-wide matmul setting.
-    ``compile``: ``"auto"``, ``True`` or ``False`` (see the module docstring).
+    ``compile=True``: the step through ``torch.compile`` (see the module docstring).
     """
 
     name = "torch"
@@ -137,10 +135,10 @@ class TorchBackend(Backend):
     install_hint = 'pip install "mlpbench[peers]"'
     outputs = ("sigmoid", "softmax")
 
-    def __init__(self, device=None, threads=None, allow_tf32=False, compile="auto"):
+    def __init__(self, device=None, threads=None, allow_tf32=False, compile=False):
         torch = _torch()
-        if not (isinstance(compile, bool) or compile == "auto"):
-            raise ValueError(f"compile must be 'auto', True or False; got {compile!r}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False; got {compile!r}")
         self.compile = compile
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -250,7 +248,7 @@ class TorchBackend(Backend):
 
     def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
         with self._threads() as torch:
-            buf = _Buffers(torch, params, X, acts=cache)
+            buf = _Buffers(torch, params, X, acts=cache, activation=activation)
             return self._backward_into(torch, params, buf, y, activation, _divisor(grad_reduction, y.shape[0]),
                                        output)
 
@@ -280,15 +278,14 @@ class TorchBackend(Backend):
             lr_t = torch.tensor(lr, dtype=X.dtype, device=X.device)
             div_t = torch.tensor(divisor or 1, dtype=X.dtype, device=X.device)
             return functools.partial(fn, params, X, y, lr_t, div_t)
-        buf = _Buffers(torch, params, X)
+        buf = _Buffers(torch, params, X, activation=activation)
         return functools.partial(self._epoch, torch, params, buf, y, lr, activation, divisor, output)
 
     def _compiled(self, torch, params, X, y, activation, output):
         """The compiled epoch ``fn(params, X, y, lr, divisor) -> loss`` for this shape, or None (eager)."""
-        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
-        if self.compile is False or (self.compile == "auto" and (
-                X.device.type != "cpu" or macs(X.shape[0], sizes) < COMPILE_MIN_MACS)):
+        if not self.compile:
             return None
+        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
         key = (tuple(sizes), X.shape[0], X.dtype, str(X.device), torch.get_num_threads(), activation, output)
         if key not in _COMPILED:
             _COMPILED[key] = self._compile(torch, params, X, y, activation, output)
@@ -298,7 +295,8 @@ class TorchBackend(Backend):
         """``torch.compile`` of ``_epoch`` (buffers allocated inside: Inductor plans its own), run once on
         copies of the params so the compile happens here; None, with one warning, where it fails."""
         def epoch(params, X, y, lr, divisor):
-            return self._epoch(torch, params, _Buffers(torch, params, X), y, lr, activation, divisor, output)
+            return self._epoch(torch, params, _Buffers(torch, params, X, activation=activation), y, lr, activation,
+                               divisor, output)
 
         # a code object of its own: torch.compile caches graphs per code object and stops at a few
         epoch = types.FunctionType(epoch.__code__.replace(), epoch.__globals__, "epoch", None, epoch.__closure__)
