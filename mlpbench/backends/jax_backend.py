@@ -248,8 +248,11 @@ class _JaxPrepared(Prepared):
     def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
         super().__init__(backend, params, X, y, lr, activation, grad_reduction)
         self._fn = _compiled(activation, grad_reduction)["step_donated"]
-        self._lr = _jax().device_put(np.float64(lr), backend._dev)
-        self._x64 = _x64_on()
+        # float32 needs no x64 at all (every constant of the step is weakly typed): lr rounded to float32
+        # here as the step would round it, and the step run in the caller's x64 mode, whatever it is
+        f64 = X.dtype == np.float64
+        self._lr = _jax().device_put(np.asarray(lr, dtype=np.float64 if f64 else X.dtype), backend._dev)
+        self._x64 = _x64_on() if f64 else contextlib.nullcontext
 
     def step(self) -> float:
         with self._x64():  # no callback here: an x64 scope without ``_scoped``'s bookkeeping
