@@ -14,7 +14,7 @@ bias GEMM), though it beats a plain eager step that multiplies by a ``(a > 0)``
 mask. Each (shape, dtype, threads, head) is compiled once per process, on copies
 of the params, when the runner is made (``prepare``, the start of ``train``), so
 the compile is never part of a timed step; a failure (no C++ compiler, an
-unsupported Python) warns once and runs eager.
+unsupported Python) warns once for that shape and runs it eager.
 """
 
 from __future__ import annotations
