@@ -54,16 +54,51 @@ _CALLER_X64 = [False]
 
 
 def _scoped(method):
-    """Run a backend method with x64 on (see ``_x64``)."""
+    """Run a backend method with x64 on (as ``_x64`` does, written out: this wraps every prepared step)."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with _x64() as before:
-            _CALLER_X64.append(before if len(_CALLER_X64) == 1 else _CALLER_X64[-1])
-            try:
-                return method(*args, **kwargs)
-            finally:
-                _CALLER_X64.pop()
+        config = _jax().config
+        before = bool(config.jax_enable_x64)
+        if not before:
+            config.update("jax_enable_x64", True)
+        _CALLER_X64.append(before if len(_CALLER_X64) == 1 else _CALLER_X64[-1])
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _CALLER_X64.pop()
+            if not before:
+                config.update("jax_enable_x64", False)
     return wrapper
+
+
+class _X64On:
+    """``with _X64On():`` x64 on for the block, the caller's value back after: ``_x64()`` as a plain
+    class (a generator context costs a microsecond more, on every prepared step)."""
+
+    __slots__ = ("before",)
+
+    def __enter__(self):
+        config = _jax().config
+        self.before = bool(config.jax_enable_x64)
+        if not self.before:
+            config.update("jax_enable_x64", True)
+
+    def __exit__(self, *exc):
+        if not self.before:
+            _jax().config.update("jax_enable_x64", False)
+
+
+@functools.lru_cache(maxsize=None)
+def _x64_on():
+    """A factory of x64-on contexts for the prepared step: JAX's own thread-local ``jax.enable_x64(True)``
+    where this JAX has it (the cheapest, no global update), else ``_X64On``."""
+    jax = _jax()
+    return functools.partial(jax.enable_x64, True) if hasattr(jax, "enable_x64") else _X64On
+
+
+def _float(loss) -> float:
+    """A 0-d JAX array as a Python float (``.item()``: a few microseconds less than ``float()``)."""
+    return loss.item()
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,11 +174,11 @@ class JaxBackend(Backend):
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
 
-    @_scoped
     def synchronize(self) -> None:
         """Block until the last result this backend produced is computed (JAX dispatch is async)."""
-        if self._last is not None:
-            _jax().block_until_ready(self._last)
+        last, self._last = self._last, None
+        if last is not None:
+            _jax().block_until_ready(last)
 
     # ------------------------------------------------------------ the math
     @_scoped
@@ -162,13 +197,13 @@ class JaxBackend(Backend):
 
     @_scoped
     def _loss(self, y, y_hat, output="sigmoid") -> float:
-        return float(_compiled("relu", "sum", output)["loss"](y, y_hat))
+        return _float(_compiled("relu", "sum", output)["loss"](y, y_hat))
 
     @_scoped
     def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
         new, loss = _compiled(activation, grad_reduction, output)["step"](params, X, y, np.float64(lr))
         params[:] = self._done(new)
-        return float(loss)
+        return _float(loss)
 
     @_scoped
     def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
@@ -213,13 +248,21 @@ class _JaxPrepared(Prepared):
     def __init__(self, backend, params, X, y, lr, activation, grad_reduction):
         super().__init__(backend, params, X, y, lr, activation, grad_reduction)
         self._fn = _compiled(activation, grad_reduction)["step_donated"]
-        self._lr = _jax().device_put(np.float64(lr), backend._dev)
+        # float32 needs no x64 at all (every constant of the step is weakly typed): lr rounded to float32
+        # here as the step would round it, and the step run in the caller's x64 mode, whatever it is
+        f64 = X.dtype == np.float64
+        self._lr = _jax().device_put(np.asarray(lr, dtype=np.float64 if f64 else X.dtype), backend._dev)
+        self._x64 = _x64_on() if f64 else contextlib.nullcontext
 
-    @_scoped
     def step(self) -> float:
-        new, loss = self._fn(list(self.params), self.X, self.y, self._lr)
-        self.params[:] = self.backend._done(new)
-        return float(loss)
+        with self._x64():  # no callback here: an x64 scope without ``_scoped``'s bookkeeping
+            new, loss = self._fn(self.params, self.X, self.y, self._lr)
+            self.params[:] = new
+            value = _float(loss)
+        # the loss has been read, so the call has finished: its outputs are ready together (one
+        # execution, one completion event), and there is nothing left for ``synchronize`` to wait for
+        self.backend._last = None
+        return value
 
     @_scoped
     def run(self, epochs, callback=None) -> np.ndarray:
