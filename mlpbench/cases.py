@@ -12,6 +12,8 @@ Presets
 ``standard``  the step grid: features 32, N in {1, 64, 1024, 16384}, H in {4, 64, 512, 2048}, both dtypes
 ``full``      a wider grid, ops forward, backward, step and train, every available backend
 ``gpu``       GPU-sized points (N = 65536, D = 1024, H = 4096, float32) for ``bench/gpu_check.sh``
+``peers``     the jax and torch backends beside plain code of their own library (reference rows
+              ``idiomatic-*``), on the lab and the step at N=16384, [32, 2048, 1], both dtypes
 ``lab``       the lab's workload only (AND, 5000 epochs, float64): numpy vs numba[loop] vs jax vs torch
               (``--backends numpy,cupy,torch`` on a GPU machine: the GPU lab timing)
 ``minibatch`` op ``epoch`` (one shuffled pass of mini-batch SGD): N = 16384, ``[64, H, 10]``, H in {64, 512},
@@ -228,6 +230,10 @@ PRESETS = {
                   min_time=0.05, max_time=5.0, grid=False),
     # an epoch is 16 to 1024 updates (tens of ms at batch size 16), so one call is a sample; backends=None
     # here means every available backend whose ``outputs`` include the preset's head (``default_backends``)
+    # the jax and torch backends beside plain code of their own library (``references.py``: idiomatic-*), on
+    # the lab and one large step, both dtypes
+    "peers": Preset("peers", ("numpy", "torch", "jax"), (16384,), (2048,), (32,), DTYPES, ("step",), min_time=0.02,
+                    max_time=4.0, references=("idiomatic-jax", "idiomatic-torch", "idiomatic-torch.compile")),
     "minibatch": Preset("minibatch", None, (16384,), (64, 512), (64,), DTYPES, ("epoch",), min_time=0.02,
                         max_time=6.0, batch_sizes=(16, 64, 256, 1024), output="softmax", n_out=10,
                         references=("sklearn",)),

@@ -225,6 +225,7 @@ def closing_notes(doc) -> list[str]:
     lines = [f"\nverdicts against {base} (99% intervals): " + ", ".join(f"{v} {n}" for v, n in counts.items())
              + f" of {len(points)} backend-points"]
     lines += [f"reference row {name}: {what}" for name, what in doc["config"].get("references", {}).items()]
+    lines += refs.yardsticks(doc["points"])
     noise = doc.get("noise") or {}
     if noise:
         lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "

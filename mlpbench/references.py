@@ -12,8 +12,15 @@ interleaved rounds as the backends and judges it against the baseline like
 any of them; its points say ``"reference": true``. A reference whose package
 is missing is skipped with the reason, never a crash.
 
-To add one (idiomatic torch or jax code, another library): write its builder
-below and add it to ``REFERENCES``.
+To add one (another library): write its builder below and add it to
+``REFERENCES``.
+
+``idiomatic-jax``, ``idiomatic-torch``, ``idiomatic-torch.compile``: the best
+plain code a user of each library would write for the lab's net
+(``idiomatic.py``: ``jit`` + ``fori_loop`` with donated buffers; explicit
+backprop under ``inference_mode``; the same through ``torch.compile``), ops
+``step`` and ``train``, full batch, relu, sigmoid head: the yardstick the
+``peers`` preset holds the jax and torch backends against.
 
 ``sklearn``: scikit-learn's ``MLPClassifier``, one ``partial_fit`` call per
 epoch: ``solver="sgd"``, ``momentum=0``, ``nesterovs_momentum=False``,
@@ -59,6 +66,7 @@ class Reference:
     applies: Callable  # applies(case) -> None, or why this case is not offered
     install_hint: str = ""
     device: str = "cpu"
+    peer: str = ""  # the backend this row is the yardstick for (``yardsticks``), if any
 
     def availability(self) -> tuple[bool, str]:
         from .backends.base import importable
@@ -118,7 +126,35 @@ def _sklearn_build(case, X, y):
     return epoch
 
 
+# ---------------------------------------------------------------- idiomatic jax / torch (idiomatic.py)
+def _idiomatic_applies(case):
+    if case.op not in ("step", "train"):
+        return f"times ops 'step' and 'train' (full batch) only; got op {case.op!r}"
+    if case.batch_size is not None or case.output != "sigmoid" or case.activation != "relu":
+        return "written for the lab's net: full batch, relu, sigmoid head"
+    return None
+
+
+def _idiomatic(library):
+    def build(case, X, y):
+        from .idiomatic import case_builder
+
+        fn = case_builder(library)(case, X, y)
+        fn()  # the first call: tracing, compiling (torch.compile compiles here), first allocations
+        return fn
+    return build
+
+
+def _idiomatic_reference(library, requires, package):
+    return Reference(f"idiomatic-{library}", requires, package,
+                     f"plain {library} code for the same net (mlpbench/idiomatic.py): the peer's yardstick",
+                     _idiomatic(library), _idiomatic_applies, peer=library.split(".")[0])
+
+
 REFERENCES = {
+    "idiomatic-jax": _idiomatic_reference("jax", ("jax",), "jax"),
+    "idiomatic-torch": _idiomatic_reference("torch", ("torch",), "torch"),
+    "idiomatic-torch.compile": _idiomatic_reference("torch.compile", ("torch",), "torch"),
     "sklearn": Reference(
         "sklearn", ("sklearn",), "scikit-learn",
         "scikit-learn MLPClassifier.partial_fit: one epoch of plain SGD (momentum 0, alpha 0, constant lr)",
@@ -157,10 +193,43 @@ def reference_subject(label, ref, case, X, y) -> tuple:
     return M.Subject(label, fn), time.perf_counter() - t0
 
 
+#: a peer backend within this fraction of its yardstick's time is "at its best"
+YARDSTICK_SLACK = 0.10
+
+
+def yardsticks(points) -> list[str]:
+    """Lines comparing each peer backend with its yardstick rows, point by point, from the paired round samples.
+
+    The ratio is backend time / yardstick time (the median of the per-round
+    ratios, sign-test 99 % interval, ``stats.ratio_ci``): "within 10 %" when the
+    whole interval lies under 1.10, "slower" when it lies above.
+    """
+    from . import stats
+
+    by_case = {}
+    for p in points:
+        by_case.setdefault(p["case"], {})[p["backend"]] = p
+    lines = []
+    for case, rows in by_case.items():
+        for name, ref in REFERENCES.items():
+            mine, theirs = rows.get(ref.peer), rows.get(name)
+            if not ref.peer or mine is None or theirs is None:
+                continue
+            n = min(len(mine["samples_s"]), len(theirs["samples_s"]))
+            ci = stats.ratio_ci(mine["samples_s"][:n], theirs["samples_s"][:n])
+            lo, hi = ci.ci
+            word = ("undecided (too few rounds)" if not ci.defined else
+                    f"within {100 * YARDSTICK_SLACK:.0f}%" if hi <= 1 + YARDSTICK_SLACK else
+                    f"slower by more than {100 * YARDSTICK_SLACK:.0f}%" if lo > 1 + YARDSTICK_SLACK else "undecided")
+            interval = f" [{lo:.3g}, {hi:.3g}]" if ci.defined else ""
+            lines.append(f"{ref.peer} / {name} at {case}: {ci.ratio:.3g}x{interval}: {word}")
+    return lines
+
+
 def packages() -> list[str]:
     """The import names every reference needs (the results record their versions)."""
     return list(dict.fromkeys(m for ref in REFERENCES.values() for m in ref.requires))
 
 
-__all__ = ["REFERENCES", "Reference", "get_reference", "packages", "ready", "reference_subject", "sklearn_estimator",
-           "sklearn_targets"]
+__all__ = ["REFERENCES", "Reference", "YARDSTICK_SLACK", "get_reference", "packages", "ready", "reference_subject", "sklearn_estimator",
+           "sklearn_targets", "yardsticks"]

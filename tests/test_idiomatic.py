@@ -118,3 +118,40 @@ def test_mixed_or_integer_dtypes_are_a_type_error():
         idiomatic.build("jax", "step", params, X.astype(int), y.astype(int), 0.1)
     with pytest.raises(ValueError, match="same number of rows"):
         idiomatic.build("jax", "step", params, X, y[:-1], 0.1)
+
+
+# ---------------------------------------------------------------- as reference rows of the bench
+@pytest.mark.parametrize("name", ["idiomatic-jax", "idiomatic-torch", "idiomatic-torch.compile"])
+def test_idiomatic_reference_rows_build_one_timed_call(name):
+    from mlpbench import references
+    from mlpbench.cases import case_data
+
+    ref = references.REFERENCES[name]
+    need(name.split("-", 1)[1])
+    case = Case("step", 9, (3, 6, 1), "float64")
+    assert ref.applies(case) is None and ref.peer == name.split("-", 1)[1].split(".")[0]
+    for other in (Case("epoch", 9, (3, 6, 1), "float64", batch_size=4), Case("step", 9, (3, 6, 1), "float64", "tanh")):
+        assert ref.applies(other)  # a reason, not None
+    X, y = case_data(case)
+    X0 = X.copy()
+    subject, warmup_s = references.reference_subject(name, ref, case, X, y)
+    first, second = subject.fn(), subject.fn()
+    assert warmup_s > 0 and np.isfinite(first) and second < first  # training goes on from call to call
+    assert np.array_equal(X, X0)
+
+
+def test_yardsticks_compare_a_peer_with_its_rows_round_by_round():
+    from mlpbench import references
+
+    def point(backend, samples, case="step f64 N=9 3-6-1"):
+        return {"backend": backend, "case": case, "samples_s": samples}
+
+    rounds = 12
+    points = [point("torch", [1.05] * rounds), point("idiomatic-torch", [1.0] * rounds),
+              point("idiomatic-torch.compile", [0.5] * rounds), point("jax", [1.0] * 3), point("idiomatic-jax", [1.0] * 3),
+              point("torch", [1.0] * rounds, "other"), point("numpy", [9.0] * rounds)]
+    lines = references.yardsticks(points)
+    assert "torch / idiomatic-torch at step f64 N=9 3-6-1: 1.05x [1.05, 1.05]: within 10%" in lines
+    assert "torch / idiomatic-torch.compile at step f64 N=9 3-6-1: 2.1x [2.1, 2.1]: slower by more than 10%" in lines
+    assert "jax / idiomatic-jax at step f64 N=9 3-6-1: 1x: undecided (too few rounds)" in lines
+    assert len(lines) == 3  # "other" has no yardstick row, numpy none at all
