@@ -12,7 +12,8 @@ Three layers of checks:
   records launches and forbids allocations and host synchronisation — against
   the NumPy backend, for every strategy;
 * on a GPU (``gpu`` marker, the ``gpu`` fixture): parity, the labs, divergence,
-  graph replay against the step path, no TF32 by default.
+  graph replay against the step path, no TF32 by default; the softmax head and
+  mini-batches (their CPU runs are in ``test_cupy_minibatch.py``).
 """
 
 from __future__ import annotations
@@ -418,3 +419,73 @@ def test_gpu_training_is_deterministic(gpu):
         p = be.params_from_numpy(init_params(sizes, 0, "float32"))
         hists.append(be.train(p, be.asarray(X), be.asarray(y), lr=1e-4, epochs=10))
     np.testing.assert_array_equal(hists[0], hists[1])
+
+
+# ---------------------------------------------------------------- on a GPU: the softmax head and mini-batches
+def _fit_both(strategy, dtype, sizes, n, output, batch_size, epochs=5, lr=0.05, red="mean", act="relu", X=None):
+    rng = np.random.RandomState(0)
+    if X is None:
+        X = rng.randn(n, sizes[0]).astype(dtype)
+    y = (np.eye(sizes[-1], dtype=dtype)[rng.randint(0, sizes[-1], n)] if output == "softmax"
+         else (rng.rand(n, sizes[-1]) > 0.5).astype(dtype))
+    params = init_params(sizes, 4, dtype)
+    ref_p = [(W.copy(), b.copy()) for W, b in params]
+    kw = dict(lr=lr, epochs=epochs, activation=act, grad_reduction=red, output=output, batch_size=batch_size,
+              shuffle_seed=1)
+    want = NumpyBackend().train(ref_p, X, y, **kw)
+    be = CupyBackend(strategy=strategy)
+    bp = be.params_from_numpy(params)
+    got = be.train(bp, be.asarray(X), be.asarray(y), **kw)
+    return be, got, want, be.params_to_numpy(bp), ref_p
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("output,batch_size", [("softmax", None), ("softmax", 64), ("softmax", 1000),
+                                               ("sigmoid", 64), ("sigmoid", 1000)])  # 1000 rows: 64 leaves 40
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("strategy", ["auto", "step"])
+def test_gpu_softmax_and_minibatch_parity_with_the_numpy_backend(gpu, strategy, dtype, output, batch_size):
+    sizes = [16, 64, 32, 10] if output == "softmax" else [16, 64, 32, 3]
+    be, got, want, params, ref_params = _fit_both(strategy, dtype, sizes, 1000, output, batch_size)
+    assert err(got, want) <= TOL[dtype]
+    for (W, b), (W2, b2) in zip(params, ref_params):
+        assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]
+    assert be.last_run["strategy"] == ("graph" if strategy == "auto" else "step")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gpu_softmax_survives_logits_of_1e4(gpu, dtype):
+    sizes, n = [8, 16, 5], 200
+    X = (np.random.RandomState(2).randn(n, sizes[0]) * 1e3).astype(dtype)  # logits of order 1e3 to 1e4
+    npb, be = NumpyBackend(), CupyBackend()
+    params = init_params(sizes, 0, dtype)
+    logp, _ = be.forward(be.params_from_numpy(params), be.asarray(X), output="softmax")
+    want, _ = npb.forward(params, X, output="softmax")
+    assert np.abs(want).max() > 1e3 and np.isfinite(be.to_numpy(logp)).all()
+    assert err(be.to_numpy(logp), want) <= TOL[dtype]
+    _, got, want_hist, _, _ = _fit_both("auto", dtype, sizes, n, "softmax", 32, epochs=2, lr=1e-6, X=X)
+    assert np.isfinite(got).all() and err(got, want_hist) <= TOL[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gpu_minibatch_graph_replay_equals_kernel_by_kernel(gpu, dtype):
+    out = {}
+    for strategy in ("graph", "step"):
+        be, hist, _, params, _ = _fit_both(strategy, dtype, [32, 128, 10], 3000, "softmax", 256, epochs=6)
+        assert be.last_run["strategy"] == strategy
+        out[strategy] = (hist, params)
+    assert err(out["graph"][0], out["step"][0]) <= {"float64": 1e-13, "float32": 1e-6}[dtype]
+    for (W, _), (W2, _) in zip(out["graph"][1], out["step"][1]):
+        assert err(W, W2) <= TOL[dtype]
+
+
+@pytest.mark.gpu
+def test_gpu_softmax_blobs_fit_gives_the_numpy_labels(gpu):
+    X, y = datasets.load("blobs", n_samples=2000, n_features=16, n_classes=10, seed=0)
+    kw = dict(lr=0.1, epochs=10, batch_size=64, grad_reduction="mean")
+    want, got = MLP([16, 64, 10], output="softmax", seed=0), MLP([16, 64, 10], output="softmax", seed=0)
+    h_want, h_got = want.fit(X, y, backend="numpy", **kw), got.fit(X, y, backend="cupy", **kw)
+    assert got.backend_ == "cupy" and err(h_got, h_want) <= 1e-10
+    assert np.array_equal(got.predict(X), want.predict(X))
