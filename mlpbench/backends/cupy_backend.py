@@ -334,6 +334,7 @@ class CupyBackend(Backend):
 
     def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
                        output="sigmoid"):
+        """Mini-batch SGD, every batch of an epoch in one replayed CUDA graph (``cupy_minibatch.py``)."""
         with self._dev:
             return train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size,
                                  orders, output)
