@@ -7,10 +7,12 @@
 #   lab_timing.log, lab/  mlpbench bench --preset lab: the lab's 5000 epochs, cupy persistent / graph / step
 #                      and torch (CUDA) against numpy, with intervals and verdicts (lab/results.json)
 #   bench.log, bench/  mlpbench bench --preset gpu --backends cupy,numpy,numba,torch
+#   minibatch.log, minibatch/  mlpbench bench --preset minibatch (H=512, batch sizes 64 and 1024, float32,
+#                      softmax epochs): cupy's replayed graph and torch against numba
 #   summary.txt        one line per step: exit status and seconds
 #
 # Every step has its own time limit and the run goes on after a failure; the
-# limits add up to under 5 minutes. Exit status: the number of failed steps.
+# limits add up to under 6 minutes. Exit status: the number of failed steps.
 set -u
 
 OUT=${1:?usage: bench/gpu_check.sh OUTDIR}
@@ -74,6 +76,10 @@ step lab_timing 40 "$OUT/lab_timing.log" \
     "$PY" -m mlpbench bench --preset lab --backends "numpy,cupy[*],torch" --max-time 2 --no-plots --out "$OUT/lab"
 step bench 60 "$OUT/bench.log" \
     "$PY" -m mlpbench bench --preset gpu --backends cupy,numpy,numba,torch --out "$OUT/bench"
+step minibatch 50 "$OUT/minibatch.log" \
+    "$PY" -m mlpbench bench --preset minibatch --backends cupy,numba,torch --baseline numba --hidden 512 \
+    --batch-size 64,1024 --dtype float32 --references none --no-lab --passes 1 --max-time 2 --no-plots \
+    --out "$OUT/minibatch"
 
 echo "failed steps: $FAILED" | tee -a "$OUT/summary.txt"
 exit "$FAILED"

@@ -261,7 +261,7 @@ def test_bench_flags_for_batch_size_output_and_references(counting, capsys):
     for argv, message in ((["--batch-size", "0"], "argument --batch-size: every value must be an integer >= 1"),
                           (["--batch-size", "x"], "argument --batch-size: expected an integer"),
                           (["--output", "tanh"], "argument --output: invalid choice"),
-                          (["--references", "nope"], "argument --references: 'nope' is not one of none, sklearn"),
+                          (["--references", "nope"], "argument --references: 'nope' is not one of none, idiomatic-jax, "),
                           (["--preset", "quick", "--batch-size", "16"], "--batch-size: batch_size applies to ops")):
         assert main(["bench", *argv, "--dry-run"]) == 2
         err = capsys.readouterr().err

@@ -6,13 +6,15 @@
   check is genuine.
 * The same sources, compiled for the CPU by g++ with one OS thread per CUDA
   thread and a real barrier for ``__syncthreads``, run against the NumPy
-  reference: every kernel of the layer module, and the one-launch trainer
+  reference: every kernel of the layer module (the softmax head at extreme
+  logits, the mini-batch gather and epoch mean too), and the one-launch trainer
   against ``NumpyBackend.train`` (``CudaEmulator``, also used by
   ``test_cupy_backend.py`` to run the whole backend on the CPU).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -53,6 +55,8 @@ def test_sources_lists_every_module_and_instantiation():
     for k in kc.LAYER_KERNELS:
         assert any(e == k or e.startswith(k + "<") for e in layer), k
     assert "bias_act<double, 2>" in layer and "sgd_multi<float>" in layer and "loss_finish" in layer
+    assert {"softmax_error_colsum<float>", "softmax_error_colsum<double>", "bias_log_softmax<float>",
+            "gather_batch<double>", "epoch_finish"} <= set(layer)
     assert len(srcs["persistent"].name_expressions) == 6
     # every listed expression names a __global__ function of its source
     for s in srcs.values():
@@ -193,6 +197,109 @@ def test_sgd_multi_updates_every_tensor_once(emu, dtype, rng):
     params[2][5, 0] = np.inf
     emu(_e("all_finite_multi", dtype), (2,), (32,), (ptrs, offsets, np.int32(4), flag))
     assert flag[0] == 0
+
+
+# ---------------------------------------------------------------- the softmax head and mini-batches (batches.cu)
+def logits(rng, n, k, dtype, extreme):
+    """Logits and a bias; ``extreme``: magnitudes up to 1e4 (rows spanning 2e4, a row of +-1e4 ties)."""
+    z = rng.randn(n, k) * 3
+    if extreme:
+        z = rng.uniform(-1e4, 1e4, size=(n, k))
+        z[0] = 1e4
+        z[1, :] = -1e4
+        z[2, 0] = 1e4
+    return z.astype(dtype), (rng.randn(1, k) * (0 if extreme else 1)).astype(dtype)
+
+
+def one_hot(rng, n, k, dtype):
+    y = np.zeros((n, k), dtype=dtype)
+    y[np.arange(n), rng.randint(0, k, n)] = 1
+    return y
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("extreme", [False, True], ids=["normal", "extreme"])
+def test_bias_log_softmax_matches_the_reference(emu, dtype, extreme, rng):
+    z, b = logits(rng, 45, 7, dtype, extreme)
+    out = z.copy()
+    emu(_e("bias_log_softmax", dtype), (2,), (8,), (out, b, np.int32(45), np.int32(7)))  # every thread loops
+    want = ref.log_softmax(np, z + b)  # the suite turns RuntimeWarnings into errors: none here either
+    assert out.dtype == want.dtype and np.isfinite(out).all()
+    assert err(out, want) <= TOL[dtype]
+    assert err(np.exp(out).sum(axis=1), np.ones(45)) <= 10 * TOL[dtype]
+    nan = z.copy()
+    nan[3, 4] = np.nan
+    emu(_e("bias_log_softmax", dtype), (1,), (64,), (nan, b, np.int32(45), np.int32(7)))
+    assert np.isnan(nan[3]).all() and np.isfinite(np.delete(nan, 3, axis=0)).all()
+
+
+def run_softmax_error(emu, z, b, y, reduction, forward, history=None):
+    """softmax_error_colsum + loss_finish + colsum_finish as a training step launches them: ``(z, dz, db, loss)``."""
+    dtype = z.dtype
+    n, k = z.shape
+    chunks, rows = kc.colsum_chunks(n)
+    z, dz = z.copy(), np.full_like(z, np.nan)
+    partial, loss_partial = np.full(chunks * k, np.nan), np.full(chunks, np.nan)
+    divisor = dtype.type(n) if reduction == "mean" else dtype.type(1)
+    emu(_e("softmax_error_colsum", dtype), (1, chunks), (kc.SOFTMAX_THREADS,),
+        (z, b, y, dz, partial, loss_partial, np.int32(n), np.int32(k), np.int32(rows), np.int32(forward), divisor),
+        kc.SOFTMAX_SHARED_BYTES)
+    history, counter = np.full(2, np.nan), np.array([0], dtype=np.int32)
+    emu("loss_finish", (1,), (1,), (loss_partial, np.int32(chunks), np.float64(n), history, counter, np.int32(2)))
+    db = np.full((1, k), np.nan, dtype=dtype)
+    emu(_e("colsum_finish", dtype), (kc.col_tiles(k),), (32,), (partial, db, np.int32(chunks), np.int32(k)))
+    assert counter[0] == 1 and np.isnan(history[1])
+    return z, dz, db, history[0]
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("n,k,extreme", [(4, 3, False), (300, 10, False), (70, 40, True), (9, 2, True)])
+def test_softmax_head_fuses_log_softmax_loss_error_and_bias_gradient(emu, dtype, reduction, n, k, extreme, rng):
+    """One launch of a training step's head (300 rows: 5 row chunks) against the reference, extreme logits too."""
+    z, b = logits(rng, n, k, dtype, extreme)
+    y = one_hot(rng, n, k, dtype)
+    logp, dz, db, loss = run_softmax_error(emu, z, b, y, reduction, forward=1)
+    want_logp = ref.log_softmax(np, z + b)
+    want_dz = ref.output_error(want_logp, y, reduction, np, "softmax")
+    assert np.isfinite(logp).all() and np.isfinite(dz).all() and math.isfinite(loss)
+    assert err(logp, want_logp) <= TOL[dtype]
+    assert err(dz, want_dz) <= TOL[dtype]
+    assert err(db, want_dz.astype(np.float64).sum(axis=0, keepdims=True)) <= TOL[dtype]
+    want_loss = float(ref.cross_entropy(np, y.astype(np.float64), want_logp.astype(np.float64)))
+    assert abs(loss - want_loss) <= TOL[dtype] * max(abs(want_loss), 1.0)
+    # from log-probabilities already made (the backward of a separate forward): the same error
+    same, dz2, db2, loss2 = run_softmax_error(emu, logp, b, y, reduction, forward=0)
+    assert np.array_equal(same, logp) and np.array_equal(dz2, dz) and np.array_equal(db2, db) and loss2 == loss
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_takes_the_rows_of_the_epochs_order(emu, dtype, rng):
+    n, n_in, n_out, order_epochs = 23, 5, 3, 3
+    X, Y = rng.randn(n, n_in).astype(dtype), rng.randn(n, n_out).astype(dtype)
+    orders = np.array([rng.permutation(n) for _ in range(order_epochs)], dtype=np.int32)
+    for epoch, start, m in [(0, 0, 10), (4, 10, 10), (5, 20, 3)]:  # epoch 4 -> orders[1]; a partial batch
+        A, T = np.full((m, n_in), np.nan, dtype=dtype), np.full((m, n_out), np.nan, dtype=dtype)
+        emu(_e("gather_batch", dtype), (2,), (16,),
+            (X, Y, A, T, orders, np.array([epoch], dtype=np.int32), np.int32(order_epochs), np.int32(n),
+             np.int32(start), np.int32(m), np.int32(n_in), np.int32(n_out)))
+        rows = orders[epoch % order_epochs, start:start + m]
+        assert np.array_equal(A, X[rows]) and np.array_equal(T, Y[rows])
+
+
+@needs_gxx
+def test_epoch_finish_records_the_mean_of_the_batch_losses_and_advances(emu):
+    losses = np.array([0.5, 0.25, 2.0, 1.0 / 3])
+    history, epoch, batch = np.full(3, np.nan), np.array([1], dtype=np.int32), np.array([4], dtype=np.int32)
+    emu("epoch_finish", (1,), (1,), (losses, np.int32(4), history, epoch, batch, np.int32(3)))
+    assert history[1] == sum(losses.tolist()) / 4 and np.isnan(history[[0, 2]]).all()  # Python's order of adding
+    assert epoch[0] == 2 and batch[0] == 0
+    epoch[0] = 3  # past the capacity: nothing written, the counter still moves
+    emu("epoch_finish", (1,), (1,), (losses, np.int32(4), history, epoch, batch, np.int32(3)))
+    assert epoch[0] == 4 and np.isnan(history[2])
 
 
 def dtype_lr(dtype):

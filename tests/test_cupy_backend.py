@@ -7,36 +7,35 @@ Three layers of checks:
   validated before CuPy is touched, the strategy rule, the cuBLAS argument
   mapping (against a column-major GEMM written out in NumPy);
 * the whole backend on the CPU (always, needs g++): CuPy replaced by
-  ``FakeCupy`` — host arrays, the real CUDA sources run by the emulator of
+  ``FakeCupy`` (``fake_cupy.py``) — host arrays, the real CUDA sources run by the emulator of
   ``cuda_emulator.py``, column-major GEMM for cuBLAS, stream capture that
   records launches and forbids allocations and host synchronisation — against
   the NumPy backend, for every strategy;
 * on a GPU (``gpu`` marker, the ``gpu`` fixture): parity, the labs, divergence,
-  graph replay against the step path, no TF32 by default.
+  graph replay against the step path, no TF32 by default; the softmax head and
+  mini-batches (their CPU runs are in ``test_cupy_minibatch.py``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from mlpbench import MLP, datasets
 from mlpbench.backends import BackendUnavailable, TrainingDiverged, available_backends, get_backend
-from mlpbench.backends import cupy_backend
 from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy
 from mlpbench.kernels.cublas import gemm_args
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.kernels import cuda as kc
 from mlpbench.params import init_params
-from cuda_emulator import GXX, build_emulator
+import fake_cupy
+from fake_cupy import FakeStream, colmajor_gemm
 
 TOL = {"float64": 1e-11, "float32": 1e-5}
 
@@ -117,27 +116,6 @@ def test_strategy_rule():
 
 
 # ---------------------------------------------------------------- cuBLAS, column-major
-def _colmajor(ptr, rows, cols, ld, dtype):
-    """The column-major ``rows x cols`` matrix with leading dimension ``ld`` at address ``ptr``."""
-    if ld < max(1, rows):
-        raise ValueError(f"leading dimension {ld} < rows {rows}")
-    dt = np.dtype(dtype)
-    ctype = ctypes.c_float if dt == np.float32 else ctypes.c_double
-    buf = np.ctypeslib.as_array((ctype * (ld * (cols - 1) + rows)).from_address(ptr))
-    return np.lib.stride_tricks.as_strided(buf, shape=(rows, cols), strides=(dt.itemsize, ld * dt.itemsize))
-
-
-def colmajor_gemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, dtype):
-    """What ``cublasGemmEx`` computes: ``C = alpha op(A) op(B) + beta C``, all column-major, by address."""
-    opA = _colmajor(A, *((m, k) if transa == 0 else (k, m)), lda, dtype)
-    opB = _colmajor(B, *((k, n) if transb == 0 else (n, k)), ldb, dtype)
-    opA, opB = (opA.T if transa else opA), (opB.T if transb else opB)
-    Cv = _colmajor(C, m, n, ldc, dtype)
-    with np.errstate(all="ignore"):  # a GPU does not warn: overflow shows as inf / NaN
-        prod = np.asarray(opA) @ np.asarray(opB)
-        Cv[...] = alpha * prod if beta == 0 else alpha * prod + beta * Cv
-
-
 @pytest.mark.parametrize("trans_a,trans_b", list(itertools.product([False, True], repeat=2)))
 def test_gemm_args_drive_a_column_major_gemm_to_the_row_major_product(trans_a, trans_b, rng):
     m, k, n = 5, 3, 4
@@ -158,247 +136,11 @@ def test_gemm_args_refuse_mismatched_shapes():
         gemm_args((4, 3), (3, 5), (5, 4))
 
 
-# ================================================================ the whole backend on the CPU
-class _Mem:
-    __slots__ = ("ptr",)
-
-    def __init__(self, ptr):
-        self.ptr = ptr
-
-
-class FakeArray(np.ndarray):
-    """A 'device' array in host memory with CuPy's ``.data.ptr`` and ``.get()``."""
-
-    @property
-    def data(self):
-        return _Mem(self.ctypes.data)
-
-    def get(self):
-        GPU.sync("get()")
-        return np.array(self)
-
-    def item(self, *args):
-        GPU.sync("item()")
-        return np.ndarray.item(self, *args)
-
-    def __setitem__(self, key, value):
-        GPU.no_capture("an elementwise copy")
-        np.ndarray.__setitem__(self, key, value)
-
-
-def _as_pointer(a):
-    if not isinstance(a, FakeArray):
-        raise TypeError(f"a kernel pointer argument must be a device array; got {type(a).__name__}")
-    return a
-
-
-class FakeGPU:
-    """Streams, capture and the log of what ran (kernel names, in order)."""
-
-    def __init__(self):
-        self.null = FakeStream(self, null=True)
-        self.stack, self.capturing, self.recorded = [self.null], None, None
-        self.launches, self.captures, self.replays = [], 0, 0
-
-    def current(self):
-        return self.stack[-1]
-
-    def no_capture(self, what):
-        if self.capturing is not None:
-            raise RuntimeError(f"{what} during a stream capture")
-
-    def sync(self, what):
-        self.no_capture(f"{what} (a device-to-host synchronisation)")
-
-    def submit(self, name, run):
-        if self.capturing is not None:
-            if self.current() is not self.capturing:
-                raise RuntimeError(f"{name} launched on another stream during a capture")
-            self.recorded.append((name, run))
-            return
-        self.launches.append(name)
-        run()
-
-
-class FakeStream:
-    _next = 0x1000
-
-    def __init__(self, gpu, null=False, non_blocking=False):
-        self.gpu = gpu
-        FakeStream._next += 16
-        self.ptr = 0 if null else FakeStream._next
-
-    def __enter__(self):
-        self.gpu.stack.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        assert self.gpu.stack.pop() is self
-
-    def begin_capture(self, mode=None):
-        if self.ptr == 0 or self.gpu.capturing is not None:
-            raise RuntimeError("cannot begin a capture here")
-        self.gpu.capturing, self.gpu.recorded = self, []
-
-    def end_capture(self):
-        if self.gpu.capturing is not self:
-            raise RuntimeError("this stream is not capturing")
-        graph = FakeGraph(self.gpu, self.gpu.recorded)
-        self.gpu.capturing, self.gpu.recorded = None, None
-        self.gpu.captures += 1
-        return graph
-
-    def synchronize(self):
-        self.gpu.sync("stream synchronize")
-
-
-class FakeGraph:
-    def __init__(self, gpu, ops):
-        self.gpu, self.ops = gpu, ops
-
-    def launch(self, stream=None):
-        self.gpu.no_capture("a graph launch")
-        self.gpu.replays += 1
-        for name, run in self.ops:
-            self.gpu.launches.append(name)
-            run()
-
-
-class FakeDevice:
-    def __init__(self, gpu, device_id=0):
-        self.gpu, self.id = gpu, device_id
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def synchronize(self):
-        self.gpu.sync("device synchronize")
-
-
-class FakeModule:
-    def __init__(self, cp, code, options, name_expressions):
-        assert code in cp.emu.codes.values(), "RawModule got a source kernels/cuda.py does not list"
-        assert tuple(options) == kc.OPTIONS
-        self.cp, self.exprs = cp, set(name_expressions)
-
-    def get_function(self, expr):
-        if expr not in self.exprs:
-            raise KeyError(f"{expr!r} is not among the module's name_expressions")
-        kernel = self.cp.emu.kernel(expr)
-        gpu = self.cp.gpu
-
-        def launch(grid, block, args, shared_mem=0):
-            gpu.submit(expr, kernel.launch(grid, block, args, shared_mem))
-
-        return launch
-
-
-class FakeCupy:
-    """The part of CuPy the backend uses, on host memory; anything else falls through to NumPy."""
-
-    ndarray = FakeArray
-
-    def __init__(self, gpu, emu):
-        self.gpu, self.emu = gpu, emu
-        self.cuda = SimpleNamespace(
-            Device=lambda i=0: FakeDevice(gpu, i),
-            Stream=lambda null=False, non_blocking=False: FakeStream(gpu, null, non_blocking),
-            get_current_stream=gpu.current,
-            device=SimpleNamespace(get_cublas_handle=lambda: 7),
-            runtime=SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"CPU emulation"},
-                                    driverGetVersion=lambda: 13000, runtimeGetVersion=lambda: 13000),
-        )
-
-    def _new(self, a):
-        self.gpu.no_capture("an allocation")
-        return np.array(a, copy=True, order="C").view(FakeArray)
-
-    def empty(self, shape, dtype=np.float64):  # poisoned: reading an unwritten element shows
-        dt = np.dtype(dtype)
-        return self._new(np.full(shape, np.nan if dt.kind == "f" else -7, dtype=dt))
-
-    def zeros(self, shape, dtype=np.float64):
-        return self._new(np.zeros(shape, dtype))
-
-    def ones(self, shape, dtype=np.float64):
-        return self._new(np.ones(shape, dtype))
-
-    def full(self, shape, value, dtype=None):
-        return self._new(np.full(shape, value, dtype))
-
-    def asarray(self, a, dtype=None):
-        if isinstance(a, FakeArray) and (dtype is None or a.dtype == dtype):
-            return a
-        return self._new(np.asarray(a, dtype=dtype))
-
-    def ascontiguousarray(self, a):
-        return a if isinstance(a, FakeArray) and a.flags.c_contiguous else self._new(np.ascontiguousarray(a))
-
-    def asnumpy(self, a):
-        self.gpu.sync("asnumpy")
-        return np.array(a)
-
-    def concatenate(self, arrays):
-        return self._new(np.concatenate([np.asarray(a) for a in arrays]))
-
-    def RawModule(self, code=None, options=(), name_expressions=None):
-        return FakeModule(self, code, options, name_expressions)
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-
-class FakeCublas:
-    """``gemmEx`` and the handle state, checked the way cuBLAS would (stream, pointer mode, types)."""
-
-    def __init__(self, gpu):
-        self.gpu, self.state, self.compute_types = gpu, {}, []
-
-    def setStream(self, h, s):
-        self.state.setdefault(h, {})["stream"] = s
-
-    def setPointerMode(self, h, mode):
-        self.state.setdefault(h, {})["pointer"] = mode
-
-    def setMathMode(self, h, mode):
-        self.state.setdefault(h, {})["math"] = mode
-
-    def gemmEx(self, h, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
-               compute, algo):
-        st = self.state[h]
-        assert st["stream"] == self.gpu.current().ptr, "the cuBLAS handle is not on the current stream"
-        assert st["pointer"] == 0 and st["math"] == 0 and algo == -1
-        assert Atype == Btype == Ctype and Atype in (0, 1)
-        assert compute in ({68, 77} if Atype == 0 else {70})
-        dtype = np.float32 if Atype == 0 else np.float64
-        ct = ctypes.c_float if Atype == 0 else ctypes.c_double
-        a, b = ct.from_address(alpha).value, ct.from_address(beta).value  # host pointer mode: read at the call
-        size = np.dtype(dtype).itemsize
-        shapes = ((A, *((m, k) if transa == 0 else (k, m)), lda), (B, *((k, n) if transb == 0 else (n, k)), ldb),
-                  (C, m, n, ldc))
-        spans = [(p, p + size * (ld * (cols - 1) + rows)) for p, rows, cols, ld in shapes]
-        assert all(spans[2][1] <= lo or hi <= spans[2][0] for lo, hi in spans[:2]), "C overlaps an input"
-        self.compute_types.append(compute)
-        self.gpu.submit("gemm", lambda: colmajor_gemm(transa, transb, m, n, k, a, A, lda, B, ldb, b, C, ldc, dtype))
-
-
-GPU = FakeGPU()  # the one in use (a fresh one per test, from the fixture)
-
-
+# ================================================================ the whole backend on the CPU (tests/fake_cupy.py)
 @pytest.fixture
 def emulated(monkeypatch):
     """CupyBackend running on FakeCupy: returns the fake GPU (its log of launches, captures, replays)."""
-    if GXX is None:
-        pytest.skip("g++ is not installed (needed to emulate the kernels on the CPU)")
-    global GPU
-    GPU = FakeGPU()
-    cp, cublas = FakeCupy(GPU, build_emulator(_as_pointer)), FakeCublas(GPU)
-    monkeypatch.setattr(cupy_backend, "_runtime", lambda: (cp, cublas))
-    monkeypatch.setattr(CupyBackend, "availability", classmethod(lambda cls: (True, "")))
-    return SimpleNamespace(gpu=GPU, cp=cp, cublas=cublas)
+    return fake_cupy.install(monkeypatch)
 
 
 CASES = [  # activation, grad_reduction, layer sizes, samples
@@ -558,24 +300,6 @@ def test_emulated_model_fit_through_the_registry(emulated):
     assert err(got, want) <= 1e-12
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_emulated_minibatches_follow_the_numpy_trajectory_and_softmax_is_refused(emulated, dtype):
-    act, red, sizes, n = CASES[1]  # N=37 in batches of 10: the last batch is partial
-    X, y = data(n, sizes, dtype)
-    params = init_params(sizes, 1, dtype)
-    ref_p = [(W.copy(), b.copy()) for W, b in params]
-    kw = dict(lr=0.1, epochs=4, activation=act, grad_reduction=red, batch_size=10, shuffle_seed=5)
-    want = NumpyBackend().train(ref_p, X, y, **kw)
-    be = CupyBackend()
-    bp = be.params_from_numpy(params)
-    got = be.train(bp, be.asarray(X), be.asarray(y), **kw)
-    assert err(got, want) <= TOL[dtype]
-    for (W, b), (W2, b2) in zip(be.params_to_numpy(bp), ref_p):
-        assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]
-    with pytest.raises(ValueError, match="backend 'cupy' does not support output='softmax'"):
-        be.train(bp, be.asarray(X), be.asarray(y), output="softmax", **kw)
-
-
 # ================================================================ on a GPU
 LAB = os.path.join(os.path.dirname(__file__), "data")
 GPU_CASES = CASES[:3] + [("relu", "mean", [16, 64, 32, 3], 1000), ("tanh", "sum", [8, 256, 1], 4096)]
@@ -695,3 +419,73 @@ def test_gpu_training_is_deterministic(gpu):
         p = be.params_from_numpy(init_params(sizes, 0, "float32"))
         hists.append(be.train(p, be.asarray(X), be.asarray(y), lr=1e-4, epochs=10))
     np.testing.assert_array_equal(hists[0], hists[1])
+
+
+# ---------------------------------------------------------------- on a GPU: the softmax head and mini-batches
+def _fit_both(strategy, dtype, sizes, n, output, batch_size, epochs=5, lr=0.05, red="mean", act="relu", X=None):
+    rng = np.random.RandomState(0)
+    if X is None:
+        X = rng.randn(n, sizes[0]).astype(dtype)
+    y = (np.eye(sizes[-1], dtype=dtype)[rng.randint(0, sizes[-1], n)] if output == "softmax"
+         else (rng.rand(n, sizes[-1]) > 0.5).astype(dtype))
+    params = init_params(sizes, 4, dtype)
+    ref_p = [(W.copy(), b.copy()) for W, b in params]
+    kw = dict(lr=lr, epochs=epochs, activation=act, grad_reduction=red, output=output, batch_size=batch_size,
+              shuffle_seed=1)
+    want = NumpyBackend().train(ref_p, X, y, **kw)
+    be = CupyBackend(strategy=strategy)
+    bp = be.params_from_numpy(params)
+    got = be.train(bp, be.asarray(X), be.asarray(y), **kw)
+    return be, got, want, be.params_to_numpy(bp), ref_p
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("output,batch_size", [("softmax", None), ("softmax", 64), ("softmax", 1000),
+                                               ("sigmoid", 64), ("sigmoid", 1000)])  # 1000 rows: 64 leaves 40
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("strategy", ["auto", "step"])
+def test_gpu_softmax_and_minibatch_parity_with_the_numpy_backend(gpu, strategy, dtype, output, batch_size):
+    sizes = [16, 64, 32, 10] if output == "softmax" else [16, 64, 32, 3]
+    be, got, want, params, ref_params = _fit_both(strategy, dtype, sizes, 1000, output, batch_size)
+    assert err(got, want) <= TOL[dtype]
+    for (W, b), (W2, b2) in zip(params, ref_params):
+        assert err(W, W2) <= TOL[dtype] and err(b, b2) <= TOL[dtype]
+    assert be.last_run["strategy"] == ("graph" if strategy == "auto" else "step")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gpu_softmax_survives_logits_of_1e4(gpu, dtype):
+    sizes, n = [8, 16, 5], 200
+    X = (np.random.RandomState(2).randn(n, sizes[0]) * 1e3).astype(dtype)  # logits of order 1e3 to 1e4
+    npb, be = NumpyBackend(), CupyBackend()
+    params = init_params(sizes, 0, dtype)
+    logp, _ = be.forward(be.params_from_numpy(params), be.asarray(X), output="softmax")
+    want, _ = npb.forward(params, X, output="softmax")
+    assert np.abs(want).max() > 1e3 and np.isfinite(be.to_numpy(logp)).all()
+    assert err(be.to_numpy(logp), want) <= TOL[dtype]
+    _, got, want_hist, _, _ = _fit_both("auto", dtype, sizes, n, "softmax", 32, epochs=2, lr=1e-6, X=X)
+    assert np.isfinite(got).all() and err(got, want_hist) <= TOL[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gpu_minibatch_graph_replay_equals_kernel_by_kernel(gpu, dtype):
+    out = {}
+    for strategy in ("graph", "step"):
+        be, hist, _, params, _ = _fit_both(strategy, dtype, [32, 128, 10], 3000, "softmax", 256, epochs=6)
+        assert be.last_run["strategy"] == strategy
+        out[strategy] = (hist, params)
+    assert err(out["graph"][0], out["step"][0]) <= {"float64": 1e-13, "float32": 1e-6}[dtype]
+    for (W, _), (W2, _) in zip(out["graph"][1], out["step"][1]):
+        assert err(W, W2) <= TOL[dtype]
+
+
+@pytest.mark.gpu
+def test_gpu_softmax_blobs_fit_gives_the_numpy_labels(gpu):
+    X, y = datasets.load("blobs", n_samples=2000, n_features=16, n_classes=10, seed=0)
+    kw = dict(lr=0.1, epochs=10, batch_size=64, grad_reduction="mean")
+    want, got = MLP([16, 64, 10], output="softmax", seed=0), MLP([16, 64, 10], output="softmax", seed=0)
+    h_want, h_got = want.fit(X, y, backend="numpy", **kw), got.fit(X, y, backend="cupy", **kw)
+    assert got.backend_ == "cupy" and err(h_got, h_want) <= 1e-10
+    assert np.array_equal(got.predict(X), want.predict(X))

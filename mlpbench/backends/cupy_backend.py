@@ -9,6 +9,14 @@ Training strategies (``CupyBackend(strategy=...)``; ``choose_strategy`` is the r
 * ``"step"``: the same epoch launched kernel by kernel; forced by a callback,
   which needs each epoch's loss on the host.
 
+Both heads: the softmax head's training step is one fused kernel after the
+last matmul (bias, stable log-softmax, cross-entropy terms, ``softmax -
+onehot`` and its bias-gradient sums); the one-block trainer has the sigmoid
+head only, so a softmax fit takes ``"graph"`` (or ``"step"``). Mini-batches
+(``batch_size=``) are ``cupy_minibatch.train_batches``: one epoch of batches
+captured once as a CUDA graph and replayed, rows gathered on the device by the
+epoch's permutation.
+
 Buffers are allocated once per fit; the loss history stays on the device and
 is copied back once at the end. Matmuls go straight to cuBLAS (``gemmEx`` into
 preallocated outputs, no temporaries); float32 never uses TF32 unless
@@ -29,7 +37,9 @@ from ..kernels import cuda as kc
 from ..kernels.cublas import CUDA_DATA_TYPE, gemm
 from ..kernels import reference as ref
 from .base import Backend, TrainingDiverged
-from .cupy_support import STRATEGIES, Workspace, choose_strategy, device_name, flat, probe, short_error, sizes_of
+from .cupy_minibatch import train_batches
+from .cupy_support import (STRATEGIES, Workspace, capture, choose_strategy, device_name, flat, pointer_table, probe,
+                           short_error, sizes_of)
 
 
 def _runtime():
@@ -51,6 +61,7 @@ class CupyBackend(Backend):
     prior_rank = 0
     install_hint = 'pip install "mlpbench[gpu]"  (cupy-cuda13x; needs an NVIDIA GPU and driver)'
     strategies = STRATEGIES
+    outputs = ("sigmoid", "softmax")
 
     def __init__(self, device=0, strategy="auto", allow_tf32=False):
         if not isinstance(device, (numbers.Integral, np.integer)) or isinstance(device, (bool, np.bool_)):
@@ -135,7 +146,8 @@ class CupyBackend(Backend):
         for k in ("bias_act", "act_backward_colsum"):
             self._fn(k, dtype, activation)
         self._fn("bias_act", dtype, "sigmoid")
-        for k in ("output_error_colsum", "colsum_finish", "loss_finish", "sgd_multi", "all_finite_multi"):
+        for k in ("output_error_colsum", "colsum_finish", "loss_finish", "sgd_multi", "all_finite_multi",
+                  "softmax_error_colsum", "gather_batch", "epoch_finish"):
             self._fn(k, dtype)
         self._cp.cuda.device.get_cublas_handle()
 
@@ -182,14 +194,8 @@ class CupyBackend(Backend):
     def _gemm(self, C, A, B, trans_a=False, trans_b=False):
         gemm(self._cp, self._cublas, C, A, B, trans_a, trans_b, self.allow_tf32)
 
-    def _pointer_table(self, arrays):
-        """Device arrays ``(addresses, offsets)`` describing ``arrays`` for the multi-tensor kernels."""
-        cp = self._cp
-        ptrs = np.array([a.data.ptr for a in arrays], dtype=np.uint64)
-        offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
-        return cp.asarray(ptrs), cp.asarray(offsets)
-
-    def _enqueue_forward(self, params, acts, activation):
+    def _enqueue_forward(self, params, acts, activation, output="sigmoid", fused=False):
+        """The forward pass into ``acts``; ``fused``: the softmax head is left to the backward's fused kernel."""
         dtype = acts[0].dtype
         T = dtype.type
         floor = T(ref.sigmoid_floor(dtype))
@@ -197,24 +203,39 @@ class CupyBackend(Backend):
         for l, (W, b) in enumerate(params):
             Z = acts[l + 1]
             self._gemm(Z, acts[l], W)
+            if l == last and output == "softmax":
+                if not fused:
+                    self._fn("bias_log_softmax", dtype)((kc.grid_blocks(Z.shape[0]),), (kc.THREADS,),
+                                                        (Z, b, np.int32(Z.shape[0]), np.int32(Z.shape[1])))
+                continue
             fn = self._fn("bias_act", dtype, "sigmoid" if l == last else activation)
             fn((kc.grid_blocks(Z.size),), (kc.THREADS,), (Z, b, np.int64(Z.size), np.int32(Z.shape[1]), floor))
 
-    def _enqueue_backward(self, params, acts, y, ws, activation, grad_reduction, with_loss):
+    def _enqueue_backward(self, params, acts, y, ws, activation, grad_reduction, with_loss, output="sigmoid",
+                          fused=False):
         dtype = y.dtype
         T = dtype.type
         n, n_out = y.shape
         eps = ref.bce_eps(dtype)
         divisor = T(n) if grad_reduction == "mean" else T(1)
         L = len(params)
-        self._fn("output_error_colsum", dtype)(
-            (kc.col_tiles(n_out), ws.chunks), (kc.COLSUM_TX, kc.COLSUM_TY),
-            (acts[L], y, ws.dz[L - 1], ws.partial, ws.loss_partial, np.int32(n), np.int32(n_out),
-             np.int32(ws.rows_per_chunk), divisor, T(eps), T(1 - eps)),
-            shared_mem=kc.OUTPUT_SHARED_BYTES)
+        if output == "softmax":  # fused: the forward's log-softmax of the last layer, here in the same pass
+            self._fn("softmax_error_colsum", dtype)(
+                (1, ws.chunks), (kc.SOFTMAX_THREADS,),
+                (acts[L], params[L - 1][1], y, ws.dz[L - 1], ws.partial, ws.loss_partial, np.int32(n),
+                 np.int32(n_out), np.int32(ws.rows_per_chunk), np.int32(fused), divisor),
+                shared_mem=kc.SOFTMAX_SHARED_BYTES)
+            parts, count = ws.chunks, n
+        else:
+            self._fn("output_error_colsum", dtype)(
+                (kc.col_tiles(n_out), ws.chunks), (kc.COLSUM_TX, kc.COLSUM_TY),
+                (acts[L], y, ws.dz[L - 1], ws.partial, ws.loss_partial, np.int32(n), np.int32(n_out),
+                 np.int32(ws.rows_per_chunk), divisor, T(eps), T(1 - eps)),
+                shared_mem=kc.OUTPUT_SHARED_BYTES)
+            parts, count = ws.loss_parts, n * n_out
         if with_loss:
             self._fn("loss_finish", dtype)(
-                (1,), (1,), (ws.loss_partial, np.int32(ws.loss_parts), np.float64(n * n_out), ws.history, ws.counter,
+                (1,), (1,), (ws.loss_partial, np.int32(parts), np.float64(count), ws.history, ws.counter,
                              np.int32(ws.history.size)))
         for l in range(L - 1, -1, -1):
             dz = ws.dz[l]
@@ -238,20 +259,20 @@ class CupyBackend(Backend):
 
     def _sgd_table(self, params, grads):
         p = flat(params)
-        ptrs, offsets = self._pointer_table(p)
-        gptrs, _ = self._pointer_table(flat(grads))
+        ptrs, offsets = pointer_table(self._cp, p)
+        gptrs, _ = pointer_table(self._cp, flat(grads))
         return ptrs, gptrs, offsets, sum(a.size for a in p)
 
-    def _enqueue_step(self, ws, params, X, y, activation, grad_reduction, lr):
+    def _enqueue_step(self, ws, params, X, y, activation, grad_reduction, lr, output="sigmoid"):
         ws.acts[0] = X
-        self._enqueue_forward(params, ws.acts, activation)
-        self._enqueue_backward(params, ws.acts, y, ws, activation, grad_reduction, with_loss=True)
+        self._enqueue_forward(params, ws.acts, activation, output, fused=True)
+        self._enqueue_backward(params, ws.acts, y, ws, activation, grad_reduction, True, output, fused=True)
         self._enqueue_sgd(ws.sgd, X.dtype, lr)
 
     def _params_finite(self, params, dtype) -> bool:
         cp = self._cp
         arrays = flat(params)
-        ptrs, offsets = self._pointer_table(arrays)
+        ptrs, offsets = pointer_table(self._cp, arrays)
         flag = cp.ones(1, dtype=np.int32)
         total = sum(a.size for a in arrays)
         self._fn("all_finite_multi", dtype)((kc.grid_blocks(total),), (kc.THREADS,),
@@ -259,33 +280,33 @@ class CupyBackend(Backend):
         return bool(int(flag.item()))
 
     # ------------------------------------------------------------ the math, called directly (no graph)
-    def _forward(self, params, X, activation):
+    def _forward(self, params, X, activation, output="sigmoid"):
         with self._dev:
             acts = [X] + [self._cp.empty((X.shape[0], W.shape[1]), dtype=X.dtype) for W, _ in params]
-            self._enqueue_forward(params, acts, activation)
+            self._enqueue_forward(params, acts, activation, output)
         return acts[-1], acts
 
-    def _backward(self, params, cache, X, y, activation, grad_reduction):
+    def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
         with self._dev:
             ws = Workspace(self._cp, sizes_of(params, X), X.shape[0], X.dtype, with_acts=False)
-            self._enqueue_backward(params, cache, y, ws, activation, grad_reduction, with_loss=False)
+            self._enqueue_backward(params, cache, y, ws, activation, grad_reduction, False, output)
         return ws.grads
 
     def _sgd_update(self, params, grads, lr) -> None:
         with self._dev:
             self._enqueue_sgd(self._sgd_table(params, grads), params[0][0].dtype, lr)
 
-    def _loss(self, y, y_hat) -> float:
+    def _loss(self, y, y_hat, output="sigmoid") -> float:
         with self._dev:
-            return ref.bce_loss(self._cp, y, y_hat)
+            return float(ref.loss(self._cp, y, y_hat, output))
 
-    def _step(self, params, X, y, lr, activation, grad_reduction) -> float:
+    def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
         """One epoch, launched kernel by kernel into a workspace cached per shape: nothing is allocated
         or copied from the host after the first call for a shape (and these params)."""
         with self._dev:
             ws = self._step_workspace(params, X)
             ws.counter.fill(0)  # the loss goes to history[0] again
-            self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
+            self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr, output)
             return float(ws.history[0].item())
 
     def _step_workspace(self, params, X) -> Workspace:
@@ -300,17 +321,26 @@ class CupyBackend(Backend):
         return ws
 
     # ------------------------------------------------------------ training
-    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback):
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
         """Full-batch training; see the module docstring for the strategies. Returns the float64 loss history."""
         with self._dev:
             sizes = sizes_of(params, X)
-            strategy, why = choose_strategy(X.shape[0], sizes, X.dtype, self.strategy, callback is not None)
+            strategy, why = choose_strategy(X.shape[0], sizes, X.dtype, self.strategy, callback is not None, output)
             self.last_run = {"strategy": strategy, "why": why}
             if strategy == "persistent":
                 return self._train_persistent(params, X, y, lr, epochs, activation, grad_reduction, sizes)
-            return self._train_layers(params, X, y, lr, epochs, activation, grad_reduction, sizes, strategy, callback)
+            return self._train_layers(params, X, y, lr, epochs, activation, grad_reduction, sizes, strategy, callback,
+                                      output)
 
-    def _train_layers(self, params, X, y, lr, epochs, activation, grad_reduction, sizes, strategy, callback):
+    def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
+                       output="sigmoid"):
+        """Mini-batch SGD, every batch of an epoch in one replayed CUDA graph (``cupy_minibatch.py``)."""
+        with self._dev:
+            return train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size,
+                                 orders, output)
+
+    def _train_layers(self, params, X, y, lr, epochs, activation, grad_reduction, sizes, strategy, callback,
+                      output="sigmoid"):
         cp = self._cp
         dtype = X.dtype
         self._preload(dtype, activation)
@@ -318,12 +348,12 @@ class CupyBackend(Backend):
         ws.sgd = self._sgd_table(params, ws.grads)
 
         def run():
-            self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr)
+            self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr, output)
 
         graph = None
         if strategy == "graph":
             try:
-                graph = self._capture(run)
+                graph = capture(cp, run)
             except Exception as exc:  # nothing ran: "auto" falls back to launching kernel by kernel
                 if self.strategy != "auto":
                     raise
@@ -342,22 +372,6 @@ class CupyBackend(Backend):
                     raise TrainingDiverged(e + 1, cp.asnumpy(ws.history[: e + 1]), lr)
                 callback(e + 1, loss)
         return self.finish(cp.asnumpy(ws.history), params, lr, self._params_finite(params, dtype))
-
-    def _capture(self, run):
-        """One epoch captured as a CUDA graph on a private stream (launched later on the current one)."""
-        cp = self._cp
-        stream = cp.cuda.Stream(non_blocking=True)
-        with stream:
-            stream.begin_capture()
-            try:
-                run()
-            except BaseException:
-                try:
-                    stream.end_capture()
-                except Exception:  # the capture is broken anyway; report the first error
-                    pass
-                raise
-            return stream.end_capture()
 
     def _train_persistent(self, params, X, y, lr, epochs, activation, grad_reduction, sizes):
         cp = self._cp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -66,20 +67,24 @@ def probe():
     return True, "", info
 
 
-def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=False):
-    """``(strategy, why)``: the one rule.
+def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=False, output="sigmoid"):
+    """``(strategy, why)``: the one rule (full batch).
 
     A callback needs each epoch's loss on the host, so it gets ``"step"``.
     ``"auto"`` takes ``"persistent"`` when the net fits one thread block
     (``kernels.cuda.persistent_plan``: params, grads and all activations in
     shared memory), else ``"graph"``. An explicit ``"persistent"`` for a net
-    that does not fit raises ``ValueError``.
+    that does not fit raises ``ValueError``. The one-block trainer has the
+    sigmoid head only: a softmax fit takes ``"graph"`` instead of it (as
+    Numba's softmax fits run one kernel whatever the strategy).
     """
     v.check_choice("strategy", requested, ("auto",) + STRATEGIES)
     if callback:
         return "step", "a callback needs each epoch's loss on the host"
     if requested in ("graph", "step"):
         return requested, "requested"
+    if output != "sigmoid":
+        return "graph", f"the one-block trainer has the sigmoid head only (output={output!r})"
     plan = kc.persistent_plan(n_samples, layer_sizes, dtype)
     if requested == "persistent":
         if not plan.fits:
@@ -108,6 +113,40 @@ class Workspace:
         self.history = cp.full(epochs, np.nan, dtype=np.float64)
         self.counter = cp.zeros(1, dtype=np.int32)
         self.sgd = None
+
+    def rows(self, m, history, counter):
+        """A batch of the first ``m`` rows: views of these buffers (nothing allocated) with the column-sum
+        geometry of ``m`` rows; its loss goes to ``history[counter]`` (``loss_finish``)."""
+        view = copy.copy(self)
+        view.acts = [None] + [a[:m] for a in self.acts[1:]]
+        view.dz = [d[:m] for d in self.dz]
+        view.chunks, view.rows_per_chunk = kc.colsum_chunks(m)
+        view.loss_parts = view.chunks * kc.col_tiles(self.dz[-1].shape[1])
+        view.history, view.counter = history, counter
+        return view
+
+
+def capture(cp, run):
+    """``run``'s launches captured as a CUDA graph on a private stream (launched later on the current one)."""
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            run()
+        except BaseException:
+            try:
+                stream.end_capture()
+            except Exception:  # the capture is broken anyway; report the first error
+                pass
+            raise
+        return stream.end_capture()
+
+
+def pointer_table(cp, arrays):
+    """Device arrays ``(addresses, offsets)`` describing ``arrays`` for the multi-tensor kernels."""
+    ptrs = np.array([a.data.ptr for a in arrays], dtype=np.uint64)
+    offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
+    return cp.asarray(ptrs), cp.asarray(offsets)
 
 
 def flat(params):

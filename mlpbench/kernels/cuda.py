@@ -4,11 +4,18 @@ Two modules, each a complete source that ``cupy.RawModule`` compiles with NVRTC,
 retrieving template instantiations through ``name_expressions``; the tests
 compile every one of them with ``nvcc -arch=sm_90`` (``sources()`` lists them):
 
-* ``layers``: the kernels around the cuBLAS matmuls of one epoch (strategies
-  ``"step"`` and ``"graph"``): bias + activation fused after each matmul; the
-  activation derivative fused on the upstream gradient together with the
-  bias-gradient column sums; the sigmoid-BCE output error fused with its
-  bias-gradient sums and the loss; one multi-tensor SGD kernel for all params.
+* ``layers`` (``layers.cu`` + ``batches.cu``): the kernels around the cuBLAS
+  matmuls of one epoch (strategies ``"step"`` and ``"graph"``): bias +
+  activation fused after each matmul; the activation derivative fused on the
+  upstream gradient together with the bias-gradient column sums; the
+  sigmoid-BCE output error fused with its bias-gradient sums and the loss; the
+  softmax head (``bias_log_softmax`` for a forward pass; in a training step
+  ``softmax_error_colsum``: bias, stable log-softmax, cross-entropy terms,
+  ``softmax - onehot`` and its bias-gradient sums in one launch); one
+  multi-tensor SGD kernel for all params; and for mini-batches the row gather
+  by the epoch's permutation (``gather_batch``) and the epoch's mean of the
+  batch losses (``epoch_finish``), both steered by device counters so one
+  captured epoch replays.
 * ``persistent``: one thread block trains the whole net for every epoch in a
   single launch, params, grads and activations in shared memory.
 
@@ -53,11 +60,16 @@ def _read(name: str) -> str:
 _COMMON = _read("common.cuh")
 _LAYERS = _read("layers.cu")
 _PERSISTENT = _read("persistent.cu")
+_BATCHES = _read("batches.cu")
 
 LAYER_KERNELS = ("bias_act", "act_backward_colsum", "output_error_colsum", "colsum_finish", "loss_finish",
-                 "sgd_multi", "all_finite_multi")
+                 "sgd_multi", "all_finite_multi", "bias_log_softmax", "softmax_error_colsum", "gather_batch",
+                 "epoch_finish")
 _WITH_ACT = {"bias_act", "act_backward_colsum", "train_persistent"}
-_UNTEMPLATED = {"loss_finish"}
+_UNTEMPLATED = {"loss_finish", "epoch_finish"}
+
+SOFTMAX_THREADS = 128  # block of softmax_error_colsum: one thread per row of its chunk
+SOFTMAX_SHARED_BYTES = 8 * SOFTMAX_THREADS
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,7 @@ def source(name: str, dtypes=("float32", "float64")) -> KernelSource:
     """Module ``name`` (``"layers"`` or ``"persistent"``) instantiated for ``dtypes``."""
     dtypes = tuple(np.dtype(d).name for d in dtypes)
     if name == "layers":
-        return KernelSource(name, _COMMON + _LAYERS, _expressions(LAYER_KERNELS, dtypes))
+        return KernelSource(name, _COMMON + _LAYERS + _BATCHES, _expressions(LAYER_KERNELS, dtypes))
     if name == "persistent":
         return KernelSource(name, _COMMON + _PERSISTENT, _expressions(("train_persistent",), dtypes))
     raise ValueError(f"unknown CUDA module {name!r}; known: layers, persistent")
