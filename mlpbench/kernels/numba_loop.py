@@ -8,10 +8,14 @@ same body (``_epochs``, inlined) compiled for one exact tiny shape.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
-from .numba_internals import cache_for, literally
-from .numba_scalar import _PW_BLOCK, RELU, SIGMOID, TANH, _deriv, _pairwise, _pw_leaf, _relu, _sigmoid
+from .numba_internals import PUBLIC_ONLY, cache_for, literally
+from .numba_scalar import _PW_BLOCK, RELU, SIGMOID, TANH, _bce_term, _deriv, _pairwise, _pw_leaf, _relu, _sigmoid
 
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
 _DEPENDS_ON = {
@@ -173,14 +177,241 @@ def train_loop(theta, sizes, woff, boff, X, Y, acts, dbuf, lr, epochs, kind, mea
                    lr, epochs, kind, mean, floor, eps, history)
 
 
+# ---------------------------------------------------------------- tiny nets: one kernel per shape, state in registers
+_STACK = 320  # elements of each stack buffer: more than any net ``numba_jit._use_fixed`` admits needs
+
+if PUBLIC_ONLY:  # the public fallback: heap buffers (slower: LLVM must assume they alias theta)
+    @njit(cache=CACHE)
+    def _stack_like(a):
+        return np.empty(_STACK, a.dtype)
+else:
+    @intrinsic
+    def _stack_like(typingctx, a):
+        """A 1-d C array of ``_STACK`` elements of ``a``'s dtype on the caller's stack (an ``alloca``):
+        LLVM sees it alias nothing, so once the loops over it are unrolled its elements live in registers."""
+        aryty = types.Array(a.dtype, 1, "C")
+
+        def codegen(context, builder, sig, args):
+            lty = context.get_data_type(a.dtype)
+            ptr = cgutils.alloca_once(builder, lty, size=_STACK)
+            ary = make_array(aryty)(context, builder)
+            itemsize = context.get_constant(types.intp, context.get_abi_sizeof(lty))
+            populate_array(ary, data=ptr, shape=[context.get_constant(types.intp, _STACK)], strides=[itemsize],
+                           itemsize=itemsize, meminfo=None)
+            return ary._getvalue()
+
+        return aryty(a), codegen
+
+
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    """The float64 whose bits are the int64 ``i``."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 in 32 bits (k * _LN2_HI is exact), then the rest
+_LN2_LO = 1.90821492927058770002e-10
+_ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
+_X_MIN = -708.0  # exp(-708) < 2**-1021: 1 + exp(x) == 1 from here down
+_C = (1.0, 1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040, 1 / 40320, 1 / 362880, 1 / 3628800,
+      1 / 39916800, 1 / 479001600, 1 / 6227020800)
+
+
 @njit(cache=CACHE)
-def train_loop_fixed(theta, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history,
-                     n, n_layers, s0, s1, s2, s3, s4):
+def _exp(x):
+    """``exp(x)`` of a float64 ``x <= 709.78`` in branch-free arithmetic (SIMD across samples; no libm call,
+    which would spill every register): ``2**k * exp(r)``, ``|r| <= ln2 / 2``, ``exp(r)`` its Taylor series
+    to ``r**13`` by Estrin's scheme; within ~1 ulp of libm (``tests``). Below -708 it returns ``exp(-708)``
+    (``1 + exp(x)`` is 1 either way); NaN in, NaN out."""
+    xc = x if x > _X_MIN else _X_MIN
+    kf = (xc * _LOG2E + _ROUND) - _ROUND
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (_C[0] + _C[1] * r) + (_C[2] + _C[3] * r) * r2
+    q1 = (_C[4] + _C[5] * r) + (_C[6] + _C[7] * r) * r2
+    q2 = (_C[8] + _C[9] * r) + (_C[10] + _C[11] * r) * r2
+    q3 = _C[12] + _C[13] * r
+    poly = (q0 + q1 * r4) + (q2 + q3 * r4) * (r4 * r4)
+    scale = _f64_from_bits((np.int64(kf) + 1022) << 52)  # 2**(k - 1): 2**k overflows at k = 1024
+    res = (poly * 2.0) * scale
+    return res if x == x else x
+
+
+@njit(cache=CACHE, inline="always")
+def _leaf_sum(a, s, n):
+    """``a[s:s+n].sum()`` in NumPy's order for ``n <= 128`` (one leaf, ``numba_scalar._pw_leaf``), inlined
+    into the kernel so that ``a`` may be a stack buffer."""
+    res = -(a.dtype.type(0))
+    if n < 8:
+        for i in range(n):
+            res += a[s + i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[s], a[s + 1], a[s + 2], a[s + 3], a[s + 4], a[s + 5], a[s + 6], a[s + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[s + i]
+        r1 += a[s + i + 1]
+        r2 += a[s + i + 2]
+        r3 += a[s + i + 3]
+        r4 += a[s + i + 4]
+        r5 += a[s + i + 5]
+        r6 += a[s + i + 6]
+        r7 += a[s + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[s + i]
+        i += 1
+    return res
+
+
+@njit(cache=CACHE, inline="always")
+def _fixed_forward(P, A, ai, ao, wo, bo, N, fi, fo, act, floor, zero, one):
+    """One layer's ``A[ao:] = act(A[ai:] @ W + b)``, summed in registers in the reference's order."""
+    for n in range(N):
+        for j in range(fo):
+            z = zero
+            for k in range(fi):
+                z += A[ai + n * fi + k] * P[wo + k * fo + j]
+            z += P[bo + j]
+            if act == RELU:
+                z = zero if z <= zero else z
+            elif act == TANH:
+                z = np.tanh(z)
+            else:  # one exp, computed in float64 whatever the dtype (_exp)
+                z = one / (one + P.dtype.type(_exp(np.float64(-(floor if z < floor else z)))))
+            A[ao + n * fo + j] = z
+
+
+@njit(cache=CACHE, inline="always")
+def _fixed_backward(P, A, D, ai, wo, bo, cur, nxt, N, fi, fo, kind, upstream, lr, zero, one):
+    """One layer's update from its output gradient ``D[cur:]``; first (``upstream``) the gradient of its
+    input into ``D[nxt:]``, which needs the old ``W``, the derivative taken from the saved activation."""
+    if upstream:
+        for n in range(N):
+            for k in range(fi):
+                s = zero
+                for j in range(fo):
+                    s += D[cur + n * fo + j] * P[wo + k * fo + j]
+                D[nxt + n * fi + k] = _deriv(s, A[ai + n * fi + k], kind, zero, one)
+    for k in range(fi):  # weight gradient a.T @ dz, applied at once
+        for j in range(fo):
+            s = zero
+            for n in range(N):
+                s += A[ai + n * fi + k] * D[cur + n * fo + j]
+            P[wo + k * fo + j] -= lr * s
+    if fo == 1:  # bias gradient in NumPy's column-sum order, applied at once
+        P[bo] -= lr * _leaf_sum(D, cur, N)
+    else:
+        for j in range(fo):
+            s = D[cur + j]
+            for n in range(1, N):
+                s += D[cur + n * fo + j]
+            P[bo + j] -= lr * s
+
+
+@njit(cache=CACHE, inline="always")
+def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L, s0, s1, s2, s3, s4):
+    """The body of ``train_loop_fixed``: ``_epochs`` on stack copies of the params, data and buffers,
+    one explicit call per layer so that every loop has a constant trip count."""
+    dt = theta.dtype.type
+    zero, one = dt(0), dt(1)
+    lo, hi = eps, one - eps
+    P, A, D, T, E = _stack_like(theta), _stack_like(theta), _stack_like(theta), _stack_like(theta), _stack_like(theta)
+    half = _STACK // 2
+    # params [W0, b0, W1, b1, ...] (params.flat_layout); activations of layers 0..L back to back
+    w0, b0, w1, b1 = 0, s0 * s1, s0 * s1 + s1, s0 * s1 + s1 + s1 * s2
+    w2 = b1 + s2
+    b2 = w2 + s2 * s3
+    w3 = b2 + s3
+    b3 = w3 + s3 * s4
+    a0, a1 = 0, N * s0
+    a2 = a1 + N * s1
+    a3 = a2 + N * s2
+    a4 = a3 + N * s3
+    n_out = s1 if L == 1 else (s2 if L == 2 else (s3 if L == 3 else s4))
+    out_off = a1 if L == 1 else (a2 if L == 2 else (a3 if L == 3 else a4))
+    n_params = (b0 if L == 1 else (b1 if L == 2 else (b2 if L == 3 else b3))) + n_out
+    n_terms = N * n_out
+    if n_params > _STACK or out_off + n_terms > _STACK or N * max(s1, s2, s3, s4) > half:
+        raise ValueError("train_loop_fixed: the network is too large for its stack buffers")
+    for q in range(n_params):
+        P[q] = theta[q]
+    for n in range(N):
+        for k in range(s0):
+            A[n * s0 + k] = X[n, k]
+        for j in range(n_out):
+            T[n * n_out + j] = Y[n, j]
+    count = dt(n_terms)
+    # Up to 7 binary labels: the loss is the log of the product of the clipped probabilities (p or 1 - p),
+    # taken in float64 (>= 1e-56) and logged after the loop: no libm call in the epoch loop.
+    binary = n_terms < 8
+    for q in range(n_terms):
+        if T[q] != zero and T[q] != one:
+            binary = False
+    done = epochs
+    for epoch in range(epochs):
+        _fixed_forward(P, A, a0, a1, w0, b0, N, s0, s1, SIGMOID if L == 1 else kind, floor, zero, one)
+        if L >= 2:
+            _fixed_forward(P, A, a1, a2, w1, b1, N, s1, s2, SIGMOID if L == 2 else kind, floor, zero, one)
+        if L >= 3:
+            _fixed_forward(P, A, a2, a3, w2, b2, N, s2, s3, SIGMOID if L == 3 else kind, floor, zero, one)
+        if L >= 4:
+            _fixed_forward(P, A, a3, a4, w3, b3, N, s3, s4, SIGMOID, floor, zero, one)
+        # ---- loss (before the update)
+        if binary:
+            prod = 1.0
+            for q in range(n_terms):
+                p = A[out_off + q]
+                p = lo if p < lo else (hi if p > hi else p)
+                prod *= np.float64(p if T[q] == one else one - p)
+            history[epoch] = prod
+            bad = prod != prod
+        else:
+            for q in range(n_terms):
+                E[q] = _bce_term(A[out_off + q], T[q], lo, hi, one)
+            loss = -(_leaf_sum(E, 0, n_terms) / count)
+            history[epoch] = loss
+            bad = not np.isfinite(loss)
+        if bad:
+            done = epoch + 1
+            break
+        # ---- backward, updating each layer once its upstream gradient is out (D's halves alternate)
+        for q in range(n_terms):
+            d = A[out_off + q] - T[q]
+            D[q] = d / dt(N) if mean else d
+        if L >= 4:
+            _fixed_backward(P, A, D, a3, w3, b3, 0, half, N, s3, s4, kind, True, lr, zero, one)
+        if L >= 3:
+            c = half if L == 4 else 0
+            _fixed_backward(P, A, D, a2, w2, b2, c, half - c, N, s2, s3, kind, True, lr, zero, one)
+        if L >= 2:
+            c = 0 if L % 2 == 0 else half
+            _fixed_backward(P, A, D, a1, w1, b1, c, half - c, N, s1, s2, kind, True, lr, zero, one)
+        c = half if L % 2 == 0 else 0
+        _fixed_backward(P, A, D, a0, w0, b0, c, half - c, N, s0, s1, kind, False, lr, zero, one)
+    for q in range(n_params):
+        theta[q] = P[q]
+    if binary:
+        for e in range(done):
+            history[e] = -(dt(np.log(history[e])) / count)
+    return done
+
+
+@njit(cache=CACHE)
+def train_loop_fixed(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, n, n_layers, s0, s1, s2, s3, s4):
     """``train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers of
-    sizes ``s0 .. s4`` (unused ones 0), all compile-time constants, so that LLVM unrolls the
-    tiny loops. One compilation per shape and dtype (cached on disk): for tiny networks only.
-    Needs Numba's ``literally`` (``numba_internals``); the backend does not call it otherwise.
+    sizes ``s0 .. s4`` (unused ones 0) and the activation code ``kind``, all compile-time constants,
+    so that LLVM unrolls the tiny loops. One compilation per shape and dtype (cached on disk): for
+    tiny networks only. Needs Numba's ``literally`` (``numba_internals``); the backend does not call
+    it otherwise.
     """
+    literally(kind)
     literally(n)
     literally(n_layers)
     literally(s0)
@@ -188,10 +419,4 @@ def train_loop_fixed(theta, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps
     literally(s2)
     literally(s3)
     literally(s4)
-    sizes = (np.int64(s0), np.int64(s1), np.int64(s2), np.int64(s3), np.int64(s4))
-    w1 = s0 * s1 + s1
-    w2 = w1 + s1 * s2 + s2
-    w3 = w2 + s2 * s3 + s3
-    woff = (np.int64(0), np.int64(w1), np.int64(w2), np.int64(w3))
-    boff = (np.int64(s0 * s1), np.int64(w1 + s1 * s2), np.int64(w2 + s2 * s3), np.int64(w3 + s3 * s4))
-    return _epochs(theta, sizes, woff, boff, n_layers, n, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history)
+    return _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, n, n_layers, s0, s1, s2, s3, s4)
