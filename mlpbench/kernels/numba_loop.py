@@ -403,7 +403,7 @@ def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L
     return done
 
 
-@njit(cache=CACHE)
+@njit(cache=CACHE, error_model="numpy")  # IEEE division, as NumPy's: no zero check, no branch per sample
 def train_loop_fixed(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, n, n_layers, s0, s1, s2, s3, s4):
     """``train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers of
     sizes ``s0 .. s4`` (unused ones 0) and the activation code ``kind``, all compile-time constants,
