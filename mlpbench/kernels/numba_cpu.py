@@ -24,7 +24,7 @@ from .numba_step import _blocks_of_thread, _view, train_step, train_step_paralle
 _DEPENDS_ON = {
     "numba_internals": "767357ef3f0e",
     "numba_layers": "dcc2928245b7",
-    "numba_loop": "155f474f971d",
+    "numba_loop": "5352df46ddfe",
     "numba_scalar": "cc9932e1c942",
     "numba_step": "2dd4c78992d2",
 }

@@ -217,28 +217,31 @@ _LN2_HI = 6.93147180369123816490e-01  # ln 2 in 32 bits (k * _LN2_HI is exact), 
 _LN2_LO = 1.90821492927058770002e-10
 _ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
 _X_MIN = -708.0  # exp(-708) < 2**-1021: 1 + exp(x) == 1 from here down
-_C = (1.0, 1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040, 1 / 40320, 1 / 362880, 1 / 3628800,
-      1 / 39916800, 1 / 479001600, 1 / 6227020800)
+# 2 / n! (n = 0..13): the Taylor series of 2 exp(r), the 2 exact, so that 2**(k - 1) scales it
+_C = (2.0, 2.0, 1.0, 1 / 3, 1 / 12, 1 / 60, 1 / 360, 1 / 2520, 1 / 20160, 1 / 181440, 1 / 1814400,
+      1 / 19958400, 1 / 239500800, 1 / 3113510400)
 
 
 @njit(cache=CACHE)
 def _exp(x):
-    """``exp(x)`` of a float64 ``x <= 709.78`` in branch-free arithmetic (SIMD across samples; no libm call,
-    which would spill every register): ``2**k * exp(r)``, ``|r| <= ln2 / 2``, ``exp(r)`` its Taylor series
-    to ``r**13`` by Estrin's scheme; within ~1 ulp of libm (``tests``). Below -708 it returns ``exp(-708)``
-    (``1 + exp(x)`` is 1 either way); NaN in, NaN out."""
+    """``exp(x)`` of a float64 ``x <= 709.78`` (the sigmoid's clamp) in branch-free arithmetic, no libm
+    call (a call clobbers every vector register: the params would be spilled around each one).
+
+    ``2**k * exp(r)`` with ``|r| <= ln2 / 2`` (Cody-Waite), ``exp(r)`` as ``1 + (r + r**2 q(r))``, ``q``
+    the Taylor series to ``r**13`` by Estrin's scheme (short dependency chains): under 1 ulp from the
+    true value (``tests/test_numba_fixed.py``). Below -708 it returns ``exp(-708)`` (``1 + exp(x)`` is
+    1 there either way); NaN in, NaN out.
+    """
     xc = x if x > _X_MIN else _X_MIN
     kf = (xc * _LOG2E + _ROUND) - _ROUND
     r = (xc - kf * _LN2_HI) - kf * _LN2_LO
     r2 = r * r
     r4 = r2 * r2
-    q0 = (_C[0] + _C[1] * r) + (_C[2] + _C[3] * r) * r2
-    q1 = (_C[4] + _C[5] * r) + (_C[6] + _C[7] * r) * r2
-    q2 = (_C[8] + _C[9] * r) + (_C[10] + _C[11] * r) * r2
-    q3 = _C[12] + _C[13] * r
-    poly = (q0 + q1 * r4) + (q2 + q3 * r4) * (r4 * r4)
-    scale = _f64_from_bits((np.int64(kf) + 1022) << 52)  # 2**(k - 1): 2**k overflows at k = 1024
-    res = (poly * 2.0) * scale
+    b0 = (_C[2] + _C[3] * r) + (_C[4] + _C[5] * r) * r2
+    b1 = (_C[6] + _C[7] * r) + (_C[8] + _C[9] * r) * r2
+    b2 = (_C[10] + _C[11] * r) + (_C[12] + _C[13] * r) * r2
+    poly = _C[0] + (_C[1] * r + ((b0 + b1 * r4) + b2 * (r4 * r4)) * r2)  # 2 + (2r + small): ~0.5 ulp + 0.5
+    res = poly * _f64_from_bits((np.int64(kf) + 1022) << 52)  # 2**(k - 1): 2**k overflows at k = 1024
     return res if x == x else x
 
 
@@ -275,8 +278,8 @@ def _fixed_forward(P, A, ai, ao, wo, bo, N, fi, fo, act, floor, zero, one):
     """One layer's ``A[ao:] = act(A[ai:] @ W + b)``, summed in registers in the reference's order."""
     for n in range(N):
         for j in range(fo):
-            z = zero
-            for k in range(fi):
+            z = A[ai + n * fi] * P[wo + j]  # not 0 + ...: one add less on the epochs' dependency chain
+            for k in range(1, fi):
                 z += A[ai + n * fi + k] * P[wo + k * fo + j]
             z += P[bo + j]
             if act == RELU:
@@ -295,14 +298,14 @@ def _fixed_backward(P, A, D, ai, wo, bo, cur, nxt, N, fi, fo, kind, upstream, lr
     if upstream:
         for n in range(N):
             for k in range(fi):
-                s = zero
-                for j in range(fo):
+                s = D[cur + n * fo] * P[wo + k * fo]
+                for j in range(1, fo):
                     s += D[cur + n * fo + j] * P[wo + k * fo + j]
                 D[nxt + n * fi + k] = _deriv(s, A[ai + n * fi + k], kind, zero, one)
     for k in range(fi):  # weight gradient a.T @ dz, applied at once
         for j in range(fo):
-            s = zero
-            for n in range(N):
+            s = A[ai + k] * D[cur + j]
+            for n in range(1, N):
                 s += A[ai + n * fi + k] * D[cur + n * fo + j]
             P[wo + k * fo + j] -= lr * s
     if fo == 1:  # bias gradient in NumPy's column-sum order, applied at once
