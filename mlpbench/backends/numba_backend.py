@@ -277,15 +277,16 @@ class NumbaBackend(Backend):
         if callback is not None:
             strategy = "step"  # a callback needs control back after every epoch
         if strategy == "loop":
-            acts = np.empty(n_rows * sum(sizes), dtype=dt)
-            dbuf = np.empty(2 * n_rows * max(sizes[1:]), dtype=dt)
-            args = (theta, X, y, acts, dbuf, consts[0], epochs) + consts[1:] + (history,)
-            fixed = _fixed_loop(args, n_rows, sizes) if _use_fixed(n_rows, sizes) else None
+            fargs = (theta, X, y, consts[0], epochs) + consts[2:] + (history,)
+            fixed = _fixed_loop(fargs, consts[1], n_rows, sizes) if _use_fixed(n_rows, sizes) else None
             with self._scope():
                 if fixed is not None:
-                    done = fixed(*args, n_rows, len(sizes) - 1, *(sizes + [0] * (5 - len(sizes))))
+                    done = fixed(*fargs)
                 else:
-                    args = (theta, np.array(sizes, dtype=np.int64), woff, boff) + args[1:]
+                    acts = np.empty(n_rows * sum(sizes), dtype=dt)
+                    dbuf = np.empty(2 * n_rows * max(sizes[1:]), dtype=dt)
+                    args = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y, acts, dbuf, consts[0],
+                            epochs) + consts[1:] + (history,)
                     _ensure_compiled("train_loop", kernels.train_loop, args)
                     done = kernels.train_loop(*args)
             self.last_run = {"strategy": "loop", "fixed_shape": fixed is not None, "numba_threads": 1,

@@ -78,28 +78,34 @@ def _use_fixed(n_samples, sizes) -> bool:
     return macs(n_samples, sizes) <= FIXED_MAX_MACS and len(sizes) - 1 <= FIXED_MAX_LAYERS
 
 
-def _fixed_loop(args, n_samples, sizes):
-    """The compiled entry point of ``train_loop_fixed`` for this shape, or None if it cannot be had.
+def _fixed_loop(args, kind, n_samples, sizes):
+    """``train_loop_fixed`` for this shape and activation code ``kind``, as a callable of ``args`` (its
+    arguments before the literals), or None if it cannot be had.
 
     Called through the overload's entry point (``kernels/numba_internals``): a
     literal-specialised Numba dispatcher otherwise re-runs type inference
     (milliseconds) on every call.
     """
-    key = (args[0].dtype.name, n_samples, tuple(sizes))
+    literals = [kind, n_samples, len(sizes) - 1] + list(sizes) + [0] * (5 - len(sizes))
+    key = (args[0].dtype.name, tuple(literals))
     if key not in _FIXED:
         from ..kernels.numba_internals import fixed_shape_entry
 
         fn = _kernels().train_loop_fixed
-        padded = list(sizes) + [0] * (5 - len(sizes))
         hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
         t0 = time.perf_counter()
         with kept_openmp():  # compiling may load the parallel layer, which sets the OpenMP thread count
-            _FIXED[key] = entry = fixed_shape_entry(fn, args, [n_samples, len(sizes) - 1] + padded)
+            entry = fixed_shape_entry(fn, args, literals)
+        _FIXED[key] = None if entry is None else functools.partial(_call_with_literals, entry, tuple(literals))
         if entry is not None:
             how = "cache load" if sum(fn.stats.cache_hits.values()) > hits else "compiled"
-            JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))}]"] = (
+            JIT_SECONDS[f"train_loop_fixed[{key[0]} N={n_samples} {'-'.join(map(str, sizes))} act={kind}]"] = (
                 time.perf_counter() - t0, how)
     return _FIXED[key]
+
+
+def _call_with_literals(entry, literals, *args):
+    return entry(*args, *literals)
 
 
 @functools.lru_cache(maxsize=None)

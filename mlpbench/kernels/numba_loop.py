@@ -1,8 +1,8 @@
 """Numba's whole-loop kernel: every epoch of full-batch SGD in one call, explicit loops, no BLAS.
 
 For small networks (``numba_backend.choose_strategy``): no allocation per
-epoch, sums in registers in the reference's order. ``train_loop_fixed`` is the
-same body (``_epochs``, inlined) compiled for one exact tiny shape.
+epoch, sums in registers in the reference's order. The tiniest nets get
+``numba_fixed.train_loop_fixed``, the same arithmetic compiled per shape.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .numba_internals import cache_for, literally
+from .numba_internals import cache_for
 from .numba_scalar import _PW_BLOCK, RELU, SIGMOID, TANH, _deriv, _pairwise, _pw_leaf, _relu, _sigmoid
 
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
@@ -154,44 +154,7 @@ def train_loop(theta, sizes, woff, boff, X, Y, acts, dbuf, lr, epochs, kind, mea
     probabilities (one ``log`` per 4 samples instead of one per sample; within
     a few ulp of the sum of logs, the gradients untouched).
 
-    The limit, on the lab (AND, [2, 4, 1], N=4, float64, the fixed-shape
-    build), measured in one ``measure`` run on the 2-core dev machine (load
-    average ~6 from other work): the kernel alone ~0.105 us per epoch (a
-    5000-epoch fit minus a 1-epoch fit), a whole prepared fit 0.154 us per
-    epoch, NumPy 41 us: 244x (169x before the per-fit setup was trimmed;
-    131-146x at load 20-37). The floor is the 4 sigmoid ``exp`` calls per
-    epoch: scalar libm calls (this llvmlite has no SVML; ``fastmath`` is
-    forbidden) on a dependency chain that runs through every epoch (epoch
-    k+1 needs epoch k's params): the 4 ``exp`` of such a chain alone took
-    0.079 us per epoch in the same run. Against NumPy the kernel alone is
-    ~390x; what a fit adds (params copy, checks, the history) costs ~50 us,
-    a third of a 5000-epoch lab fit. Against the jax backend's ``train``
-    (a jitted ``lax.scan``): 6.8x (float64) and 11x (float32) in one run at
-    load ~6, bounded by XLA's per-iteration while-loop overhead on its side.
+    The lab's shape runs ``numba_fixed.train_loop_fixed`` (its docstring has the speed limit).
     """
     return _epochs(theta, sizes, woff, boff, sizes.shape[0] - 1, X.shape[0], X, Y, acts, dbuf,
                    lr, epochs, kind, mean, floor, eps, history)
-
-
-@njit(cache=CACHE)
-def train_loop_fixed(theta, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history,
-                     n, n_layers, s0, s1, s2, s3, s4):
-    """``train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers of
-    sizes ``s0 .. s4`` (unused ones 0), all compile-time constants, so that LLVM unrolls the
-    tiny loops. One compilation per shape and dtype (cached on disk): for tiny networks only.
-    Needs Numba's ``literally`` (``numba_internals``); the backend does not call it otherwise.
-    """
-    literally(n)
-    literally(n_layers)
-    literally(s0)
-    literally(s1)
-    literally(s2)
-    literally(s3)
-    literally(s4)
-    sizes = (np.int64(s0), np.int64(s1), np.int64(s2), np.int64(s3), np.int64(s4))
-    w1 = s0 * s1 + s1
-    w2 = w1 + s1 * s2 + s2
-    w3 = w2 + s2 * s3 + s3
-    woff = (np.int64(0), np.int64(w1), np.int64(w2), np.int64(w3))
-    boff = (np.int64(s0 * s1), np.int64(w1 + s1 * s2), np.int64(w2 + s2 * s3), np.int64(w3 + s3 * s4))
-    return _epochs(theta, sizes, woff, boff, n_layers, n, X, Y, acts, dbuf, lr, epochs, kind, mean, floor, eps, history)
