@@ -135,7 +135,12 @@ def test_check_output_dir(tmp_path):
 
 # ---------------------------------------------------------------- SIGKILL at random moments
 WRITER = textwrap.dedent("""
-    import sys
+    import os, sys, time
+    _fsync = os.fsync
+    def slow_fsync(fd):  # widens the write window (temp file written, not yet renamed): kills land inside it
+        time.sleep(0.01)
+        _fsync(fd)
+    os.fsync = slow_fsync
     from mlpbench import MLP
     from mlpbench import results as R
     from mlpbench.auto import Cache, Decision
@@ -188,7 +193,8 @@ def test_sigkill_at_random_moments_leaves_old_or_new_complete_files(tmp_path, ki
         os.makedirs(path)
     kills = mid_write = 0
     folder = path if kind == "results" else str(tmp_path)
-    while kills < 8 or (mid_write < 2 and kills < 150):  # bounded: 8 to 150 kills, until 2 landed mid-write
+    # bounded: 8 to 150 kills, until 2 landed mid-write (the writer's fsync sleeps 10 ms, so under load too)
+    while kills < 8 or (mid_write < 2 and kills < 150):
         proc = subprocess.Popen([sys.executable, "-c", code, kind, path], stdout=subprocess.PIPE, env=env)
         assert proc.stdout.readline() == b"ready\n"
         deadline = time.monotonic() + 30
