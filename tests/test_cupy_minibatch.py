@@ -18,6 +18,7 @@ from mlpbench.params import init_params
 
 import fake_cupy
 from fake_cupy import FakeStream
+from helpers import labelled
 
 TOL = {"float64": 1e-11, "float32": 1e-5}
 CASES = [  # activation, grad_reduction, layer sizes, samples, batch size (None: full batch)
@@ -38,13 +39,7 @@ def err(a, b):
 
 
 def data(n, sizes, dtype, output, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.randn(n, sizes[0]).astype(dtype)
-    if output == "softmax":
-        y = np.eye(sizes[-1], dtype=dtype)[rng.randint(0, sizes[-1], n)]
-    else:
-        y = (rng.rand(n, sizes[-1]) > 0.5).astype(dtype)
-    return X, y
+    return labelled(n, sizes, dtype, output, seed)
 
 
 def train_both(strategy, dtype, case, output, epochs=4, lr=0.1, batch_size="case", **kw):

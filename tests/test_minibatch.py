@@ -11,6 +11,8 @@ from mlpbench.backends.base import epoch_orders
 from mlpbench.kernels import reference as ref
 from mlpbench.params import init_params
 
+from helpers import labelled
+
 TOL = {"float64": 1e-10, "float32": 2e-4}
 
 
@@ -33,13 +35,7 @@ def hand_loop(params, X, y, lr, epochs, batch_size, seed, activation="relu", gra
 
 
 def problem(n=37, sizes=(5, 8, 3), output="softmax", dtype="float64", seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.randn(n, sizes[0]).astype(dtype)
-    if output == "softmax":
-        y = np.eye(sizes[-1], dtype=dtype)[rng.randint(0, sizes[-1], n)]
-    else:
-        y = (rng.rand(n, sizes[-1]) > 0.5).astype(dtype)
-    return X, y, init_params(list(sizes), 1, dtype)
+    return (*labelled(n, sizes, dtype, output, seed), init_params(list(sizes), 1, dtype))
 
 
 def test_epoch_orders_are_permutations_from_one_generator():

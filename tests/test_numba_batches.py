@@ -23,7 +23,7 @@ from mlpbench.backends.base import epoch_orders, head
 from mlpbench.kernels import reference as ref
 from mlpbench.params import init_params
 
-from helpers import assert_close, flat
+from helpers import assert_close, flat, labelled
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,13 +32,7 @@ def _numba_available():
 
 
 def problem(sizes, n, dtype, output, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.randn(n, sizes[0]).astype(dtype)
-    if output == "softmax":
-        y = np.eye(sizes[-1], dtype=dtype)[rng.randint(0, sizes[-1], n)]
-    else:
-        y = (rng.rand(n, sizes[-1]) < 0.7).astype(dtype)
-    return init_params(sizes, seed + 1, dtype), X, y
+    return (init_params(sizes, seed + 1, dtype), *labelled(n, sizes, dtype, output, seed, p_one=0.7))
 
 
 def generic(be, params, X, y, lr, epochs, activation, grad_reduction, batch_size, seed, output, shuffle=True):
