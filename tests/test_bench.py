@@ -385,7 +385,10 @@ def test_sigint_midway_leaves_valid_results_with_the_finished_points(tmp_path):
     cmd = [sys.executable, "-m", "mlpbench", "bench", "--backends", "numpy", "--batch", "1,2,4,8,16,32,64,128",
            "--hidden", "4,8,16,32,64", "--dtype", "float64", "--no-lab", "--no-plots", "--quiet",
            "--repeat", "5", "--min-time", "0.02", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: a job started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt; the child gets the default disposition back
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     path = out / "results.json"
     deadline = time.monotonic() + 60
     try:
