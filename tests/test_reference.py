@@ -17,6 +17,24 @@ def loss_for_grad(params, X, y, activation, grad_reduction):
     return total if grad_reduction == "sum" else total / X.shape[0]
 
 
+def assert_finite_differences(params, grads, loss, h=1e-6, tol=1e-6):
+    """Every gradient entry against a central difference of ``loss()`` (params perturbed in place, then restored)."""
+    for li, (W, b) in enumerate(params):
+        for arr, g in ((W, grads[li][0]), (b, grads[li][1])):
+            assert g.shape == arr.shape
+            num = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                arr[idx] = old + h
+                up = loss()
+                arr[idx] = old - h
+                down = loss()
+                arr[idx] = old
+                num[idx] = (up - down) / (2 * h)
+            err = np.max(np.abs(num - g)) / max(np.max(np.abs(g)), np.max(np.abs(num)), 1e-8)
+            assert err <= tol, (li, err)
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 @pytest.mark.parametrize("grad_reduction", ["sum", "mean"])
@@ -31,21 +49,7 @@ def test_backward_matches_central_finite_differences(activation, depth, grad_red
     y = (rng.rand(n, sizes[-1]) > 0.5).astype(float)
     _, acts = ref.forward(np, params, X, activation)
     grads = ref.backward(np, params, acts, y, activation, grad_reduction)
-    h = 1e-6
-    for li, (W, b) in enumerate(params):
-        for arr, g in ((W, grads[li][0]), (b, grads[li][1])):
-            assert g.shape == arr.shape
-            num = np.zeros_like(arr)
-            for idx in np.ndindex(arr.shape):
-                old = arr[idx]
-                arr[idx] = old + h
-                up = loss_for_grad(params, X, y, activation, grad_reduction)
-                arr[idx] = old - h
-                down = loss_for_grad(params, X, y, activation, grad_reduction)
-                arr[idx] = old
-                num[idx] = (up - down) / (2 * h)
-            err = np.max(np.abs(num - g)) / max(np.max(np.abs(g)), np.max(np.abs(num)), 1e-8)
-            assert err <= 1e-6, (li, err)
+    assert_finite_differences(params, grads, lambda: loss_for_grad(params, X, y, activation, grad_reduction))
 
 
 def test_relu_derivative_is_zero_at_zero():
@@ -136,20 +140,8 @@ def test_softmax_backward_matches_central_finite_differences(activation, depth, 
     # the reported loss is the batch mean: the summed loss over N
     np.testing.assert_allclose(float(ref.loss(np, y, logp, "softmax")) * n,
                                summed_cross_entropy(params, X, y, activation, "sum"), rtol=1e-12)
-    h = 1e-6
-    for li, (W, b) in enumerate(params):
-        for arr, g in ((W, grads[li][0]), (b, grads[li][1])):
-            num = np.zeros_like(arr)
-            for idx in np.ndindex(arr.shape):
-                old = arr[idx]
-                arr[idx] = old + h
-                up = summed_cross_entropy(params, X, y, activation, grad_reduction)
-                arr[idx] = old - h
-                down = summed_cross_entropy(params, X, y, activation, grad_reduction)
-                arr[idx] = old
-                num[idx] = (up - down) / (2 * h)
-            err = np.max(np.abs(num - g)) / max(np.max(np.abs(g)), np.max(np.abs(num)), 1e-8)
-            assert err <= 1e-6, (li, err)
+    assert_finite_differences(params, grads,
+                              lambda: summed_cross_entropy(params, X, y, activation, grad_reduction))
 
 
 def test_softmax_output_error_is_softmax_minus_onehot_over_n_under_mean():
