@@ -31,6 +31,14 @@ def _batch_kernels():
     return numba_batches
 
 
+@functools.lru_cache(maxsize=None)
+def _parallel_batch_kernels():
+    """Mini-batch SGD on several threads (``kernels/numba_batches_parallel.py``; imports numba)."""
+    from ..kernels import numba_batches_parallel
+
+    return numba_batches_parallel
+
+
 # ---------------------------------------------------------------- first-call (JIT) times
 #: ``"kernel[dtype]" -> (seconds, "compiled" | "cache load")``, per process
 JIT_SECONDS: dict = {}

@@ -4,7 +4,10 @@
 epochs' row orders come from the contract's ``orders`` iterator (NumPy), are
 stacked ``ORDER_ELEMS`` indices at a time and handed to ``train_epochs``,
 which runs every batch of those epochs in one compiled call (one call per
-epoch with a ``callback``). Buffers are allocated once per fit. The softmax
+epoch with a ``callback``): on one thread (``numba_batches.train_epochs``), or,
+for batches big enough to share (``parallel_batches``), on Numba's threads
+(``numba_batches_parallel.train_epochs_parallel``), BLAS pinned to one thread
+inside either way. Buffers are allocated once per fit. The softmax
 head's full-batch ``train`` and ``step`` are the same kernel with one batch of
 all rows, in order, not gathered (``train_full``, ``step``).
 """
@@ -17,11 +20,30 @@ import numpy as np
 
 from ..kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ..params import copy_into, flat_copy, flat_layout, flat_views
-from .cpu_threads import blas_controller, blas_threads, scoped_threads
-from .numba_jit import _batch_kernels, _ensure_compiled
+from .cpu_threads import blas_controller, blas_threads, numba_threads, scoped_threads
+from .numba_jit import _batch_kernels, _ensure_compiled, _parallel_batch_kernels, _touch_blas
 
 #: row indices (int64) per kernel call: a fit of many epochs over many rows is handed over in chunks (8 MB)
 ORDER_ELEMS = 2**20
+
+# When a batch is split over the threads (``train_epochs_parallel``: two fork/joins per
+# batch, each thread's rows, then each thread's weight rows). Measured on 2 cores, idle,
+# N=16384, softmax head, ms per epoch, one thread / two threads (min of 12 runs):
+# [64, 512, 10] float64 batch 16: 83 / 74, 64: 64 / 41, 256: 64 / 35, 1024: 64 / 35;
+# float32 batch 16: 51 / 60 (slower: 8-row GEMMs), 64: 37 / 29, 1024: 32 / 18;
+# [64, 64, 10] float64 batch 16: 14 / 15, 32: 12 / 10, 64: 11 / 8.2, 256: 10.4 / 6.0;
+# float32 batch 32: 8.0 / 11, 64: 6.1 / 5.6. Hence at least 32 rows per thread and
+# 2**18 multiply-adds per batch's forward pass.
+PARALLEL_MIN_ROWS = 32
+PARALLEL_MIN_MACS = 2**18
+
+
+def parallel_batches(sizes, nb, threads) -> int:
+    """Threads for batches of ``nb`` rows of a net of layer ``sizes`` (1: the single-thread kernel)."""
+    forward_macs = nb * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if threads < 2 or forward_macs < PARALLEL_MIN_MACS:
+        return 1
+    return max(1, min(threads, nb // PARALLEL_MIN_ROWS))
 
 
 def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders, output):
@@ -33,25 +55,38 @@ def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback
     woff, boff, n_params = flat_layout(sizes)
     theta, foreign = flat_copy(params, dt)
     nb = min(batch_size, n_rows)
-    work = np.empty(kernels.workspace_size(sizes, nb), dtype=dt)
+    pin = blas_controller() is not None  # BLAS on one thread, as in the step kernels
+    # without threadpoolctl BLAS cannot be pinned: then no Numba threads either (no oversubscription)
+    threads = parallel_batches(sizes, nb, backend.threads or numba_threads()) if pin else 1
+    if threads > 1:
+        name, fn = "train_epochs_parallel", _parallel_batch_kernels().train_epochs_parallel
+        work = np.empty(_parallel_batch_kernels().workspace_size(sizes, nb), dtype=dt)
+        extra = (np.zeros((threads, n_params), dtype=dt),)  # the threads' bias-gradient sums
+        _touch_blas(dt)
+    else:
+        name, fn, extra = "train_epochs", kernels.train_epochs, ()
+        work = np.empty(kernels.workspace_size(sizes, nb), dtype=dt)
     history = np.empty(epochs, dtype=np.float64)
     head = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y)
-    consts = (np.int64(nb), work, np.empty(n_params, dtype=dt), dt.type(lr), ACT_CODES[activation],
-              grad_reduction == "mean", dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)), output == "softmax")
+    consts = (np.int64(nb), work, np.empty(n_params, dtype=dt)) + extra + (
+        dt.type(lr), ACT_CODES[activation], grad_reduction == "mean", dt.type(sigmoid_floor(dt)),
+        dt.type(bce_eps(dt)), output == "softmax")
     chunk = 1 if callback is not None else max(1, ORDER_ELEMS // n_rows)
     fixed = np.zeros((1, 1), dtype=np.int64) if orders is None else None
-    pin = blas_controller() is not None  # BLAS on one thread, as in the step kernels
-    scope = scoped_threads(None, blas=1) if pin else contextlib.nullcontext()
-    backend.last_run = {"strategy": "batches", "numba_threads": 1, "blas_threads": 1 if pin else blas_threads(),
-                        "batch_rows": nb}
+    if pin:
+        scope = scoped_threads(threads if threads > 1 else None, blas=1)
+    else:
+        scope = contextlib.nullcontext()
+    backend.last_run = {"strategy": "batches", "kernel": name, "numba_threads": threads,
+                        "blas_threads": 1 if pin else blas_threads(), "batch_rows": nb}
     done = 0
     with scope:
         while done < epochs:
             k = min(chunk, epochs - done)
             block = fixed if orders is None else np.array([next(orders) for _ in range(k)], dtype=np.int64)
             args = head + (block, orders is not None) + consts + (history[done : done + k],)
-            _ensure_compiled("train_epochs", kernels.train_epochs, args)
-            got = kernels.train_epochs(*args)
+            _ensure_compiled(name, fn, args)
+            got = fn(*args)
             done += got
             if got < k:
                 break

@@ -1,0 +1,193 @@
+"""Mini-batch SGD on several threads (``kernels/numba_batches_parallel.py``) and when the backend uses it.
+
+The threaded kernel is held to the single-thread kernel (``numba_batches.train_epochs``)
+for 1, 2 and 3 threads (a thread count the machine need not have: ``prange``
+runs the parts on the threads it has), gathered and in-order batches, partial
+batches, both heads and dtypes, at ``helpers.TOL``; through the backend it is
+held to the NumPy reference. Skipped as a whole where numba is missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import require_backend
+
+from mlpbench.backends import TrainingDiverged, get_backend
+from mlpbench.kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
+from mlpbench.params import flat_copy, flat_layout, init_params
+
+from helpers import assert_close, flat, labelled
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _numba_available():
+    require_backend("numba")
+
+
+def kernels():
+    from mlpbench.kernels import numba_batches, numba_batches_parallel
+
+    return numba_batches, numba_batches_parallel
+
+
+def run_kernel(threads, sizes, dtype, output, nb, gather, activation="tanh", lr=0.2, epochs=3, n=45, X=None):
+    """``threads`` 0: the single-thread kernel. Returns (theta, history, epochs recorded, X, y)."""
+    serial, parallel = kernels()
+    from mlpbench.backends.numba_jit import _touch_blas
+
+    dt = np.dtype(dtype)
+    params = init_params(sizes, 1, dtype)
+    X0, y = labelled(n, sizes, dtype, output, seed=2)
+    X = X0 if X is None else X
+    woff, boff, n_params = flat_layout(sizes)
+    theta, _ = flat_copy(params, dt)
+    orders = np.array([np.random.default_rng(e).permutation(n) for e in range(epochs)], dtype=np.int64)
+    history = np.full(epochs, -1.0)
+    head = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y, orders, gather, np.int64(nb))
+    tail = (dt.type(lr), ACT_CODES[activation], True, dt.type(sigmoid_floor(dt)), dt.type(bce_eps(dt)),
+            output == "softmax", history)
+    if threads == 0:
+        got = serial.train_epochs(*head, np.empty(serial.workspace_size(sizes, nb), dt), np.empty(n_params, dt),
+                                  *tail)
+    else:
+        _touch_blas(dt)
+        got = parallel.train_epochs_parallel(*head, np.empty(parallel.workspace_size(sizes, nb), dt),
+                                             np.empty(n_params, dt), np.full((threads, n_params), np.nan, dt),
+                                             *tail)
+    return theta, history, got, X, y
+
+
+CASES = [  # sizes, output, rows per batch (45 rows: 8 and 10 leave partial batches of 5)
+    ([6, 9, 4], "softmax", 8),
+    ([6, 12, 7, 4], "softmax", 10),
+    ([6, 9, 1], "sigmoid", 8),
+    ([6, 5, 8, 3], "sigmoid", 45),  # one batch of every row
+    ([6, 4], "softmax", 8),  # one layer
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sizes,output,nb", CASES)
+@pytest.mark.parametrize("gather", [True, False])
+def test_the_threaded_kernel_is_the_single_thread_kernel(dtype, sizes, output, nb, gather):
+    want, h_want, got_want, X, y = run_kernel(0, sizes, dtype, output, nb, gather)
+    x_copy, y_copy = X.copy(), y.copy()
+    assert got_want == 3 and np.isfinite(h_want).all()
+    for threads in (1, 2, 3):
+        theta, h, got, X2, y2 = run_kernel(threads, sizes, dtype, output, nb, gather)
+        assert got == 3
+        assert_close(h, h_want, dtype, f"history, {threads} threads")
+        assert_close(theta, want, dtype, f"params, {threads} threads")
+        np.testing.assert_array_equal(X2, x_copy)
+        np.testing.assert_array_equal(y2, y_copy)
+        if threads == 2:  # the same thread count gives the same numbers, whatever the scheduling
+            again, h_again, _, _, _ = run_kernel(2, sizes, dtype, output, nb, gather)
+            np.testing.assert_array_equal(again, theta)
+            np.testing.assert_array_equal(h_again, h)
+
+
+def test_more_threads_than_rows_or_weight_rows_leave_the_extra_threads_idle():
+    """5 threads on batches of 3 rows (the last of 1) and a first layer of 2 inputs: some parts are empty."""
+    want, h_want, _, _, _ = run_kernel(0, [2, 3, 3], "float64", "softmax", 3, True, n=10)
+    theta, h, got, _, _ = run_kernel(5, [2, 3, 3], "float64", "softmax", 3, True, n=10)
+    assert got == 3
+    assert_close(h, h_want, "float64", "history")
+    assert_close(theta, want, "float64", "params")
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_a_non_finite_loss_stops_before_its_update(output):
+    sizes = [6, 9, 4] if output == "softmax" else [6, 9, 1]
+    X, _ = labelled(45, sizes, "float64", output, seed=2)
+    X = X.copy()
+    order = np.random.default_rng(0).permutation(45)  # epoch 0's order: its second batch holds an inf
+    X[order[8 + 3]] = np.inf
+    before, _ = flat_copy(init_params(sizes, 1, "float64"), np.dtype("float64"))
+    for threads in (0, 2):
+        theta, h, got, _, _ = run_kernel(threads, sizes, "float64", output, 8, True, X=X)
+        assert got == 1 and not np.isfinite(h[0]) and (h[1:] == -1.0).all()
+        assert np.isfinite(theta).all() and not np.array_equal(theta, before)  # the first batch's update only
+        if threads == 0:
+            serial_theta = theta
+    assert_close(theta, serial_theta, "float64", "params at the stop")
+
+
+def test_when_the_backend_splits_a_batch_over_threads():
+    from mlpbench.backends.numba_minibatch import PARALLEL_MIN_MACS, PARALLEL_MIN_ROWS, parallel_batches
+
+    big = [64, 512, 10]  # 37,888 multiply-adds per row
+    assert parallel_batches(big, 64, 2) == 2 and parallel_batches(big, 1024, 2) == 2
+    assert parallel_batches(big, 64, 1) == 1  # one thread: the single-thread kernel
+    assert parallel_batches(big, 2 * PARALLEL_MIN_ROWS - 1, 2) == 1  # too few rows per thread
+    assert parallel_batches(big, 100, 8) == 100 // PARALLEL_MIN_ROWS  # threads capped by rows
+    small = [64, 16, 10]  # 1,184 per row
+    rows = PARALLEL_MIN_MACS // 1184
+    assert parallel_batches(small, rows, 2) == 1 and parallel_batches(small, rows + 1, 2) == 2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_backend_runs_big_batches_on_threads_at_the_references_numbers(dtype):
+    import numba
+
+    threads = min(2, numba.config.NUMBA_NUM_THREADS)
+    be, ref = type(get_backend("numba"))(threads=threads), get_backend("numpy")
+    sizes = [64, 512, 10]
+    params, X, y = init_params(sizes, 1, dtype), *labelled(200, sizes, dtype, "softmax", seed=3)
+    kw = dict(lr=0.05, epochs=2, activation="relu", grad_reduction="mean", output="softmax", batch_size=64,
+              shuffle_seed=7)
+    p, q = be.params_from_numpy(params), ref.params_from_numpy(params)
+    seen = []
+    assert_close(be.train(p, X, y, callback=lambda e, loss: seen.append(e), **kw), ref.train(q, X, y, **kw),
+                 dtype, "history")
+    assert_close(flat(p), flat(q), dtype, "params")
+    assert seen == [1, 2]
+    want = "train_epochs_parallel" if threads > 1 else "train_epochs"
+    assert be.last_run["kernel"] == want and be.last_run["numba_threads"] == threads
+    assert be.last_run["blas_threads"] in (1, None)
+    one = type(be)(threads=1)
+    one.train(one.params_from_numpy(params), X, y, **kw)
+    assert one.last_run["kernel"] == "train_epochs" and one.last_run["numba_threads"] == 1
+
+
+def test_divergence_on_threads_raises_with_the_history_up_to_it():
+    import numba
+
+    be = type(get_backend("numba"))(threads=min(2, numba.config.NUMBA_NUM_THREADS))
+    sizes = [64, 512, 10]
+    params, X, y = init_params(sizes, 1), *labelled(128, sizes, "float64", "softmax", seed=3)
+    with pytest.raises(TrainingDiverged) as info:
+        be.train(be.params_from_numpy(params), X * 1e3, y, lr=1e300, epochs=4, output="softmax", batch_size=64,
+                 grad_reduction="sum")
+    err = info.value
+    assert 1 <= err.epoch <= 4 and len(err.history) == err.epoch and not np.isfinite(err.history[-1])
+
+
+_SUBPROCESS = """
+import sys
+sys.path.insert(0, {tests!r})
+import numpy as np
+from helpers import assert_close
+from test_numba_batches_parallel import run_kernel
+for output, sizes in (("softmax", [6, 9, 4]), ("sigmoid", [6, 5, 1])):
+    for gather in (True, False):
+        want, h_want, _, _, _ = run_kernel(0, sizes, "float64", output, 8, gather)
+        theta, h, got, _, _ = run_kernel(2, sizes, "float64", output, 8, gather)
+        assert got == 3
+        assert_close(h, h_want, "float64", "history")
+        assert_close(theta, want, "float64", "params")
+"""
+
+
+@pytest.mark.parametrize("env", [{"NUMBA_DISABLE_JIT": "1"}, {"MLPBENCH_NUMBA_PUBLIC": "1"}])
+def test_plain_python_and_the_public_fallback_of_the_threaded_kernel(env):
+    """As plain Python (``NUMBA_DISABLE_JIT``), and with ``np.dot`` on a copy of the strided columns
+    instead of ``numba_xxgemm`` (``MLPBENCH_NUMBA_PUBLIC``): the single-thread kernel's numbers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    subprocess.run([sys.executable, "-c", _SUBPROCESS.format(tests=tests)], check=True, cwd=tests,
+                   env=dict(os.environ, **env))
