@@ -228,14 +228,17 @@ PRESETS = {
                          lab_case("and", "float64"))),
     "lab": Preset("lab", ("numpy", "numba[loop]", "jax", "torch"), (4,), (4,), (2,), ("float64",), ("train",),
                   min_time=0.05, max_time=5.0, grid=False),
-    # an epoch is 16 to 1024 updates (tens of ms at batch size 16), so one call is a sample; backends=None
-    # here means every available backend whose ``outputs`` include the preset's head (``default_backends``)
     # the jax and torch backends beside plain code of their own library (``references.py``: idiomatic-*), on
     # the lab and one large step, both dtypes
     "peers": Preset("peers", ("numpy", "torch", "jax"), (16384,), (2048,), (32,), DTYPES, ("step",), min_time=0.02,
                     max_time=4.0, references=("idiomatic-jax", "idiomatic-torch", "idiomatic-torch.compile")),
-    "minibatch": Preset("minibatch", None, (16384,), (64, 512), (64,), DTYPES, ("epoch",), min_time=0.02,
-                        max_time=6.0, batch_sizes=(16, 64, 256, 1024), output="softmax", n_out=10,
+    # an epoch is 16 to 1024 updates (6 to 300 ms); backends=None here means every available backend whose
+    # ``outputs`` include the preset's head (``default_backends``). Samples of at least 0.2 s (a few epochs, as
+    # in a fit): after a call on two BLAS threads, OpenBLAS's idle worker spins about 0.1 s, and a threaded
+    # epoch right after it pays for that (numba, float32, H=512, batch 64, samples of one epoch right after
+    # NumPy's: 28 to 97 ms, median 55; with 0.2 s samples: 28 to 35 ms, median 30, one engine run each).
+    "minibatch": Preset("minibatch", None, (16384,), (64, 512), (64,), DTYPES, ("epoch",), min_time=0.2,
+                        max_time=8.0, batch_sizes=(16, 64, 256, 1024), output="softmax", n_out=10,
                         references=("sklearn",)),
 }
 

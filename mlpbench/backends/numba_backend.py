@@ -107,10 +107,10 @@ WARMUP_SHAPE = (2, [4, 16, 1])
 class NumbaBackend(Backend):
     """Numba kernels on the CPU: ``NumbaBackend(threads=None, strategy="auto")``.
 
-    ``threads``: Numba threads of the parallel step kernel, and BLAS threads of
-    the one-call-at-a-time methods (``forward``, ``backward``); ``None`` leaves
-    Numba's and BLAS's defaults. The step kernels always run BLAS on one
-    thread and share the cores through ``prange`` instead (never both).
+    ``threads``: Numba threads of the parallel step and mini-batch kernels, BLAS
+    threads of the one-call-at-a-time methods (``forward``, ``backward``); ``None``
+    leaves Numba's and BLAS's defaults. The step and batch kernels run BLAS on
+    one thread and share the cores through ``prange`` instead (never both).
     ``strategy``: ``"loop"`` (all epochs in one compiled call), ``"step"``
     (one fused call per epoch, BLAS per layer) or ``"auto"`` (``choose_strategy``).
     ``last_run`` records what the last ``train`` used (strategy, threads, block rows).
