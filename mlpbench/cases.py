@@ -163,6 +163,8 @@ _PARITY_WORKLOAD = (
     ParityCase((5, 12, 4), 50, "sigmoid", "sum", output="softmax", batch_size=16),
     ParityCase((16, 32, 24, 10), 64, "tanh", "mean", output="softmax", batch_size=64),
     ParityCase((12, 16, 16, 8, 6), 90, "tanh", "mean", output="softmax", batch_size=7),
+    # big enough batches for numba's threaded kernel (numba_minibatch.parallel_batches), a partial last batch
+    ParityCase((64, 512, 10), 200, "relu", "mean", output="softmax", batch_size=64),
 )
 
 
