@@ -32,8 +32,7 @@ from numba import config, njit, prange
 from .numba_batches import _view, log_softmax_rows
 from .numba_internals import HAVE_XXGEMM, cache_for
 from .numba_layers import _gemm, _mm, _mm_nt, act_backward, bias_act
-from .numba_scalar import _bce_term
-from .reference import ACT_CODES
+from .numba_scalar import SIGMOID, _bce_term
 
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
 _DEPENDS_ON = {
@@ -41,11 +40,9 @@ _DEPENDS_ON = {
     "numba_internals": "767357ef3f0e",
     "numba_layers": "dcc2928245b7",
     "numba_scalar": "cc9932e1c942",
-    "reference": "1edc6f732cac",
 }
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
-SIGMOID = ACT_CODES["sigmoid"]
 _N, _T = ord("N"), ord("T")
 
 
