@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -90,6 +91,11 @@ def test_digits_softmax_minibatch_reaches_96_percent_test_accuracy(capsys):
     assert test >= 0.96 and train >= test - 0.05
     assert "(1438 rows)" in out and "(359 rows)" in out  # the default --test-fraction 0.2
     assert "Backend: numpy" in out and "batch size 64" in out and "ms/epoch" in out
+    # the time per epoch, and apart the first epoch (a JIT compile or cache load on numba) and the rest
+    m = re.search(r"wall time ([\d.]+) s \(([\d.]+) ms/epoch; first epoch ([\d.]+) s, then ([\d.]+) ms/epoch\)", out)
+    wall, per_epoch, first, rest = map(float, m.groups())
+    assert per_epoch == pytest.approx(wall / 30 * 1e3, rel=0.01, abs=0.002)
+    assert 0 < first <= wall and first + 29 * rest / 1e3 == pytest.approx(wall, rel=0.1, abs=0.01)
 
 
 def test_k_class_blobs_on_the_cli_and_a_seeded_split(capsys):
