@@ -148,6 +148,14 @@ def test_the_backend_runs_big_batches_on_threads_at_the_references_numbers(dtype
     one = type(be)(threads=1)
     one.train(one.params_from_numpy(params), X, y, **kw)
     assert one.last_run["kernel"] == "train_epochs" and one.last_run["numba_threads"] == 1
+    before = numba.get_num_threads()  # a user's numba.set_num_threads(1) keeps the default backend on one core
+    numba.set_num_threads(1)
+    try:
+        default = get_backend("numba")
+        default.train(default.params_from_numpy(params), X, y, **kw)
+    finally:
+        numba.set_num_threads(before)
+    assert default.last_run["kernel"] == "train_epochs"
 
 
 def test_divergence_on_threads_raises_with_the_history_up_to_it():
