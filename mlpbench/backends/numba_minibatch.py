@@ -59,8 +59,9 @@ def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback
     # without threadpoolctl BLAS cannot be pinned: then no Numba threads either (no oversubscription)
     threads = parallel_batches(sizes, nb, backend.threads or numba_threads()) if pin else 1
     if threads > 1:
-        name, fn = "train_epochs_parallel", _parallel_batch_kernels().train_epochs_parallel
-        work = np.empty(_parallel_batch_kernels().workspace_size(sizes, nb), dtype=dt)
+        threaded = _parallel_batch_kernels()
+        name, fn = "train_epochs_parallel", threaded.train_epochs_parallel
+        work = np.empty(threaded.workspace_size(sizes, nb), dtype=dt)
         extra = (np.zeros((threads, n_params), dtype=dt),)  # the threads' bias-gradient sums
         _touch_blas(dt)
     else:
@@ -73,10 +74,7 @@ def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback
         dt.type(bce_eps(dt)), output == "softmax")
     chunk = 1 if callback is not None else max(1, ORDER_ELEMS // n_rows)
     fixed = np.zeros((1, 1), dtype=np.int64) if orders is None else None
-    if pin:
-        scope = scoped_threads(threads if threads > 1 else None, blas=1)
-    else:
-        scope = contextlib.nullcontext()
+    scope = scoped_threads(threads if threads > 1 else None, blas=1) if pin else contextlib.nullcontext()
     backend.last_run = {"strategy": "batches", "kernel": name, "numba_threads": threads,
                         "blas_threads": 1 if pin else blas_threads(), "batch_rows": nb}
     done = 0

@@ -31,7 +31,7 @@ from numba import config, njit, prange
 
 from .numba_batches import _view, log_softmax_rows
 from .numba_internals import HAVE_XXGEMM, cache_for
-from .numba_layers import _gemm, _mm, _mm_nt, act_backward, bias_act
+from .numba_layers import _gemm, _mm, _mm_nt, act_backward, bias_act, output_error
 from .numba_scalar import SIGMOID, _bce_term
 
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
@@ -104,23 +104,17 @@ def _rows(t, T, theta, sizes, woff, boff, X, Y, order, s, m, gather, work, act_o
         else:
             bias_act(Z, b, SIGMOID, floor)
         a = Z
-    # this thread's part of the loss (a sum; the caller divides) and the output error
-    D = _view(work, err_off[L] + r0 * n_out, k, n_out)
-    P = D if softmax else a
+    # this thread's part of the loss (a sum; the caller divides), then the output error
     total = 0.0
-    scale = theta.dtype.type(m)
-    db = bt[boff[L - 1] : boff[L - 1] + n_out]
     for n in range(k):
         for j in range(n_out):
             if softmax:
                 total += Tg[n, j] * a[n, j]
             else:
                 total += _bce_term(a[n, j], Tg[n, j], eps, one - eps, one)
-            d = P[n, j] - Tg[n, j]
-            d = d / scale if mean else d
-            D[n, j] = d
-            db[j] += d
     lpart[t] = total
+    D = _view(work, err_off[L] + r0 * n_out, k, n_out)
+    output_error(D if softmax else a, Tg, mean, m, D, bt[boff[L - 1] : boff[L - 1] + n_out])
     for i in range(L - 1, 0, -1):
         fi, fo = sizes[i], sizes[i + 1]
         dA = _view(work, err_off[i] + r0 * fi, k, fi)
