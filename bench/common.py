@@ -3,15 +3,15 @@
 ``MLPBENCH_ASV_BACKENDS=numpy,numba`` limits the backends (default: every
 registered one). An unavailable backend is skipped by ``setup`` raising
 ``NotImplementedError``, asv's way to skip a parameter combination. What asv
-times is built by ``mlpbench.subjects.op_subject``, as ``mlpbench bench``
+times is built by ``mlpbench.suite.subjects.op_subject``, as ``mlpbench bench``
 builds it: the same prepared path, warm-up apart.
 """
 
 import os
 
-from mlpbench import cases
+from mlpbench.suite import cases
 from mlpbench.backends import backend_class, backend_names, get_backend
-from mlpbench.subjects import op_subject, synced
+from mlpbench.suite.subjects import op_subject, synced
 
 GRID = cases.asv_grid()
 BACKENDS = [b for b in os.environ.get("MLPBENCH_ASV_BACKENDS", "").split(",") if b] or backend_names()

@@ -3,7 +3,7 @@
 Importing this package imports NumPy only; backends load their libraries on first use.
 """
 
-from . import data as datasets
+from .core import data as datasets
 from .backends import BackendUnavailable, TrainingDiverged, available_backends, get_backend
 from .model import MLP
 

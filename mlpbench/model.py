@@ -7,13 +7,13 @@ import warnings
 
 import numpy as np
 
-from . import validation as v
-from . import memory
+from .core import validation as v
+from .core import memory
 from .backends import TrainingDiverged, backend_from_env, get_backend
 from .kernels import reference as ref
-from .params import copy_params, init_params, n_params
+from .core.params import copy_params, init_params, n_params
 
-log = logging.getLogger("mlpbench.auto")
+log = logging.getLogger("mlpbench.auto.choose")
 
 
 class MLP:
@@ -133,7 +133,7 @@ class MLP:
         each restart from the pre-fit params. An exception raised by the user's ``callback`` is the user's:
         it propagates unchanged (the same object) and the callback is not run again.
         """
-        from .auto import choose
+        from .auto.choose import choose
 
         # candidates with this head, timed on this fit's epoch (mini-batches of its batch size, its head)
         decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"],
@@ -191,7 +191,7 @@ class MLP:
     # ------------------------------------------------------------ persistence
     def save(self, path):
         """Write the model to ``path`` (``.npz``) atomically: the old file or the new one, never half of one."""
-        from . import modelfile
+        from .core import modelfile
 
         meta = {"layer_sizes": np.array(self.layer_sizes), "activation": np.array(self.activation),
                 "dtype": np.array(self.dtype.name), "seed": np.array(-1 if self.seed is None else self.seed),
@@ -202,7 +202,7 @@ class MLP:
     def load(cls, path):
         """Read a model written by ``save``. The file is checked (sizes, dtypes, shapes) before anything
         is allocated and only the model's members are read; ``ValueError`` naming the file when it is not one."""
-        from . import modelfile
+        from .core import modelfile
 
         meta, params = modelfile.read(path)
         model = cls.__new__(cls)  # no init draws: the params come from the file

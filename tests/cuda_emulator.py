@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from mlpbench.kernels import cuda as kc
+from mlpbench.kernels.cuda import sources as kc
 
 GXX = shutil.which("g++")
 

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mlpbench.backends import cupy_backend
-from mlpbench.backends.cupy_backend import CupyBackend
-from mlpbench.kernels import cuda as kc
+from mlpbench.backends.cupy import backend as cupy_backend
+from mlpbench.backends.cupy.backend import CupyBackend
+from mlpbench.kernels.cuda import sources as kc
 from cuda_emulator import GXX, build_emulator
 
 

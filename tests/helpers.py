@@ -1,8 +1,8 @@
-"""Assertions shared by the backend parity tests (normwise error as in ``mlpbench.parity``)."""
+"""Assertions shared by the backend parity tests (normwise error as in ``mlpbench.suite.parity``)."""
 
 import numpy as np
 
-from mlpbench.parity import normwise_error
+from mlpbench.suite.parity import normwise_error
 
 #: the backend issues' own parity bars (tighter than ``parity.TOLERANCES``, which allows any summation order)
 TOL = {"float64": 1e-12, "float32": 1e-5}

@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from mlpbench import MLP, auto, datasets
+from mlpbench import MLP, datasets
+from mlpbench.auto import choose as auto
 from mlpbench.backends import BackendSpec, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 
@@ -119,7 +120,7 @@ def test_fit_auto_records_and_logs_the_choice(caplog, monkeypatch):
     monkeypatch.setattr(auto, "candidates", lambda names=None, output="sigmoid": ([BackendSpec("numpy")], {}))
     X, y = datasets.load("and")
     model = MLP()
-    with caplog.at_level(logging.INFO, logger="mlpbench.auto"):
+    with caplog.at_level(logging.INFO, logger="mlpbench.auto.choose"):
         history = model.fit(X, y, epochs=100, backend="auto")
     assert model.backend_ == "numpy"
     assert model.backend_reason_.startswith("numpy: ") and "N=4, [2, 4, 1]" in model.backend_reason_
@@ -202,8 +203,8 @@ def test_a_strategy_candidate_is_probed_on_the_run_it_does_and_rejected_when_wro
 def test_numba_loop_candidate_compiles_only_the_kernel_it_runs(tmp_path):
     pytest.importorskip("numba")
     code = (
-        "from mlpbench import auto\n"
-        "from mlpbench.backends import numba_jit\n"
+        "from mlpbench.auto import choose as auto\n"
+        "from mlpbench.backends.numba import jit as numba_jit\n"
         "d = auto.choose(4, [2, 4, 1], 'float64', epochs=5000, names=['numba'])\n"
         "k = numba_jit._kernels()\n"
         "print(d.ranking[0].label, sorted(numba_jit.JIT_SECONDS),\n"

@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from mlpbench import MLP, auto, datasets
+from mlpbench import MLP, datasets
+from mlpbench.auto import choose as auto
 from mlpbench.backends import BackendSpec, availability, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 
@@ -288,7 +289,7 @@ def test_budget_must_be_positive():
 
 def test_unreadable_and_unwritable_caches_warn_once_even_as_root(isolated_cache, monkeypatch):
     """The permission faults simulated at the system call (root ignores file modes)."""
-    from mlpbench import auto_cache
+    from mlpbench.auto import cache as auto_cache
 
     _write(isolated_cache, {})
     real_open = open

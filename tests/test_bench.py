@@ -12,13 +12,14 @@ import time
 import numpy as np
 import pytest
 
-from mlpbench import cases, measure, perf, subjects
-from mlpbench import results as R
+from mlpbench.suite import cases, subjects
+from mlpbench.measure import engine as measure, peaks as perf
+from mlpbench.suite import results as R
 from mlpbench.backends import BackendSpec, parse_specs, ready, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.progress import Progress
-from mlpbench.benchmark import run_sweep
-from mlpbench.cli import main
+from mlpbench.suite.progress import Progress
+from mlpbench.suite.sweep import run_sweep
+from mlpbench.cli.app import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -414,7 +415,7 @@ def test_sigint_midway_leaves_valid_results_with_the_finished_points(tmp_path):
 
 
 def test_the_lab_preset_times_the_lab_workload_over_the_shipped_backends():
-    from mlpbench.cli_bench import default_specs
+    from mlpbench.cli.bench import default_specs
 
     assert [c.label for c in cases.sweep("lab")] == ["lab-and f64 2-4-1 x5000"]
     assert [s.label for s in default_specs(cases.get_preset("lab"))] == ["numpy", "numba[loop]", "jax", "torch"]

@@ -8,14 +8,17 @@ import sys
 import numpy as np
 import pytest
 
-from mlpbench import MLP, auto, cases, perf, subjects
-from mlpbench import references as refs
-from mlpbench import results as R
-from mlpbench.auto_cache import cache_key, fingerprint, key_fields
+from mlpbench import MLP
+from mlpbench.auto import choose as auto
+from mlpbench.suite import cases, subjects
+from mlpbench.measure import peaks as perf
+from mlpbench.suite import references as refs
+from mlpbench.suite import results as R
+from mlpbench.auto.cache import cache_key, fingerprint, key_fields
 from mlpbench.backends import BackendSpec, register_backend, supporting, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.benchmark import run_sweep
-from mlpbench.cli import main
+from mlpbench.suite.sweep import run_sweep
+from mlpbench.cli.app import main
 
 
 class Counting(NumpyBackend):
@@ -333,7 +336,7 @@ def test_auto_times_a_minibatch_fit_on_its_minibatch_epoch(counting, monkeypatch
 
 
 def test_tune_fills_the_minibatch_presets_fits():
-    from mlpbench.tune import _shapes
+    from mlpbench.cli.tune import _shapes
 
     args = argparse.Namespace(preset="minibatch", dtype="float32", activation="relu")
     shapes = _shapes(args)

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from mlpbench import cases
+from mlpbench.suite import cases
 from mlpbench.backends import parse_specs, ready, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.benchmark import run_sweep
+from mlpbench.suite.sweep import run_sweep
 
 #: the slowdown the test backend adds: a busy-wait of this fraction of each call's own time
 EXTRA = 0.20

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP
-from mlpbench.cli import main
+from mlpbench.cli.app import main
 
 
 def test_train_deeper_float32_and_save(tmp_path, capsys):

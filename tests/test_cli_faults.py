@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from mlpbench import cli
+from mlpbench.cli import app as cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,7 +150,7 @@ def test_output_path_is_checked_before_training(monkeypatch, capsys):
 
 
 def test_missing_plotting_library_is_reported_before_training(monkeypatch, capsys, tmp_path):
-    from mlpbench import plots
+    from mlpbench.suite import plots
     from mlpbench.model import MLP
 
     def no_matplotlib():
@@ -221,7 +221,7 @@ def test_empty_backend_variable_means_unset(monkeypatch, capsys):
 
 
 def test_the_default_out_folder_is_checked_before_work(tmp_path, monkeypatch, capsys):
-    from mlpbench import benchmark
+    from mlpbench.suite import sweep as benchmark
 
     def never(*a, **k):
         raise AssertionError("the sweep started")

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from mlpbench import MLP, auto, datasets
+from mlpbench import MLP, datasets
+from mlpbench.auto import choose as auto
 from mlpbench.backends import backend_from_env
-from mlpbench.cli import main
+from mlpbench.cli.app import main
 
 NON_NATIVE = np.dtype("float64").newbyteorder("S")
 

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.kernels import cuda as kc
+from mlpbench.kernels.cuda import sources as kc
 from mlpbench.kernels import reference as ref
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 from cuda_emulator import GXX, build_emulator
 
 NVCC = shutil.which("nvcc")

@@ -29,11 +29,11 @@ import pytest
 
 from mlpbench import MLP, datasets
 from mlpbench.backends import BackendUnavailable, TrainingDiverged, available_backends, get_backend
-from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy
-from mlpbench.kernels.cublas import gemm_args
+from mlpbench.backends.cupy.backend import CupyBackend, choose_strategy
+from mlpbench.kernels.cuda.cublas import gemm_args
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.kernels import cuda as kc
-from mlpbench.params import init_params
+from mlpbench.kernels.cuda import sources as kc
+from mlpbench.core.params import init_params
 import fake_cupy
 from fake_cupy import FakeStream, colmajor_gemm
 

@@ -11,10 +11,10 @@ import pytest
 
 from mlpbench import MLP
 from mlpbench.backends import TrainingDiverged
-from mlpbench.backends import cupy_minibatch
-from mlpbench.backends.cupy_backend import CupyBackend, choose_strategy
+from mlpbench.backends.cupy import minibatch as cupy_minibatch
+from mlpbench.backends.cupy.backend import CupyBackend, choose_strategy
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 import fake_cupy
 from fake_cupy import FakeStream

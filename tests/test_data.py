@@ -71,7 +71,7 @@ def test_digits_is_scikit_learns_bundled_set_scaled_to_unit_range():
 
 
 def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
-    from mlpbench.data import DatasetUnavailable
+    from mlpbench.core.data import DatasetUnavailable
 
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn raises ImportError
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)

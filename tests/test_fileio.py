@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP
-from mlpbench import results as R
-from mlpbench.auto import Cache
-from mlpbench.fileio import atomic_write, check_output_dir, check_output_file
-from mlpbench.params import init_params
+from mlpbench.suite import results as R
+from mlpbench.auto.choose import Cache
+from mlpbench.core.fileio import atomic_write, check_output_dir, check_output_file
+from mlpbench.core.params import init_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,7 +54,7 @@ def _writers(tmp_path):
 
 
 def _decision():
-    from mlpbench.auto import Decision
+    from mlpbench.auto.choose import Decision
     from mlpbench.backends import BackendSpec
 
     return Decision(ranking=[BackendSpec("numpy")], seconds_per_epoch={"numpy": 1e-6}, rejected={}, shape=(4, (2, 4, 1)), cost_s=0.1)
@@ -142,8 +142,8 @@ WRITER = textwrap.dedent("""
         _fsync(fd)
     os.fsync = slow_fsync
     from mlpbench import MLP
-    from mlpbench import results as R
-    from mlpbench.auto import Cache, Decision
+    from mlpbench.suite import results as R
+    from mlpbench.auto.choose import Cache, Decision
     from mlpbench.backends import BackendSpec
     kind, path = sys.argv[1], sys.argv[2]
     print("ready", flush=True)

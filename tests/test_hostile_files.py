@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP, datasets
-from mlpbench.data import load_files
+from mlpbench.core.data import load_files
 
 
 def open_fds():

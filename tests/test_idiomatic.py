@@ -1,4 +1,4 @@
-"""``mlpbench.idiomatic``: plain JAX / PyTorch code for the lab's MLP computes the reference's math.
+"""``mlpbench.suite.idiomatic``: plain JAX / PyTorch code for the lab's MLP computes the reference's math.
 
 The idiomatic builders are the peers' yardstick (issue 13, item 5), so they must
 run the same math as ``kernels/reference.py``: the same losses step after step,
@@ -16,10 +16,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from mlpbench import idiomatic
+from mlpbench.suite import idiomatic
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.cases import Case, make_data
-from mlpbench.params import init_params
+from mlpbench.suite.cases import Case, make_data
+from mlpbench.core.params import init_params
 
 from helpers import assert_close
 
@@ -123,8 +123,8 @@ def test_mixed_or_integer_dtypes_are_a_type_error():
 # ---------------------------------------------------------------- as reference rows of the bench
 @pytest.mark.parametrize("name", ["idiomatic-jax", "idiomatic-torch", "idiomatic-torch.compile"])
 def test_idiomatic_reference_rows_build_one_timed_call(name):
-    from mlpbench import references
-    from mlpbench.cases import case_data
+    from mlpbench.suite import references
+    from mlpbench.suite.cases import case_data
 
     ref = references.REFERENCES[name]
     need(name.split("-", 1)[1])
@@ -141,7 +141,7 @@ def test_idiomatic_reference_rows_build_one_timed_call(name):
 
 
 def test_yardsticks_compare_a_peer_with_its_rows_round_by_round():
-    from mlpbench import references
+    from mlpbench.suite import references
 
     def point(backend, samples, case="step f64 N=9 3-6-1"):
         return {"backend": backend, "case": case, "samples_s": samples}

@@ -2,10 +2,10 @@
 
 Numba's on-disk cache invalidates a function when its own source file changes,
 not when a kernel it calls from another file does. Each kernel module that
-imports a sibling in ``mlpbench/kernels/`` therefore carries the siblings'
-source digests in ``_DEPENDS_ON``; this file checks them, cascading (a stale
-constant in ``numba_layers`` changes ``numba_layers.py``, hence the constant of
-every module that imports it). ``python tests/test_kernel_salts.py`` prints the
+imports a sibling in ``mlpbench/kernels/numba/`` (or ``kernels/reference.py``,
+key ``"..reference"``) therefore carries their source digests in ``_DEPENDS_ON``;
+this file checks them, cascading (a stale constant in ``layers`` changes
+``layers.py``, hence the constant of every module that imports it). ``python tests/test_kernel_salts.py`` prints the
 constants to set, ``--write`` sets them.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ROOT / "mlpbench" / "kernels"
+KERNELS = ROOT / "mlpbench" / "kernels" / "numba"
 
 
 def digest(text: str) -> str:
@@ -41,8 +41,10 @@ def _facts(text: str):
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             siblings.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and node.level == 2 and node.module == "reference":
+            siblings.add("..reference")
         elif isinstance(node, ast.ImportFrom) and node.level > 1:
-            problems.append(f"imports from outside kernels/ (line {node.lineno})")
+            problems.append(f"imports from outside kernels/numba/ and kernels/reference.py (line {node.lineno})")
         elif isinstance(node, ast.ImportFrom) and node.module.split(".")[0] == "numba":
             numba = True
         elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "numba" for a in node.names):
@@ -116,12 +118,18 @@ def salt_fixes(texts: dict) -> tuple[dict, list]:
 
 
 def kernel_sources() -> dict:
-    return {p.stem: p.read_bytes().decode() for p in sorted(KERNELS.glob("*.py"))}
+    texts = {p.stem: p.read_bytes().decode() for p in sorted(KERNELS.glob("*.py"))}
+    texts["..reference"] = (KERNELS.parent / "reference.py").read_bytes().decode()
+    return texts
+
+
+def _path(name):
+    return KERNELS.parent / "reference.py" if name == "..reference" else KERNELS / f"{name}.py"
 
 
 def test_every_kernel_module_declares_the_source_digests_of_the_siblings_it_imports():
     fixed, problems = salt_fixes(kernel_sources())
-    msg = "".join(f"\nmlpbench/kernels/{m}.py: set\n{salt_block(_current(t))}" for m, t in fixed.items())
+    msg = "".join(f"\n{_path(m)}: set\n{salt_block(_current(t))}" for m, t in fixed.items())
     assert not fixed and not problems, (
         "Numba's cache would keep stale code of a changed sibling: " + "\n".join(problems) + msg
         + "\n(or run: python tests/test_kernel_salts.py --write)")
@@ -134,12 +142,12 @@ def _current(text):
 def test_a_changed_helper_makes_every_module_that_compiles_it_in_stale():
     texts = kernel_sources()
     assert not salt_fixes(texts)[0]
-    texts["numba_scalar"] += "# edited\n"
+    texts["scalar"] += "# edited\n"
     fixed, problems = salt_fixes(texts)
     assert not problems
     # the direct importers and, through their rewritten constants, the modules importing those
-    assert {"numba_layers", "numba_step", "numba_loop", "numba_cpu"} <= set(fixed), sorted(fixed)
-    assert "numba_scalar" not in fixed and "reference" not in fixed
+    assert {"layers", "step", "loop", "batches", "batches_parallel", "fixed"} <= set(fixed), sorted(fixed)
+    assert "scalar" not in fixed and "..reference" not in fixed
     assert salt_fixes({**texts, **fixed}) == ({}, [])  # one rewrite settles every constant
 
 
@@ -153,15 +161,16 @@ def test_the_checker_reports_a_missing_salt_and_a_foreign_cache_flag():
 
 def test_the_runtime_guard_turns_a_stale_or_downstream_stale_cache_off(monkeypatch):
     pytest.importorskip("numba")
-    from mlpbench.kernels import numba_internals, numba_layers, numba_loop, numba_scalar, numba_step
+    from mlpbench.kernels.numba import (internals as numba_internals, layers as numba_layers, loop as numba_loop,
+                                        scalar as numba_scalar, step as numba_step)
 
     for module in (numba_scalar, numba_layers, numba_step, numba_loop):
         assert module.CACHE is numba_internals.CACHE, module.__name__  # no stale constant in the package
         assert numba_internals.cache_for(module.__name__, module._DEPENDS_ON) is numba_internals.CACHE
     if not numba_internals.CACHE:
         pytest.skip("MLPBENCH_NUMBA_PUBLIC=1: the on-disk cache is off everywhere")
-    stale = dict(numba_step._DEPENDS_ON, numba_layers="0" * 12)
-    with pytest.warns(UserWarning, match=r"_DEPENDS_ON\['numba_layers'\] is '000000000000'.*"
+    stale = dict(numba_step._DEPENDS_ON, layers="0" * 12)
+    with pytest.warns(UserWarning, match=r"_DEPENDS_ON\['layers'\] is '000000000000'.*"
                       + numba_internals.source_digest(numba_layers.__file__)):
         assert numba_internals.cache_for(numba_step.__name__, stale) is False
     monkeypatch.setattr(numba_layers, "CACHE", False)  # a sibling running uncached: so do its dependents
@@ -192,7 +201,7 @@ def test_numba_keeps_a_dependents_stale_code_and_the_salt_fixes_it(tmp_path):
                                   "@njit(cache=True)\ndef f(x):\n    return g(x)\n")
     salted = textwrap.dedent("""\
         from numba import njit
-        from mlpbench.kernels.numba_internals import cache_for
+        from mlpbench.kernels.numba.internals import cache_for
         from .helper import g
         {}CACHE = cache_for(__name__, _DEPENDS_ON)
 
@@ -231,8 +240,8 @@ def test_numba_keeps_a_dependents_stale_code_and_the_salt_fixes_it(tmp_path):
 if __name__ == "__main__":
     fixes, issues = salt_fixes(kernel_sources())
     for name, new_text in fixes.items():
-        print(f"mlpbench/kernels/{name}.py:\n{salt_block(_current(new_text))}")
+        print(f"{_path(name)}:\n{salt_block(_current(new_text))}")
         if "--write" in sys.argv[1:]:
-            (KERNELS / f"{name}.py").write_bytes(new_text.encode())
+            _path(name).write_bytes(new_text.encode())
     print("\n".join(issues) or ("" if fixes else "every _DEPENDS_ON is up to date"))
     sys.exit(1 if issues else 0)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mlpbench import MLP, datasets
-from mlpbench.cli import main
+from mlpbench.cli.app import main
 from lab_code import LAB_RUNS, run_lab
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from mlpbench import measure as M
-from mlpbench import perf
-from mlpbench import stats as S
+from mlpbench.measure import engine as M
+from mlpbench.measure import peaks as perf
+from mlpbench.measure import stats as S
 import lab_code as L
 
 

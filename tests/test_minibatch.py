@@ -9,7 +9,7 @@ from mlpbench import MLP
 from mlpbench.backends import backend_class, get_backend, register_backend, supporting, unregister_backend
 from mlpbench.backends.base import epoch_orders
 from mlpbench.kernels import reference as ref
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 from helpers import labelled
 
@@ -249,7 +249,7 @@ def test_auto_chooses_only_backends_with_the_softmax_head(tmp_path, monkeypatch)
     from mlpbench import MLP
     from mlpbench.backends import supporting
 
-    from mlpbench import auto
+    from mlpbench.auto import choose as auto
 
     monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path))
     seen = []

@@ -18,8 +18,8 @@ from conftest import require_backend
 from mlpbench import MLP, datasets
 from mlpbench.backends import TrainingDiverged, get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.params import init_params
-from mlpbench.parity import normwise_error
+from mlpbench.core.params import init_params
+from mlpbench.suite.parity import normwise_error
 
 from helpers import TOL, assert_close, flat
 
@@ -31,7 +31,7 @@ def _numba_available():
 
 @pytest.fixture
 def nb():
-    from mlpbench.backends import numba_backend
+    from mlpbench.backends.numba import backend as numba_backend
 
     return numba_backend
 
@@ -40,7 +40,7 @@ def nb():
 def generic_loop(monkeypatch, nb):
     """The grids use the generic kernels: a per-shape kernel for each tiny case would mean one
     compilation per case (``test_fixed_shape_kernel`` covers that path)."""
-    from mlpbench.backends import numba_jit
+    from mlpbench.backends.numba import jit as numba_jit
 
     monkeypatch.setattr(numba_jit, "FIXED_MAX_MACS", -1)
 
@@ -148,7 +148,7 @@ def test_fixed_shape_kernel_runs_the_lab(nb):
 
 @pytest.mark.parametrize("dataset, epochs", [("and", 5000), ("xor", 8000)])
 def test_cli_lab_lines_equal_numpy(dataset, epochs, capsys):
-    from mlpbench.cli import main
+    from mlpbench.cli.app import main
 
     def run(backend):
         assert main(["train", "--dataset", dataset, "--epochs", str(epochs), "--backend", backend]) == 0
@@ -300,7 +300,7 @@ def test_strategy_rule_and_metadata(nb):
 
 
 def test_importing_the_backend_module_does_not_import_numba():
-    code = ("import sys; from mlpbench.backends.numba_backend import NumbaBackend as B; "
+    code = ("import sys; from mlpbench.backends.numba.backend import NumbaBackend as B; "
             "assert B.availability()[0]; B().describe(); assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -309,9 +309,9 @@ def test_kernels_run_as_plain_python_without_the_jit():
     """``NUMBA_DISABLE_JIT=1`` (coverage of the kernels' Python): both strategies still match NumPy."""
     code = """
 import numpy as np
-import mlpbench.backends.numba_backend as nb
+import mlpbench.backends.numba.backend as nb
 from mlpbench.backends import get_backend
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 nb.PARALLEL_MIN_MACS, nb.BLOCK_ELEMS = 0, 64
 rng = np.random.RandomState(0)
 X, y = rng.randn(40, 3), (rng.rand(40, 2) > 0.5).astype(float)
@@ -349,9 +349,9 @@ def test_public_fallbacks_for_numba_internals_keep_parity(tmp_path):
 import numpy as np
 from mlpbench.backends import get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.kernels import numba_internals as internals
-from mlpbench.params import init_params
-from mlpbench.parity import normwise_error
+from mlpbench.kernels.numba import internals
+from mlpbench.core.params import init_params
+from mlpbench.suite.parity import normwise_error
 assert internals.PUBLIC_ONLY and not internals.HAVE_XXGEMM and internals.literally is None and not internals.CACHE
 worst = 0.0
 for sizes, n, strategy in (([2, 4, 1], 4, "loop"), ([3, 5, 2], 40, "step"), ([3, 5, 1], 40, "step")):

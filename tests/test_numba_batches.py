@@ -21,7 +21,7 @@ from mlpbench import MLP
 from mlpbench.backends import Backend, TrainingDiverged, get_backend
 from mlpbench.backends.base import epoch_orders, head
 from mlpbench.kernels import reference as ref
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 from helpers import assert_close, flat, labelled
 
@@ -85,7 +85,7 @@ def test_fused_minibatch_train_is_the_generic_per_step_loop(dtype, output, sizes
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_chunked_calls_a_callback_and_foreign_params_give_the_same_result(monkeypatch, dtype):
-    from mlpbench.backends import numba_minibatch
+    from mlpbench.backends.numba import minibatch as numba_minibatch
 
     be = get_backend("numba")
     params, X, y = problem([6, 10, 4], 45, dtype, "softmax")
@@ -186,7 +186,7 @@ def test_divergence_raises_with_the_history_up_to_it(output):
 _SUBPROCESS = """
 import numpy as np
 from mlpbench.backends import get_backend
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 rng = np.random.RandomState(0)
 X = rng.randn(23, 3)
 for output, y in (("softmax", np.eye(3)[rng.randint(0, 3, 23)]), ("sigmoid", (rng.rand(23, 3) > 0.5) * 1.0)):

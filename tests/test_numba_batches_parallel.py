@@ -15,7 +15,7 @@ from conftest import require_backend
 
 from mlpbench.backends import TrainingDiverged, get_backend
 from mlpbench.kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
-from mlpbench.params import flat_copy, flat_layout, init_params
+from mlpbench.core.params import flat_copy, flat_layout, init_params
 
 from helpers import assert_close, flat, labelled
 
@@ -26,7 +26,7 @@ def _numba_available():
 
 
 def kernels():
-    from mlpbench.kernels import numba_batches, numba_batches_parallel
+    from mlpbench.kernels.numba import batches as numba_batches, batches_parallel as numba_batches_parallel
 
     return numba_batches, numba_batches_parallel
 
@@ -34,7 +34,7 @@ def kernels():
 def run_kernel(threads, sizes, dtype, output, nb, gather, activation="tanh", lr=0.2, epochs=3, n=45, X=None):
     """``threads`` 0: the single-thread kernel. Returns (theta, history, epochs recorded, X, y)."""
     serial, parallel = kernels()
-    from mlpbench.backends.numba_jit import _touch_blas
+    from mlpbench.backends.numba.jit import _touch_blas
 
     dt = np.dtype(dtype)
     params = init_params(sizes, 1, dtype)
@@ -114,7 +114,7 @@ def test_a_non_finite_loss_stops_before_its_update(output):
 
 
 def test_when_the_backend_splits_a_batch_over_threads():
-    from mlpbench.backends.numba_minibatch import PARALLEL_MIN_MACS, PARALLEL_MIN_ROWS, parallel_batches
+    from mlpbench.backends.numba.minibatch import PARALLEL_MIN_MACS, PARALLEL_MIN_ROWS, parallel_batches
 
     big = [64, 512, 10]  # 37,888 multiply-adds per row
     assert parallel_batches(big, 64, 2) == 2 and parallel_batches(big, 1024, 2) == 2

@@ -16,7 +16,7 @@ from conftest import require_backend
 from mlpbench import datasets
 from mlpbench.backends import TrainingDiverged, get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 from helpers import assert_close, flat
 
@@ -36,7 +36,7 @@ def ulps(a, b):
 def test_exp_is_within_an_ulp_and_keeps_nan():
     from numba import njit
 
-    from mlpbench.kernels.numba_fixed import _exp
+    from mlpbench.kernels.numba.fixed import _exp
 
     @njit
     def exp_all(x):
@@ -88,7 +88,7 @@ def test_fixed_kernel_matches_reference(sizes, n, activation, grad_reduction, so
 
 def test_fixed_kernel_stops_at_the_first_nonfinite_loss_like_the_reference(monkeypatch):
     """Sigmoid hidden units, weights x 1e3 and lr 1e308 overflow to inf - inf in a few epochs."""
-    from mlpbench.backends import numba_jit
+    from mlpbench.backends.numba import jit as numba_jit
 
     X, y = datasets.load("and")
     p0 = [(W * 1e3, b) for W, b in init_params([2, 4, 1], 42)]

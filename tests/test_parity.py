@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from mlpbench import cases, parity
+from mlpbench.suite import cases, parity
 from mlpbench.backends import get_backend, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.cli import main
+from mlpbench.cli.app import main
 
 
 # ---------------------------------------------------------------- the error measure

@@ -15,8 +15,8 @@ from conftest import require_backend
 from mlpbench import MLP, datasets
 from mlpbench.backends import BackendUnavailable, TrainingDiverged, available_backends, backend_class, get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.params import init_params
-from mlpbench.parity import normwise_error
+from mlpbench.core.params import init_params
+from mlpbench.suite.parity import normwise_error
 
 from helpers import TOL, assert_close, flat
 

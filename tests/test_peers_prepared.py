@@ -8,7 +8,7 @@ import pytest
 from conftest import require_backend
 
 from mlpbench.backends import get_backend
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 SIZES = [3, 5, 1]
 

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from mlpbench import auto, available_backends, backends
+from mlpbench.auto import choose as auto
+from mlpbench import available_backends, backends
 from mlpbench.backends import BackendSpec, backend_names, packages, register_backend, unregister_backend
-from mlpbench.cli import main
+from mlpbench.cli.app import main
 from plugins.threaded_numpy import ThreadedNumpyBackend
 
 NAME = "threaded_numpy"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mlpbench.backends import get_backend
-from mlpbench.cases import make_data
-from mlpbench.params import init_params
+from mlpbench.suite.cases import make_data
+from mlpbench.core.params import init_params
 
 SIZES = [3, 5, 2]
 
@@ -75,8 +75,8 @@ def test_prepared_steps_equal_steps_over_many_epochs(backend_name, dtype):
 
 def test_numba_prepared_step_calls_the_compiled_entry_point():
     pytest.importorskip("numba")
-    from mlpbench.backends.numba_prepared import NumbaPrepared
-    from mlpbench.kernels import numba_internals
+    from mlpbench.backends.numba.prepared import NumbaPrepared
+    from mlpbench.kernels.numba import internals as numba_internals
 
     be = get_backend("numba")
     p, X, y = _setup(be, "float64", n=1)
@@ -95,7 +95,7 @@ def test_numba_prepared_step_calls_the_compiled_entry_point():
 def test_numba_prepare_on_foreign_params_takes_the_generic_handle():
     pytest.importorskip("numba")
     from mlpbench.backends.base import Prepared
-    from mlpbench.backends.numba_prepared import NumbaPrepared
+    from mlpbench.backends.numba.prepared import NumbaPrepared
 
     be = get_backend("numba")
     X, y = make_data(4, SIZES, "float64", seed=3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlpbench.kernels import reference as ref
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 
 def loss_for_grad(params, X, y, activation, grad_reduction):

@@ -13,10 +13,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from mlpbench import MLP, benchmark, datasets, memory
-from mlpbench import results as R
-from mlpbench.cli import main
-from mlpbench.memory import NotEnoughMemory
+from mlpbench import MLP, datasets
+from mlpbench.suite import sweep as benchmark
+from mlpbench.core import memory
+from mlpbench.suite import results as R
+from mlpbench.cli.app import main
+from mlpbench.core.memory import NotEnoughMemory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["bench", "--backends", "numpy", "--batch", "1,2", "--hidden", "4", "--no-lab", "--quiet", "--no-plots",

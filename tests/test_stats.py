@@ -1,11 +1,11 @@
-"""mlpbench.stats on samples whose answer is known: intervals, verdicts, Mann-Whitney U, the compare gate."""
+"""mlpbench.measure.stats on samples whose answer is known: intervals, verdicts, Mann-Whitney U, the compare gate."""
 
 import math
 
 import numpy as np
 import pytest
 
-from mlpbench import stats as S
+from mlpbench.measure import stats as S
 
 
 def lognormal(rng, n, ratio=1.0, sigma=0.05):

@@ -9,7 +9,7 @@ from conftest import require_backend
 
 from mlpbench.backends import get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
-from mlpbench.params import init_params
+from mlpbench.core.params import init_params
 
 from helpers import assert_close, flat
 

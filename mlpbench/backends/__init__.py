@@ -24,8 +24,8 @@ REFERENCE = "numpy"
 
 _REGISTRY: dict[str, str | type] = {
     "numpy": "mlpbench.backends.numpy_backend:NumpyBackend",
-    "numba": "mlpbench.backends.numba_backend:NumbaBackend",
-    "cupy": "mlpbench.backends.cupy_backend:CupyBackend",
+    "numba": "mlpbench.backends.numba.backend:NumbaBackend",
+    "cupy": "mlpbench.backends.cupy.backend:CupyBackend",
     "torch": "mlpbench.backends.torch_backend:TorchBackend",
     "jax": "mlpbench.backends.jax_backend:JaxBackend",
 }

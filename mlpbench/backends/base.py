@@ -27,8 +27,8 @@ import time
 
 import numpy as np
 
-from .. import validation as v
-from ..params import init_params, map_params
+from ..core import validation as v
+from ..core.params import init_params, map_params
 
 
 class BackendUnavailable(ImportError, RuntimeError):

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .. import validation as v
+from ..core import validation as v
 from ..kernels import reference as ref
 from .base import Backend, BackendUnavailable, Prepared, head, parse_device
 

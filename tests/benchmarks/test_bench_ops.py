@@ -11,9 +11,10 @@ skipped in one place, the ``backend_name`` fixture of ``tests/conftest.py``.
 import numpy as np
 import pytest
 
-from mlpbench import cases, measure, perf
+from mlpbench.suite import cases
+from mlpbench.measure import engine as measure, peaks as perf
 from mlpbench.backends import get_backend
-from mlpbench.subjects import op_subject, synced
+from mlpbench.suite.subjects import op_subject, synced
 
 pytestmark = pytest.mark.benchmark
 

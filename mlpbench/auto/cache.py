@@ -1,0 +1,266 @@
+"""The ``auto`` cache on disk: measurements (seconds per epoch, first-call seconds) per fit shape, never a pick.
+
+One JSON file (``$MLPBENCH_CACHE_DIR/auto.json``), written atomically under a
+lock. A key names the machine, dtype, activation, the power-of-two buckets of
+N and of every layer size, and the fit's head and mini-batch size: a
+full-batch sigmoid fit (the lab's) has the key schema ``mlpbench.auto/2``
+always had, and its entries keep serving; any other head or a ``batch_size``
+appends ``|<output>|B<bucket of the batch size>`` (or ``|full``), so entries
+written before batch sizes and heads were keyed (every one of them a
+full-batch sigmoid measurement) are still read as such, and a mini-batch fit
+never reuses a full-batch measurement. Every entry is validated when it is read: one that names an unknown
+backend or options its constructor does not take, lacks a field or has a
+wrong type is dropped with ONE warning naming the file and the entry, and the
+decision is made again. A cache folder that is a file, cannot be read or
+cannot be written makes ``Cache`` warn once and work in memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+
+from ..backends import BackendSpec, _check_options, backend_names, packages
+from ..core.fileio import atomic_write
+from ..suite.machine import cpu_model
+
+SCHEMA = "mlpbench.auto/2"
+
+
+def cache_dir() -> str:
+    root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))  # '~/x' is the user's home, as in a shell
+    if not root:
+        base = os.path.expanduser(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"))
+        root = os.path.join(base, "mlpbench")
+    return root
+
+
+def cache_path() -> str:
+    return os.path.join(cache_dir(), "auto.json")
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint() -> str:
+    """CPU model, cores, GPU names (read from /proc, no CUDA import) and the registered backends' package versions."""
+    cpu = cpu_model()
+    gpus = []
+    root = "/proc/driver/nvidia/gpus"
+    with contextlib.suppress(OSError):
+        for d in sorted(os.listdir(root)):
+            with open(os.path.join(root, d, "information")) as f:
+                gpus += [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("Model")]
+    versions = []
+    for pkg in dict.fromkeys(("mlpbench", *packages(distributions=True), *packages())):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{pkg}={importlib.metadata.version(pkg)}")
+    return f"{cpu}|{os.cpu_count()} cores|{','.join(gpus) or 'no gpu'}|{' '.join(versions)}"
+
+
+def bucket(n: int) -> int:
+    """The power of two at or above ``n``."""
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def cache_key(n_samples, layer_sizes, dtype, activation, output="sigmoid", batch_size=None) -> str:
+    """The entry's key (see the module docstring); a batch size of N or more is keyed as N's bucket."""
+    shape = "x".join(str(bucket(s)) for s in layer_sizes)
+    key = f"{fingerprint()}|{np.dtype(dtype).name}|{activation}|N{bucket(n_samples)}|{shape}"
+    if output == "sigmoid" and batch_size is None:
+        return key
+    batches = "full" if batch_size is None else f"B{bucket(min(int(batch_size), int(n_samples)))}"
+    return f"{key}|{output}|{batches}"
+
+
+def key_fields(key) -> dict:
+    """``dtype``, ``activation``, ``n`` (``N<bucket>``), ``shape``, ``output``, ``batch`` (``full`` or
+    ``B<bucket>``) and ``only`` (a candidate restriction, or None) of a key; ``?`` for what it lacks."""
+    parts = key.split("|")
+    only = parts.pop()[len("only "):] if parts and parts[-1].startswith("only ") else None
+    output, batch = "sigmoid", "full"
+    if len(parts) >= 6 and parts[-2] in ("sigmoid", "softmax"):
+        output, batch = parts[-2], parts[-1]
+        parts = parts[:-2]
+    dtype, activation, n, shape = (["?"] * 4 + parts)[-4:]
+    return {"dtype": dtype, "activation": activation, "n": n, "shape": shape, "output": output, "batch": batch,
+            "only": only}
+
+
+# ---------------------------------------------------------------- entry validation
+def _number(x, what, lo=0.0):
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < lo:
+        raise ValueError(f"{what} must be a finite number >= {lo:g}; got {x!r}")
+    return float(x)
+
+
+def _strings(d, what) -> dict:
+    if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in d.items()):
+        raise ValueError(f"{what} must map labels to strings")
+    return dict(d)
+
+
+def check_entry(entry) -> dict:
+    """The entry, checked field by field; ``ValueError`` naming the first problem."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"an entry must be an object; got {type(entry).__name__}")
+    for name in ("shape", "measured", "rejected", "untimed", "margin"):
+        if name not in entry:
+            raise ValueError(f"missing field {name!r}")
+    shape = entry["shape"]
+    if not (isinstance(shape, list) and len(shape) == 2 and isinstance(shape[0], int) and isinstance(shape[1], list)
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in shape[1])):
+        raise ValueError(f"shape must be [n_samples, [layer sizes]]; got {shape!r}")
+    _number(entry["margin"], "margin")
+    _strings(entry["rejected"], "rejected")
+    _strings(entry["untimed"], "untimed")
+    if not isinstance(entry["measured"], dict):
+        raise ValueError("measured must map labels to measurements")
+    known = set(backend_names())
+    for label, m in entry["measured"].items():
+        if not isinstance(m, dict) or not isinstance(m.get("backend"), dict):
+            raise ValueError(f"measured[{label!r}] must hold a 'backend' object")
+        b = m["backend"]
+        if not isinstance(b.get("name"), str) or not isinstance(b.get("options", {}), dict):
+            raise ValueError(f"measured[{label!r}].backend must be {{'name': str, 'options': {{...}}}}")
+        if b["name"] not in known:
+            raise ValueError(f"measured[{label!r}] names an unknown backend {b['name']!r}")
+        try:
+            _check_options(BackendSpec.from_json(b))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"measured[{label!r}]: {exc}") from None
+        _number(m.get("seconds_per_epoch"), f"measured[{label!r}].seconds_per_epoch", 1e-15)
+        _number(m.get("first_call_s"), f"measured[{label!r}].first_call_s")
+        if "compile_s" in m:  # optional (entries written before it are valid)
+            _number(m["compile_s"], f"measured[{label!r}].compile_s")
+    return entry
+
+
+# ---------------------------------------------------------------- the file
+class Cache:
+    """The on-disk measurements, validated on read; in memory only when the folder cannot be used."""
+
+    def __init__(self, path=None):
+        self.path = path or cache_path()
+        self._entries = None
+        self._mtime = None
+        self._warned = set()  # entry keys already warned about (one warning per entry)
+        self.unusable = None  # why the folder cannot be used (warned once), else None
+        self._memory = {}  # entries kept in memory when the file cannot be written
+
+    def _disable(self, exc) -> None:
+        if self.unusable is None:
+            self.unusable = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"mlpbench auto cache {self.path} cannot be used ({self.unusable}); "
+                          "backend='auto' works without a cache", RuntimeWarning, stacklevel=4)
+
+    def _read(self) -> dict:
+        """Raw entries of the file ({} when absent); whole-file faults warned about here."""
+        if self.unusable is not None:
+            return {}
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:  # the folder is a file, or cannot be searched
+            self._disable(exc)
+            return {}
+        if self._entries is not None and mtime == self._mtime:
+            return self._entries
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except (IsADirectoryError, PermissionError) as exc:
+            self._disable(exc)
+            return {}
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            warnings.warn(f"ignoring corrupt mlpbench auto cache {self.path} ({exc}); it will be rebuilt",
+                          RuntimeWarning, stacklevel=4)
+            data = {"schema": SCHEMA, "entries": {}}
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
+            warnings.warn(f"ignoring mlpbench auto cache {self.path}: written by another version "
+                          f"(schema {data.get('schema') if isinstance(data, dict) else None!r}); it will be rebuilt",
+                          RuntimeWarning, stacklevel=4)
+            data = {"entries": {}}
+        self._entries, self._mtime = data["entries"], mtime
+        return self._entries
+
+    def problems(self) -> dict:
+        """``{key: why}`` for every entry of the file that fails ``check_entry``."""
+        out = {}
+        for key, entry in self._read().items():
+            try:
+                check_entry(entry)
+            except ValueError as exc:
+                out[key] = str(exc)
+        return out
+
+    def get(self, key):
+        """The checked entry for ``key``, or None (absent, or invalid: dropped with one warning)."""
+        entry = self._memory.get(key) if self.unusable else self._read().get(key)
+        if entry is None:
+            return None
+        try:
+            return check_entry(entry)
+        except ValueError as exc:
+            if key not in self._warned:
+                self._warned.add(key)
+                warnings.warn(f"dropping entry {key!r} of the mlpbench auto cache {self.path}: {exc}; "
+                              "deciding again", RuntimeWarning, stacklevel=3)
+            return None
+
+    def put(self, key, entry) -> None:
+        """Store ``entry`` (a dict, or anything with ``to_json()``) under ``key``; warns once if the file cannot be written."""
+        entry = entry.to_json() if hasattr(entry, "to_json") else entry
+        self._memory[key] = entry
+        if self.unusable is not None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with _locked(self.path + ".lock"):
+                self._entries = None  # re-read under the lock: other processes may have written
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # already warned on the read path
+                    entries = {k: e for k, e in self._read().items() if k not in self.problems()}
+                entries[key] = entry
+                atomic_write(self.path, json.dumps({"schema": SCHEMA, "entries": entries}, indent=1, sort_keys=True))
+                self._entries = None
+        except OSError as exc:
+            self._disable(exc)
+
+    def entries(self) -> dict:
+        return dict(self._memory) if self.unusable else dict(self._read())
+
+    def clear(self) -> None:
+        """Delete the file (``OSError`` when the folder does not allow it)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._entries = None
+        self._memory.clear()
+
+
+@functools.lru_cache(maxsize=None)
+def shared_cache(path) -> Cache:
+    """One ``Cache`` per file for the process, so its in-memory copy serves repeated decisions."""
+    return Cache(path)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: atomic replace still keeps the file valid
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+

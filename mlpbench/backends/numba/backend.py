@@ -1,0 +1,395 @@
+"""The Numba backend: ``kernels/numba_cpu.py`` behind the Backend contract.
+
+This module owns buffers, dispatch and conversions; the kernels own the math.
+``train`` works on the params' flat vector (``params_from_numpy`` makes them
+views of one; other params are copied into one and back), allocates every
+buffer once per call and then runs either
+
+* ``"loop"``: all epochs inside one compiled call (small networks), or
+* ``"step"``: one compiled call per epoch over row blocks, BLAS per layer
+  (with a per-epoch ``callback``, and for larger networks);
+
+``strategy="auto"`` picks with ``choose_strategy``. Mini-batches, and the
+softmax head's training, run in ``numba_minibatch`` (``kernels/numba_batches.py``).
+Numba is imported on first use, never by ``import mlpbench``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...core import validation as v
+from ...core.validation import require_array, require_cache, require_params, require_X, require_y
+from ...kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
+from ...core.params import copy_into, flat_buffer, flat_copy, flat_layout, flat_views, macs
+from . import minibatch
+from ..base import Backend, head
+from .jit import (_constants, _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, compiled_seconds,
+                  jit_notes)
+from ..cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
+
+STRATEGIES = ("loop", "step")
+
+# Crossover between the whole-loop kernel (explicit loops, one thread, no BLAS)
+# and the blocked BLAS step, in multiply-adds per forward pass,
+# N * sum(fan_in * fan_out). Measured (a crossover sweep,
+# 2-core AMD EPYC, float64, [32, H, 1]): the loop kernel wins at
+# 528 MACs (N=1, H=16: 1.9 vs 2.2 us per epoch; N=4, H=4: 1.3 vs 2.3 us) and
+# loses from 2112 (N=16, H=4: 3.9 vs 2.7 us; N=1, H=64: 7.0 vs 3.5 us): its
+# sums are sequential dependency chains, BLAS's are not.
+LOOP_MAX_MACS = 1024
+
+# Rows per block of the step kernel: the block's activations and gradients
+# (``nb * (sum of widths + 2 * widest hidden)`` elements) stay within about
+# this many elements, i.e. in L2/L3 (measured at N=16384, [32, 2048, 1],
+# float64, one thread: 2**19 -> 133 ms, 2**18 -> 144 ms, 2**20 -> 135 ms).
+BLOCK_ELEMS = 2**19
+# Below this many multiply-adds per epoch the step kernel runs on one thread:
+# prange's fork/join (and a busy second core) costs more than it saves.
+# Threads, measured at N=16384, [32, 2048, 1], float64 (ms per epoch): prange on
+# 2 Numba threads with BLAS on 1 inside: 74; one thread, BLAS on 1: 145; one
+# thread, BLAS on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads
+# never won in the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1),
+# so the step kernels always run BLAS on one thread.
+#
+# That gain needs idle cores. On a shared machine (2 cores, load average 6-18
+# from other processes; prepared steps, ``measure`` rounds, p50 per step) the
+# fork/join waits on descheduled workers, and GNU OpenMP's workers spin after
+# each region against NumPy's spinning OpenBLAS pool in the same process:
+# float32 [32, 512, 1] at N=256 (4.2M MACs): 46 ms on 2 threads vs 0.35 ms on
+# one; N=1024 (17M): 20 vs 4.1 ms; N=4096, [32, 1024, 1] (138M): 42 vs 36 ms;
+# N=16384, [32, 2048, 1] float64 (1.1G): 363 vs 335 ms (same). At N=64 (1.1M
+# MACs, just above the old 2**20 bar) the same fight gave NumPy's own step a
+# p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from
+# 2**26 MACs (a ~20 ms serial step), where a lost core costs little and a free
+# one halves the time; below, one thread, which measured stable (p10-p90 of
+# 0.25-0.45 ms at N=64 under the same load).
+PARALLEL_MIN_MACS = 2**26
+# From this many MACs a serial step pins BLAS to one thread (its per-block GEMMs do not gain from two).
+PIN_MIN_MACS = 2**20
+
+
+def choose_strategy(n_samples, layer_sizes) -> str:
+    """``"loop"`` for small networks, ``"step"`` otherwise (see ``LOOP_MAX_MACS``)."""
+    return "loop" if macs(n_samples, layer_sizes) <= LOOP_MAX_MACS else "step"
+
+
+def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
+    """Rows per block of the step kernel (all rows when they fit; at least one block per thread)."""
+    widths = list(layer_sizes[1:])
+    per_row = sum(widths) + 2 * max(widths[:-1], default=0)
+    nb = max(8, BLOCK_ELEMS // per_row)
+    if n_threads > 1:
+        nb = min(nb, -(-n_samples // n_threads))
+    return max(1, min(nb, n_samples))
+
+
+@dataclass
+class _Stepper:
+    """The fused one-epoch kernel for one (shape, dtype, threads), with its workspace allocated once."""
+
+    kernel: object
+    layout: tuple  # (sizes, weight offsets, bias offsets) as int64 arrays
+    workspace: tuple  # (y_hat, rows per block, per-thread work, per-thread grads)
+    scope: object  # () -> context manager applying the threads
+    info: dict  # what ``last_run`` reports
+
+
+#: the shape ``warmup`` runs every strategy on: small, but above ``FIXED_MAX_MACS`` (no per-shape compile)
+WARMUP_SHAPE = (2, [4, 16, 1])
+
+
+class NumbaBackend(Backend):
+    """Numba kernels on the CPU: ``NumbaBackend(threads=None, strategy="auto")``.
+
+    ``threads``: Numba threads of the parallel step and mini-batch kernels, BLAS
+    threads of the one-call-at-a-time methods (``forward``, ``backward``); ``None``
+    leaves Numba's and BLAS's defaults. The step and batch kernels run BLAS on
+    one thread and share the cores through ``prange`` instead (never both).
+    ``strategy``: ``"loop"`` (all epochs in one compiled call), ``"step"``
+    (one fused call per epoch, BLAS per layer) or ``"auto"`` (``choose_strategy``).
+    ``last_run`` records what the last ``train`` used (strategy, threads, block rows).
+    """
+
+    name = "numba"
+    requires = ("numba", "scipy", "llvmlite")
+    requires_note = "(Numba's np.dot needs SciPy)"
+    prior_rank = 0
+    install_hint = 'pip install "mlpbench[numba]"'
+    strategies = STRATEGIES
+    outputs = ("sigmoid", "softmax")
+
+    @classmethod
+    def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
+        """For ``auto``: the BLAS-free whole-loop kernel is worth timing only near or below the crossover."""
+        return strategy != "loop" or macs(n_samples, layer_sizes) <= 16 * LOOP_MAX_MACS
+
+    def __init__(self, threads=None, strategy="auto"):
+        if threads is not None:
+            threads = v.check_positive_int("threads", threads)
+            import numba
+
+            if threads > numba.config.NUMBA_NUM_THREADS:
+                raise ValueError(f"threads must be <= {numba.config.NUMBA_NUM_THREADS} "
+                                 f"(NUMBA_NUM_THREADS); got {threads}")
+        self.threads = threads
+        self.strategy = v.check_choice("strategy", strategy, ("auto",) + STRATEGIES)
+        self._steppers = {}
+        #: what the last ``train`` ran: strategy, numba and BLAS threads, rows per block
+        self.last_run = {}
+
+    def __repr__(self):
+        return f"<NumbaBackend threads={self.threads} strategy={self.strategy!r}>"
+
+    @classmethod
+    def compile_seconds(cls) -> float:
+        return compiled_seconds()
+
+    def describe(self) -> dict:
+        """device, threads ("numba=N blas=M") and, once measured in this process, the JIT first-call times."""
+        numba = self.threads if self.threads is not None else numba_threads()
+        blas = self.threads if self.threads is not None else (
+            blas_threads() if "numba" in sys.modules else numpy_blas_threads())
+        return {"device": "cpu", "threads": f"numba={numba} blas={'?' if blas is None else blas}",
+                "notes": jit_notes()}
+
+    # ------------------------------------------------------------ plumbing
+    def params_from_numpy(self, params):
+        """Backend-owned copies: views of one flat vector, so ``sgd_update`` is one kernel call."""
+        sizes, dtype = require_params(params)
+        flat = np.empty(flat_layout(sizes)[2], dtype=dtype)
+        views = flat_views(flat, sizes)
+        copy_into(views, params)
+        return views
+
+    def check_inputs(self, params, X, y=None):
+        sizes, dt = require_params(params)
+        X = require_X(X, sizes, dt)
+        return X, (None if y is None else require_y(y, X.shape[0], sizes, dt))
+
+    def check_cache(self, params, cache):
+        sizes, dt = require_params(params)
+        return require_cache(cache, sizes, dt)
+
+    def _scope(self):
+        """``threads`` applied to Numba and BLAS for one call (nothing when ``threads`` is None)."""
+        return scoped_threads(self.threads, blas=self.threads) if self.threads is not None else contextlib.nullcontext()
+
+    # ------------------------------------------------------------ the math, one call at a time
+    def _forward(self, params, X, activation, output="sigmoid"):
+        kernels = _kernels()
+        act_code = ACT_CODES[activation]
+        dt = X.dtype
+        floor = dt.type(sigmoid_floor(dt))
+        acts, a = [X], X
+        with self._scope():
+            for i, (W, b) in enumerate(params):
+                Z = np.empty((X.shape[0], W.shape[1]), dtype=dt)
+                args = (a, np.ascontiguousarray(W), np.ascontiguousarray(b).reshape(-1), Z,
+                        act_code if i < len(params) - 1 else kernels.SIGMOID, floor)
+                if i == len(params) - 1 and output == "softmax":
+                    minibatch.softmax_forward(*args[:4])
+                else:
+                    _ensure_compiled("layer_forward", kernels.layer_forward, args)
+                    kernels.layer_forward(*args)
+                acts.append(Z)
+                a = Z
+        return a, acts
+
+    def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
+        kernels = _kernels()
+        act_code = ACT_CODES[activation]
+        mean = grad_reduction == "mean"
+        acts = cache
+        sizes, dt = [a.shape[1] for a in acts], acts[0].dtype
+        n_rows = acts[0].shape[0]
+        grads = flat_views(np.zeros(flat_layout(sizes)[2], dtype=dt), sizes)
+        D = np.empty_like(acts[-1])
+        with self._scope():
+            args = (acts[-1], y, mean, n_rows, D, grads[-1][1].reshape(-1))
+            if output == "softmax":
+                minibatch.softmax_error(*args)
+            else:
+                _ensure_compiled("output_error", kernels.output_error, args)
+                kernels.output_error(*args)
+            for i in range(len(params) - 1, -1, -1):
+                dA = np.empty((n_rows, sizes[i]), dtype=dt) if i > 0 else D
+                db_prev = grads[i - 1][1].reshape(-1) if i > 0 else grads[0][1].reshape(-1)
+                args = (acts[i], np.ascontiguousarray(params[i][0]), D, grads[i][0], dA, act_code, db_prev, i == 0)
+                _ensure_compiled("layer_backward", kernels.layer_backward, args)
+                kernels.layer_backward(*args)
+                D = dA
+        return grads
+
+    def _sgd_update(self, params, grads, lr) -> None:
+        kernels = _kernels()
+        sizes, dt = require_params(params)
+        gsizes, gdt = require_params(grads, name="grads")
+        if gsizes != sizes or gdt != dt:
+            raise ValueError(f"grads must match params: layer sizes {sizes} and dtype {dt.name}; "
+                             f"got {gsizes} and {gdt.name}")
+        lr = dt.type(lr)
+        fp, fg = flat_buffer(params), flat_buffer(grads)
+        if fp is not None and fg is not None:
+            _ensure_compiled("sgd", kernels.sgd, (fp, fg, lr))
+            kernels.sgd(fp, fg, lr)  # all params in one call
+            return
+        for pair, gpair in zip(params, grads):
+            for p, g in zip(pair, gpair):
+                if p.flags.c_contiguous:
+                    kernels.sgd(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), lr)
+                else:  # a foreign, non-contiguous array: update it where it is
+                    p -= lr * g
+
+    def _loss(self, y, y_hat, output="sigmoid") -> float:
+        kernels = _kernels()
+        y_hat = require_array("y_hat", y_hat)
+        y = require_array("y", y)
+        if y.shape != y_hat.shape or y.dtype != y_hat.dtype:
+            raise ValueError(f"y and y_hat must have the same shape and dtype; got {y.shape} {y.dtype.name} "
+                             f"and {y_hat.shape} {y_hat.dtype.name}")
+        if output == "softmax":
+            return minibatch.cross_entropy(y, y_hat)
+        eps = y_hat.dtype.type(bce_eps(y_hat.dtype))
+        args = (y_hat.reshape(-1), y.reshape(-1), eps)
+        _ensure_compiled("bce_loss", kernels.bce_loss, args)
+        return float(kernels.bce_loss(*args))
+
+    # ------------------------------------------------------------ training
+    def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output="sigmoid"):
+        """All epochs on the params' flat vector, buffers allocated once; see the class docstring."""
+        if output == "softmax":  # the mini-batch kernel, one batch of every row per epoch
+            return minibatch.train_full(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output)
+        kernels = _kernels()
+        sizes, dt = [X.shape[1]] + [W.shape[1] for W, _ in params], X.dtype
+        n_rows = X.shape[0]
+        woff, boff, n_params = flat_layout(sizes)
+        theta, foreign = flat_copy(params, dt)  # foreign: not our views of one vector; train a copy, copy it back
+        consts = _constants(dt, lr, activation, grad_reduction)
+        history = np.empty(epochs, dtype=np.float64)
+
+        strategy = self.strategy if self.strategy != "auto" else choose_strategy(n_rows, sizes)
+        if callback is not None:
+            strategy = "step"  # a callback needs control back after every epoch
+        if strategy == "loop":
+            fargs = (theta, X, y, consts[0], epochs) + consts[2:] + (history,)
+            fixed = _fixed_loop(fargs, consts[1], n_rows, sizes) if _use_fixed(n_rows, sizes) else None
+            with self._scope():
+                if fixed is not None:
+                    done = fixed(*fargs)
+                else:
+                    acts = np.empty(n_rows * sum(sizes), dtype=dt)
+                    dbuf = np.empty(2 * n_rows * max(sizes[1:]), dtype=dt)
+                    args = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y, acts, dbuf, consts[0],
+                            epochs) + consts[1:] + (history,)
+                    _ensure_compiled("train_loop", kernels.train_loop, args)
+                    done = kernels.train_loop(*args)
+            self.last_run = {"strategy": "loop", "fixed_shape": fixed is not None, "numba_threads": 1,
+                             "blas_threads": self.threads, "block_rows": n_rows}
+        else:
+            done = self._train_steps(theta, sizes, X, y, consts, history, callback)
+        if foreign:
+            copy_into(params, flat_views(theta, sizes))
+        return self.finish(history[:done], params, lr, params_finite=bool(np.isfinite(theta).all()))
+
+    def _stepper(self, sizes, n_rows, dt) -> _Stepper:
+        """The fused one-epoch kernel for this shape, cached per (shape, dtype, threads): ``step`` allocates nothing."""
+        key = (tuple(sizes), n_rows, dt, self.threads)
+        cached = self._steppers.get(key)
+        if cached is not None:
+            return cached
+        kernels = _kernels()
+        work_macs = macs(n_rows, sizes)
+        n_threads = self.threads if self.threads is not None else numba_threads()
+        # BLAS runs single-threaded inside the step kernels; the cores are shared through
+        # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
+        # BLAS threads cannot be pinned, so no prange either (no oversubscription).
+        pinned = blas_controller() is not None
+        parallel = pinned and n_threads > 1 and work_macs >= PARALLEL_MIN_MACS
+        rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
+        used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
+        widths = sizes[1:]
+        woff, boff, n_params = flat_layout(sizes)
+        work = np.empty((used_threads, rows * sum(widths) + 2 * rows * max(widths[:-1], default=0)), dtype=dt)
+        grad_parts = np.empty((used_threads, n_params), dtype=dt)
+        y_hat = np.empty((n_rows, sizes[-1]), dtype=dt)
+        if used_threads > 1:
+            _touch_blas(dt)
+        name = "train_step_parallel" if used_threads > 1 else "train_step"
+        # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
+        if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PIN_MIN_MACS):
+            def scope():
+                return scoped_threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
+        else:
+            scope = contextlib.nullcontext
+        info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
+                "blas_threads": 1 if pinned else blas_threads(), "block_rows": rows}
+        stepper = _Stepper(getattr(kernels, name), (np.array(sizes, dtype=np.int64), woff, boff),
+                           (y_hat, rows, work, grad_parts), scope, info)
+        if len(self._steppers) > 16:
+            self._steppers.clear()
+        self._steppers[key] = stepper
+        return stepper
+
+    def _train_steps(self, theta, sizes, X, y, consts, history, callback):
+        """The per-epoch path; returns the number of epochs recorded (stops at a non-finite loss)."""
+        stepper = self._stepper(sizes, X.shape[0], X.dtype)
+        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + consts
+        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        self.last_run = dict(stepper.info)
+        done = len(history)
+        with stepper.scope():
+            for epoch in range(len(history)):
+                loss = stepper.kernel(*args)
+                history[epoch] = loss
+                if not math.isfinite(loss):
+                    done = epoch + 1
+                    break
+                if callback is not None:
+                    callback(epoch + 1, float(loss))
+        return done
+
+    #: mini-batch SGD with no Python per batch: one compiled call per epoch or more (``numba_minibatch``)
+    _train_batches = minibatch.train_batches
+
+    def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
+        """One epoch through the fused step kernel, in place on the params' flat buffer.
+
+        Params made by ``params_from_numpy`` are views of one vector; any other
+        params take the generic forward / backward / update path.
+        """
+        theta = flat_buffer(params)
+        if theta is None:
+            return super()._step(params, X, y, lr, activation, grad_reduction, **head(output))
+        if output == "softmax":
+            return minibatch.step(self, params, X, y, lr, activation, grad_reduction, output)
+        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
+        stepper = self._stepper(sizes, X.shape[0], X.dtype)
+        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,
+                                                                                 grad_reduction)
+        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        with stepper.scope():
+            return float(stepper.kernel(*args))
+
+    def _prepare(self, params, X, y, lr, activation, grad_reduction):
+        """The step kernel, its packed arguments and its compiled entry point, once (``numba_prepared``)."""
+        from .prepared import prepare
+
+        return prepare(self, params, X, y, lr, activation, grad_reduction)
+
+    def warmup(self, layer_sizes, n_samples=4, dtype="float64", activation="relu") -> float:
+        """Compile (or load from cache) the kernels for ``dtype``: ``train`` and ``step`` on this shape
+        with this backend's strategy, then on a tiny shape once per strategy. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        dt = v.check_dtype(dtype)
+        super().warmup(layer_sizes, n_samples, dt.name, activation)
+        tiny_rows, tiny_sizes = WARMUP_SHAPE
+        for strategy in STRATEGIES:
+            Backend.warmup(NumbaBackend(self.threads, strategy), tiny_sizes, tiny_rows, dt.name, activation)
+        return time.perf_counter() - t0

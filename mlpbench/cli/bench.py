@@ -1,0 +1,246 @@
+"""``mlpbench bench``: time the backends over a preset's grid (the sweep is ``benchmark.run_sweep``); ``--compare``.
+
+Backends are written as registry specs (``numba[loop]``,
+``numba[threads=1,strategy=step]``, ``numba[*]``: see ``backends.parse_specs``);
+an unavailable one is skipped with its reason. External reference rows
+(``--references``, default the preset's: ``references.py``) are timed beside
+them where they apply, and skipped with the reason when their package is missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+
+from . import args as A
+from ..suite import references as refs
+from ..suite import results
+from ..measure import stats
+from ..backends import REFERENCE, BackendSpec, parse_specs, ready
+from ..suite.sweep import PASSES, run_sweep
+from ..suite.cases import (DTYPES, OPS, OUTPUTS, PRESETS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset,
+                           sweep)
+from ..suite.progress import Progress
+from ..core.validation import check_activation, parse_list
+
+
+def default_specs(preset, output=None) -> list[BackendSpec]:
+    """The preset's backends (``None``: every registered one whose ``outputs`` include the head)."""
+    return parse_specs(",".join(default_backends(preset, output)))
+
+
+def reference_names(args, preset) -> list[str]:
+    """``--references`` (``none``: no reference row), else the preset's."""
+    if args.references is None:
+        return list(preset.references)
+    names = parse_list(args.references)
+    return [] if names == ["none"] else [n for n in names if n != "none"]
+
+
+def add_bench(sub):
+    p = sub.add_parser("bench", help="time the backends over a preset's grid; JSON, CSV, PNG plots",
+                       description="Time every available backend against NumPy over a sweep from mlpbench/cases.py.")
+    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default quick)")
+    p.add_argument("--backends", type=A.nonempty, help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
+    p.add_argument("--batch", type=A.int_list(), help="batch sizes N, e.g. 1,64,1024")
+    p.add_argument("--hidden", type=A.int_list(), help="hidden widths H, e.g. 4,64,512")
+    p.add_argument("--features", type=A.int_list(), help="input features D, e.g. 32")
+    p.add_argument("--dtype", type=A.choice_list(DTYPES), help="float32,float64")
+    p.add_argument("--op", type=A.choice_list(OPS), help="forward | backward | step | train | epoch (comma list)")
+    p.add_argument("--batch-size", type=A.int_list(),
+                   help="mini-batch sizes of ops epoch and train, e.g. 16,64 (default: the preset's; full batch)")
+    p.add_argument("--output", choices=OUTPUTS,
+                   help="the head: sigmoid | softmax (default: the preset's)")
+    p.add_argument("--references", type=A.choice_list(("none", *refs.REFERENCES)),
+                   help=f"external reference rows: {' | '.join(refs.REFERENCES)} | none (default: the preset's)")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
+    p.add_argument("--baseline", default=None,
+                   help=f"the backend every ratio and verdict is against (default {REFERENCE}); it also gets the A/A control")
+    p.add_argument("--repeat", type=A.int_range(1),
+                   help="rounds per point at least (default: the fewest that give a 99%% interval, 8)")
+    p.add_argument("--passes", type=A.int_range(1, 20), default=None,
+                   help=f"sweeps over the grid, pooled per point (default {PASSES}): the intervals then span "
+                        "how the machine changed between them")
+    p.add_argument("--min-time", type=A.real(0), help="seconds per sample at least (calls are batched)")
+    p.add_argument("--max-time", type=A.real(0, lo_open=True),
+                   help="seconds of rounds per point at most, when the verdicts are not firm sooner")
+    p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
+                   help="output folder (default results/)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="list the points and exit")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results.json and exit")
+    p.add_argument("--threshold", type=A.real(0), default=None, help="regression threshold for --compare (default 0.10 = 10%%)")
+    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds a regression")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_compare(args) -> int:
+    """Per point, Mann-Whitney U on the raw samples (``stats.compare``); exit 1 only on a significant regression."""
+    old, new = results.load(args.compare[0]), results.load(args.compare[1])
+    threshold = 0.10 if args.threshold is None else args.threshold
+    try:
+        threshold = stats.check_threshold(threshold)
+    except stats.CompareError:
+        raise stats.CompareError(f"--threshold must be a finite number >= 0; got {threshold!r}") from None
+    rows = results.compare(old, new, threshold)
+    if not rows:
+        raise stats.CompareError(f"--compare: {args.compare[0]} and {args.compare[1]} share no point: nothing compared")
+    print(results.compare_table(rows))
+    if old["machine"].get("cpu") != new["machine"].get("cpu"):
+        print(f"note: different machines ({old['machine'].get('cpu')} vs {new['machine'].get('cpu')})")
+    bad = [r for r in rows if r["regression"]]
+    undecidable = sum(1 for r in rows if not r["decidable"])
+    print(f"\n{len(rows)} points compared; {len(bad)} significantly slower (Mann-Whitney p < 0.01) by more than "
+          f"{100 * threshold:.0f}%" + (f"; {undecidable} with too few samples to decide" if undecidable else ""))
+    return 1 if bad and args.fail_on_regression else 0
+
+
+def bench_cases(args):
+    preset = get_preset(args.preset)
+    check_activation(args.activation)
+
+    def ints(text):
+        return None if text is None else parse_list(text, int)
+
+    try:
+        case_list = sweep(preset, batch=ints(args.batch), hidden=ints(args.hidden), features=ints(args.features),
+                          dtypes=None if args.dtype is None else parse_list(args.dtype),
+                          ops=None if args.op is None else parse_list(args.op), activation=args.activation,
+                          labs=() if args.no_lab else None, batch_sizes=ints(args.batch_size), output=args.output)
+    except ValueError as exc:
+        if args.batch_size is not None and "batch_size" in str(exc):
+            raise ValueError(f"--batch-size: {exc}") from None
+        raise
+    return preset, case_list
+
+
+def cmd_bench(args) -> int:
+    if args.compare:
+        A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
+                               "max_time", "no_lab", "dry_run", "baseline", "batch_size", "output", "references",
+                               "passes"), "with --compare")
+        return cmd_compare(args)
+    A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
+    if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
+        from ..core.fileio import check_output_dir
+
+        args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
+    preset, case_list = bench_cases(args)
+    specs = parse_specs(args.backends) if args.backends else default_specs(preset, args.output)
+    baseline = REFERENCE if args.baseline is None else args.baseline.strip()
+    if args.baseline is not None and baseline not in [s.label for s in specs]:
+        raise ValueError(f"--baseline {args.baseline!r} must be one of the benchmarked backends "
+                         f"{[s.label for s in specs]}")
+    if not any(spec.label == baseline for spec in specs):
+        specs.insert(0, BackendSpec(REFERENCE))  # the baseline, always measured in the same run
+    repeat = args.repeat  # rounds at least; None: the engine's default
+    min_time = preset.min_time if args.min_time is None else args.min_time
+    max_time = preset.max_time if args.max_time is None else args.max_time
+    if not ((repeat is None or repeat >= 1) and 0 <= min_time < float("inf") and 0 < max_time < float("inf")):
+        raise ValueError("--repeat must be >= 1, --min-time >= 0 and --max-time > 0")
+    ref_names = reference_names(args, preset)
+    clash = sorted({s.label for s in specs} & set(ref_names))
+    if clash:
+        raise ValueError(f"--references {','.join(clash)}: also given as a backend; a row is one or the other")
+    if args.dry_run:
+        for c in case_list:
+            print(c.label)
+        extra = f" + references {', '.join(ref_names)} where they apply" if ref_names else ""
+        print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s.label for s in specs)}){extra}")
+        return 0
+    backends, skipped = ready(specs)
+    references, ref_skipped = refs.ready(ref_names)
+    skipped += ref_skipped
+    for s in skipped:
+        print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
+    if baseline not in [lb for lb, _ in backends]:
+        raise ValueError(f"--baseline {baseline}: not available here, so nothing can be compared against it")
+    config = {"preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
+              "min_rounds": repeat, "min_time": min_time, "max_time": max_time, "baseline": baseline,
+              "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
+                       "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
+                       "output": args.output},
+              "references": {name: ref.what for name, ref in references},
+              "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
+                         "rounds": "interleaved (Williams design), adaptive stop within max_time",
+                         "ratio": "median of paired per-round ratios, sign-test 99% interval",
+                         "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
+              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    if not args.quiet:
+        print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
+    passes = PASSES if args.passes is None else args.passes
+    progress = Progress(len(case_list) * passes, enabled=None if not args.quiet else False)
+    try:
+        doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
+                        baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes,
+                        references=references)
+    except KeyboardInterrupt as exc:
+        doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
+        if doc is None or not doc["points"]:
+            print("interrupted before the first point", file=sys.stderr)
+            raise
+        print(results.points_table(doc["points"], color=results.use_color(sys.stdout)))
+        print(f"\ninterrupted: {len(doc['points'])} finished points kept in {args.out}/results.json", file=sys.stderr)
+        raise
+    print(results.points_table(doc["points"], color=results.use_color(sys.stdout)))
+    for s in doc["skipped"]:
+        if "case" in s:
+            print(f"skipped {s['case']}: {s['reason']}", file=sys.stderr)
+    for e in doc["errors"]:
+        print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
+    _print_peak(doc["peak"])
+    for line in closing_notes(doc):
+        print(line)
+    print(f"wrote {args.out}/results.json, {args.out}/results.csv")
+    if not args.no_plots and doc["points"]:
+        try:
+            from ..suite.plots import plot_bench
+
+            for path in plot_bench(doc, args.out):
+                print(f"wrote {path}")
+        except ImportError as exc:
+            print(f"no plots: {exc}", file=sys.stderr)
+    return 1 if doc["errors"] else 0
+
+
+def _print_peak(peak):
+    for dev, entry in peak.items():
+        rates = ", ".join(f"{dt} {_rate(p)} GFLOP/s" for dt, p in entry.get("gflops", {}).items())
+        extra = "".join(f", {k} {_rate(p)}" for k, p in entry.items() if k.endswith("GBps"))
+        print(f"peak {dev}: {rates}{extra}" + (f" ({entry['error']})" if "error" in entry else ""))
+
+
+def _rate(p) -> str:
+    """``best (spread s%, n samples)`` of a ``Peak.to_dict()``."""
+    if not p.get("samples"):
+        return "-"
+    return f"{p['best']:.1f} (spread {100 * p['spread']:.0f}% over {len(p['samples'])})"
+
+
+def closing_notes(doc) -> list[str]:
+    """The end of the output in words: the verdict counts, the A/A control's, and a peak that moved."""
+    points = [p for p in doc["points"] if p.get("verdict") not in (None, "baseline")]
+    base = doc["config"].get("baseline", REFERENCE)
+    counts = {v: sum(1 for p in points if p["verdict"] == v) for v in stats.VERDICTS}
+    lines = [f"\nverdicts against {base} (99% intervals): " + ", ".join(f"{v} {n}" for v, n in counts.items())
+             + f" of {len(points)} backend-points"]
+    lines += [f"reference row {name}: {what}" for name, what in doc["config"].get("references", {}).items()]
+    lines += refs.yardsticks(doc["points"])
+    noise = doc.get("noise") or {}
+    if noise:
+        lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "
+                     f"{noise['points']} points")
+        if noise["noisy"]:
+            lines.append(f"NOISY: at {len(noise['noisy_points'])} point(s) the A/A control was not 'same' (or its "
+                         f"spread exceeded {100 * stats.MAX_MARGIN:.0f}%): the verdicts there stand on noise: "
+                         + "; ".join(noise["noisy_points"][:5]) + (" ..." if len(noise["noisy_points"]) > 5 else ""))
+    for dev, entry in doc.get("peak", {}).items():
+        moved = [(dt, p) for dt, p in entry.get("gflops", {}).items() if isinstance(p, dict) and p.get("flagged")]
+        moved += [(k, p) for k, p in entry.items() if k.endswith("GBps") and isinstance(p, dict) and p.get("flagged")]
+        for what, p in moved:
+            lines.append(f"PEAK MOVED: the {dev} {what} peak spread {100 * p['spread']:.0f}% over the run "
+                         f"(samples {', '.join(f'{x:.3g}' for x in p['samples'])}; over 10% is flagged): "
+                         f"% of peak uses the best, {p['best']:.3g} {p['unit']}")
+    return lines

@@ -1,0 +1,135 @@
+"""What a benchmark ran on: CPU, cores and threads, BLAS, GPU and driver, software versions.
+
+``machine_info(backends)`` never raises and never imports an optional package
+(versions come from the installed distributions' metadata).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+#: packages whose versions are always recorded, besides those the registered backends require
+#: (import name -> distribution, found by metadata)
+PACKAGES = ("numpy", "scipy", "threadpoolctl", "mlpbench")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+              "MLPBENCH_BACKEND", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int | None:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo, or ``None`` where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return None
+    cores, phys = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            phys = value.strip()
+        elif key == "core id":
+            cores.add((phys, value.strip()))
+    return len(cores) or None
+
+
+def threads_available() -> int:
+    """CPUs this process may run on (its affinity), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def blas_info() -> list[dict]:
+    """NumPy's BLAS / OpenMP pools (threadpoolctl): library, version, threads, architecture."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "install threadpoolctl to record the BLAS"}]
+    keep = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: p.get(k) for k in keep} | {"library": os.path.basename(p.get("filepath", ""))}
+            for p in threadpool_info()]
+
+
+def gpu_info() -> list[dict]:
+    """GPUs and driver from ``nvidia-smi`` when it is installed; ``[]`` otherwise."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    fields = "name,driver_version,memory.total,compute_cap"
+    try:
+        out = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return [{"error": f"{type(exc).__name__}: {exc}"}]
+    rows = []
+    for line in out.stdout.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        rows.append(dict(zip(fields.split(","), parts)))
+    return rows
+
+
+def versions() -> dict:
+    """Python and the installed versions of ``PACKAGES``, of every registered backend's ``requires``
+    and of every external reference's (``None`` when absent); no optional package is imported."""
+    from ..backends import packages
+    from .references import packages as reference_packages
+
+    try:
+        dists = importlib.metadata.packages_distributions()
+    except Exception:  # pragma: no cover - broken metadata
+        dists = {}
+    out = {"python": platform.python_version()}
+    for name in dict.fromkeys(PACKAGES + tuple(packages()) + tuple(reference_packages())):
+        version = None
+        for dist in dists.get(name, [name]):
+            try:
+                version = importlib.metadata.version(dist)
+                if dist != name:
+                    version = f"{version} ({dist})"
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        out[name] = version
+    return out
+
+
+def machine_info(backends=()) -> dict:
+    """Everything above, plus ``describe()`` of each ``(label, backend)`` in ``backends``."""
+    described = {}
+    for label, backend in backends:
+        try:
+            described[label] = {"device": backend.device, **backend.describe()}
+        except Exception as exc:  # a backend's self-description must not break a run
+            described[label] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "os": platform.platform(),
+        "cores_logical": os.cpu_count(),
+        "cores_physical": physical_cores(),
+        "threads_available": threads_available(),
+        "blas": blas_info(),
+        "gpus": gpu_info(),
+        "versions": versions(),
+        "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
+        "backends": described,
+        "argv": list(sys.argv),
+    }

@@ -1,0 +1,229 @@
+"""The sweep: at each case, every ready backend timed in one ``measure.measure`` call, into one results document.
+
+Backends come in as ``(label, backend)`` pairs from ``backends.ready``; none
+is special-cased except the baseline (the registry's ``REFERENCE`` unless
+``baseline=`` names another), against which every ratio and verdict is
+computed, with an A/A control: a second, independently prepared baseline.
+A backend that raises is reported, never crashes the sweep. The machine's
+peaks are sampled at the start, between dtypes and at the end (``perf.Peaks``).
+External reference rows (``references.py``, e.g. scikit-learn's
+``MLPClassifier``) come in as ``(label, Reference)`` pairs and are timed in the
+same rounds at every case they apply to, judged against the baseline too.
+"""
+
+from __future__ import annotations
+
+from ..measure import engine as M
+from ..measure import peaks as perf
+from ..backends import REFERENCE
+from .cases import case_data
+from .machine import machine_info
+from ..core.memory import NotEnoughMemory, check_fits, fit_bytes
+from .progress import Progress
+from .references import Reference, reference_subject
+from .results import ResultsWriter
+from .subjects import op_subject
+
+#: sweeps over the grid, each with freshly prepared subjects, pooled per point (``run_sweep``)
+PASSES = 2
+#: the confidence of every interval (``measure``'s default)
+CONFIDENCE = 0.99
+#: most rounds at one point (the adaptive stop and ``max_time`` usually end it sooner)
+MAX_ROUNDS = 300
+#: the smallest difference the sweep calls ``faster`` / ``slower`` (the A/A margin is used when larger):
+#: with the engine's 2 % floor an identical copy of NumPy was once called ``slower`` here (2 cores, load
+#: average above 20), and read 0.92x [0.91, 0.94] at another point (kept ``unresolved`` by a 30 % A/A
+#: margin): copies differ by their arrays' placement and by when the machine is busy. asv reports no
+#: change under 10 % by default
+MARGIN_FLOOR = 0.05
+
+
+def measure_peaks(backends, dtypes) -> perf.Peaks:
+    """The run's ``perf.Peaks``, sampled once (the run samples them again between dtypes and at its end)."""
+    peaks = perf.Peaks(backends, dtypes)
+    peaks.sample()
+    return peaks
+
+
+def _point(label, backend, case, result, measurement, peaks):
+    r = result.to_dict()
+    del r["label"]
+    work = perf.flops(case.op, case.n_samples, case.layer_sizes, case.epochs)
+    moved = perf.bytes_moved(case.op, case.n_samples, case.layer_sizes, case.dtype, case.epochs, case.batch_size)
+    gflops = work / r["median_s"] / 1e9 if r["median_s"] and r["median_s"] > 0 else None
+    return {
+        "backend": label, "op": case.op, "dtype": case.dtype, "n_samples": case.n_samples,
+        "layer_sizes": list(case.layer_sizes), "activation": case.activation, "epochs": case.epochs,
+        "batch_size": case.batch_size, "output": case.output, "case": case.label, "device": backend.device,
+        **({"reference": True} if isinstance(backend, Reference) else {}), **r, "noisy": measurement.noisy,
+        "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s, "flops": work, "gflops": gflops,
+        "pct_peak": _pct(gflops, peaks.best(backend.device, case.dtype)), "bytes": moved, "intensity": work / moved,
+    }
+
+
+def _pct(gflops, best):
+    return 100 * gflops / best if gflops and best else None
+
+
+def _subjects(case, backends, baseline, warm, writer, references=()):
+    """Each backend's Subject (and the baseline's independent copy), then each reference that applies to the
+    case; failures go to ``writer``; warm-up apart."""
+    X, y = case_data(case)
+    subjects, warmups = [], {}
+    for label, be in backends:
+        shape = (label, case.layer_sizes, case.n_samples, case.dtype, case.activation)
+        try:
+            s, warmups[label] = op_subject(label, be, case, X, y, backend_warmup=shape not in warm)
+        except Exception as exc:  # report and go on
+            writer.add_error(label, case.label, f"{type(exc).__name__}: {exc}")
+            continue
+        warm.add(shape)
+        subjects.append(s)
+    for label, ref in references:
+        if ref.applies(case):  # not offered at this case (e.g. the lab): no row, no error
+            continue
+        try:
+            s, warmups[label] = reference_subject(label, ref, case, X, y)
+        except Exception as exc:
+            writer.add_error(label, case.label, f"{type(exc).__name__}: {exc}")
+            continue
+        subjects.append(s)
+    control = None
+    if any(s.label == baseline for s in subjects):  # its own params and its own copy of the data
+        try:
+            control = op_subject(f"{baseline} copy", dict(backends)[baseline], case, X.copy(), y.copy(),
+                                 backend_warmup=False)[0]
+        except Exception as exc:
+            writer.add_error(baseline, case.label, f"A/A copy: {type(exc).__name__}: {exc}")
+    return subjects, control, warmups
+
+
+def _noise(points) -> dict:
+    """The run's A/A summary from its baseline points: how many came out ``same``; noisy when any did not."""
+    aa = [p for p in points if p.get("verdict") == "baseline"]
+    noisy = [p["case"] for p in aa if p.get("noisy")]
+    return {"points": len(aa), "same": sum(1 for p in aa if p.get("control", {}).get("verdict") == "same"),
+            "noisy": bool(noisy), "noisy_points": noisy,
+            "per_point": [{"case": p["case"], "verdict": p.get("control", {}).get("verdict"),
+                           "ratio": p.get("control", {}).get("ratio"), "ratio_ci": p.get("control", {}).get("ratio_ci"),
+                           "margin": p.get("margin")} for p in aa]}
+
+
+#: pause before each sample, at most as long as the previous sample (``measure``'s ``settle_scaled``): a
+#: thread pool keeps spinning after its call (OpenBLAS, GNU OpenMP), and on 2 cores the next subject pays
+#: for it. Measured (N=16384, [32, 2048, 1], float64, prepared numba step right after numpy's step,
+#: median of 5): no pause 106 ms, 0.02 s 102 ms, 0.1 s 70 ms, 0.2 s 64 ms; alone 65 ms.
+SETTLE_S = 0.1
+
+
+def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
+              max_rounds=MAX_ROUNDS, margin_floor=MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
+              settle_s=SETTLE_S, passes=PASSES, references=()):
+    """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
+
+    ``passes``: the grid is swept that many times, each pass with freshly
+    prepared subjects, ``max_time / passes`` per point and its share of the
+    ``min_rounds`` (the 8 a 99 % interval needs by default); a point's samples
+    are pooled over the passes (``measure``'s ``resume``), so its interval
+    reflects how the machine changed between them, not one moment's state.
+    ``references``: ``(label, references.Reference)`` pairs timed beside the
+    backends where they apply.
+
+    The document is written after every point. On ``KeyboardInterrupt`` its
+    status becomes ``"interrupted"`` and the exception propagates.
+    """
+    labels = [lb for lb, _ in backends]
+    if baseline not in labels:
+        raise ValueError(f"baseline must be one of the benchmarked backends {labels}; got {baseline!r}")
+    clash = sorted(set(labels) & {lb for lb, _ in references})
+    if clash:
+        raise ValueError(f"reference rows must not share a label with a backend; both name {clash}")
+    backends = sorted(backends, key=lambda lb: lb[0] != baseline)
+    references = list(references)
+    dtypes = sorted({c.dtype for c in case_list})
+    # the file describes this run from its first moment (never an older run's points), and ends as
+    # complete, interrupted (Ctrl-C, SIGTERM) or failed (an error outside a point)
+    if not (isinstance(passes, int) and passes >= 1):
+        raise ValueError(f"passes must be an int >= 1; got {passes!r}")
+    # the rounds every point gets at least are shared out over the passes
+    pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
+    writer = ResultsWriter(out_dir, machine_info(backends + references), {},
+                           dict(config, baseline=baseline, margin_floor=margin_floor, settle_s=settle_s, passes=passes),
+                           skipped)
+    progress = progress or Progress(0, enabled=False)
+    warm = set()
+    try:
+        if peaks is None:
+            peaks = measure_peaks(backends, dtypes)
+        writer.doc["peak"] = peaks.to_dict()
+        writer.write()
+        last_dtype = case_list[0].dtype if case_list else None
+        earlier = {}  # case label -> the Measurement of the passes so far
+        for pass_no in range(passes):
+            for case in case_list:
+                if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
+                    peaks.sample([case.dtype])
+                    last_dtype = case.dtype
+                try:  # a point that cannot fit in memory is skipped with the reason, before allocating
+                    check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
+                except NotEnoughMemory as exc:
+                    if pass_no == 0:
+                        writer.add_skipped_case(case.label, str(exc))
+                    progress.advance()
+                    continue
+                progress.update(case.label if passes == 1 else f"{case.label} (pass {pass_no + 1}/{passes})")
+                m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
+                                  min_time=min_time, max_time=max_time / passes, min_rounds=pass_rounds,
+                                  max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s)
+                if m is not None:
+                    earlier[case.label] = m
+                progress.advance(case.label)
+        peaks.sample()  # the end of the run: the spread tells whether the machine held still
+        by_label = dict(backends + references)
+        for p in writer.doc["points"]:  # % of peak on the best peak seen in the whole run
+            p["pct_peak"] = _pct(p["gflops"], peaks.best(by_label[p["backend"]].device, p["dtype"]))
+        writer.doc["peak"] = peaks.to_dict()
+        writer.doc["noise"] = _noise(writer.doc["points"])
+    except KeyboardInterrupt as exc:
+        writer.finish("interrupted")
+        exc.results_doc = writer.doc
+        raise
+    except BaseException as exc:
+        writer.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        progress.close()
+    writer.finish("complete")
+    return writer.doc
+
+
+def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), earlier=None, **kw):
+    """Measure ``case`` (pooled with ``earlier``, its previous passes); its points replace theirs; the Measurement."""
+    subjects, control, warmups = _subjects(case, backends, baseline, warm, writer, references)
+    if control is None:  # no baseline (or no copy of it) at this point: nothing to compare against
+        for s in subjects:
+            writer.add_error(s.label, case.label, f"not measured: the baseline {baseline} failed at this point")
+        return None
+    try:
+        m = M.measure(subjects, baseline=baseline, control=control, on_error="drop", settle_scaled=True,
+                      confidence=CONFIDENCE, resume=earlier, **kw)
+    except Exception as exc:  # the baseline or its copy raised while timed
+        for s in subjects:
+            writer.add_error(s.label, case.label, f"{type(exc).__name__}: {exc}")
+        return None
+    for label, error in m.errors.items():
+        if earlier is None or label not in earlier.errors:
+            writer.add_error(label, case.label, error)
+    if earlier is not None:  # this pass's pooled points replace the earlier passes' ones (warm-up: the first's)
+        old = [p for p in writer.doc["points"] if p["case"] == case.label]
+        warmups.update({p["backend"]: p["warmup_s"] for p in old})
+        writer.doc["points"] = [p for p in writer.doc["points"] if p["case"] != case.label]
+    by_label = dict(list(backends) + list(references))
+    for label, result in m.results.items():
+        point = _point(label, by_label[label], case, result, m, peaks)
+        point["warmup_s"] = warmups.get(label, 0.0)  # backend.warmup (compilation): apart from first_s too
+        if label == baseline and m.noise is not None:
+            c = m.noise.to_dict()
+            point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s")}
+        writer.add_point(point)
+    return m
