@@ -140,12 +140,18 @@ def _torch_build(op, params, X, y, lr, epochs, grad_reduction, compiled=False):
         step = types.FunctionType(step.__code__.replace(), step.__globals__, "step", None, step.__closure__)
         step = torch.compile(step, dynamic=False, fullgraph=True)
 
+    return _torch_runner(op, step, hist, epochs, torch.inference_mode)
+
+
+def _torch_runner(op, step, hist, epochs, context):
+    """The timed callable of a torch build: one ``step()`` (its loss as a float), or ``epochs`` of them (the
+    loss history, float64), each call inside ``context()``."""
     def run_step():
-        with torch.inference_mode():
+        with context():
             return step().item()
 
     def run_train():
-        with torch.inference_mode():
+        with context():
             for epoch in range(epochs):
                 hist[epoch] = step()
             return hist.numpy().astype(np.float64)
@@ -176,15 +182,7 @@ def _torch_autograd_build(op, params, X, y, lr, epochs, grad_reduction):
         opt.step()
         return objective.detach() / n if grad_reduction == "sum" else objective.detach()
 
-    def run_step():
-        return step().item()
-
-    def run_train():
-        for epoch in range(epochs):
-            hist[epoch] = step()
-        return hist.numpy().astype(np.float64)
-
-    return run_step if op == "step" else run_train
+    return _torch_runner(op, step, hist, epochs, contextlib.nullcontext)
 
 
 _BUILDERS = {"jax": _jax_build, "torch": _torch_build,

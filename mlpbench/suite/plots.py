@@ -19,6 +19,13 @@ def require_matplotlib():
     return plt
 
 
+def _save(plt, fig, path):
+    """Write ``fig`` to ``path`` (the format from the suffix), close it, return ``path``."""
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_training(path, model, X, y, history):
     """Loss curve, and for 2-D inputs the decision boundary, in one PNG."""
     plt = require_matplotlib()
@@ -41,8 +48,7 @@ def plot_training(path, model, X, y, history):
         fig.colorbar(cs, ax=ax, label="P(y = 1)")
         ax.set(xlabel="x1", ylabel="x2", title="Decision boundary (0.5 contour)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 # ---------------------------------------------------------------- benchmark plots
@@ -101,9 +107,7 @@ def plot_time_vs(doc, path, x="n_samples"):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _speedup(p):
@@ -128,9 +132,7 @@ def plot_speedup_heatmap(doc, path):
         fig, ax = plt.subplots(figsize=(5, 2))
         ax.text(0.5, 0.5, f"no backend besides {base} in this run", ha="center", va="center")
         ax.set_axis_off()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return _save(plt, fig, path)
     backends = sorted({p["backend"] for p in pts})
     dtypes = sorted({p["dtype"] for p in pts}) or ["-"]
     fig, axes = plt.subplots(len(backends), len(dtypes), figsize=(5.2 * len(dtypes), 4.0 * len(backends)),
@@ -157,9 +159,7 @@ def plot_speedup_heatmap(doc, path):
                    title=f"{b} vs {base}, {dt} ({title})")
             fig.colorbar(im, ax=ax, label=f"speedup ({base} time / time)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_roofline(doc, path):
@@ -195,9 +195,7 @@ def plot_roofline(doc, path):
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_bench(doc, out_dir) -> list:
