@@ -30,40 +30,41 @@ def _split(n_samples):
     return n0, n_samples - n0
 
 
+def _two_classes(X0, X1, noise, seed):
+    """Class 0's rows, then class 1's, plus Gaussian noise of scale ``noise`` (``RandomState(seed)``); labels."""
+    X = np.concatenate([X0, X1])
+    if noise:
+        X = X + np.random.RandomState(seed).normal(scale=noise, size=X.shape)
+    return X, _labels(len(X0), len(X1))
+
+
 def _labels(n0, n1):
     return np.concatenate([np.zeros(n0), np.ones(n1)]).reshape(-1, 1)
 
 
 def moons(n_samples=200, noise=0.1, seed=0):
     """Two interleaving half circles."""
-    rng = np.random.RandomState(seed)
     n0, n1 = _split(n_samples)
     t0, t1 = np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n1)
-    X = np.concatenate([np.c_[np.cos(t0), np.sin(t0)], np.c_[1 - np.cos(t1), 0.5 - np.sin(t1)]])
-    return X + rng.normal(scale=noise, size=X.shape) if noise else X, _labels(n0, n1)
+    return _two_classes(np.c_[np.cos(t0), np.sin(t0)], np.c_[1 - np.cos(t1), 0.5 - np.sin(t1)], noise, seed)
 
 
 def circles(n_samples=200, noise=0.05, seed=0, factor=0.5):
     """A small circle (label 1) inside a large one (label 0)."""
-    rng = np.random.RandomState(seed)
     n0, n1 = _split(n_samples)
     t0 = np.linspace(0, 2 * np.pi, n0, endpoint=False)
     t1 = np.linspace(0, 2 * np.pi, n1, endpoint=False)
-    X = np.concatenate([np.c_[np.cos(t0), np.sin(t0)], factor * np.c_[np.cos(t1), np.sin(t1)]])
-    return X + rng.normal(scale=noise, size=X.shape) if noise else X, _labels(n0, n1)
+    return _two_classes(np.c_[np.cos(t0), np.sin(t0)], factor * np.c_[np.cos(t1), np.sin(t1)], noise, seed)
 
 
 def spirals(n_samples=200, noise=0.1, seed=0, turns=1.5):
     """Two interleaved Archimedean spirals."""
-    rng = np.random.RandomState(seed)
-    n0, n1 = _split(n_samples)
     arms = []
-    for n, phase in ((n0, 0.0), (n1, np.pi)):
+    for n, phase in zip(_split(n_samples), (0.0, np.pi)):
         r = np.linspace(0.1, 1.0, n)
         t = r * turns * 2 * np.pi + phase
         arms.append(np.c_[r * np.cos(t), r * np.sin(t)])
-    X = np.concatenate(arms)
-    return X + rng.normal(scale=noise * 0.1, size=X.shape) if noise else X, _labels(n0, n1)
+    return _two_classes(*arms, noise * 0.1, seed)
 
 
 class DatasetUnavailable(ImportError):
