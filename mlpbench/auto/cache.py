@@ -1,7 +1,7 @@
 """The ``auto`` cache on disk: measurements (seconds per epoch, first-call seconds) per fit shape, never a pick.
 
-One JSON file (``$MLPBENCH_CACHE_DIR/auto.json``), written atomically under a
-lock. A key names the machine, dtype, activation, the power-of-two buckets of
+One JSON file (``auto.json`` in ``cache_dir()``), written atomically under a
+``filelock`` lock (``auto.json.lock`` beside it). A key names the machine, dtype, activation, the power-of-two buckets of
 N and of every layer size, and the fit's head and mini-batch size: a
 full-batch sigmoid fit (the lab's) has the key schema ``mlpbench.auto/2``
 always had, and its entries keep serving; any other head or a ``batch_size``
@@ -26,6 +26,8 @@ import os
 import warnings
 
 import numpy as np
+import platformdirs
+from filelock import FileLock
 
 from ..backends import BackendSpec, _check_options, backend_names, packages
 from ..core.fileio import atomic_write
@@ -35,11 +37,18 @@ SCHEMA = "mlpbench.auto/2"
 
 
 def cache_dir() -> str:
-    root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))  # '~/x' is the user's home, as in a shell
-    if not root:
-        base = os.path.expanduser(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"))
-        root = os.path.join(base, "mlpbench")
-    return root
+    """``$MLPBENCH_CACHE_DIR``, else the platform's user cache folder for mlpbench (``platformdirs``: on Linux
+    ``$XDG_CACHE_HOME/mlpbench``, else ``~/.cache/mlpbench``). A ``~`` in either variable is the user's home, as in
+    a shell."""
+    root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))
+    if root:
+        return root
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg.startswith("~"):
+        # Kept by hand: platformdirs ignores a $XDG_CACHE_HOME that is not absolute, so '~/c' gave ~/.cache/mlpbench
+        # (measured with platformdirs 4.14.9); mlpbench has always expanded it (tests/test_coercions.py).
+        return os.path.join(os.path.expanduser(xdg), "mlpbench")
+    return platformdirs.user_cache_dir("mlpbench", appauthor=False)
 
 
 def cache_path() -> str:
@@ -222,7 +231,7 @@ class Cache:
             return
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            with _locked(self.path + ".lock"):
+            with FileLock(self.path + ".lock"):
                 self._entries = None  # re-read under the lock: other processes may have written
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # already warned on the read path
@@ -248,19 +257,4 @@ class Cache:
 def shared_cache(path) -> Cache:
     """One ``Cache`` per file for the process, so its in-memory copy serves repeated decisions."""
     return Cache(path)
-
-
-@contextlib.contextmanager
-def _locked(path):
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: atomic replace still keeps the file valid
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 

@@ -1,10 +1,11 @@
-"""``mlpbench bench``: time the backends over a preset's grid (the sweep is ``benchmark.run_sweep``); ``--compare``.
+"""``mlpbench bench``: time the backends over a preset's grid (the sweep is ``suite/sweep.py``'s ``run_sweep``).
 
 Backends are written as registry specs (``numba[loop]``,
 ``numba[threads=1,strategy=step]``, ``numba[*]``: see ``backends.parse_specs``);
 an unavailable one is skipped with its reason. External reference rows
-(``--references``, default the preset's: ``references.py``) are timed beside
+(``--references``, default the preset's: ``suite/references.py``) are timed beside
 them where they apply, and skipped with the reason when their package is missing.
+``bench --compare OLD NEW`` is the ``compare`` command (``cli/compare.py``) under its older name.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import datetime
 import sys
 
 from . import args as A
+from . import options as O
+from .compare import compare_files
 from ..suite import references as refs
 from ..suite import results
 from ..measure import stats
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
 from ..suite.sweep import PASSES, run_sweep
-from ..suite.cases import (DTYPES, OPS, OUTPUTS, PRESETS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset,
-                           sweep)
+from ..suite.cases import OPS, OUTPUTS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
 from ..suite.progress import Progress
 from ..core.validation import check_activation, parse_list
 
@@ -37,15 +39,21 @@ def reference_names(args, preset) -> list[str]:
     return [] if names == ["none"] else [n for n in names if n != "none"]
 
 
+#: bench's own options, none of which applies to ``--compare`` (a comparison reads two finished runs)
+SWEEP_ONLY = ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time", "max_time", "no_lab",
+              "dry_run", "baseline", "batch_size", "output", "references", "passes")
+
+
 def add_bench(sub):
     p = sub.add_parser("bench", help="time the backends over a preset's grid; JSON, CSV, PNG plots",
-                       description="Time every available backend against NumPy over a sweep from mlpbench/cases.py.")
-    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default quick)")
-    p.add_argument("--backends", type=A.nonempty, help="comma list, e.g. numpy,numba[loop],cupy (default: the preset's)")
+                       description="Time every available backend against NumPy over a sweep from "
+                                   "mlpbench/suite/cases.py.",
+                       parents=[O.preset("quick"), O.backends("the preset's"), O.dtypes(), O.activation(),
+                                O.no_lab("leave out the lab's 5000-epoch train case"), O.quiet(),
+                                O.regression_gate(" with --compare")])
     p.add_argument("--batch", type=A.int_list(), help="batch sizes N, e.g. 1,64,1024")
     p.add_argument("--hidden", type=A.int_list(), help="hidden widths H, e.g. 4,64,512")
     p.add_argument("--features", type=A.int_list(), help="input features D, e.g. 32")
-    p.add_argument("--dtype", type=A.choice_list(DTYPES), help="float32,float64")
     p.add_argument("--op", type=A.choice_list(OPS), help="forward | backward | step | train | epoch (comma list)")
     p.add_argument("--batch-size", type=A.int_list(),
                    help="mini-batch sizes of ops epoch and train, e.g. 16,64 (default: the preset's; full batch)")
@@ -53,8 +61,6 @@ def add_bench(sub):
                    help="the head: sigmoid | softmax (default: the preset's)")
     p.add_argument("--references", type=A.choice_list(("none", *refs.REFERENCES)),
                    help=f"external reference rows: {' | '.join(refs.REFERENCES)} | none (default: the preset's)")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--no-lab", action="store_true", help="leave out the lab's 5000-epoch train case")
     p.add_argument("--baseline", default=None,
                    help=f"the backend every ratio and verdict is against (default {REFERENCE}); it also gets the A/A control")
     p.add_argument("--repeat", type=A.int_range(1),
@@ -68,33 +74,10 @@ def add_bench(sub):
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
-    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results.json and exit")
-    p.add_argument("--threshold", type=A.real(0), default=None, help="regression threshold for --compare (default 0.10 = 10%%)")
-    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds a regression")
-    p.set_defaults(func=cmd_bench)
-
-
-def cmd_compare(args) -> int:
-    """Per point, Mann-Whitney U on the raw samples (``stats.compare``); exit 1 only on a significant regression."""
-    old, new = results.load(args.compare[0]), results.load(args.compare[1])
-    threshold = 0.10 if args.threshold is None else args.threshold
-    try:
-        threshold = stats.check_threshold(threshold)
-    except stats.CompareError:
-        raise stats.CompareError(f"--threshold must be a finite number >= 0; got {threshold!r}") from None
-    rows = results.compare(old, new, threshold)
-    if not rows:
-        raise stats.CompareError(f"--compare: {args.compare[0]} and {args.compare[1]} share no point: nothing compared")
-    print(results.compare_table(rows))
-    if old["machine"].get("cpu") != new["machine"].get("cpu"):
-        print(f"note: different machines ({old['machine'].get('cpu')} vs {new['machine'].get('cpu')})")
-    bad = [r for r in rows if r["regression"]]
-    undecidable = sum(1 for r in rows if not r["decidable"])
-    print(f"\n{len(rows)} points compared; {len(bad)} significantly slower (Mann-Whitney p < 0.01) by more than "
-          f"{100 * threshold:.0f}%" + (f"; {undecidable} with too few samples to decide" if undecidable else ""))
-    return 1 if bad and args.fail_on_regression else 0
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
+                   help="compare two results.json and exit: the same as mlpbench compare OLD NEW")
+    return p
 
 
 def bench_cases(args):
@@ -118,10 +101,8 @@ def bench_cases(args):
 
 def cmd_bench(args) -> int:
     if args.compare:
-        A.reject_unused(args, ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time",
-                               "max_time", "no_lab", "dry_run", "baseline", "batch_size", "output", "references",
-                               "passes"), "with --compare")
-        return cmd_compare(args)
+        A.reject_unused(args, SWEEP_ONLY, "with --compare")
+        return compare_files(*args.compare, args.threshold, args.fail_on_regression)
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
     if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
         from ..core.fileio import check_output_dir

@@ -1,15 +1,15 @@
-"""``mlpbench parity``: every available backend against the NumPy reference (the checks are ``parity.py``)."""
+"""``mlpbench parity``: every available backend against the NumPy reference (the checks are ``suite/parity.py``)."""
 
 from __future__ import annotations
 
 import sys
 
-from . import args as A
+from . import options as O
 from ..suite import parity
 from ..core.fileio import atomic_write
 from ..suite.results import fmt_num, format_table, to_json
 from ..backends import BackendSpec, backend_names, parse_specs, ready
-from ..suite.cases import DTYPES, LABS, PRESETS, get_preset, parity_cases
+from ..suite.cases import DTYPES, LABS, get_preset, parity_cases
 from ..suite.machine import machine_info
 from ..suite.progress import Progress
 from ..core.validation import parse_list
@@ -18,16 +18,14 @@ from ..core.validation import parse_list
 def add_parity(sub):
     p = sub.add_parser("parity", help="compare every available backend with the NumPy reference",
                        description="Forward, gradients, params after K steps and the labs' loss trajectories, "
-                                   "against the NumPy reference; tolerances in mlpbench/parity.py.")
-    p.add_argument("--backends", type=A.nonempty, help="comma list (default: every available backend)")
-    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)}: which parity cases (default quick)")
-    p.add_argument("--dtype", default="float64,float32", type=A.choice_list(DTYPES), help="float64,float32 (default both)")
-    p.add_argument("--no-lab", action="store_true", help="skip the AND / XOR lab trajectories")
-    p.add_argument("--json", metavar="PATH", type=A.output_file(), help="write every compared tensor to this JSON file")
+                                   "against the NumPy reference; tolerances in mlpbench/suite/parity.py.",
+                       parents=[O.preset("quick", ": which parity cases"), O.backends("every available backend"),
+                                O.dtypes("float64,float32", "both"),
+                                O.no_lab("skip the AND / XOR lab trajectories"), O.quiet(),
+                                O.json_file("write every compared tensor to this JSON file")])
     p.add_argument("--all", action="store_true", help="print every tensor, not the worst per case")
     p.add_argument("--strict", action="store_true", help="a requested backend that is unavailable is a failure")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_parity)
+    return p
 
 
 def _parity_rows(results, show_all):

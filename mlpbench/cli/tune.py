@@ -13,8 +13,9 @@ import numpy as np
 from ..auto import choose as auto
 from ..measure import engine as measure
 from . import args as A
+from . import options as O
 from ..auto.cache import key_fields
-from ..suite.cases import DTYPES, PRESETS, get_preset, sweep
+from ..suite.cases import get_preset, sweep
 from ..core.fileio import atomic_write
 from ..core.validation import check_activation, parse_list
 
@@ -25,17 +26,15 @@ SETTLE_S = 0.2
 
 
 def add_tune(sub):
-    p = sub.add_parser("tune", help="fill the backend='auto' cache for a preset's shapes, or show / clear / check it")
-    p.add_argument("--preset", default="standard", help=f"{' | '.join(PRESETS)} (default standard)")
-    p.add_argument("--dtype", default=None, type=A.choice_list(DTYPES), help="float64,float32 (default: the preset's)")
-    p.add_argument("--activation", default="relu")
+    p = sub.add_parser("tune", help="fill the backend='auto' cache for a preset's shapes, or show / clear / check it",
+                       parents=[O.preset("standard"), O.dtypes(), O.activation(),
+                                O.json_file("with --check: write the per-point results here")])
     p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of timing per candidate and shape, > 0 (default {TUNE_BUDGET_S:g}; first calls apart)")
     p.add_argument("--show", action="store_true", help="print the cached decisions")
     p.add_argument("--clear", action="store_true", help="delete the cache")
     p.add_argument("--check", action="store_true",
                    help="measure every candidate and the auto choice at each point, in one run; report agreement")
-    p.add_argument("--json", metavar="PATH", type=A.output_file(), help="with --check: write the per-point results here")
-    p.set_defaults(func=cmd_tune)
+    return p
 
 
 def _shapes(args):

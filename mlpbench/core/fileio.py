@@ -12,27 +12,29 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
-import tempfile
 
 _TMP_PREFIX = ".mlpbench-"
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where /proc allows."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    mask = os.umask(0o022)  # fallback: two calls; another thread could create a file in between
-    os.umask(mask)
-    return mask
+#: a new file only (O_EXCL), written in binary, not inherited by child processes
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _user_error(exc: OSError, path: str) -> OSError:
     """The same kind of ``OSError``, naming ``path`` instead of whatever file the system call saw."""
     return OSError(exc.errno, exc.strerror or str(exc), path)
+
+
+def _new_temp(directory: str) -> tuple[int, str]:
+    """``(fd, path)`` of a new empty temp file in ``directory``, created with mode 0o666 so that the kernel
+    applies the umask, as to an ordinary ``open`` (``tempfile.mkstemp`` would give 0o600)."""
+    for _ in range(100):  # a clash of 64 random bits is all but impossible; try again rather than fail
+        tmp = os.path.join(directory, f"{_TMP_PREFIX}{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, _TMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temp file name", directory)
 
 
 def atomic_write(path, data) -> None:
@@ -45,24 +47,24 @@ def atomic_write(path, data) -> None:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        mode = stat.S_IMODE(st.st_mode)
+        mode = stat.S_IMODE(st.st_mode)  # an overwritten file keeps its mode
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+        mode = None  # a new file: the umask applied when the temp file was created
     except OSError as exc:
         raise _user_error(exc, path) from None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX, suffix=".tmp")
+        fd, tmp = _new_temp(directory)
     except OSError as exc:
         raise _user_error(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:  # before the data: the temp file is never more open than the file it replaces
+                os.chmod(f.fileno() if os.chmod in os.supports_fd else tmp, mode)
             if callable(data):
                 data(f)
             else:
                 f.write(data.encode() if isinstance(data, str) else bytes(data))
             f.flush()
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
