@@ -18,6 +18,7 @@ import numpy as np
 from . import args as A
 from .bench import add_bench
 from .parity import add_parity
+from .report import add_report
 from ..suite.results import format_table
 from .tune import add_tune
 
@@ -237,7 +238,7 @@ def cmd_backends(args) -> int:
 
 
 # ---------------------------------------------------------------- main
-COMMANDS = [add_train, add_backends, add_parity, add_bench, add_tune]
+COMMANDS = [add_train, add_backends, add_parity, add_bench, add_tune, add_report]
 
 
 def build_parser():
