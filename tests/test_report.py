@@ -182,6 +182,11 @@ def test_user_faults_are_exit_2_with_one_line_naming_the_path_before_anything_is
     _fails(capsys, ["report", "missing-folder/", "-o", "p.md"], "missing-folder")
     _fails(capsys, ["report", good, "not.json", "-o", "p.md"], "not.json", "not an mlpbench results file")
     _fails(capsys, ["report", "text.json", "-o", "p.md"], "text.json")
+    v1 = [p | {"warmup_s": 0.1, "speedup_vs_numpy": 1.0, "repeats": 8} for p in RUN_A]  # valid for --compare
+    _write("v1", _doc(v1) | {"schema": R.SCHEMA_V1})
+    _fails(capsys, ["report", "v1/results.json", "-o", "p.md"], "v1/results.json", R.SCHEMA)
+    _write("nameless", _doc([{k: v for k, v in RUN_A[0].items() if k != "case"}]))
+    _fails(capsys, ["report", "nameless", "-o", "p.md"], "nameless/results.json", "'case'")
     assert "Markdown" in _fails(capsys, ["report", good, "-o", "p.html"], "p.html")
     _fails(capsys, ["report", good, "-o", "p"], "-o p")
     _fails(capsys, ["report", good, "-o", "no/such/folder/p.md"], "no/such/folder/p.md")

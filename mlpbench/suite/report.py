@@ -190,6 +190,12 @@ def _rows(points) -> list[Row]:
 def read_run(path) -> Run:
     """One ``results.json`` as a ``Run`` (``results.load`` checks it: ``ValueError`` naming the file)."""
     doc = R.load(path)
+    if doc["schema"] != R.SCHEMA:
+        raise ValueError(f"{path}: a {doc['schema']} file; mlpbench report reads {R.SCHEMA} (what mlpbench bench "
+                         "writes today)")
+    unnamed = [i for i, p in enumerate(doc["points"]) if not isinstance(p.get("case"), str)]
+    if unnamed:
+        raise ValueError(f"{path}: not an mlpbench results file: point {unnamed[0]} has no 'case'")
     base = summary.baseline_of(doc)
     columns = _columns(doc, base)
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
@@ -279,7 +285,8 @@ def anchor(run) -> str:
 
 def counts_line(run, zeros=True) -> str:
     """``against numpy: numba faster 9, slower 0, same 0, unresolved 1 of 10`` (``zeros``: see ``counts_text``)."""
-    return f"against {run.baseline}: " + "; ".join(f"{b} {summary.counts_text(c, zeros)}" for b, c in run.counts.items())
+    counts = (f"{b} {summary.counts_text(c, zeros)}" for b, c in run.counts.items())
+    return f"against {run.baseline}: " + "; ".join(counts)
 
 
 def run_section(page, run) -> list[str]:
