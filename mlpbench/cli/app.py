@@ -1,8 +1,8 @@
-"""``mlpbench train | backends | parity | bench | compare | tune``: the command line.
+"""``mlpbench train | backends | parity | bench | compare | tune | report``: the command line.
 
 This module holds the top-level parser, ``main`` and the ONE place where user and environment faults become
 exit 2 and one line on stderr. Each command is a module (``cli/train.py``, ``cli/backends.py``,
-``cli/parity.py``, ``cli/bench.py``, ``cli/compare.py``, ``cli/tune.py``) with a pair
+``cli/parity.py``, ``cli/bench.py``, ``cli/compare.py``, ``cli/tune.py``, ``cli/report.py``) with a pair
 ``add_<name>(subparsers) -> parser`` / ``cmd_<name>(args) -> exit code``; the options several commands share
 are declared once, as argparse parents, in ``cli/options.py``, and the value types in ``cli/args.py``.
 """
@@ -20,6 +20,7 @@ from .backends import add_backends, cmd_backends
 from .bench import add_bench, cmd_bench
 from .compare import add_compare, cmd_compare
 from .parity import add_parity, cmd_parity
+from .report import add_report, cmd_report
 from .train import add_train, cmd_train
 from .tune import add_tune, cmd_tune
 
@@ -29,7 +30,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     # each command's function is looked up here, when the parser is built (a test may stand one in)
     for add, run in ((add_train, cmd_train), (add_backends, cmd_backends), (add_parity, cmd_parity),
-                     (add_bench, cmd_bench), (add_compare, cmd_compare), (add_tune, cmd_tune)):
+                     (add_bench, cmd_bench), (add_compare, cmd_compare), (add_tune, cmd_tune),
+                     (add_report, cmd_report)):
         add(sub).set_defaults(func=run)
     return parser
 

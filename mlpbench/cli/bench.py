@@ -17,8 +17,7 @@ from . import args as A
 from . import options as O
 from .compare import compare_files
 from ..suite import references as refs
-from ..suite import results
-from ..measure import stats
+from ..suite import results, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
 from ..suite.sweep import PASSES, run_sweep
 from ..suite.cases import OPS, OUTPUTS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
@@ -80,6 +79,26 @@ def add_bench(sub):
     return p
 
 
+#: options that change where the files go or what is shown, not what is measured: not part of the recorded command
+UNRECORDED = ("out", "quiet", "no_plots", "dry_run", "compare", "threshold", "fail_on_regression")
+
+
+def command_line(args) -> str:
+    """The command that measures this run again (``config["command"]``): ``mlpbench bench --preset P`` and every
+    option given a value other than its default, ``UNRECORDED`` left out."""
+    import argparse
+    import shlex
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_bench(sub)
+    defaults = vars(sub.choices["bench"].parse_args([]))
+    parts = ["mlpbench", "bench", "--preset", args.preset]
+    for dest, value in vars(args).items():
+        if dest in defaults and dest not in (*UNRECORDED, "preset", "func") and value != defaults[dest]:
+            parts += [f"--{dest.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return shlex.join(parts)
+
+
 def bench_cases(args):
     preset = get_preset(args.preset)
     check_activation(args.activation)
@@ -138,7 +157,7 @@ def cmd_bench(args) -> int:
         print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
     if baseline not in [lb for lb, _ in backends]:
         raise ValueError(f"--baseline {baseline}: not available here, so nothing can be compared against it")
-    config = {"preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
+    config = {"command": command_line(args), "preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
               "min_rounds": repeat, "min_time": min_time, "max_time": max_time, "baseline": baseline,
               "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
                        "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
@@ -171,8 +190,7 @@ def cmd_bench(args) -> int:
             print(f"skipped {s['case']}: {s['reason']}", file=sys.stderr)
     for e in doc["errors"]:
         print(f"error: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
-    _print_peak(doc["peak"])
-    for line in closing_notes(doc):
+    for line in summary.peak_lines(doc["peak"]) + summary.closing_notes(doc):
         print(line)
     print(f"wrote {args.out}/results.json, {args.out}/results.csv")
     if not args.no_plots and doc["points"]:
@@ -184,44 +202,3 @@ def cmd_bench(args) -> int:
         except ImportError as exc:
             print(f"no plots: {exc}", file=sys.stderr)
     return 1 if doc["errors"] else 0
-
-
-def _print_peak(peak):
-    for dev, entry in peak.items():
-        rates = ", ".join(f"{dt} {_rate(p)} GFLOP/s" for dt, p in entry.get("gflops", {}).items())
-        extra = "".join(f", {k} {_rate(p)}" for k, p in entry.items() if k.endswith("GBps"))
-        print(f"peak {dev}: {rates}{extra}" + (f" ({entry['error']})" if "error" in entry else ""))
-
-
-def _rate(p) -> str:
-    """``best (spread s%, n samples)`` of a ``Peak.to_dict()``."""
-    if not p.get("samples"):
-        return "-"
-    return f"{p['best']:.1f} (spread {100 * p['spread']:.0f}% over {len(p['samples'])})"
-
-
-def closing_notes(doc) -> list[str]:
-    """The end of the output in words: the verdict counts, the A/A control's, and a peak that moved."""
-    points = [p for p in doc["points"] if p.get("verdict") not in (None, "baseline")]
-    base = doc["config"].get("baseline", REFERENCE)
-    counts = {v: sum(1 for p in points if p["verdict"] == v) for v in stats.VERDICTS}
-    lines = [f"\nverdicts against {base} (99% intervals): " + ", ".join(f"{v} {n}" for v, n in counts.items())
-             + f" of {len(points)} backend-points"]
-    lines += [f"reference row {name}: {what}" for name, what in doc["config"].get("references", {}).items()]
-    lines += refs.yardsticks(doc["points"])
-    noise = doc.get("noise") or {}
-    if noise:
-        lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "
-                     f"{noise['points']} points")
-        if noise["noisy"]:
-            lines.append(f"NOISY: at {len(noise['noisy_points'])} point(s) the A/A control was not 'same' (or its "
-                         f"spread exceeded {100 * stats.MAX_MARGIN:.0f}%): the verdicts there stand on noise: "
-                         + "; ".join(noise["noisy_points"][:5]) + (" ..." if len(noise["noisy_points"]) > 5 else ""))
-    for dev, entry in doc.get("peak", {}).items():
-        moved = [(dt, p) for dt, p in entry.get("gflops", {}).items() if isinstance(p, dict) and p.get("flagged")]
-        moved += [(k, p) for k, p in entry.items() if k.endswith("GBps") and isinstance(p, dict) and p.get("flagged")]
-        for what, p in moved:
-            lines.append(f"PEAK MOVED: the {dev} {what} peak spread {100 * p['spread']:.0f}% over the run "
-                         f"(samples {', '.join(f'{x:.3g}' for x in p['samples'])}; over 10% is flagged): "
-                         f"% of peak uses the best, {p['best']:.3g} {p['unit']}")
-    return lines

@@ -12,13 +12,16 @@
                  margin, gflops, pct_peak, ...; the baseline's point adds "control" (its A/A copy); an external
                  reference row's (``references.py``) adds "reference": true}, ...],
      "skipped": [{"backend", "reason"} or {"backend": "*", "case", "reason"}], "errors": [{"backend", "case", "error"}],
-     "error": "..." (only when status is "failed")}
+     "error": "..." (only when status is "failed"), "wall_s": seconds from the start to the end of the sweep
+     (peaks included, plots not; once it ended)}
 
 ``ratio`` is time / the baseline's time (< 1: faster), from the paired
 rounds; ``verdict`` is ``faster | slower | same | unresolved`` (``baseline``
 for the baseline itself). ``batch_size`` (None: full batch) and ``output``
 (the head) were added within ``/2``: a point without them is a full-batch
-sigmoid one, which is how ``point_key`` reads older files. ``load`` also reads
+sigmoid one, which is how ``point_key`` reads older files; ``wall_s`` and
+``config["command"]`` (the ``mlpbench bench`` command that measures the run
+again) too: ``report.py`` reads a file without them. ``load`` also reads
 ``mlpbench.bench/1`` files (``times_s``, ``speedup_vs_numpy``) for ``--compare``.
 
 Both files are rewritten after every point (``fileio.atomic_write``), so an
@@ -33,6 +36,7 @@ import io
 import json
 import math
 import os
+import time
 
 from ..measure import stats
 from ..core.fileio import atomic_write
@@ -91,6 +95,7 @@ class ResultsWriter:
         os.makedirs(self.out_dir, exist_ok=True)
         self.json_path = os.path.join(self.out_dir, "results.json")
         self.csv_path = os.path.join(self.out_dir, "results.csv")
+        self._t0 = time.perf_counter()
         self.doc = {"schema": SCHEMA, "status": "running", "machine": machine, "peak": peak, "config": config,
                     "points": [], "skipped": list(skipped), "errors": []}
         self.write()
@@ -111,6 +116,7 @@ class ResultsWriter:
     def finish(self, status, error=None) -> None:
         """``status``: ``complete``, ``interrupted`` or ``failed`` (then ``error`` says why)."""
         self.doc["status"] = status
+        self.doc["wall_s"] = round(time.perf_counter() - self._t0, 2)
         if error is not None:
             self.doc["error"] = error
         self.write()
@@ -174,6 +180,11 @@ def fmt_num(x, digits=3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
+def fmt_pct(x) -> str:
+    """A percentage to 2 significant figures, whole from 100 on (``0.27``, ``97``, ``210``; never ``2.1e+02``)."""
+    return "-" if x is None else f"{x:.0f}" if x >= 100 else f"{x:.2g}"
+
+
 def format_table(header, rows) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -220,7 +231,7 @@ def points_table(points, color=False) -> str:
             verdict += " (noisy)"
         name = p["backend"] + (" (reference)" if p.get("reference") else "")
         rows.append([name, p.get("case", ""), fmt_time(p.get("min_s")), fmt_time(p.get("median_s")), iqr,
-                     fmt_time(p.get("first_s")), fmt_num(p.get("gflops")), fmt_num(p.get("pct_peak"), 2),
+                     fmt_time(p.get("first_s")), fmt_num(p.get("gflops")), fmt_pct(p.get("pct_peak")),
                      fmt_ratio(p), verdict])
         fastest = len(best) and p.get("median_s") == best.get(p.get("case")) and len(
             [q for q in points if q.get("case") == p.get("case")]) > 1
