@@ -4,6 +4,8 @@ The real-clock tests assert verdicts, never times.
 """
 
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -282,6 +284,13 @@ def test_bad_arguments(kw, match):
 
 def test_rounds_needed():
     assert M.rounds_needed(0.99) == 8 and M.rounds_needed(0.95) == 6
+
+
+def test_importing_the_engine_leaves_scipy_out():
+    # a backend="auto" fit imports the engine: SciPy (the statistics' distributions) is imported on first use only
+    code = "import sys, mlpbench.measure.engine; print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------- peaks

@@ -30,14 +30,14 @@ Design
   measurement is ``noisy``.
 * **Adaptive stop** (torch's ``adaptive_autorange``): after ``min_rounds``,
   sampling stops as soon as every subject's verdict is firm
-  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the 2 %
-  floor), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
+  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the
+  ``margin_floor``), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
   then ``stats.verdict`` says ``same`` or ``unresolved`` honestly. Warm-up and
   calibration do not count against the budget.
 * **Passes.** ``resume=`` pools a second pass over a point, with freshly
   prepared subjects, later in the run (asv's processes run their rounds the
   same way): the interval then sees how the machine changed in between.
-* **Peaks** (``perf.Peak``) are rates measured through this engine.
+* **Peaks** (``peaks.Peak``) are rates measured through this engine.
 
 asv contributes the rounds and Mann-Whitney for ``--compare`` (``stats``),
 pyperf the calibration of loops to a minimum duration, torch.utils.benchmark
