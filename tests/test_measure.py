@@ -284,6 +284,7 @@ def test_bad_arguments(kw, match):
 
 def test_rounds_needed():
     assert M.rounds_needed(0.99) == 8 and M.rounds_needed(0.95) == 6
+    assert M.rounds_needed(S.CONFIDENCE) == 8  # the benchmark's confidence, measure's default
 
 
 def test_importing_the_engine_leaves_scipy_out():

@@ -264,7 +264,7 @@ def _judge(results, control, base, confidence, floor):
 
 
 def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
-            max_time=2.0, confidence=0.99, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
+            max_time=2.0, confidence=stats.CONFIDENCE, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
             settle_scaled=False, on_error="raise", resume=None, clock=time.perf_counter) -> Measurement:
     """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
 

@@ -6,9 +6,9 @@ so that importing this module, or the engine that a ``backend="auto"`` fit
 imports, stays light; no timing. Public API:
 
 * ``summary(samples) -> dict``: n, min, median, q25, q75, iqr;
-* ``ratio_ci(subject, baseline, confidence=0.99) -> RatioCI``: the ratio of
+* ``ratio_ci(subject, baseline, confidence=CONFIDENCE) -> RatioCI``: the ratio of
   paired round samples (subject / baseline) with its interval;
-* ``margin_from_control(control, baseline, confidence, floor=0.02) -> float``:
+* ``margin_from_control(control, baseline, confidence, floor=MARGIN_FLOOR) -> float``:
   the equivalence margin that an A/A control's spread sets;
 * ``decided(ci, margin, floor)`` (may sampling stop?) and ``verdict(ci, margin, floor)``:
   ``faster`` / ``slower`` / ``same`` / ``unresolved``;
@@ -47,7 +47,11 @@ from statistics import NormalDist
 import numpy as np
 
 VERDICTS = ("faster", "slower", "same", "unresolved")
-#: smallest equivalence margin: differences under 2 % are never called real
+#: the confidence of every interval the benchmark reports (the engine's default; 8 rounds at least). ``auto``
+#: decides at its own, lower ``CHOICE_CONFIDENCE``
+CONFIDENCE = 0.99
+#: smallest equivalence margin (the engine's default): differences under 2 % are never called real. The
+#: sweep calls nothing under its own, wider ``SWEEP_MARGIN_FLOOR``
 MARGIN_FLOOR = 0.02
 #: a noise margin wider than this leaves ``same`` meaningless: such a point says ``unresolved`` (and is noisy)
 MAX_MARGIN = 0.25
@@ -113,7 +117,7 @@ class RatioCI:
         return math.isfinite(self.lo) and math.isfinite(self.hi)
 
 
-def ratio_ci(subject, baseline, confidence=0.99) -> RatioCI:
+def ratio_ci(subject, baseline, confidence=CONFIDENCE) -> RatioCI:
     """Ratio ``subject / baseline`` of samples paired by round, with the sign-test interval of its median."""
     s, b = _clean(subject, "subject"), _clean(baseline, "baseline")
     if s.size != b.size:
@@ -135,7 +139,7 @@ def _z(confidence) -> float:
     return NormalDist().inv_cdf((1 + confidence) / 2)
 
 
-def margin_from_control(control, baseline, confidence=0.99, floor=MARGIN_FLOOR) -> float:
+def margin_from_control(control, baseline, confidence=CONFIDENCE, floor=MARGIN_FLOOR) -> float:
     """Equivalence margin (a fraction, 0.05 = 5 %) from the A/A control's samples, paired by round with the baseline's.
 
     Two copies of the same code differ by as much as the A/A control's interval
@@ -355,6 +359,6 @@ def gate(comparisons, fail_on_regression=True) -> int:
     return 1 if fail_on_regression and any(c.regression for c in comparisons) else 0
 
 
-__all__ = ["VERDICTS", "MARGIN_FLOOR", "MAX_MARGIN", "CompareError", "Comparison", "RatioCI", "check_threshold", "compare",
-           "control_verdict", "decided", "gate", "mann_whitney_u", "margin_from_control", "ratio_ci",
-           "sign_test_rank", "summary", "verdict"]
+__all__ = ["VERDICTS", "CONFIDENCE", "MARGIN_FLOOR", "MAX_MARGIN", "CompareError", "Comparison", "RatioCI",
+           "check_threshold", "compare", "control_verdict", "decided", "gate", "mann_whitney_u",
+           "margin_from_control", "ratio_ci", "sign_test_rank", "summary", "verdict"]
