@@ -294,6 +294,22 @@ def test_importing_the_engine_leaves_scipy_out():
     assert out.strip() == "[]"
 
 
+def test_the_statistics_load_before_the_timed_rounds():
+    # a process's first judgement imports SciPy: that happens before the rounds, never inside max_time's budget
+    code = """if True:
+        import sys
+        from mlpbench.measure import engine as M
+        loaded = []
+        ticks = iter(range(10 ** 6))
+        m = M.measure([M.Subject("a", lambda: loaded.append("scipy" in sys.modules))], control=False, min_time=0.0,
+                      min_rounds=3, max_rounds=5, clock=lambda: next(ticks) * 1e-3)
+        timed = len(m["a"].samples) * m["a"].number  # the last calls are the rounds'
+        print(loaded[0], all(loaded[-timed:]), len(loaded) > timed)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"]
+
+
 # ---------------------------------------------------------------- peaks
 def test_peak_best_spread_and_flag():
     clock = FakeClock()

@@ -332,6 +332,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
         firsts[aa_label] = float("nan")  # the baseline's own callable, already warm: no first call of its own
     timed = [s for s in subjects if s.label not in errors]
     samples = {s.label: pooled.get(s.label, []) for s in timed}
+    rounds_needed(confidence)  # a process's first call imports the statistics' SciPy: now, not in the budget
     start, rounds, stop = clock(), 0, "max_rounds"
     last = settle_s
     while rounds < max_rounds:
