@@ -4,6 +4,8 @@ The real-clock tests assert verdicts, never times.
 """
 
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -282,6 +284,30 @@ def test_bad_arguments(kw, match):
 
 def test_rounds_needed():
     assert M.rounds_needed(0.99) == 8 and M.rounds_needed(0.95) == 6
+    assert M.rounds_needed(S.CONFIDENCE) == 8  # the benchmark's confidence, measure's default
+
+
+def test_importing_the_engine_leaves_scipy_out():
+    # a backend="auto" fit imports the engine: SciPy (the statistics' distributions) is imported on first use only
+    code = "import sys, mlpbench.measure.engine; print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_statistics_load_before_the_timed_rounds():
+    # a process's first judgement imports SciPy: that happens before the rounds, never inside max_time's budget
+    code = """if True:
+        import sys
+        from mlpbench.measure import engine as M
+        loaded = []
+        ticks = iter(range(10 ** 6))
+        m = M.measure([M.Subject("a", lambda: loaded.append("scipy" in sys.modules))], control=False, min_time=0.0,
+                      min_rounds=3, max_rounds=5, clock=lambda: next(ticks) * 1e-3)
+        timed = len(m["a"].samples) * m["a"].number  # the last calls are the rounds'
+        print(loaded[0], all(loaded[-timed:]), len(loaded) > timed)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"]
 
 
 # ---------------------------------------------------------------- peaks

@@ -1,5 +1,7 @@
 """mlpbench.measure.stats on samples whose answer is known: intervals, verdicts, Mann-Whitney U, the compare gate."""
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -36,6 +38,22 @@ def test_sign_test_rank_matches_the_binomial():
             assert 2 * tail(0) > 0.1
     with pytest.raises(ValueError, match="confidence"):
         S.sign_test_rank(10, 1.0)
+
+
+def test_sign_test_rank_equals_the_former_exact_sums():
+    for n in range(1, 301):
+        counts = list(itertools.accumulate(math.comb(n, j) for j in range(n + 1)))
+        cdf = [c / 2 ** n for c in counts]  # exact integer sums, each divided once (the former values)
+        for confidence in (0.5, 0.9, 0.95, 0.99):
+            k = 0
+            while k < n // 2 and 2 * cdf[k] <= 1 - confidence:
+                k += 1
+            got, achieved = S.sign_test_rank(n, confidence)
+            assert got == k, (n, confidence)
+            if k:
+                assert achieved == pytest.approx(1 - 2 * cdf[k - 1], rel=1e-12, abs=1e-15)
+            else:
+                assert math.isnan(achieved)
 
 
 def test_ratio_ci_exact_ratio_without_noise():
@@ -200,10 +218,71 @@ def test_mann_whitney_against_scipy():
         assert S.mann_whitney_u(a, b) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
 
 
+def u_counts(m, n) -> list:
+    """Orderings of m x's and n y's with U = #(x > y) = u, u = 0..m n: the largest value is an x (above all n y's) or a y."""
+    @functools.lru_cache(maxsize=None)
+    def f(u, m, n):
+        if u < 0 or u > m * n:
+            return 0
+        if m == 0 or n == 0:
+            return 1 if u == 0 else 0
+        return f(u - n, m - 1, n) + f(u, m, n - 1)
+    return [f(u, m, n) for u in range(m * n + 1)]
+
+
+def former_cdf(counts) -> np.ndarray:
+    """The former hand-written ``P(U <= u)``: exact integer sums, each divided once."""
+    total = sum(counts)
+    return np.array([c / total for c in itertools.accumulate(counts)])
+
+
 def test_exact_u_distribution_counts_every_ordering():
     for m, n in [(1, 1), (3, 4), (6, 5)]:
-        counts = S._u_counts(m, n)
+        total = math.comb(m + n, m)
+        counts = np.diff(np.rint(S._u_cdf(m, n) * total), prepend=0).astype(int).tolist()
         assert sum(counts) == math.comb(m + n, m) and counts == counts[::-1]
+        brute = [0] * (m * n + 1)  # every placement of the x's among m + n ranks, counted
+        for xs in itertools.combinations(range(m + n), m):
+            brute[sum(r - i for i, r in enumerate(xs))] += 1  # the x at rank r has r - i y's below it
+        assert counts == brute == u_counts(m, n)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8, 13, 20])
+def test_exact_u_cdf_and_moses_rank_equal_the_former_counted_values(m):
+    for n in sorted({1, 2, 3, 7, 15, 20, 31, S.EXACT_MAX_MN // m}):
+        if m * n > S.EXACT_MAX_MN:
+            continue
+        expected = former_cdf(u_counts(m, n))
+        assert np.array_equal(S._u_cdf(m, n), expected), (m, n)
+        for confidence in (0.99, 0.95, 0.9):
+            alpha = 1 - confidence
+            k = 0  # the former rank: widen while the U distribution leaves at most alpha / 2 below
+            while k < m * n // 2 and expected[k] <= alpha / 2:
+                k += 1
+            assert S._shift_rank(m, n, confidence, False) == k, (m, n, confidence)
+
+
+def test_mann_whitney_exact_p_is_the_counted_tail():
+    rng = np.random.RandomState(9)
+    for m, n in [(1, 1), (2, 7), (5, 5), (8, 11), (20, 20)]:
+        cdf = former_cdf(u_counts(m, n))
+        for _ in range(5):
+            a, b = rng.rand(m), rng.rand(n) + rng.choice([0.0, 0.3])
+            u, p = S.mann_whitney_u(a, b)
+            assert u == sum(ai > bj for ai in a for bj in b)
+            ui = int(u)
+            assert p == pytest.approx(min(1.0, 2 * min(cdf[ui], 1 - (cdf[ui - 1] if ui else 0.0))), rel=1e-12)
+
+
+def test_moses_rank_normal_approximation_beyond_the_exact_sizes():
+    for m, n, confidence in [(25, 31, 0.99), (40, 40, 0.95), (21, 20, 0.9)]:
+        k = S._shift_rank(m, n, confidence, False)
+        z = (m * n / 2 - k) / math.sqrt(m * n * (m + n + 1) / 12)  # the z that puts k just inside the bound
+        z_next = (m * n / 2 - k - 1) / math.sqrt(m * n * (m + n + 1) / 12)
+        assert math.erf(z_next / math.sqrt(2)) < confidence <= math.erf(z / math.sqrt(2))
+    assert S._shift_rank(3, 3, 0.99, True) == 0  # ties, tiny samples: no interval
+    for confidence in (0.5, 0.9, 0.95, 0.99, 0.999):
+        assert math.erf(S._z(confidence) / math.sqrt(2)) == pytest.approx(confidence, rel=1e-14)
 
 
 # ---------------------------------------------------------------- compare and the gate

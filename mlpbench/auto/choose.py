@@ -17,7 +17,7 @@ mini-batch size (``batch_size``, None: full batch) and ``epochs``:
    (``measure.measure``, interleaved rounds, ``control=False``) through the
    contract's prepared path (``prepare(...).run(k)``), or for a mini-batch fit
    or a softmax head through ``train`` with that head and batch size
-   (``auto_first.TrainRun``, scaled from the timed rows to N); the budget
+   (``probe.TrainRun``, scaled from the timed rows to N); the budget
    (``budget_s``, default ``DEFAULT_BUDGET_S``) is seconds of rounds PER
    candidate; the statistic is each subject's median seconds per epoch;
 4. **break-even**: the expected time of the fit asked for is the first-call
@@ -30,7 +30,7 @@ mini-batch size (``batch_size``, None: full batch) and ``epochs``:
 5. **ties**: candidates whose expected times differ by less than the
    engine's margin (its noise floor; verdict ``same``) are ordered by the
    backend's ``prior_rank``, then by label, so two processes agree;
-6. the cache (``auto_cache``) stores the measurements (seconds per epoch,
+6. the cache (``auto/cache.py``) stores the measurements (seconds per epoch,
    first-call seconds, rejections), never the pick, so a fit with other
    ``epochs`` decides again from the same numbers.
 
@@ -63,8 +63,10 @@ log = logging.getLogger("mlpbench.auto.choose")
 DEFAULT_BUDGET_S = 0.1
 #: seconds one timed sample lasts at least (calls are batched by the engine)
 MIN_TIMED_S = 0.002
-#: confidence of the engine's intervals (6 rounds at least)
-CONFIDENCE = 0.95
+#: confidence of the intervals ``auto`` decides by (6 rounds at least), lower than the benchmark's
+#: ``stats.CONFIDENCE`` (0.99, 8 rounds): the decision is paid for inside a user's fit, and a wrong pick
+#: between close candidates costs a little speed, never a wrong result (each one passed parity)
+CHOICE_CONFIDENCE = 0.95
 #: the least a first call that has not been measured yet is assumed to cost (import + probe + compile or
 #: cache load): measured here from 0.3 s (numba, warm on-disk cache) to 14 s (numba cold), jax 1.6 s, torch 1.9 s
 LOAD_FLOOR_S = 0.05
@@ -282,7 +284,7 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=DEFAULT
             m = measure.measure([loaded[-1]], control=False, min_time=MIN_TIMED_S, min_rounds=2, max_rounds=2)
             d.seconds_per_epoch[lab] = m[lab].median / k * scale
     if loaded:
-        m = measure.measure(loaded, control=False, min_time=MIN_TIMED_S, confidence=CONFIDENCE,
+        m = measure.measure(loaded, control=False, min_time=MIN_TIMED_S, confidence=CHOICE_CONFIDENCE,
                             max_time=budget_s * len(loaded), settle_s=settle_s, on_error="drop")
         for lab, err in m.errors.items():
             d.rejected[lab] = f"raised {err}"

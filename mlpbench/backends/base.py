@@ -113,7 +113,7 @@ class Backend:
     install_hint = ""
     #: named variants (``name[strategy]``); ``auto`` times each one that ``strategy_applies``
     strategies: tuple = ()
-    #: the output heads this backend's math implements (``reference.OUTPUTS`` names); others raise ValueError
+    #: the output heads this backend's math implements (``core.validation.OUTPUTS`` names); others raise ValueError
     outputs: tuple = ("sigmoid",)
 
     def __init__(self, **options):

@@ -10,7 +10,8 @@ import argparse
 
 from . import args as A
 from ..core.validation import ACTIVATIONS
-from ..suite.cases import DTYPES, PRESETS
+from ..core.validation import DTYPES
+from ..suite.cases import PRESETS
 
 
 def _parent() -> argparse.ArgumentParser:

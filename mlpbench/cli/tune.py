@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from ..auto import choose as auto
-from ..measure import engine as measure
+from ..measure import engine as measure, stats
 from . import args as A
 from . import options as O
 from ..auto.cache import key_fields
@@ -21,8 +21,11 @@ from ..core.validation import check_activation, parse_list
 
 #: seconds of timing rounds per candidate and shape when tuning ahead of time (first calls not counted)
 TUNE_BUDGET_S = 1.0
-#: pause before each measured candidate when tuning or checking (a spinning thread pool goes idle)
-SETTLE_S = 0.2
+#: pause before each sample when tuning or checking, fixed (not scaled to the sample): a spinning thread pool
+#: goes idle. Twice the sweep's ``SWEEP_SETTLE_S``: tuning runs once, ahead of any fit, and its measurements are
+#: cached, so it pays the pause that removed all of the previous subject's cost in the sweep's measurement
+#: (0.2 s: 64 ms, alone 65 ms; 0.1 s: 70 ms)
+TUNE_SETTLE_S = 0.2
 
 
 def add_tune(sub):
@@ -77,7 +80,7 @@ def cmd_tune(args) -> int:
         return _check(args)
     shapes = _shapes(args)
     for i, (n, sizes, dtype, output, batch) in enumerate(shapes, 1):
-        d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=SETTLE_S,
+        d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=TUNE_SETTLE_S,
                         output=output, batch_size=batch)
         print(f"[{i}/{len(shapes)}] {_fit(n, sizes, dtype, output, batch)}: {d.reason}  ({d.cost_s:.2f} s)",
               flush=True)
@@ -137,8 +140,8 @@ def _check(args) -> int:
                 if auto.applies(cand, n, sizes, dtype) and output in be.outputs:
                     handle = auto._handle(be, list(sizes), n_cal, dtype, args.activation, output, batch)
                     subjects.append(auto._subject(cand, be, handle, k))
-            m = measure.measure(subjects, control=False, min_time=0.01, confidence=0.99, max_time=2.0,
-                                settle_s=SETTLE_S, on_error="drop")
+            m = measure.measure(subjects, control=False, min_time=0.01, confidence=stats.CONFIDENCE, max_time=2.0,
+                                settle_s=TUNE_SETTLE_S, on_error="drop")
             times = {lab: r.median / k for lab, r in m.results.items()}
             t0 = time.perf_counter()
             d = auto.choose(n, list(sizes), dtype, args.activation, cache=cache, budget_s=auto.DEFAULT_BUDGET_S,

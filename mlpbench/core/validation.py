@@ -13,9 +13,13 @@ import numbers
 
 import numpy as np
 
+#: the hidden layers' activations (``kernels/reference.py`` implements each)
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
+#: the float types every backend computes in, and the benchmark sweeps
 DTYPES = ("float64", "float32")
+#: how a batch's gradient is reduced over its samples
 GRAD_REDUCTIONS = ("sum", "mean")
+#: the output heads: one sigmoid per output with mean BCE (the lab's), or softmax with cross-entropy
 OUTPUTS = ("sigmoid", "softmax")
 
 

@@ -83,8 +83,7 @@ def sigmoid_backward(xp, da, a):
 DERIVATIVES = {"relu": relu_backward, "tanh": tanh_backward, "sigmoid": sigmoid_backward}
 
 
-# ---------------------------------------------------------------- the output heads
-OUTPUTS = ("sigmoid", "softmax")
+# ---------------------------------------------------------------- the output heads (``core.validation.OUTPUTS``)
 
 
 def log_softmax(xp, z):

@@ -30,14 +30,14 @@ Design
   measurement is ``noisy``.
 * **Adaptive stop** (torch's ``adaptive_autorange``): after ``min_rounds``,
   sampling stops as soon as every subject's verdict is firm
-  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the 2 %
-  floor), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
+  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the
+  ``margin_floor``), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
   then ``stats.verdict`` says ``same`` or ``unresolved`` honestly. Warm-up and
   calibration do not count against the budget.
 * **Passes.** ``resume=`` pools a second pass over a point, with freshly
   prepared subjects, later in the run (asv's processes run their rounds the
   same way): the interval then sees how the machine changed in between.
-* **Peaks** (``perf.Peak``) are rates measured through this engine.
+* **Peaks** (``peaks.Peak``) are rates measured through this engine.
 
 asv contributes the rounds and Mann-Whitney for ``--compare`` (``stats``),
 pyperf the calibration of loops to a minimum duration, torch.utils.benchmark
@@ -264,7 +264,7 @@ def _judge(results, control, base, confidence, floor):
 
 
 def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
-            max_time=2.0, confidence=0.99, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
+            max_time=2.0, confidence=stats.CONFIDENCE, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
             settle_scaled=False, on_error="raise", resume=None, clock=time.perf_counter) -> Measurement:
     """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
 
@@ -332,6 +332,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
         firsts[aa_label] = float("nan")  # the baseline's own callable, already warm: no first call of its own
     timed = [s for s in subjects if s.label not in errors]
     samples = {s.label: pooled.get(s.label, []) for s in timed}
+    rounds_needed(confidence)  # a process's first call imports the statistics' SciPy: now, not in the budget
     start, rounds, stop = clock(), 0, "max_rounds"
     last = settle_s
     while rounds < max_rounds:

@@ -1,4 +1,4 @@
-"""FLOP counts and the machine's peaks, measured through the one timing engine (``measure``).
+"""FLOP counts and the machine's peaks, measured through the one timing engine (``measure/engine.py``).
 
 * ``flops_forward / flops_backward / flops_step(n_samples, layer_sizes)`` and ``flops(op, ...)``;
 * ``bytes_moved(op, n_samples, layer_sizes, dtype)``: the compulsory memory traffic (roofline x-axis);
@@ -7,7 +7,7 @@
   ``Peaks.sample()`` is called (a run samples at its start, between dtypes and at its end), so
   the spread of a machine's peak over a run is seen, never cached away.
 
-This module holds no timing loop: every rate is ``Peak.sample`` of a ``measure.Subject`` (``rate``: best of calibrated samples).
+This module holds no timing loop: every rate is ``Peak.sample`` of an ``engine.Subject`` (``rate``: best of calibrated samples).
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Statistics behind every verdict mlpbench prints: ratio intervals, verdicts, Mann-Whitney U, the compare gate.
 
-Pure NumPy (and ``math``), no timing. Public API:
+NumPy, and SciPy for the distributions (the binomial CDF ``scipy.special.bdtr``
+for the sign test, ``scipy.stats.mannwhitneyu`` for U), imported on first use
+so that importing this module, or the engine that a ``backend="auto"`` fit
+imports, stays light; no timing. Public API:
 
 * ``summary(samples) -> dict``: n, min, median, q25, q75, iqr;
-* ``ratio_ci(subject, baseline, confidence=0.99) -> RatioCI``: the ratio of
+* ``ratio_ci(subject, baseline, confidence=CONFIDENCE) -> RatioCI``: the ratio of
   paired round samples (subject / baseline) with its interval;
-* ``margin_from_control(control, baseline, confidence, floor=0.02) -> float``:
+* ``margin_from_control(control, baseline, confidence, floor=MARGIN_FLOOR) -> float``:
   the equivalence margin that an A/A control's spread sets;
 * ``decided(ci, margin, floor)`` (may sampling stop?) and ``verdict(ci, margin, floor)``:
   ``faster`` / ``slower`` / ``same`` / ``unresolved``;
@@ -39,11 +42,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 VERDICTS = ("faster", "slower", "same", "unresolved")
-#: smallest equivalence margin: differences under 2 % are never called real
+#: the confidence of every interval the benchmark reports (the engine's default; 8 rounds at least). ``auto``
+#: decides at its own, lower ``CHOICE_CONFIDENCE``
+CONFIDENCE = 0.99
+#: smallest equivalence margin (the engine's default): differences under 2 % are never called real. The
+#: sweep calls nothing under its own, wider ``SWEEP_MARGIN_FLOOR``
 MARGIN_FLOOR = 0.02
 #: a noise margin wider than this leaves ``same`` meaningless: such a point says ``unresolved`` (and is noisy)
 MAX_MARGIN = 0.25
@@ -73,12 +81,6 @@ def summary(samples) -> dict:
 
 
 # ---------------------------------------------------------------- paired ratio and its interval
-def _binom_half_cdf(n) -> np.ndarray:
-    """``P(B <= j)`` for ``B ~ Binomial(n, 1/2)``, ``j = 0..n`` (exact integers, then divided)."""
-    counts = np.cumsum([math.comb(n, j) for j in range(n + 1)], dtype=object)
-    return np.array([c / 2 ** n for c in counts], dtype=float)
-
-
 @functools.lru_cache(maxsize=1024)
 def sign_test_rank(n, confidence) -> tuple[int, float]:
     """``(k, achieved)``: the interval ``[x_(k), x_(n+1-k)]`` covers the median with ``achieved >= confidence``.
@@ -89,11 +91,10 @@ def sign_test_rank(n, confidence) -> tuple[int, float]:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
     if n < 1:
         return 0, float("nan")
-    alpha = 1 - confidence
-    cdf = _binom_half_cdf(n)
-    k = 0
-    while k < n // 2 and 2 * cdf[k] <= alpha:  # widening by one rank leaves 2 P(B <= k) outside
-        k += 1
+    from scipy.special import bdtr  # the Binomial CDF; scipy.stats would cost an auto fit ~0.7 s more to import
+
+    cdf = bdtr(np.arange(n // 2), n, 0.5)
+    k = int(np.count_nonzero(2 * cdf <= 1 - confidence))  # x_(k+1) as a bound would leave 2 P(B <= k) outside
     return k, float(1 - 2 * cdf[k - 1]) if k else float("nan")
 
 
@@ -116,7 +117,7 @@ class RatioCI:
         return math.isfinite(self.lo) and math.isfinite(self.hi)
 
 
-def ratio_ci(subject, baseline, confidence=0.99) -> RatioCI:
+def ratio_ci(subject, baseline, confidence=CONFIDENCE) -> RatioCI:
     """Ratio ``subject / baseline`` of samples paired by round, with the sign-test interval of its median."""
     s, b = _clean(subject, "subject"), _clean(baseline, "baseline")
     if s.size != b.size:
@@ -133,13 +134,12 @@ def _band(margin) -> tuple[float, float]:
     return 1 / (1 + margin), 1 + margin
 
 
-@functools.lru_cache(maxsize=64)
 def _z(confidence) -> float:
     """Two-sided standard normal quantile: ``P(|Z| <= z) = confidence``."""
-    return math.sqrt(2) * _erfinv(confidence)
+    return NormalDist().inv_cdf((1 + confidence) / 2)
 
 
-def margin_from_control(control, baseline, confidence=0.99, floor=MARGIN_FLOOR) -> float:
+def margin_from_control(control, baseline, confidence=CONFIDENCE, floor=MARGIN_FLOOR) -> float:
     """Equivalence margin (a fraction, 0.05 = 5 %) from the A/A control's samples, paired by round with the baseline's.
 
     Two copies of the same code differ by as much as the A/A control's interval
@@ -219,71 +219,55 @@ def control_verdict(control, floor=MARGIN_FLOOR) -> str:
 
 
 # ---------------------------------------------------------------- Mann-Whitney U
-def _u_counts(m, n) -> list:
-    """Number of orderings with ``U = u`` for ``u = 0..m n`` (no ties): the Gaussian binomial coefficient."""
-    poly = [1] + [0] * (m * n)
-    for i in range(1, m + 1):  # multiply by (1 - q^(n+i)), then divide by (1 - q^i)
-        for u in range(m * n, n + i - 1, -1):
-            poly[u] -= poly[u - n - i]
-        for u in range(i, m * n + 1):
-            poly[u] += poly[u - i]
-    return poly
-
-
-def _u_cdf_exact(m, n) -> np.ndarray:
-    counts = np.cumsum(_u_counts(m, n), dtype=object)
-    total = math.comb(m + n, m)
-    return np.array([c / total for c in counts], dtype=float)
+def _exact(a, b) -> bool:
+    """Whether U's exact distribution applies: no ties and ``len(a) * len(b) <= EXACT_MAX_MN``."""
+    return a.size * b.size <= EXACT_MAX_MN and np.unique(np.concatenate([a, b])).size == a.size + b.size
 
 
 def mann_whitney_u(x, y) -> tuple[float, float]:
-    """``(U, p)``: U counts pairs with ``x_i > y_j`` (ties count 1/2); ``p`` two-sided.
+    """``(U, p)``: U counts pairs with ``x_i > y_j`` (ties count 1/2); ``p`` two-sided (``scipy.stats.mannwhitneyu``).
 
-    Exact p-value (the U distribution, counted) when there are no ties and
-    ``len(x) * len(y) <= EXACT_MAX_MN``; otherwise the normal approximation with
-    tie-corrected variance and a continuity correction.
+    Exact p-value when there are no ties and ``len(x) * len(y) <= EXACT_MAX_MN``;
+    otherwise the normal approximation with tie-corrected variance and a
+    continuity correction.
     """
     a, b = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     if a.size == 0 or b.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("mann_whitney_u needs two non-empty samples of finite numbers")
-    m, n = a.size, b.size
-    u = float(np.sum(a[:, None] > b[None, :]) + 0.5 * np.sum(a[:, None] == b[None, :]))
-    _, tie_sizes = np.unique(np.concatenate([a, b]), return_counts=True)
-    ties = bool(np.any(tie_sizes > 1))
-    if not ties and m * n <= EXACT_MAX_MN:
-        cdf = _u_cdf_exact(m, n)
-        ui = int(round(u))
-        p = 2 * min(cdf[ui], 1 - (cdf[ui - 1] if ui > 0 else 0.0))
-        return u, float(min(1.0, p))
-    big_n = m + n
-    tie_term = float(np.sum(tie_sizes.astype(float) ** 3 - tie_sizes)) / (big_n * (big_n - 1)) if big_n > 1 else 0.0
-    var = m * n / 12 * ((big_n + 1) - tie_term)
-    if var <= 0:  # every value equal: no evidence of a difference
-        return u, 1.0
-    z = (abs(u - m * n / 2) - 0.5) / math.sqrt(var)
-    return u, float(min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
+    from scipy.stats import mannwhitneyu
+
+    r = mannwhitneyu(a, b, alternative="two-sided", method="exact" if _exact(a, b) else "asymptotic")
+    return float(r.statistic), float(r.pvalue)
+
+
+@functools.lru_cache(maxsize=64)
+def _u_cdf(m, n) -> np.ndarray:
+    """``P(U <= u)``, ``u = 0..m n``, under no difference and no ties (sizes ``m n <= EXACT_MAX_MN``).
+
+    Read from scipy's exact test: for each ``u``, samples built to give ``U = u``
+    (``x_i`` above ``c_i`` of the ``y``, ``sum c_i = u``, no ties) and the
+    one-sided p-value. Each probability is a count of orderings over
+    ``C(m + n, m)`` (at most 1.4e11 here): rounded to that count and divided
+    again, it is exact.
+    """
+    i = np.arange(m)
+    above = np.clip(np.arange(m * n + 1)[:, None] - n * i, 0, n)  # row u: how many y each x_i exceeds
+    x = above - 1 + (i + 1) / (m + 1)  # within (above - 1, above): distinct, and never equal to a y
+    from scipy.stats import mannwhitneyu
+
+    p = mannwhitneyu(x, np.arange(n, dtype=float), alternative="less", method="exact", axis=1).pvalue
+    total = math.comb(m + n, m)
+    cdf = np.rint(p * total) / total
+    cdf.flags.writeable = False  # cached
+    return cdf
 
 
 def _shift_rank(m, n, confidence, ties) -> int:
     """How many pairwise differences the Moses interval leaves out on each side (0: no interval)."""
     alpha = 1 - confidence
     if not ties and m * n <= EXACT_MAX_MN:
-        cdf = _u_cdf_exact(m, n)
-        k = 0
-        while k < m * n // 2 and cdf[k] <= alpha / 2:
-            k += 1
-        return k
-    z = math.sqrt(2) * _erfinv(confidence)
-    return max(0, int(math.floor(m * n / 2 - z * math.sqrt(m * n * (m + n + 1) / 12))))
-
-
-def _erfinv(p) -> float:
-    """Inverse of ``math.erf`` on (0, 1) by bisection (a few dozen steps; no SciPy)."""
-    lo, hi = 0.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if math.erf(mid) < p else (lo, mid)
-    return (lo + hi) / 2
+        return int(np.count_nonzero(_u_cdf(m, n)[: m * n // 2] <= alpha / 2))
+    return max(0, int(math.floor(m * n / 2 - _z(confidence) * math.sqrt(m * n * (m + n + 1) / 12))))
 
 
 # ---------------------------------------------------------------- --compare OLD NEW
@@ -375,6 +359,6 @@ def gate(comparisons, fail_on_regression=True) -> int:
     return 1 if fail_on_regression and any(c.regression for c in comparisons) else 0
 
 
-__all__ = ["VERDICTS", "MARGIN_FLOOR", "MAX_MARGIN", "CompareError", "Comparison", "RatioCI", "check_threshold", "compare",
-           "control_verdict", "decided", "gate", "mann_whitney_u", "margin_from_control", "ratio_ci",
-           "sign_test_rank", "summary", "verdict"]
+__all__ = ["VERDICTS", "CONFIDENCE", "MARGIN_FLOOR", "MAX_MARGIN", "CompareError", "Comparison", "RatioCI",
+           "check_threshold", "compare", "control_verdict", "decided", "gate", "mann_whitney_u",
+           "margin_from_control", "ratio_ci", "sign_test_rank", "summary", "verdict"]

@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..core.validation import DTYPES, OUTPUTS
+
 OPS = ("forward", "backward", "step", "train", "epoch")
 #: the ops a ``batch_size`` applies to (the others are one full-batch pass)
 BATCHED_OPS = ("train", "epoch")
-OUTPUTS = ("sigmoid", "softmax")
-DTYPES = ("float64", "float32")
 DTYPE_SHORT = {"float64": "f64", "float32": "f32"}
 
 #: learning rate and reduction used when timing synthetic cases: stable for any N
@@ -163,7 +163,8 @@ _PARITY_WORKLOAD = (
     ParityCase((5, 12, 4), 50, "sigmoid", "sum", output="softmax", batch_size=16),
     ParityCase((16, 32, 24, 10), 64, "tanh", "mean", output="softmax", batch_size=64),
     ParityCase((12, 16, 16, 8, 6), 90, "tanh", "mean", output="softmax", batch_size=7),
-    # big enough batches for numba's threaded kernel (numba_minibatch.parallel_batches), a partial last batch
+    # big enough batches for numba's threaded kernel (``backends/numba/minibatch.py``: ``parallel_batches``),
+    # a partial last batch
     ParityCase((64, 512, 10), 200, "relu", "mean", output="softmax", batch_size=64),
 )
 

@@ -5,8 +5,8 @@ is special-cased except the baseline (the registry's ``REFERENCE`` unless
 ``baseline=`` names another), against which every ratio and verdict is
 computed, with an A/A control: a second, independently prepared baseline.
 A backend that raises is reported, never crashes the sweep. The machine's
-peaks are sampled at the start, between dtypes and at the end (``perf.Peaks``).
-External reference rows (``references.py``, e.g. scikit-learn's
+peaks are sampled at the start, between dtypes and at the end (``measure/peaks.py``: ``Peaks``).
+External reference rows (``suite/references.py``, e.g. scikit-learn's
 ``MLPClassifier``) come in as ``(label, Reference)`` pairs and are timed in the
 same rounds at every case they apply to, judged against the baseline too.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..measure import engine as M
 from ..measure import peaks as perf
+from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
 from .cases import case_data
 from .machine import machine_info
@@ -26,16 +27,14 @@ from .subjects import op_subject
 
 #: sweeps over the grid, each with freshly prepared subjects, pooled per point (``run_sweep``)
 PASSES = 2
-#: the confidence of every interval (``measure``'s default)
-CONFIDENCE = 0.99
 #: most rounds at one point (the adaptive stop and ``max_time`` usually end it sooner)
 MAX_ROUNDS = 300
-#: the smallest difference the sweep calls ``faster`` / ``slower`` (the A/A margin is used when larger):
-#: with the engine's 2 % floor an identical copy of NumPy was once called ``slower`` here (2 cores, load
-#: average above 20), and read 0.92x [0.91, 0.94] at another point (kept ``unresolved`` by a 30 % A/A
-#: margin): copies differ by their arrays' placement and by when the machine is busy. asv reports no
-#: change under 10 % by default
-MARGIN_FLOOR = 0.05
+#: the smallest difference the sweep calls ``faster`` / ``slower`` (the A/A margin is used when larger),
+#: wider than the engine's ``stats.MARGIN_FLOOR`` (2 %, which ``auto`` keeps): with the 2 % floor an
+#: identical copy of NumPy was once called ``slower`` here (2 cores, load average above 20), and read 0.92x
+#: [0.91, 0.94] at another point (kept ``unresolved`` by a 30 % A/A margin): copies differ by their arrays'
+#: placement and by when the machine is busy. asv reports no change under 10 % by default
+SWEEP_MARGIN_FLOOR = 0.05
 
 
 def measure_peaks(backends, dtypes) -> perf.Peaks:
@@ -109,16 +108,18 @@ def _noise(points) -> dict:
                            "margin": p.get("margin")} for p in aa]}
 
 
-#: pause before each sample, at most as long as the previous sample (``measure``'s ``settle_scaled``): a
-#: thread pool keeps spinning after its call (OpenBLAS, GNU OpenMP), and on 2 cores the next subject pays
-#: for it. Measured (N=16384, [32, 2048, 1], float64, prepared numba step right after numpy's step,
-#: median of 5): no pause 106 ms, 0.02 s 102 ms, 0.1 s 70 ms, 0.2 s 64 ms; alone 65 ms.
-SETTLE_S = 0.1
+#: the sweep's pause before each sample, at most as long as the previous sample (the engine's
+#: ``settle_scaled``): a thread pool keeps spinning after its call (OpenBLAS, GNU OpenMP), and on 2 cores the
+#: next subject pays for it. Measured (N=16384, [32, 2048, 1], float64, prepared numba step right after
+#: numpy's step, median of 5): no pause 106 ms, 0.02 s 102 ms, 0.1 s 70 ms, 0.2 s 64 ms; alone 65 ms. A sweep
+#: pauses before every sample of hundreds of points: 0.1 s buys most of it (``mlpbench tune`` pays the full
+#: ``TUNE_SETTLE_S``)
+SWEEP_SETTLE_S = 0.1
 
 
 def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
-              max_rounds=MAX_ROUNDS, margin_floor=MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
-              settle_s=SETTLE_S, passes=PASSES, references=()):
+              max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
+              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=()):
     """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
 
     ``passes``: the grid is swept that many times, each pass with freshly

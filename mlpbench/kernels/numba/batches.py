@@ -35,10 +35,10 @@ from ..reference import ACT_CODES
 
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
 _DEPENDS_ON = {
-    "..reference": "1edc6f732cac",
+    "..reference": "5580e4bf7917",
     "internals": "31554a804d8f",
-    "layers": "4401335fe38a",
-    "scalar": "b2c174bfefe5",
+    "layers": "0dd173144cbe",
+    "scalar": "a7215f199f1b",
 }
 CACHE = cache_for(__name__, _DEPENDS_ON)
 

@@ -36,10 +36,10 @@ from .scalar import SIGMOID, _bce_term
 
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
 _DEPENDS_ON = {
-    "batches": "48790b3273a6",
+    "batches": "5eac115046e4",
     "internals": "31554a804d8f",
-    "layers": "4401335fe38a",
-    "scalar": "b2c174bfefe5",
+    "layers": "0dd173144cbe",
+    "scalar": "a7215f199f1b",
 }
 CACHE = cache_for(__name__, _DEPENDS_ON)
 

@@ -20,8 +20,8 @@ from .scalar import SIGMOID, bce_loss
 # the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
 _DEPENDS_ON = {
     "internals": "31554a804d8f",
-    "layers": "4401335fe38a",
-    "scalar": "b2c174bfefe5",
+    "layers": "0dd173144cbe",
+    "scalar": "a7215f199f1b",
 }
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
