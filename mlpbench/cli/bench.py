@@ -20,7 +20,8 @@ from ..suite import references as refs
 from ..suite import results, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
 from ..suite.sweep import PASSES, run_sweep
-from ..suite.cases import OPS, OUTPUTS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
+from ..core.validation import OUTPUTS
+from ..suite.cases import OPS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
 from ..suite.progress import Progress
 from ..core.validation import check_activation, parse_list
 

@@ -9,7 +9,8 @@ from ..suite import parity
 from ..core.fileio import atomic_write
 from ..suite.results import fmt_num, format_table, to_json
 from ..backends import BackendSpec, backend_names, parse_specs, ready
-from ..suite.cases import DTYPES, LABS, get_preset, parity_cases
+from ..core.validation import DTYPES
+from ..suite.cases import LABS, get_preset, parity_cases
 from ..suite.machine import machine_info
 from ..suite.progress import Progress
 from ..core.validation import parse_list
