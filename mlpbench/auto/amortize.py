@@ -103,8 +103,12 @@ class Ledger:
             return due, False
         return [max((o.label for o in options if o.label in lose), key=lose.get)], True
 
-    def paid_for(self, label, seconds, how) -> None:
-        """``label``'s first call was paid here (``how``: ``up front``, or the loss that made it due)."""
+    def paid_for(self, label, seconds, how=None, upfront=False) -> None:
+        """``label``'s first call was paid here: ``upfront``, or (``how`` None) once the loss made it due."""
+        if how is None:
+            lost = self.lost.get(label, 0.0)
+            how = (f"up front (the key was fitted in {self.uses['processes']} earlier process(es))" if upfront
+                   else f"after {lost:.2g} s lost without it" if lost else "for this fit alone")
         self.paid[label] = [float(seconds), how, 0.0, None]
         self.lost.pop(label, None)
         self.version += 1
@@ -124,8 +128,10 @@ class Ledger:
             best = min(costs.values(), default=math.inf)
             for lab in pending:
                 p = self.paid[lab]
-                if costs.get(lab) == best:  # it runs this fit: saves what the best of the others would cost more
-                    p[2] += min((c for other, c in costs.items() if other != lab), default=best) - best
+                if costs.get(lab) == best:  # it runs this fit: saves what the best of the others costs more,
+                    rival = min((c for other, c in costs.items() if other != lab), default=best)
+                    p[2] += max(0.0, rival - best * (1 + margin))  # beyond the noise floor
+
                 if p[2] >= p[0]:
                     p[3] = self.fits
                     done.append(lab)

@@ -260,6 +260,16 @@ class Cache:
             self._memory[key] = stored
         return stored
 
+    def first_calls(self) -> dict:
+        """``{backend name: the largest first call recorded for it}`` over every entry (unchecked ones skipped)."""
+        out = {}
+        for entry in self.entries().values():
+            for m in (entry.get("measured") or {}).values() if isinstance(entry, dict) else ():
+                with contextlib.suppress(Exception):
+                    name, seconds = m["backend"]["name"], _number(m["first_call_s"], "first_call_s")
+                    out[name] = max(out.get(name, 0.0), seconds)
+        return out
+
     def entries(self) -> dict:
         return dict(self._memory) if self.unusable else dict(self._read())
 

@@ -90,6 +90,8 @@ _PAID: dict = {}
 _LATER: dict = {}
 #: labels a fit of this process ran (``MLP.fit``, any key): loaded, so paid
 _RAN: set = set()
+#: backend name -> the largest first call measured for it on this machine (any key: the cache, this process)
+_SEEN: dict = {}
 
 
 def paid() -> dict:
@@ -131,8 +133,8 @@ def _is_paid(label) -> bool:
     return label in _PAID or label in _RAN
 
 
-def _imported(cand) -> bool:
-    return backend_class(cand.name).requires[0] in sys.modules  # its package: imported in this process
+def _imported(cand) -> bool:  # its package: imported in this process
+    return backend_class(cand.name).requires[0] in sys.modules
 
 
 def _load_estimate(cand, recorded) -> float:
@@ -146,7 +148,18 @@ def _load_estimate(cand, recorded) -> float:
         return 0.0
     if _imported(cand):
         return 0.0 if recorded is not None else LOAD_FLOOR_S
-    return max(UNLOADED_PRIOR_S, LOAD_FLOOR_S) if recorded is None else float(recorded)
+    return _prior_load(cand.name) if recorded is None else float(recorded)
+
+
+def _prior_load(name) -> float:
+    """A first call never measured for this key: the largest measured for its backend on this machine (any key),
+    else the cheapest package load measured here (at least ``UNLOADED_PRIOR_S``): a peer's import costs as much."""
+    loads = [s for s in _SEEN.values() if s >= UNLOADED_PRIOR_S]
+    return max(_SEEN.get(name, 0.0), min(loads, default=0.0), UNLOADED_PRIOR_S, LOAD_FLOOR_S)
+
+
+def _saw(name, seconds) -> None:
+    _SEEN[name] = max(float(seconds), _SEEN.get(name, 0.0))
 
 
 def _options(d, cands, epochs) -> list:
@@ -160,18 +173,6 @@ def _options(d, cands, epochs) -> list:
         fit = epochs * d.seconds_per_epoch[lab] if timed else None
         out.append(Option(lab, _load_estimate(cand, d.first_call_s.get(lab) if timed else None), fit))
     return out
-
-
-def _ledger_paid(ledger, cand, first, upfront) -> None:
-    """Note in the key's ledger a first call paid for it (not the first candidate, which every fit needs)."""
-    if ledger is None:
-        return
-    if upfront:
-        how = f"up front (the key was fitted in {ledger.uses['processes']} earlier process(es))"
-    else:
-        lost = ledger.lost.get(cand.label, 0.0)
-        how = f"after {lost:.2g} s lost without it" if lost else "for this fit alone"
-    ledger.paid_for(cand.label, first, how)
 
 
 # ---------------------------------------------------------------- timing
@@ -227,10 +228,11 @@ def calibrate(n_samples, layer_sizes, dtype, activation="relu", budget_s=None, n
         except Exception as exc:
             d.rejected[lab] = f"raised {type(exc).__name__}: {exc}"
             continue
-        if not was_imported:
-            _ledger_paid(ledger, cand, first, upfront and lab in force)
+        if not was_imported and ledger is not None:  # a package loaded for this key (not numpy, always there)
+            ledger.paid_for(lab, first, upfront=upfront and lab in force)
         _PAID.setdefault(lab, first)
         _LATER.setdefault(lab, first - compiled)
+        _saw(cand.name, _LATER[lab])
         d.paid = d.paid | {lab}
         d.first_call_s[lab], d.compile_s[lab] = _LATER[lab], (compiled if _PAID[lab] == first else 0.0)
         specs[lab] = cand
@@ -272,13 +274,8 @@ def _time(d, loaded, specs, k, scale, budget_s, settle_s) -> None:
 
 
 def _stale(d, specs) -> set:
-    """The pick, if its recorded first call is only a lower bound (and it has rivals): measured again.
-
-    A first call that compiled (``compile_s`` > 0) is recorded less the
-    compiling, so what a later process pays to load the on-disk cache was never
-    measured. When that lower bound would make it the pick, it is loaded again
-    (this process pays what any later one does) and the entry refreshed.
-    """
+    """The pick, if its recorded first call is only a lower bound (it compiled: recorded less the compiling, so
+    the on-disk cache load was never measured) and it has rivals: loaded again, as a later process pays it."""
     if d.epochs is None or len(specs) < 2:
         return set()
     lead = rank(d, specs)[0].label
@@ -286,8 +283,8 @@ def _stale(d, specs) -> set:
 
 
 def _not_worth_loading(cand, d, specs, ledger, order):
-    """Why ``cand`` (not loaded yet) is not loaded for this fit, or None: the first candidate always is; another
-    once the time lost without it (this fit's included) reaches its first call (``amortize``)."""
+    """Why ``cand`` is not loaded for this fit, or None: the first candidate always is; another once the time
+    lost without it (this fit's included) reaches its first call (``amortize``)."""
     if _is_paid(cand.label) or not specs:
         return None
     opts = _options(d, [c for c in order if c.label in specs or c.label == cand.label], d.epochs)
@@ -303,9 +300,8 @@ def _prior(cand, n_samples, layer_sizes):
     """Loading order: what is already imported (cheap to try), a GPU backend on big fits, then ``prior_rank``
     (fused kernels first, tracing JITs that compile per shape last)."""
     cls = backend_class(cand.name)
-    loaded = cls.requires[0] in sys.modules
-    gpu_first = cls.gpu and macs(n_samples, layer_sizes) > 1e7
-    return (not (loaded or gpu_first), cls.prior_rank, cand.label)
+    return (not (cls.requires[0] in sys.modules or (cls.gpu and macs(n_samples, layer_sizes) > 1e7)),
+            cls.prior_rank, cand.label)
 
 
 # ---------------------------------------------------------------- the decision for a fit
@@ -319,15 +315,11 @@ def choose(n_samples, layer_sizes, dtype, activation="relu", *, epochs=None, bud
            refresh=False, names=None, settle_s=0.0, output="sigmoid", batch_size=None) -> Decision:
     """The ranking for a fit of ``epochs`` epochs (None: by seconds per epoch), from what is known when it suffices.
 
-    The key's cache entry is read once per process (``known.Known``); a fit
-    pays the first call of a candidate the ski rental finds due (``amortize``)
-    and times it, refining the entry; otherwise it is decided from the known
-    measurements. With ``epochs`` None every applicable candidate is timed
-    once (``mlpbench tune``). ``names`` restricts the candidates to those
-    backends (default: every registered one); ``output`` (the head) and
-    ``batch_size`` (None: full batch) are the fit's, and part of the cache key.
-    ``budget_s``: seconds of timing rounds per candidate (default: the fit's
-    share, ``DECIDE_SHARE`` / ``DECIDE_MIN_S``; without ``epochs``, ``DEFAULT_BUDGET_S``).
+    The key's entry is read once per process (``known.Known``); a fit pays the first call of a candidate the
+    ski rental finds due (``amortize``) and times it, refining the entry. With ``epochs`` None every applicable
+    candidate is timed once (``mlpbench tune``). ``names``: only those backends; ``output`` and ``batch_size``
+    are the fit's (part of the key). ``budget_s``: seconds of timing per candidate (default: the fit's share,
+    ``DECIDE_SHARE`` / ``DECIDE_MIN_S``; without ``epochs``, ``DEFAULT_BUDGET_S``).
     """
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
         raise ValueError(f"epochs must be a positive int or None; got {epochs!r}")
@@ -349,6 +341,8 @@ def choose(n_samples, layer_sizes, dtype, activation="relu", *, epochs=None, bud
         if names is not None:
             key += "|only " + ",".join(sorted(names))
         entry = None if refresh else cache.get(key)
+        for name, seconds in cache.first_calls().items():  # what loading each backend has cost here, any key
+            _saw(name, seconds)
         found, _ = candidates(names, output)
         cands = [c for c in found if applies(c, n_samples, layer_sizes, dtype)]
         known = cache.known[fit_key] = Known(key, cands, Ledger(uses_of(entry)), entry)
@@ -382,7 +376,7 @@ def _decide(known, cache, n_samples, sizes, dtype, activation, epochs, fit) -> D
     order = sorted(known.cands, key=lambda c: _prior(c, n_samples, sizes))
     force, upfront = set(), False
     if entry is not None and entry["measured"]:
-        d = Decision.from_json(entry, epochs, frozenset(_PAID) | _RAN)
+        d = Decision.from_json(entry, epochs, frozenset(_PAID))  # _stale: measured first calls only
         due, upfront = ledger.due(_options(d, order, epochs), d.margin)
         # the most due one; the rest are weighed again once it is timed (it may make them pointless)
         force = set(due[:1]) | _stale(d, {c.label: c for c in d.ranking})
