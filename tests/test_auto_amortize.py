@@ -3,6 +3,7 @@ and a decided fit that touches no file. No timing assertions: the rule is played
 
 import builtins
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -90,10 +91,16 @@ class Far(NumpyBackend):
 
     name = "far"
     requires = ("mlpbench_test_never_imported",)
+    loaded = False  # per simulated process: its first construction 'loads' for 50 ms (no fit here saves that)
 
     @classmethod
     def availability(cls):
         return True, ""
+
+    def __init__(self):
+        if not Far.loaded:
+            time.sleep(0.05)
+            Far.loaded = True
 
 
 @pytest.fixture
@@ -111,6 +118,8 @@ def new_process(monkeypatch):
     monkeypatch.setattr(auto, "_PAID", {})
     monkeypatch.setattr(auto, "_LATER", {})
     monkeypatch.setattr(auto, "_RAN", set())
+    monkeypatch.setattr(auto, "_SEEN", {})
+    monkeypatch.setattr(Far, "loaded", False)
     auto.shared_cache.cache_clear()
 
 

@@ -57,7 +57,7 @@ from .cache import SCHEMA, Cache, bucket, cache_dir, cache_key, cache_path, fing
 from .decision import Decision, rank
 from .amortize import Ledger, Option, uses_of
 from .known import Known
-from ..backends import BackendSpec, availability, backend_class, backend_names
+from ..backends import REFERENCE, BackendSpec, availability, backend_class, backend_names
 from ..core.params import macs
 from ..core.validation import check_batch_size, check_output
 
@@ -140,21 +140,21 @@ def _imported(cand) -> bool:  # its package: imported in this process
 def _load_estimate(cand, recorded) -> float:
     """First-call seconds this process still pays for ``cand``; ``recorded``: the cache's (None: never timed).
 
-    Paid here: 0. Its package already imported (used directly, or by another key): 0 when timed, else
-    ``LOAD_FLOOR_S``. Else the recorded cost (warm on-disk caches), or ``UNLOADED_PRIOR_S`` (at least
-    ``LOAD_FLOOR_S``) when never measured.
+    Paid here: 0. Its package already imported (used directly, or by another key): 0 when timed, else its
+    backend's largest first call here (at least ``LOAD_FLOOR_S``). Else the recorded cost (warm on-disk caches),
+    or ``_prior_load`` when never measured.
     """
     if _is_paid(cand.label):
         return 0.0
-    if _imported(cand):
-        return 0.0 if recorded is not None else LOAD_FLOOR_S
+    if _imported(cand):  # never timed: its kernels are what it still loads, as much as its backend's did here
+        return 0.0 if recorded is not None else max(LOAD_FLOOR_S, _SEEN.get(cand.name, 0.0))
     return _prior_load(cand.name) if recorded is None else float(recorded)
 
 
 def _prior_load(name) -> float:
     """A first call never measured for this key: the largest measured for its backend on this machine (any key),
     else the cheapest package load measured here (at least ``UNLOADED_PRIOR_S``): a peer's import costs as much."""
-    loads = [s for s in _SEEN.values() if s >= UNLOADED_PRIOR_S]
+    loads = [s for n, s in _SEEN.items() if s >= UNLOADED_PRIOR_S and n != REFERENCE]  # numpy: no package load
     return max(_SEEN.get(name, 0.0), min(loads, default=0.0), UNLOADED_PRIOR_S, LOAD_FLOOR_S)
 
 
