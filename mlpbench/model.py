@@ -133,10 +133,10 @@ class MLP:
         each restart from the pre-fit params. An exception raised by the user's ``callback`` is the user's:
         it propagates unchanged (the same object) and the callback is not run again.
         """
-        from .auto.choose import choose
+        from .auto import choose as auto
 
         # candidates with this head, timed on this fit's epoch (mini-batches of its batch size, its head)
-        decision = choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"],
+        decision = auto.choose(X.shape[0], self.layer_sizes, self.dtype, self.activation, epochs=kwargs["epochs"],
                           output=self.output, batch_size=kwargs.get("batch_size"))
         if not decision.ranking:
             raise RuntimeError(f"backend='auto' found no usable backend: {decision.rejected}")
@@ -164,6 +164,7 @@ class MLP:
                 warnings.warn(f"backend {cand.label} failed at run time ({type(exc).__name__}: {exc}); "
                               "falling back to the next candidate", RuntimeWarning, stacklevel=3)
                 continue
+            auto.ran(cand.label)  # loaded: its first call is paid for every later fit of this process
             reason = decision.reason if not failures else f"{cand.label}: fallback after " + "; ".join(failures)
             self.backend_, self.backend_reason_ = cand.label, reason
             log.info("fit on %s", reason)

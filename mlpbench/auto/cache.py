@@ -8,9 +8,10 @@ always had, and its entries keep serving; any other head or a ``batch_size``
 appends ``|<output>|B<bucket of the batch size>`` (or ``|full``), so entries
 written before batch sizes and heads were keyed (every one of them a
 full-batch sigmoid measurement) are still read as such, and a mini-batch fit
-never reuses a full-batch measurement. Every entry is validated when it is read: one that names an unknown
-backend or options its constructor does not take, lacks a field or has a
-wrong type is dropped with ONE warning naming the file and the entry, and the
+never reuses a full-batch measurement. An entry may carry ``uses`` (how often and in how many processes the key
+was fitted, and up-front first calls left unamortized: ``auto.amortize``), added up under the lock by ``put``;
+entries written before it have none and are read as never fitted. Every entry is validated when it is read: one
+that names an unknown backend or options its constructor does not take, lacks a field or has a wrong type is dropped with ONE warning naming the file and the entry, and the
 decision is made again. A cache folder that is a file, cannot be read or
 cannot be written makes ``Cache`` warn once and work in memory only.
 """
@@ -32,6 +33,7 @@ from filelock import FileLock
 from ..backends import BackendSpec, _check_options, backend_names, packages
 from ..core.fileio import atomic_write
 from ..suite.machine import cpu_model
+from .amortize import USES
 
 SCHEMA = "mlpbench.auto/2"
 
@@ -147,6 +149,10 @@ def check_entry(entry) -> dict:
         _number(m.get("first_call_s"), f"measured[{label!r}].first_call_s")
         if "compile_s" in m:  # optional (entries written before it are valid)
             _number(m["compile_s"], f"measured[{label!r}].compile_s")
+    uses = entry.get("uses", {})  # optional (entries written before it are valid)
+    if not (isinstance(uses, dict) and all(k in USES and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                           for k, v in uses.items())):
+        raise ValueError(f"uses must map {sorted(USES)} to counts >= 0; got {uses!r}")
     return entry
 
 
@@ -161,6 +167,7 @@ class Cache:
         self._warned = set()  # entry keys already warned about (one warning per entry)
         self.unusable = None  # why the folder cannot be used (warned once), else None
         self._memory = {}  # entries kept in memory when the file cannot be written
+        self.known = {}  # the fits decided in this process (``auto.choose``): no file read for them again
 
     def _disable(self, exc) -> None:
         if self.unusable is None:
@@ -223,24 +230,45 @@ class Cache:
                               "deciding again", RuntimeWarning, stacklevel=3)
             return None
 
-    def put(self, key, entry) -> None:
-        """Store ``entry`` (a dict, or anything with ``to_json()``) under ``key``; warns once if the file cannot be written."""
+    def put(self, key, entry, uses=None):
+        """Store ``entry`` (a dict, anything with ``to_json()``, or None: keep the stored one) under ``key``, with
+        ``uses`` added to the key's counts (``fits``, ``processes``; ``unamortized``: ``"+1"``, ``"reset"`` or
+        None) under the lock, so concurrent processes add up. Returns the stored entry; warns once if the file
+        cannot be written (then kept in memory)."""
         entry = entry.to_json() if hasattr(entry, "to_json") else entry
-        self._memory[key] = entry
-        if self.unusable is not None:
-            return
-        try:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            with FileLock(self.path + ".lock"):
-                self._entries = None  # re-read under the lock: other processes may have written
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # already warned on the read path
-                    entries = {k: e for k, e in self._read().items() if k not in self.problems()}
-                entries[key] = entry
-                atomic_write(self.path, json.dumps({"schema": SCHEMA, "entries": entries}, indent=1, sort_keys=True))
-                self._entries = None
-        except OSError as exc:
-            self._disable(exc)
+        if self.unusable is None:
+            try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                with FileLock(self.path + ".lock"):
+                    self._entries = None  # re-read under the lock: other processes may have written
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # already warned on the read path
+                        problems = self.problems()
+                        entries = {k: e for k, e in self._read().items() if k not in problems}
+                    stored = _merged(entries.get(key) or self._memory.get(key), entry, uses)
+                    if stored is None:
+                        return None
+                    entries[key] = self._memory[key] = stored
+                    atomic_write(self.path, json.dumps({"schema": SCHEMA, "entries": entries}, indent=1,
+                                                       sort_keys=True))
+                    self._entries, self._mtime = entries, os.stat(self.path).st_mtime_ns  # what is on disk now
+                return stored
+            except OSError as exc:
+                self._disable(exc)
+        stored = _merged(self._memory.get(key), entry, uses)
+        if stored is not None:
+            self._memory[key] = stored
+        return stored
+
+    def first_calls(self) -> dict:
+        """``{backend name: the largest first call recorded for it}`` over every entry (unchecked ones skipped)."""
+        out = {}
+        for entry in self.entries().values():
+            for m in (entry.get("measured") or {}).values() if isinstance(entry, dict) else ():
+                with contextlib.suppress(Exception):
+                    name, seconds = m["backend"]["name"], _number(m["first_call_s"], "first_call_s")
+                    out[name] = max(out.get(name, 0.0), seconds)
+        return out
 
     def entries(self) -> dict:
         return dict(self._memory) if self.unusable else dict(self._read())
@@ -251,6 +279,20 @@ class Cache:
             os.unlink(self.path)
         self._entries = None
         self._memory.clear()
+
+
+def _merged(old, entry, uses):
+    """``entry`` (None: ``old``) with ``old``'s ``uses`` plus ``uses``."""
+    entry = old if entry is None else dict(entry)
+    if entry is None:
+        return None
+    counts = dict(USES, **((old or {}).get("uses") or {}), **({} if uses else (entry.get("uses") or {})))
+    if uses:
+        counts["fits"] += uses.get("fits", 0)
+        counts["processes"] += uses.get("processes", 0)
+        step = uses.get("unamortized")
+        counts["unamortized"] = 0 if step == "reset" else counts["unamortized"] + (step == "+1")
+    return dict(entry, uses=counts)
 
 
 @functools.lru_cache(maxsize=None)
