@@ -31,7 +31,14 @@ def digest(text: str) -> str:
 
 
 def salt_block(depends_on: dict) -> str:
-    return "_DEPENDS_ON = {\n" + "".join(f'    "{k}": "{v}",\n' for k, v in sorted(depends_on.items())) + "}\n"
+    """The ``_DEPENDS_ON = {...}`` statement, entries sorted and packed into lines of at most 116 characters."""
+    lines = ["_DEPENDS_ON = {"]
+    for k, v in sorted(depends_on.items()):
+        entry = f'"{k}": "{v}",'
+        if len(lines[-1]) + 1 + len(entry) > 116 and lines[-1].strip() != "_DEPENDS_ON = {":
+            lines.append(" " * len("_DEPENDS_ON = {"))
+        lines[-1] += entry if lines[-1].endswith(("{", " ")) else " " + entry
+    return "\n".join(lines).rstrip(",") + "}\n"
 
 
 def _facts(text: str):

@@ -1,4 +1,4 @@
-"""The per-shape whole-loop kernel (``numba_fixed.train_loop_fixed``) and its branch-free ``exp``.
+"""The per-shape whole-loop kernel (``fixed.train_loop_fixed``) and its branch-free ``exp`` (``scalar._exp``).
 
 Each case here is one compilation (shape, activation and dtype are compile-time
 constants), so the grid is a handful of shapes chosen to reach every path of
@@ -36,7 +36,7 @@ def ulps(a, b):
 def test_exp_is_within_an_ulp_and_keeps_nan():
     from numba import njit
 
-    from mlpbench.kernels.numba.fixed import _exp
+    from mlpbench.kernels.numba.scalar import _exp
 
     @njit
     def exp_all(x):

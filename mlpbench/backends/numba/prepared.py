@@ -3,7 +3,7 @@
 Everything a step needs is resolved once, at the first ``step()``: the step
 kernel for the shape (``NumbaBackend._stepper``: kernel, workspace, threads),
 its ~15 arguments packed into one tuple, and the compiled entry point for
-their types (``kernels/numba_internals.compiled_entry``: no dispatcher typing
+their types (``kernels/numba/internals.compiled_entry``: no dispatcher typing
 per call; the public dispatcher when Numba's internals are not there). Every
 later ``step()`` is one call, plus a thread scope only where the stepper has
 one (a parallel or pinned kernel, whose work dwarfs the scope's cost);
