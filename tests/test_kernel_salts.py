@@ -1,4 +1,4 @@
-"""The Numba cache's dependency salt (``numba_internals.cache_for``), checked and shown to work.
+"""The Numba cache's dependency salt (``kernels/numba/internals.cache_for``), checked and shown to work.
 
 Numba's on-disk cache invalidates a function when its own source file changes,
 not when a kernel it calls from another file does. Each kernel module that
@@ -26,7 +26,7 @@ KERNELS = ROOT / "mlpbench" / "kernels" / "numba"
 
 
 def digest(text: str) -> str:
-    """``numba_internals.source_digest`` of a file holding ``text`` (computed apart, as a cross-check)."""
+    """``internals.source_digest`` of a file holding ``text`` (computed apart, as a cross-check)."""
     return hashlib.sha256(text.encode().replace(b"\r\n", b"\n")).hexdigest()[:12]
 
 
@@ -237,7 +237,7 @@ def test_numba_keeps_a_dependents_stale_code_and_the_salt_fixes_it(tmp_path):
     out, err = run()
     assert out[0] == "3" and out[2:4] == ["3", "False"], out
     assert out[1] == "2", ("Numba now invalidates a cached function when a kernel it calls from another file "
-                           "changes: the dependency salt (numba_internals.cache_for) may be dropped", out)
+                           "changes: the dependency salt (internals.cache_for) may be dropped", out)
     assert "_DEPENDS_ON['helper']" in err and digest(helper.format(2)) in err, err
     edit(pkg / "salted.py", salted.format(salt_block({"helper": digest(helper.format(2))})))
     assert run()[0][2:] == ["3", "True", "0"]  # the updated constant invalidated the stale entry

@@ -3,7 +3,7 @@
 Training strategies (``CupyBackend(strategy=...)``; ``choose_strategy`` is the rule for ``"auto"``):
 
 * ``"persistent"``: nets that fit one thread block train in ONE kernel launch
-  for all epochs (``kernels/cuda.py``, ``train_persistent``);
+  for all epochs (``kernels/cuda/sources.py``, ``train_persistent``);
 * ``"graph"``: one epoch (cuBLAS matmuls and the fused kernels) is captured
   once as a CUDA graph and replayed every epoch;
 * ``"step"``: the same epoch launched kernel by kernel; forced by a callback,

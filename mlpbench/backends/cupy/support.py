@@ -72,7 +72,7 @@ def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=Fa
 
     A callback needs each epoch's loss on the host, so it gets ``"step"``.
     ``"auto"`` takes ``"persistent"`` when the net fits one thread block
-    (``kernels.cuda.persistent_plan``: params, grads and all activations in
+    (``kernels/cuda/sources.persistent_plan``: params, grads and all activations in
     shared memory), else ``"graph"``. An explicit ``"persistent"`` for a net
     that does not fit raises ``ValueError``. The one-block trainer has the
     sigmoid head only: a softmax fit takes ``"graph"`` instead of it (as

@@ -7,7 +7,7 @@ buffer once per call and then runs either
 
 * ``"loop"``: all epochs inside one compiled call (small networks), or
 * ``"step"``: one compiled call per epoch over row blocks, BLAS per layer
-  (with a per-epoch ``callback``, and for larger networks);
+  (with a per-epoch ``callback``, and for larger networks; ``steps``);
 
 ``strategy="auto"`` picks with ``choose_strategy``. Mini-batches, and the
 softmax head's training, run in ``minibatch`` (``kernels/numba/batches.py``).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,9 +28,9 @@ from ...kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ...core.params import copy_into, flat_buffer, flat_copy, flat_layout, flat_views, macs
 from . import minibatch
 from ..base import Backend, head
-from .jit import (_constants, _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, compiled_seconds,
-                  jit_notes)
-from ..cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
+from .jit import _constants, _ensure_compiled, _fixed_loop, _kernels, _use_fixed, compiled_seconds, jit_notes
+from .steps import Stepper, make_stepper
+from ..cpu_threads import blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
 
@@ -44,59 +43,9 @@ STRATEGIES = ("loop", "step")
 # sums are sequential dependency chains, BLAS's are not.
 LOOP_MAX_MACS = 1024
 
-# Rows per block of the step kernel: the block's activations and gradients
-# (``nb * (sum of widths + 2 * widest hidden)`` elements) stay within about
-# this many elements, i.e. in L2/L3 (measured at N=16384, [32, 2048, 1],
-# float64, one thread: 2**19 -> 133 ms, 2**18 -> 144 ms, 2**20 -> 135 ms).
-BLOCK_ELEMS = 2**19
-# Below this many multiply-adds per epoch the step kernel runs on one thread:
-# prange's fork/join (and a busy second core) costs more than it saves.
-# Threads, measured at N=16384, [32, 2048, 1], float64 (ms per epoch): prange on
-# 2 Numba threads with BLAS on 1 inside: 74; one thread, BLAS on 1: 145; one
-# thread, BLAS on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads
-# never won in the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1),
-# so the step kernels always run BLAS on one thread.
-#
-# That gain needs idle cores. On a shared machine (2 cores, load average 6-18
-# from other processes; prepared steps, ``measure`` rounds, p50 per step) the
-# fork/join waits on descheduled workers, and GNU OpenMP's workers spin after
-# each region against NumPy's spinning OpenBLAS pool in the same process:
-# float32 [32, 512, 1] at N=256 (4.2M MACs): 46 ms on 2 threads vs 0.35 ms on
-# one; N=1024 (17M): 20 vs 4.1 ms; N=4096, [32, 1024, 1] (138M): 42 vs 36 ms;
-# N=16384, [32, 2048, 1] float64 (1.1G): 363 vs 335 ms (same). At N=64 (1.1M
-# MACs, just above the old 2**20 bar) the same fight gave NumPy's own step a
-# p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from
-# 2**26 MACs (a ~20 ms serial step), where a lost core costs little and a free
-# one halves the time; below, one thread, which measured stable (p10-p90 of
-# 0.25-0.45 ms at N=64 under the same load).
-PARALLEL_MIN_MACS = 2**26
-# From this many MACs a serial step pins BLAS to one thread (its per-block GEMMs do not gain from two).
-PIN_MIN_MACS = 2**20
-
-
 def choose_strategy(n_samples, layer_sizes) -> str:
     """``"loop"`` for small networks, ``"step"`` otherwise (see ``LOOP_MAX_MACS``)."""
     return "loop" if macs(n_samples, layer_sizes) <= LOOP_MAX_MACS else "step"
-
-
-def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
-    """Rows per block of the step kernel (all rows when they fit; at least one block per thread)."""
-    ws = _kernels().workspace
-    nb = max(8, BLOCK_ELEMS // ws.workspace_size(layer_sizes, 1, 0, ws.GRADS_IN_PLACE))
-    if n_threads > 1:
-        nb = min(nb, -(-n_samples // n_threads))
-    return max(1, min(nb, n_samples))
-
-
-@dataclass
-class _Stepper:
-    """The fused one-epoch kernel for one (shape, dtype, threads), with its workspace allocated once."""
-
-    kernel: object
-    layout: tuple  # (sizes, weight offsets, bias offsets, workspace offsets) as int64 arrays
-    workspace: tuple  # (y_hat, rows per block, per-thread work, per-thread grads)
-    scope: object  # () -> context manager applying the threads
-    info: dict  # what ``last_run`` reports
 
 
 #: the shape ``warmup`` runs every strategy on: small, but above ``FIXED_MAX_MACS`` (no per-shape compile)
@@ -297,55 +246,26 @@ class NumbaBackend(Backend):
         ws = kernels.workspace
         off = ws.plan(sizes, n_rows, sizes[0], ws.GRADS_PAIR)
         work, split = np.empty(off[-1], dtype=X.dtype), off[len(sizes) - 1] + n_rows * sizes[-1]
-        head = (theta, np.array(sizes, dtype=np.int64)) + flat_layout(sizes)[:2] + (X, y, work[:split], work[split:], lr)
+        acts, grads = work[:split], work[split:]  # two arrays: loop.train_loop
+        head = (theta, np.array(sizes, dtype=np.int64)) + flat_layout(sizes)[:2] + (X, y, acts, grads, lr)
         _ensure_compiled("train_loop", kernels.train_loop, head + (1,) + consts[1:] + (np.empty(1),))
         return lambda done, out: kernels.train_loop(*head, len(out), *consts[1:], out)
 
-    def _stepper(self, sizes, n_rows, dt) -> _Stepper:
-        """The fused one-epoch kernel for this shape, cached per (shape, dtype, threads): ``step`` allocates nothing."""
+    def _stepper(self, sizes, n_rows, dt) -> Stepper:
+        """The fused one-epoch kernel for this shape (``steps``), cached per (shape, dtype, threads): ``step``
+        allocates nothing."""
         key = (tuple(sizes), n_rows, dt, self.threads)
-        cached = self._steppers.get(key)
-        if cached is not None:
-            return cached
-        kernels = _kernels()
-        work_macs = macs(n_rows, sizes)
-        n_threads = self.threads if self.threads is not None else numba_threads()
-        # BLAS runs single-threaded inside the step kernels; the cores are shared through
-        # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
-        # BLAS threads cannot be pinned, so no prange either (no oversubscription).
-        pinned = blas_controller() is not None
-        parallel = pinned and n_threads > 1 and work_macs >= PARALLEL_MIN_MACS
-        rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
-        used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
-        woff, boff, n_params = flat_layout(sizes)
-        ws = kernels.workspace
-        off = ws.plan(sizes, rows, 0, ws.GRADS_IN_PLACE)  # activations, the output error in place, a pair
-        work = np.empty((used_threads, off[-1]), dtype=dt)
-        grad_parts = np.empty((used_threads, n_params), dtype=dt)
-        y_hat = np.empty((n_rows, sizes[-1]), dtype=dt)
-        if used_threads > 1:
-            _touch_blas(dt)
-        name = "train_step_parallel" if used_threads > 1 else "train_step"
-        # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-        if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PIN_MIN_MACS):
-            def scope():
-                return scoped_threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
-        else:
-            scope = contextlib.nullcontext
-        info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
-                "blas_threads": 1 if pinned else blas_threads(), "block_rows": rows}
-        stepper = _Stepper(getattr(kernels, name), (np.array(sizes, dtype=np.int64), woff, boff, off),
-                           (y_hat, rows, work, grad_parts), scope, info)
-        if len(self._steppers) > 16:
-            self._steppers.clear()
-        self._steppers[key] = stepper
+        stepper = self._steppers.get(key)
+        if stepper is None:
+            if len(self._steppers) > 16:
+                self._steppers.clear()
+            stepper = self._steppers[key] = make_stepper(sizes, n_rows, dt, self.threads)
         return stepper
 
     def _train_steps(self, theta, sizes, X, y, consts, epochs, callback):
-        """The per-epoch path: one step kernel call per epoch; returns the history recorded."""
+        """The ``"step"`` strategy: one step kernel call per epoch; returns the history recorded."""
         stepper = self._stepper(sizes, X.shape[0], X.dtype)
-        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + consts
-        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        args = stepper.bind(theta, X, y, consts)
         self.last_run = dict(stepper.info)
 
         def epoch(done, out):
@@ -369,11 +289,8 @@ class NumbaBackend(Backend):
             return super()._step(params, X, y, lr, activation, grad_reduction, **head(output))
         if output == "softmax":
             return minibatch.step(self, params, X, y, lr, activation, grad_reduction, output)
-        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
-        stepper = self._stepper(sizes, X.shape[0], X.dtype)
-        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,
-                                                                                 grad_reduction)
-        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        stepper = self._stepper([X.shape[1]] + [W.shape[1] for W, _ in params], X.shape[0], X.dtype)
+        args = stepper.bind(theta, X, y, _constants(X.dtype, lr, activation, grad_reduction))
         with stepper.scope():
             return float(stepper.kernel(*args))
 

@@ -36,8 +36,8 @@ from .workspace import GRADS_PER_LAYER, _view, batch_rows, workspace_plan
 from .workspace import workspace_size as _workspace_size
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"batches": "67d121fb1936", "internals": "4baacdee097a", "layers": "49417aef8985",
-               "workspace": "47e9d3b436eb"}
+_DEPENDS_ON = {"batches": "4bf52c9e48f6", "internals": "4baacdee097a", "layers": "7e26739502de",
+               "workspace": "f155d508785a"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 

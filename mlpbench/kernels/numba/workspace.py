@@ -81,7 +81,7 @@ def workspace_size(sizes, nb, lead, grads) -> int:
     return int(plan(sizes, nb, lead, grads)[-1])
 
 
-@njit(cache=CACHE, inline="always")  # inlined into the batch loops: a call per batch costs tiny batches (batches._batch)
+@njit(cache=CACHE, inline="always")  # into the batch loops: a call per batch costs tiny batches (batches._batch)
 def batch_rows(X, Y, order, start, r0, k, nb, gather, work):
     """``(A, T)``: rows ``r0 .. r0 + k`` of the batch that starts at position ``start`` of ``order``.
 
