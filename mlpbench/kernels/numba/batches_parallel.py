@@ -36,8 +36,8 @@ from .workspace import GRADS_PER_LAYER, _view, batch_rows, workspace_plan
 from .workspace import workspace_size as _workspace_size
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"batches": "4bf52c9e48f6", "internals": "4baacdee097a", "layers": "7e26739502de",
-               "workspace": "f155d508785a"}
+_DEPENDS_ON = {"batches": "b2b697a2bfa4", "internals": "4baacdee097a", "layers": "2c2d402cd054",
+               "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 

@@ -40,7 +40,7 @@ from .loop import dense_backward_inlined, dense_forward_inlined
 from .scalar import SIGMOID, _bce_term, _few_binary, _leaf_sum
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"internals": "4baacdee097a", "loop": "ab2310ddc1b6", "scalar": "e0a5014b6f24"}
+_DEPENDS_ON = {"internals": "4baacdee097a", "loop": "945aaa051bc2", "scalar": "e0a5014b6f24"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 _STACK = 320  # elements of each stack buffer: more than any net ``backends/numba/jit._use_fixed`` admits needs

@@ -25,7 +25,7 @@ from .scalar import RELU, SIGMOID, TANH, _deriv, _relu, _sigmoid, _sum
 from .workspace import _view
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"internals": "4baacdee097a", "scalar": "e0a5014b6f24", "workspace": "f155d508785a"}
+_DEPENDS_ON = {"internals": "4baacdee097a", "scalar": "e0a5014b6f24", "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 
@@ -248,7 +248,7 @@ def layer_forward(A, W, b, Z, kind, floor, softmax, P, ab):
         log_softmax_rows(Z, b, P, True)
 
 
-@njit(cache=CACHE, inline="always")  # into each fused kernel, where this loop was written before
+@njit(cache=CACHE, inline="always")  # into each fused kernel, as its own loop was (as batches._batch)
 def forward(theta, sizes, woff, boff, A, work, off, r0, kind, floor, softmax, P, ab):
     """The forward pass of every fused BLAS kernel: ``layer_forward`` for each layer of the rows ``A``;
     returns the last layer's activations.

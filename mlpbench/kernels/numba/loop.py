@@ -17,7 +17,7 @@ from .scalar import (_PW_BLOCK, RELU, SIGMOID, TANH, _deriv, _exp, _few_binary, 
 from .workspace import GRADS_PAIR, workspace_plan
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"internals": "4baacdee097a", "scalar": "e0a5014b6f24", "workspace": "f155d508785a"}
+_DEPENDS_ON = {"internals": "4baacdee097a", "scalar": "e0a5014b6f24", "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 

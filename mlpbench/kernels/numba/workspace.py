@@ -1,9 +1,9 @@
 """A fused Numba kernel's flat workspace: where each buffer starts (``workspace_plan``) and the rows copied into it.
 
 Every kernel that keeps a batch's activations and gradients in one preallocated
-vector (``step``, ``loop``, ``batches``, ``batches_parallel``, and the backend's
-one-call ``forward``) takes its offsets from ``workspace_plan``, and every
-kernel that gathers a batch by an epoch's row order does it in ``batch_rows``.
+vector (``step``, ``loop``, ``batches``, ``batches_parallel``) takes its offsets
+from ``workspace_plan``, and every kernel that gathers a batch by an epoch's row
+order does it in ``batch_rows``.
 ``plan`` / ``workspace_size`` run the plan as Python, for the caller that allocates.
 """
 
@@ -19,7 +19,6 @@ _DEPENDS_ON = {"internals": "4baacdee097a"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 #: ``workspace_plan``'s ``grads``: where the upstream gradients (the layers' errors ``D_i``) go
-NO_GRADS = 0  # none: a forward pass only
 GRADS_PAIR = 1  # two buffers as wide as the widest layer, alternating: ``D_L`` in the first
 GRADS_IN_PLACE = 2  # ``D_L`` in place of the output's activations; two buffers for the hidden layers' errors
 GRADS_PER_LAYER = 3  # one buffer per layer (the threaded batch kernel needs every ``D_i`` at once)
@@ -41,8 +40,8 @@ def workspace_plan(sizes, nb, lead, grads):
     ``i = 1..L``: layer ``i``'s activations (``nb * sizes[i]``), back to back; ``off[L + 1 + i]``,
     ``i = 1..L``: layer ``i``'s error ``D_i``, placed by ``grads`` (module constants): with a pair
     of buffers, ``D_i`` is in the first when ``L - i`` is even (``GRADS_PAIR``) or odd
-    (``GRADS_IN_PLACE``, whose pair is as wide as the widest hidden layer); ``off[2 L + 2]``: the
-    workspace's size.
+    (``GRADS_IN_PLACE``, whose pair is as wide as the widest hidden layer), after the activations
+    (from ``off[L] + nb * sizes[L]``); ``off[2 L + 2]``: the workspace's size.
     """
     L = len(sizes) - 1
     off = np.zeros(2 * L + 3, np.int64)
@@ -57,7 +56,7 @@ def workspace_plan(sizes, nb, lead, grads):
         for i in range(1, L + 1):
             off[L + 1 + i] = pos
             pos += nb * sizes[i]
-    elif grads != NO_GRADS:
+    else:
         d0, d1 = pos, pos + nb * widest
         pos = d1 + nb * widest
         parity = 0 if grads == GRADS_PAIR else 1
