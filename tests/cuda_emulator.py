@@ -1,4 +1,4 @@
-"""The CUDA emulator: ``kernels/cuda.py``'s sources compiled for the CPU by g++, one OS thread per
+"""The CUDA emulator: ``kernels/cuda/sources.py``'s sources compiled for the CPU by g++, one OS thread per
 CUDA thread and a real barrier for ``__syncthreads``. Used by ``test_cuda_sources.py`` (each kernel
 against the reference) and ``test_cupy_backend.py`` (the whole backend on the CPU)."""
 

@@ -1,4 +1,4 @@
-"""The CUDA sources of ``kernels/cuda.py``, checked without a GPU.
+"""The CUDA sources of ``kernels/cuda/sources.py``, checked without a GPU.
 
 * ``nvcc -arch=sm_90`` compiles every source with every instantiation CuPy
   retrieves (skipped with a reason when nvcc is absent); a deliberately broken

@@ -1,4 +1,4 @@
-"""The Numba cache's dependency salt (``numba_internals.cache_for``), checked and shown to work.
+"""The Numba cache's dependency salt (``kernels/numba/internals.cache_for``), checked and shown to work.
 
 Numba's on-disk cache invalidates a function when its own source file changes,
 not when a kernel it calls from another file does. Each kernel module that
@@ -26,12 +26,19 @@ KERNELS = ROOT / "mlpbench" / "kernels" / "numba"
 
 
 def digest(text: str) -> str:
-    """``numba_internals.source_digest`` of a file holding ``text`` (computed apart, as a cross-check)."""
+    """``internals.source_digest`` of a file holding ``text`` (computed apart, as a cross-check)."""
     return hashlib.sha256(text.encode().replace(b"\r\n", b"\n")).hexdigest()[:12]
 
 
 def salt_block(depends_on: dict) -> str:
-    return "_DEPENDS_ON = {\n" + "".join(f'    "{k}": "{v}",\n' for k, v in sorted(depends_on.items())) + "}\n"
+    """The ``_DEPENDS_ON = {...}`` statement, entries sorted and packed into lines of at most 116 characters."""
+    lines = ["_DEPENDS_ON = {"]
+    for k, v in sorted(depends_on.items()):
+        entry = f'"{k}": "{v}",'
+        if len(lines[-1]) + 1 + len(entry) > 116 and lines[-1].strip() != "_DEPENDS_ON = {":
+            lines.append(" " * len("_DEPENDS_ON = {"))
+        lines[-1] += entry if lines[-1].endswith(("{", " ")) else " " + entry
+    return "\n".join(lines).rstrip(",") + "}\n"
 
 
 def _facts(text: str):
@@ -230,7 +237,7 @@ def test_numba_keeps_a_dependents_stale_code_and_the_salt_fixes_it(tmp_path):
     out, err = run()
     assert out[0] == "3" and out[2:4] == ["3", "False"], out
     assert out[1] == "2", ("Numba now invalidates a cached function when a kernel it calls from another file "
-                           "changes: the dependency salt (numba_internals.cache_for) may be dropped", out)
+                           "changes: the dependency salt (internals.cache_for) may be dropped", out)
     assert "_DEPENDS_ON['helper']" in err and digest(helper.format(2)) in err, err
     edit(pkg / "salted.py", salted.format(salt_block({"helper": digest(helper.format(2))})))
     assert run()[0][2:] == ["3", "True", "0"]  # the updated constant invalidated the stale entry

@@ -37,6 +37,13 @@ def nb():
 
 
 @pytest.fixture
+def steps():
+    from mlpbench.backends.numba import steps as numba_steps
+
+    return numba_steps
+
+
+@pytest.fixture
 def generic_loop(monkeypatch, nb):
     """The grids use the generic kernels: a per-shape kernel for each tiny case would mean one
     compilation per case (``test_fixed_shape_kernel`` covers that path)."""
@@ -117,10 +124,10 @@ def test_train_matches_reference(generic_loop, strategy, dtype, activation):
         assert_close(flat(p), flat(pr), dtype, f"params {sizes} N={n} {grad_reduction}")
 
 
-def test_parallel_blocks_match_reference(nb, monkeypatch):
+def test_parallel_blocks_match_reference(steps, monkeypatch):
     """Several row blocks on two threads (gradients summed per thread, then across threads)."""
-    monkeypatch.setattr(nb, "PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(nb, "BLOCK_ELEMS", 256)
+    monkeypatch.setattr(steps, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(steps, "BLOCK_ELEMS", 256)
     for dtype, sizes in itertools.product(("float64", "float32"), ([5, 8, 8, 1], [3, 7, 2], [4, 9, 3, 6])):
         be = get_backend("numba", strategy="step", threads=2)
         p0, X, y = problem(sizes, 1000, dtype, seed=3)
@@ -227,7 +234,7 @@ def test_sgd_update_on_flat_foreign_and_strided_params():
         assert normwise_error(flat(params), flat(expected)) == 0.0
 
 
-def test_threads_option_is_applied_and_recorded(nb, monkeypatch):
+def test_threads_option_is_applied_and_recorded(steps, monkeypatch):
     import numba
     from threadpoolctl import threadpool_info
 
@@ -244,7 +251,7 @@ def test_threads_option_is_applied_and_recorded(nb, monkeypatch):
     assert be.last_run["numba_threads"] == 1 and be.last_run["blas_threads"] == 1
     assert be.describe()["threads"] == "numba=1 blas=1"
     if numba.config.NUMBA_NUM_THREADS >= 2:  # the parallel kernel: 2 Numba threads, BLAS on 1 inside
-        monkeypatch.setattr(nb, "PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(steps, "PARALLEL_MIN_MACS", 0)
         be2 = get_backend("numba", strategy="step", threads=2)
         seen.clear()
         be2.train(be2.params_from_numpy(p0), X, y, lr=0.1, epochs=1,
@@ -309,10 +316,10 @@ def test_kernels_run_as_plain_python_without_the_jit():
     """``NUMBA_DISABLE_JIT=1`` (coverage of the kernels' Python): both strategies still match NumPy."""
     code = """
 import numpy as np
-import mlpbench.backends.numba.backend as nb
+import mlpbench.backends.numba.steps as steps
 from mlpbench.backends import get_backend
 from mlpbench.core.params import init_params
-nb.PARALLEL_MIN_MACS, nb.BLOCK_ELEMS = 0, 64
+steps.PARALLEL_MIN_MACS, steps.BLOCK_ELEMS = 0, 64
 rng = np.random.RandomState(0)
 X, y = rng.randn(40, 3), (rng.rand(40, 2) > 0.5).astype(float)
 ref = get_backend("numpy")

@@ -1,4 +1,4 @@
-"""The Numba backend's fused mini-batch SGD and softmax head (``numba_minibatch``, ``kernels/numba_batches``).
+"""The Numba backend's fused mini-batch SGD and softmax head (``backends/numba/minibatch``, ``kernels/numba/batches``).
 
 The fused path (every batch of an epoch in one compiled call) is held to the
 contract's generic loop (``Backend._train_batches``: one ``_step`` per batch,

@@ -1,6 +1,6 @@
-"""Mini-batch SGD on several threads (``kernels/numba_batches_parallel.py``) and when the backend uses it.
+"""Mini-batch SGD on several threads (``kernels/numba/batches_parallel.py``) and when the backend uses it.
 
-The threaded kernel is held to the single-thread kernel (``numba_batches.train_epochs``)
+The threaded kernel is held to the single-thread kernel (``batches.train_epochs``)
 for 1, 2 and 3 threads (a thread count the machine need not have: ``prange``
 runs the parts on the threads it has), gathered and in-order batches, partial
 batches, both heads and dtypes, at ``helpers.TOL``; through the backend it is

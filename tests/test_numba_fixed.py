@@ -1,4 +1,4 @@
-"""The per-shape whole-loop kernel (``numba_fixed.train_loop_fixed``) and its branch-free ``exp``.
+"""The per-shape whole-loop kernel (``fixed.train_loop_fixed``) and its branch-free ``exp`` (``scalar._exp``).
 
 Each case here is one compilation (shape, activation and dtype are compile-time
 constants), so the grid is a handful of shapes chosen to reach every path of
@@ -36,7 +36,7 @@ def ulps(a, b):
 def test_exp_is_within_an_ulp_and_keeps_nan():
     from numba import njit
 
-    from mlpbench.kernels.numba.fixed import _exp
+    from mlpbench.kernels.numba.scalar import _exp
 
     @njit
     def exp_all(x):
@@ -60,7 +60,7 @@ def test_exp_is_within_an_ulp_and_keeps_nan():
 
 
 # (sizes, N, activation, grad_reduction, soft labels?, dtype): every one is a tiny net the backend
-# sends to the per-shape kernel (numba_jit._use_fixed)
+# sends to the per-shape kernel (backends/numba/jit._use_fixed)
 CASES = [
     ([3, 2], 3, "relu", "mean", True, "float64"),  # depth 1, 6 soft targets: the per-term loss
     ([3, 1, 2], 2, "tanh", "sum", False, "float64"),  # depth 2, 2 outputs, a width-1 layer

@@ -17,18 +17,21 @@ Mini-batches: ``train(..., batch_size=N_b)`` runs the generic loop
 ``_train_batches`` (one ``_step`` per batch of rows gathered by ``_gather``);
 ``batch_size=None`` is full batch and runs ``_train`` exactly as before. A
 backend may override ``_train_batches`` with a fused version that matches it.
+
+Every training path runs its epochs through ``_epoch_loop`` (``epochs.py``: the
+divergence check and the callback) and returns through ``finish``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
 import time
 
 import numpy as np
 
 from ..core import validation as v
 from ..core.params import init_params, map_params
+from .epochs import epoch_loop, epoch_orders
 
 
 class BackendUnavailable(ImportError, RuntimeError):
@@ -60,19 +63,10 @@ def importable(module: str) -> bool:
         return False
 
 
-def epoch_orders(n_samples, shuffle=True, seed=None):
-    """Each epoch's row order, epoch after epoch: ``np.random.default_rng(seed).permutation(n)``
-    drawn again every epoch from one generator, or ``arange(n)`` without ``shuffle``.
-
-    Made in NumPy for every backend, so their mini-batch trajectories are comparable.
-    """
-    if not shuffle:
-        order = np.arange(n_samples)
-        while True:
-            yield order
-    rng = np.random.default_rng(seed)
-    while True:
-        yield rng.permutation(n_samples)
+def check_callback(callback) -> None:
+    """TypeError unless ``callback`` is callable or None."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
 
 
 def head(output) -> dict:
@@ -186,6 +180,11 @@ class Backend:
                              f"{', '.join(map(repr, self.outputs))}")
         return output
 
+    def _check_options(self, activation, grad_reduction, output=None) -> tuple:
+        """``(activation, grad_reduction, output)`` checked in that order (``output`` None: not checked)."""
+        return (v.check_activation(activation), v.check_grad_reduction(grad_reduction),
+                None if output is None else self.check_output(output))
+
     def check_cache(self, params, cache):
         """The forward pass's activations ready for ``_backward``."""
         return cache
@@ -212,16 +211,13 @@ class Backend:
 
         ``y_hat`` is the sigmoid output, or log-probabilities for ``output="softmax"``.
         """
-        activation = v.check_activation(activation)
-        output = self.check_output(output)
+        activation, _, output = self._check_options(activation, "sum", output)
         X, _ = self.check_inputs(params, X)
         return self._forward(params, X, activation, **head(output))
 
     def backward(self, params, cache, X, y, *, activation="relu", grad_reduction="sum", output="sigmoid"):
         """Return grads ``[(dW, db), ...]`` for the forward pass that made ``cache``."""
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
-        output = self.check_output(output)
+        activation, grad_reduction, output = self._check_options(activation, grad_reduction, output)
         cache = self.check_cache(params, cache)
         X, y = self.check_inputs(params, X, y)
         return self._backward(params, cache, X, y, activation, grad_reduction, **head(output))
@@ -237,9 +233,7 @@ class Backend:
     def step(self, params, X, y, *, lr, activation="relu", grad_reduction="sum", output="sigmoid") -> float:
         """One epoch of full-batch gradient descent; returns the loss before the update."""
         lr = v.check_lr(lr)
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
-        output = self.check_output(output)
+        activation, grad_reduction, output = self._check_options(activation, grad_reduction, output)
         X, y = self.check_inputs(params, X, y)
         return self._step(params, X, y, lr, activation, grad_reduction, **head(output))
 
@@ -257,14 +251,11 @@ class Backend:
         """
         lr = v.check_lr(lr)
         epochs = v.check_epochs(epochs)
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
-        output = self.check_output(output)
+        activation, grad_reduction, output = self._check_options(activation, grad_reduction, output)
         batch_size = v.check_batch_size(batch_size)
         shuffle = v.check_shuffle(shuffle)
         shuffle_seed = v.check_seed(shuffle_seed, "shuffle_seed")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        check_callback(callback)
         X, y = self.check_inputs(params, X, y)
         if batch_size is None:
             return self._train(params, X, y, lr, epochs, activation, grad_reduction, callback, **head(output))
@@ -282,8 +273,7 @@ class Backend:
         arguments, a compiled step) and returns a ``Prepared`` subclass.
         """
         lr = v.check_lr(lr)
-        activation = v.check_activation(activation)
-        grad_reduction = v.check_grad_reduction(grad_reduction)
+        activation, grad_reduction, _ = self._check_options(activation, grad_reduction)
         X, y = self.check_inputs(params, X, y)
         return self._prepare(params, X, y, lr, activation, grad_reduction)
 
@@ -317,31 +307,27 @@ class Backend:
     def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
                        **head):
         """Mini-batch SGD: per epoch, rows in ``next(orders)``, one ``_step`` per ``batch_size`` rows."""
-        n = X.shape[0]
-        starts = range(0, n, batch_size)
-        history = np.empty(epochs, dtype=np.float64)
-        for epoch in range(epochs):
+        starts = range(0, X.shape[0], batch_size)
+
+        def epoch(done, out):
             order = next(orders)
             Xe, ye = self._gather(X, order), self._gather(y, order)
             losses = [self._step(params, Xe[s:s + batch_size], ye[s:s + batch_size], lr, activation,
                                  grad_reduction, **head) for s in starts]
-            history[epoch] = loss = sum(losses) / len(losses)  # in batch order, as a fused loop adds them
-            if not math.isfinite(loss):
-                raise TrainingDiverged(epoch + 1, history[: epoch + 1], lr)
-            if callback is not None:
-                callback(epoch + 1, loss)
-        return self.finish(history, params, lr)
+            out[0] = sum(losses) / len(losses)  # in batch order, as a fused loop adds them
+            return 1
+
+        return self.finish(self._epoch_loop(epochs, epoch, callback), params, lr)
 
     def _train(self, params, X, y, lr, epochs, activation, grad_reduction, callback, **head):
-        history = np.empty(epochs, dtype=np.float64)
-        for epoch in range(epochs):
-            loss = self._step(params, X, y, lr, activation, grad_reduction, **head)
-            history[epoch] = loss
-            if not math.isfinite(loss):
-                raise TrainingDiverged(epoch + 1, history[: epoch + 1], lr)
-            if callback is not None:
-                callback(epoch + 1, loss)
-        return self.finish(history, params, lr)
+        def epoch(done, out):
+            out[0] = self._step(params, X, y, lr, activation, grad_reduction, **head)
+            return 1
+
+        return self.finish(self._epoch_loop(epochs, epoch, callback), params, lr)
+
+    #: the epoch loop of every training path (``epochs.epoch_loop``)
+    _epoch_loop = staticmethod(epoch_loop)
 
     # ------------------------------------------------------------ after training
     def params_finite(self, params) -> bool:
@@ -385,7 +371,6 @@ class Prepared:
     def run(self, epochs, callback=None) -> np.ndarray:
         """``epochs`` updates; the loss per epoch (float64), ``TrainingDiverged`` as ``train`` raises it."""
         epochs = v.check_epochs(epochs)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+        check_callback(callback)
         return self.backend._train(self.params, self.X, self.y, self.lr, epochs, self.activation,
                                    self.grad_reduction, callback)

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from ..kernels.reference import bce_eps
-from .base import Backend, BackendUnavailable, Prepared, TrainingDiverged, parse_device
+from .base import Backend, BackendUnavailable, Prepared, parse_device
 
 #: compiled epoch functions by (shape, dtype, device, threads, settings); None where compiling failed
 _COMPILED: dict = {}
@@ -329,15 +329,14 @@ class TorchBackend(Backend):
         with self._threads() as torch, torch.inference_mode():  # buffers never leave train
             run = self._runner(torch, params, X, y, lr, activation, grad_reduction, output)
             hist = torch.empty(epochs, dtype=X.dtype, device=X.device)
-            for epoch, slot in enumerate(hist.unbind(0)):
-                loss = slot.copy_(run())
-                if callback is not None:
-                    value = float(loss)
-                    if not np.isfinite(value):
-                        history = self.to_numpy(hist[: epoch + 1]).astype(np.float64)
-                        raise TrainingDiverged(epoch + 1, history, lr)
-                    callback(epoch + 1, value)
-            history = self.to_numpy(hist)
+
+            def chunk(done, out):  # len(out) epochs, their losses copied back together
+                for slot in hist[done : done + len(out)].unbind(0):
+                    slot.copy_(run())
+                out[:] = self.to_numpy(hist[done : done + len(out)])
+                return len(out)
+
+            history = self._epoch_loop(epochs, chunk, callback, 1 if callback is not None else epochs)
         return self.finish(history, params, lr)
 
 

@@ -3,7 +3,7 @@
 Training strategies (``CupyBackend(strategy=...)``; ``choose_strategy`` is the rule for ``"auto"``):
 
 * ``"persistent"``: nets that fit one thread block train in ONE kernel launch
-  for all epochs (``kernels/cuda.py``, ``train_persistent``);
+  for all epochs (``kernels/cuda/sources.py``, ``train_persistent``);
 * ``"graph"``: one epoch (cuBLAS matmuls and the fused kernels) is captured
   once as a CUDA graph and replayed every epoch;
 * ``"step"``: the same epoch launched kernel by kernel; forced by a callback,
@@ -13,7 +13,7 @@ Both heads: the softmax head's training step is one fused kernel after the
 last matmul (bias, stable log-softmax, cross-entropy terms, ``softmax -
 onehot`` and its bias-gradient sums); the one-block trainer has the sigmoid
 head only, so a softmax fit takes ``"graph"`` (or ``"step"``). Mini-batches
-(``batch_size=``) are ``cupy_minibatch.train_batches``: one epoch of batches
+(``batch_size=``) are ``minibatch.train_batches``: one epoch of batches
 captured once as a CUDA graph and replayed, rows gathered on the device by the
 epoch's permutation.
 
@@ -27,7 +27,6 @@ succeeding proves nothing, so ``availability()`` also launches a kernel.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -36,9 +35,9 @@ from ...core import validation as v
 from ...kernels.cuda import sources as kc
 from ...kernels.cuda.cublas import CUDA_DATA_TYPE, gemm
 from ...kernels import reference as ref
-from ..base import Backend, TrainingDiverged
+from ..base import Backend
 from .minibatch import train_batches
-from .support import (STRATEGIES, Workspace, capture, choose_strategy, device_name, flat, pointer_table, probe,
+from .support import (STRATEGIES, Workspace, capture, choose_strategy, device_name, flat, pointer_table, probe, read_loss,
                       short_error, sizes_of)
 
 
@@ -257,6 +256,12 @@ class CupyBackend(Backend):
         self._fn("sgd_multi", dtype)((kc.grid_blocks(total),), (kc.THREADS,),
                                      (ptrs, gptrs, offsets, np.int32(ptrs.size), dtype.type(lr)))
 
+    def _workspace(self, params, sizes, n_rows, dtype, epochs=1) -> Workspace:
+        """A ``Workspace`` of ``n_rows`` rows with the device pointer tables of ``params`` and its grads (SGD)."""
+        ws = Workspace(self._cp, sizes, n_rows, dtype, epochs)
+        ws.sgd = self._sgd_table(params, ws.grads)
+        return ws
+
     def _sgd_table(self, params, grads):
         p = flat(params)
         ptrs, offsets = pointer_table(self._cp, p)
@@ -315,8 +320,7 @@ class CupyBackend(Backend):
         if ws is None:
             if len(self._step_workspaces) >= 8:
                 self._step_workspaces.clear()
-            ws = Workspace(self._cp, sizes_of(params, X), X.shape[0], X.dtype)
-            ws.sgd = self._sgd_table(params, ws.grads)  # device pointer tables of these params and grads
+            ws = self._workspace(params, sizes_of(params, X), X.shape[0], X.dtype)
             self._step_workspaces[key] = ws
         return ws
 
@@ -334,7 +338,7 @@ class CupyBackend(Backend):
 
     def _train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
                        output="sigmoid"):
-        """Mini-batch SGD, every batch of an epoch in one replayed CUDA graph (``cupy_minibatch.py``)."""
+        """Mini-batch SGD, every batch of an epoch in one replayed CUDA graph (``cupy/minibatch.py``)."""
         with self._dev:
             return train_batches(self, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size,
                                  orders, output)
@@ -344,8 +348,7 @@ class CupyBackend(Backend):
         cp = self._cp
         dtype = X.dtype
         self._preload(dtype, activation)
-        ws = Workspace(cp, sizes, X.shape[0], dtype, epochs)
-        ws.sgd = self._sgd_table(params, ws.grads)
+        ws = self._workspace(params, sizes, X.shape[0], dtype, epochs)
 
         def run():
             self._enqueue_step(ws, params, X, y, activation, grad_reduction, lr, output)
@@ -358,20 +361,18 @@ class CupyBackend(Backend):
                 if self.strategy != "auto":
                     raise
                 self.last_run = {"strategy": "step", "why": f"the CUDA graph capture failed ({short_error(exc)})"}
-        if graph is not None:
+        launch = run if graph is None else graph.launch  # a graph: on the current stream, after the buffers' init
+        if callback is None:
             for _ in range(epochs):
-                graph.launch()  # on the current stream, after the buffers' initialisation
-        elif callback is None:
-            for _ in range(epochs):
-                run()
-        else:
-            for e in range(epochs):
-                run()
-                loss = float(ws.history[e].item())
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(e + 1, cp.asnumpy(ws.history[: e + 1]), lr)
-                callback(e + 1, loss)
-        return self.finish(cp.asnumpy(ws.history), params, lr, self._params_finite(params, dtype))
+                launch()
+            history = cp.asnumpy(ws.history)
+        else:  # the step strategy (choose_strategy): each epoch's loss on the host, through the contract's loop
+            def epoch(done, out):
+                launch()
+                return read_loss(ws, done, out)
+
+            history = self._epoch_loop(epochs, epoch, callback)
+        return self.finish(history, params, lr, self._params_finite(params, dtype))
 
     def _train_persistent(self, params, X, y, lr, epochs, activation, grad_reduction, sizes):
         cp = self._cp

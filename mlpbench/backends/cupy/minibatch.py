@@ -20,13 +20,10 @@ and is read once at the end (once per epoch with a callback).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ...kernels.cuda import sources as kc
-from ..base import TrainingDiverged
-from .support import Workspace, capture, short_error, sizes_of
+from .support import capture, read_loss, short_error, sizes_of
 
 #: int32 row indices on the device per upload (8 MiB): this many rows of orders are uploaded together
 ORDER_ELEMS = 2**21
@@ -48,8 +45,7 @@ def train_batches(be, params, X, y, lr, epochs, activation, grad_reduction, call
     nb = min(batch_size, n)
     batches = epoch_batches(n, nb)
     be._preload(dtype, activation)
-    ws = Workspace(cp, sizes_of(params, X), nb, dtype, epochs)
-    ws.sgd = be._sgd_table(params, ws.grads)
+    ws = be._workspace(params, sizes_of(params, X), nb, dtype, epochs)
     A, Tb = cp.empty((nb, n_in), dtype=dtype), cp.empty((nb, n_out), dtype=dtype)
     batch_loss = cp.full(len(batches), np.nan, dtype=np.float64)
     batch_counter = cp.zeros(1, dtype=np.int32)
@@ -79,19 +75,19 @@ def train_batches(be, params, X, y, lr, epochs, activation, grad_reduction, call
                 raise
             why = f"the CUDA graph capture failed ({short_error(exc)})"
     be.last_run = {"strategy": strategy, "why": why, "batch_rows": nb, "batches": len(batches)}
-    done = 0
-    while done < epochs:
-        k = min(per_upload, epochs - done)
-        order_dev[:k].set(np.array([next(orders) for _ in range(k)], dtype=np.int32))  # after the last replay
-        for e in range(done, done + k):
-            if graph is not None:
-                graph.launch()
-            else:
-                run()
-            if callback is not None:
-                loss = float(ws.history[e].item())
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(e + 1, cp.asnumpy(ws.history[: e + 1]), lr)
-                callback(e + 1, loss)
-        done += k
-    return be.finish(cp.asnumpy(ws.history), params, lr, be._params_finite(params, dtype))
+    launch = run if graph is None else graph.launch
+
+    def epoch(done, out):  # epoch ``done``; the orders of ``per_upload`` epochs go up at the first of them
+        if done % per_upload == 0:
+            k = min(per_upload, epochs - done)
+            order_dev[:k].set(np.array([next(orders) for _ in range(k)], dtype=np.int32))  # after the last replay
+        launch()
+        return 1 if out is None else read_loss(ws, done, out)
+
+    if callback is None:
+        for e in range(epochs):
+            epoch(e, None)
+        history = cp.asnumpy(ws.history)
+    else:  # each epoch's loss on the host, through the contract's loop
+        history = be._epoch_loop(epochs, epoch, callback)
+    return be.finish(history, params, lr, be._params_finite(params, dtype))

@@ -72,7 +72,7 @@ def choose_strategy(n_samples, layer_sizes, dtype, requested="auto", callback=Fa
 
     A callback needs each epoch's loss on the host, so it gets ``"step"``.
     ``"auto"`` takes ``"persistent"`` when the net fits one thread block
-    (``kernels.cuda.persistent_plan``: params, grads and all activations in
+    (``kernels/cuda/sources.persistent_plan``: params, grads and all activations in
     shared memory), else ``"graph"``. An explicit ``"persistent"`` for a net
     that does not fit raises ``ValueError``. The one-block trainer has the
     sigmoid head only: a softmax fit takes ``"graph"`` instead of it (as
@@ -155,3 +155,10 @@ def flat(params):
 
 def sizes_of(params, X):
     return [X.shape[1]] + [W.shape[1] for W, _ in params]
+
+
+def read_loss(ws, epoch, out) -> int:
+    """An epoch run on the device, recorded for the contract's ``_epoch_loop``: its loss, ``ws.history[epoch]``,
+    copied to ``out`` (a host synchronisation)."""
+    out[0] = ws.history[epoch].item()
+    return 1

@@ -1,4 +1,4 @@
-"""The Numba backend: ``kernels/numba_cpu.py`` behind the Backend contract.
+"""The Numba backend: the kernels of ``kernels/numba/`` behind the Backend contract.
 
 This module owns buffers, dispatch and conversions; the kernels own the math.
 ``train`` works on the params' flat vector (``params_from_numpy`` makes them
@@ -7,20 +7,18 @@ buffer once per call and then runs either
 
 * ``"loop"``: all epochs inside one compiled call (small networks), or
 * ``"step"``: one compiled call per epoch over row blocks, BLAS per layer
-  (with a per-epoch ``callback``, and for larger networks);
+  (with a per-epoch ``callback``, and for larger networks; ``steps``);
 
 ``strategy="auto"`` picks with ``choose_strategy``. Mini-batches, and the
-softmax head's training, run in ``numba_minibatch`` (``kernels/numba_batches.py``).
+softmax head's training, run in ``minibatch`` (``kernels/numba/batches.py``).
 Numba is imported on first use, never by ``import mlpbench``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,9 +28,9 @@ from ...kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ...core.params import copy_into, flat_buffer, flat_copy, flat_layout, flat_views, macs
 from . import minibatch
 from ..base import Backend, head
-from .jit import (_constants, _ensure_compiled, _fixed_loop, _kernels, _touch_blas, _use_fixed, compiled_seconds,
-                  jit_notes)
-from ..cpu_threads import blas_controller, blas_threads, numba_threads, numpy_blas_threads, scoped_threads
+from .jit import _constants, _ensure_compiled, _fixed_loop, _kernels, _use_fixed, compiled_seconds, jit_notes
+from .steps import Stepper, make_stepper
+from ..cpu_threads import blas_threads, numba_threads, numpy_blas_threads, scoped_threads
 
 STRATEGIES = ("loop", "step")
 
@@ -45,60 +43,9 @@ STRATEGIES = ("loop", "step")
 # sums are sequential dependency chains, BLAS's are not.
 LOOP_MAX_MACS = 1024
 
-# Rows per block of the step kernel: the block's activations and gradients
-# (``nb * (sum of widths + 2 * widest hidden)`` elements) stay within about
-# this many elements, i.e. in L2/L3 (measured at N=16384, [32, 2048, 1],
-# float64, one thread: 2**19 -> 133 ms, 2**18 -> 144 ms, 2**20 -> 135 ms).
-BLOCK_ELEMS = 2**19
-# Below this many multiply-adds per epoch the step kernel runs on one thread:
-# prange's fork/join (and a busy second core) costs more than it saves.
-# Threads, measured at N=16384, [32, 2048, 1], float64 (ms per epoch): prange on
-# 2 Numba threads with BLAS on 1 inside: 74; one thread, BLAS on 1: 145; one
-# thread, BLAS on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads
-# never won in the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1),
-# so the step kernels always run BLAS on one thread.
-#
-# That gain needs idle cores. On a shared machine (2 cores, load average 6-18
-# from other processes; prepared steps, ``measure`` rounds, p50 per step) the
-# fork/join waits on descheduled workers, and GNU OpenMP's workers spin after
-# each region against NumPy's spinning OpenBLAS pool in the same process:
-# float32 [32, 512, 1] at N=256 (4.2M MACs): 46 ms on 2 threads vs 0.35 ms on
-# one; N=1024 (17M): 20 vs 4.1 ms; N=4096, [32, 1024, 1] (138M): 42 vs 36 ms;
-# N=16384, [32, 2048, 1] float64 (1.1G): 363 vs 335 ms (same). At N=64 (1.1M
-# MACs, just above the old 2**20 bar) the same fight gave NumPy's own step a
-# p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from
-# 2**26 MACs (a ~20 ms serial step), where a lost core costs little and a free
-# one halves the time; below, one thread, which measured stable (p10-p90 of
-# 0.25-0.45 ms at N=64 under the same load).
-PARALLEL_MIN_MACS = 2**26
-# From this many MACs a serial step pins BLAS to one thread (its per-block GEMMs do not gain from two).
-PIN_MIN_MACS = 2**20
-
-
 def choose_strategy(n_samples, layer_sizes) -> str:
     """``"loop"`` for small networks, ``"step"`` otherwise (see ``LOOP_MAX_MACS``)."""
     return "loop" if macs(n_samples, layer_sizes) <= LOOP_MAX_MACS else "step"
-
-
-def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
-    """Rows per block of the step kernel (all rows when they fit; at least one block per thread)."""
-    widths = list(layer_sizes[1:])
-    per_row = sum(widths) + 2 * max(widths[:-1], default=0)
-    nb = max(8, BLOCK_ELEMS // per_row)
-    if n_threads > 1:
-        nb = min(nb, -(-n_samples // n_threads))
-    return max(1, min(nb, n_samples))
-
-
-@dataclass
-class _Stepper:
-    """The fused one-epoch kernel for one (shape, dtype, threads), with its workspace allocated once."""
-
-    kernel: object
-    layout: tuple  # (sizes, weight offsets, bias offsets) as int64 arrays
-    workspace: tuple  # (y_hat, rows per block, per-thread work, per-thread grads)
-    scope: object  # () -> context manager applying the threads
-    info: dict  # what ``last_run`` reports
 
 
 #: the shape ``warmup`` runs every strategy on: small, but above ``FIXED_MAX_MACS`` (no per-shape compile)
@@ -183,24 +130,26 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------ the math, one call at a time
     def _forward(self, params, X, activation, output="sigmoid"):
+        """Layer by layer, the fused kernels' layer (``layers.layer_forward``) with NumPy's choice of BLAS call.
+
+        Not ``layers.forward`` itself: it takes the params' flat vector, and finding it
+        (``flat_buffer``, ~8 us) doubled a one-row ``forward`` call.
+        """
         kernels = _kernels()
-        act_code = ACT_CODES[activation]
         dt = X.dtype
         floor = dt.type(sigmoid_floor(dt))
-        acts, a = [X], X
+        acts = [X]
         with self._scope():
             for i, (W, b) in enumerate(params):
+                last = i == len(params) - 1
                 Z = np.empty((X.shape[0], W.shape[1]), dtype=dt)
-                args = (a, np.ascontiguousarray(W), np.ascontiguousarray(b).reshape(-1), Z,
-                        act_code if i < len(params) - 1 else kernels.SIGMOID, floor)
-                if i == len(params) - 1 and output == "softmax":
-                    minibatch.softmax_forward(*args[:4])
-                else:
-                    _ensure_compiled("layer_forward", kernels.layer_forward, args)
-                    kernels.layer_forward(*args)
+                args = (acts[-1], np.ascontiguousarray(W), np.ascontiguousarray(b).reshape(-1), Z,
+                        kernels.SIGMOID if last else ACT_CODES[activation], floor, last and output == "softmax",
+                        None, None)
+                _ensure_compiled("layer_forward", kernels.layer_forward, args)
+                kernels.layer_forward(*args)
                 acts.append(Z)
-                a = Z
-        return a, acts
+        return acts[-1], acts
 
     def _backward(self, params, cache, X, y, activation, grad_reduction, output="sigmoid"):
         kernels = _kernels()
@@ -266,96 +215,67 @@ class NumbaBackend(Backend):
         """All epochs on the params' flat vector, buffers allocated once; see the class docstring."""
         if output == "softmax":  # the mini-batch kernel, one batch of every row per epoch
             return minibatch.train_full(self, params, X, y, lr, epochs, activation, grad_reduction, callback, output)
-        kernels = _kernels()
-        sizes, dt = [X.shape[1]] + [W.shape[1] for W, _ in params], X.dtype
-        n_rows = X.shape[0]
-        woff, boff, n_params = flat_layout(sizes)
-        theta, foreign = flat_copy(params, dt)  # foreign: not our views of one vector; train a copy, copy it back
-        consts = _constants(dt, lr, activation, grad_reduction)
-        history = np.empty(epochs, dtype=np.float64)
-
-        strategy = self.strategy if self.strategy != "auto" else choose_strategy(n_rows, sizes)
+        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
+        theta, foreign = flat_copy(params, X.dtype)  # foreign: not our views of one vector; train a copy, copy it back
+        consts = _constants(X.dtype, lr, activation, grad_reduction)
+        strategy = self.strategy if self.strategy != "auto" else choose_strategy(X.shape[0], sizes)
         if callback is not None:
             strategy = "step"  # a callback needs control back after every epoch
         if strategy == "loop":
-            fargs = (theta, X, y, consts[0], epochs) + consts[2:] + (history,)
-            fixed = _fixed_loop(fargs, consts[1], n_rows, sizes) if _use_fixed(n_rows, sizes) else None
             with self._scope():
-                if fixed is not None:
-                    done = fixed(*fargs)
-                else:
-                    acts = np.empty(n_rows * sum(sizes), dtype=dt)
-                    dbuf = np.empty(2 * n_rows * max(sizes[1:]), dtype=dt)
-                    args = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y, acts, dbuf, consts[0],
-                            epochs) + consts[1:] + (history,)
-                    _ensure_compiled("train_loop", kernels.train_loop, args)
-                    done = kernels.train_loop(*args)
-            self.last_run = {"strategy": "loop", "fixed_shape": fixed is not None, "numba_threads": 1,
-                             "blas_threads": self.threads, "block_rows": n_rows}
+                history = self._epoch_loop(epochs, self._loop_kernel(theta, sizes, X, y, consts), None, epochs)
         else:
-            done = self._train_steps(theta, sizes, X, y, consts, history, callback)
+            history = self._train_steps(theta, sizes, X, y, consts, epochs, callback)
         if foreign:
             copy_into(params, flat_views(theta, sizes))
-        return self.finish(history[:done], params, lr, params_finite=bool(np.isfinite(theta).all()))
+        return self.finish(history, params, lr, params_finite=bool(np.isfinite(theta).all()))
 
-    def _stepper(self, sizes, n_rows, dt) -> _Stepper:
-        """The fused one-epoch kernel for this shape, cached per (shape, dtype, threads): ``step`` allocates nothing."""
-        key = (tuple(sizes), n_rows, dt, self.threads)
-        cached = self._steppers.get(key)
-        if cached is not None:
-            return cached
+    def _loop_kernel(self, theta, sizes, X, y, consts):
+        """The ``"loop"`` strategy as ``_epoch_loop``'s ``run``: every epoch in one call of ``train_loop``, or of
+        ``train_loop_fixed`` compiled for this shape (tiny nets), its workspace allocated here."""
+        n_rows = X.shape[0]
+        lr, kind, tail = consts[0], consts[1], consts[2:]
+        fixed = None
+        if _use_fixed(n_rows, sizes):
+            fixed = _fixed_loop((theta, X, y, lr, 1) + tail + (np.empty(1),), kind, n_rows, sizes)
+        self.last_run = {"strategy": "loop", "fixed_shape": fixed is not None, "numba_threads": 1,
+                         "blas_threads": self.threads, "block_rows": n_rows}
+        if fixed is not None:
+            return lambda done, out: fixed(theta, X, y, lr, len(out), *tail, out)
         kernels = _kernels()
-        work_macs = macs(n_rows, sizes)
-        n_threads = self.threads if self.threads is not None else numba_threads()
-        # BLAS runs single-threaded inside the step kernels; the cores are shared through
-        # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
-        # BLAS threads cannot be pinned, so no prange either (no oversubscription).
-        pinned = blas_controller() is not None
-        parallel = pinned and n_threads > 1 and work_macs >= PARALLEL_MIN_MACS
-        rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
-        used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
-        widths = sizes[1:]
-        woff, boff, n_params = flat_layout(sizes)
-        work = np.empty((used_threads, rows * sum(widths) + 2 * rows * max(widths[:-1], default=0)), dtype=dt)
-        grad_parts = np.empty((used_threads, n_params), dtype=dt)
-        y_hat = np.empty((n_rows, sizes[-1]), dtype=dt)
-        if used_threads > 1:
-            _touch_blas(dt)
-        name = "train_step_parallel" if used_threads > 1 else "train_step"
-        # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-        if used_threads > 1 or self.threads is not None or (pinned and work_macs >= PIN_MIN_MACS):
-            def scope():
-                return scoped_threads(used_threads if used_threads > 1 else self.threads, blas=1 if pinned else None)
-        else:
-            scope = contextlib.nullcontext
-        info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
-                "blas_threads": 1 if pinned else blas_threads(), "block_rows": rows}
-        stepper = _Stepper(getattr(kernels, name), (np.array(sizes, dtype=np.int64), woff, boff),
-                           (y_hat, rows, work, grad_parts), scope, info)
-        if len(self._steppers) > 16:
-            self._steppers.clear()
-        self._steppers[key] = stepper
+        ws = kernels.workspace
+        off = ws.plan(sizes, n_rows, sizes[0], ws.GRADS_PAIR)
+        work, split = np.empty(off[-1], dtype=X.dtype), off[len(sizes) - 1] + n_rows * sizes[-1]
+        acts, grads = work[:split], work[split:]  # two arrays: loop.train_loop
+        head = (theta, np.array(sizes, dtype=np.int64)) + flat_layout(sizes)[:2] + (X, y, acts, grads, lr)
+        _ensure_compiled("train_loop", kernels.train_loop, head + (1,) + consts[1:] + (np.empty(1),))
+        return lambda done, out: kernels.train_loop(*head, len(out), *consts[1:], out)
+
+    def _stepper(self, sizes, n_rows, dt) -> Stepper:
+        """The fused one-epoch kernel for this shape (``steps``), cached per (shape, dtype, threads): ``step``
+        allocates nothing."""
+        key = (tuple(sizes), n_rows, dt, self.threads)
+        stepper = self._steppers.get(key)
+        if stepper is None:
+            if len(self._steppers) > 16:
+                self._steppers.clear()
+            stepper = self._steppers[key] = make_stepper(sizes, n_rows, dt, self.threads)
         return stepper
 
-    def _train_steps(self, theta, sizes, X, y, consts, history, callback):
-        """The per-epoch path; returns the number of epochs recorded (stops at a non-finite loss)."""
+    def _train_steps(self, theta, sizes, X, y, consts, epochs, callback):
+        """The ``"step"`` strategy: one step kernel call per epoch; returns the history recorded."""
         stepper = self._stepper(sizes, X.shape[0], X.dtype)
-        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + consts
-        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        args = stepper.bind(theta, X, y, consts)
         self.last_run = dict(stepper.info)
-        done = len(history)
-        with stepper.scope():
-            for epoch in range(len(history)):
-                loss = stepper.kernel(*args)
-                history[epoch] = loss
-                if not math.isfinite(loss):
-                    done = epoch + 1
-                    break
-                if callback is not None:
-                    callback(epoch + 1, float(loss))
-        return done
 
-    #: mini-batch SGD with no Python per batch: one compiled call per epoch or more (``numba_minibatch``)
+        def epoch(done, out):
+            out[0] = stepper.kernel(*args)
+            return 1
+
+        with stepper.scope():
+            return self._epoch_loop(epochs, epoch, callback)
+
+    #: mini-batch SGD with no Python per batch: one compiled call per epoch or more (``minibatch``)
     _train_batches = minibatch.train_batches
 
     def _step(self, params, X, y, lr, activation, grad_reduction, output="sigmoid") -> float:
@@ -369,16 +289,13 @@ class NumbaBackend(Backend):
             return super()._step(params, X, y, lr, activation, grad_reduction, **head(output))
         if output == "softmax":
             return minibatch.step(self, params, X, y, lr, activation, grad_reduction, output)
-        sizes = [X.shape[1]] + [W.shape[1] for W, _ in params]
-        stepper = self._stepper(sizes, X.shape[0], X.dtype)
-        args = (theta,) + stepper.layout + (X, y) + stepper.workspace + _constants(X.dtype, lr, activation,
-                                                                                 grad_reduction)
-        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        stepper = self._stepper([X.shape[1]] + [W.shape[1] for W, _ in params], X.shape[0], X.dtype)
+        args = stepper.bind(theta, X, y, _constants(X.dtype, lr, activation, grad_reduction))
         with stepper.scope():
             return float(stepper.kernel(*args))
 
     def _prepare(self, params, X, y, lr, activation, grad_reduction):
-        """The step kernel, its packed arguments and its compiled entry point, once (``numba_prepared``)."""
+        """The step kernel, its packed arguments and its compiled entry point, once (``prepared``)."""
         from .prepared import prepare
 
         return prepare(self, params, X, y, lr, activation, grad_reduction)

@@ -19,30 +19,30 @@ from ..cpu_threads import kept_openmp
 
 @functools.lru_cache(maxsize=None)
 def _kernels():
-    """The full-batch kernels the backend calls, by name (imports numba on first use)."""
-    from ...kernels.numba import fixed, layers, loop, scalar, step
+    """The full-batch kernels the backend calls, by name, and the workspace plan (imports numba on first use)."""
+    from ...kernels.numba import fixed, layers, loop, scalar, step, workspace
 
     return SimpleNamespace(
         SIGMOID=scalar.SIGMOID, bce_loss=scalar.bce_loss, layer_forward=layers.layer_forward,
         layer_backward=layers.layer_backward, output_error=layers.output_error, sgd=layers.sgd,
         touch_blas=layers.touch_blas, train_loop=loop.train_loop, train_loop_fixed=fixed.train_loop_fixed,
-        train_step=step.train_step, train_step_parallel=step.train_step_parallel)
+        train_step=step.train_step, train_step_parallel=step.train_step_parallel, workspace=workspace)
 
 
 @functools.lru_cache(maxsize=None)
 def _batch_kernels():
     """The mini-batch and softmax kernels module (``kernels/numba/batches.py``; imports numba)."""
-    from ...kernels.numba import batches as numba_batches
+    from ...kernels.numba import batches
 
-    return numba_batches
+    return batches
 
 
 @functools.lru_cache(maxsize=None)
 def _parallel_batch_kernels():
     """Mini-batch SGD on several threads (``kernels/numba/batches_parallel.py``; imports numba)."""
-    from ...kernels.numba import batches_parallel as numba_batches_parallel
+    from ...kernels.numba import batches_parallel
 
-    return numba_batches_parallel
+    return batches_parallel
 
 
 def _constants(dt, lr, activation, grad_reduction) -> tuple:
@@ -102,7 +102,7 @@ def _fixed_loop(args, kind, n_samples, sizes):
     """``train_loop_fixed`` for this shape and activation code ``kind``, as a callable of ``args`` (its
     arguments before the literals), or None if it cannot be had.
 
-    Called through the overload's entry point (``kernels/numba_internals``): a
+    Called through the overload's entry point (``kernels/numba/internals``): a
     literal-specialised Numba dispatcher otherwise re-runs type inference
     (milliseconds) on every call.
     """

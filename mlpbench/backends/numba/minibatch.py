@@ -1,12 +1,13 @@
-"""The Numba backend's mini-batch SGD and softmax training: ``kernels/numba_batches.py`` behind ``NumbaBackend``.
+"""The Numba backend's mini-batch SGD and softmax training: ``kernels/numba/batches.py`` behind ``NumbaBackend``.
 
 ``train_batches`` is ``NumbaBackend._train_batches``: no Python per batch. The
 epochs' row orders come from the contract's ``orders`` iterator (NumPy), are
 stacked ``ORDER_ELEMS`` indices at a time and handed to ``train_epochs``,
 which runs every batch of those epochs in one compiled call (one call per
-epoch with a ``callback``): on one thread (``numba_batches.train_epochs``), or,
-for batches big enough to share (``parallel_batches``), on Numba's threads
-(``numba_batches_parallel.train_epochs_parallel``), BLAS pinned to one thread
+epoch with a ``callback``; the contract's ``_epoch_loop``): on one thread
+(``batches.train_epochs``), or, for batches big enough to share
+(``parallel_batches``), on Numba's threads
+(``batches_parallel.train_epochs_parallel``), BLAS pinned to one thread
 inside either way. Buffers are allocated once per fit. The softmax
 head's full-batch ``train`` and ``step`` are the same kernel with one batch of
 all rows, in order, not gathered (``train_full``, ``step``).
@@ -66,31 +67,26 @@ def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback
     else:
         name, fn, extra = "train_epochs", kernels.train_epochs, ()
         work = np.empty(kernels.workspace_size(sizes, nb), dtype=dt)
-    history = np.empty(epochs, dtype=np.float64)
     head = (theta, np.array(sizes, dtype=np.int64), woff, boff, X, y)
     consts = ((np.int64(nb), work, np.empty(n_params, dtype=dt)) + extra
               + _constants(dt, lr, activation, grad_reduction) + (output == "softmax",))
-    chunk = 1 if callback is not None else max(1, ORDER_ELEMS // n_rows)
     fixed = np.zeros((1, 1), dtype=np.int64) if orders is None else None
     scope = scoped_threads(threads if threads > 1 else None, blas=1) if pin else contextlib.nullcontext()
     backend.last_run = {"strategy": "batches", "kernel": name, "numba_threads": threads,
                         "blas_threads": 1 if pin else blas_threads(), "batch_rows": nb}
-    done = 0
+
+    def run(done, out):  # len(out) epochs in one call; their row orders stacked
+        block = fixed if orders is None else np.array([next(orders) for _ in range(len(out))], dtype=np.int64)
+        args = head + (block, orders is not None) + consts + (out,)
+        _ensure_compiled(name, fn, args)
+        return fn(*args)
+
+    chunk = 1 if callback is not None else max(1, ORDER_ELEMS // n_rows)
     with scope:
-        while done < epochs:
-            k = min(chunk, epochs - done)
-            block = fixed if orders is None else np.array([next(orders) for _ in range(k)], dtype=np.int64)
-            args = head + (block, orders is not None) + consts + (history[done : done + k],)
-            _ensure_compiled(name, fn, args)
-            got = fn(*args)
-            done += got
-            if got < k:
-                break
-            if callback is not None:
-                callback(done, float(history[done - 1]))
+        history = backend._epoch_loop(epochs, run, callback, chunk)
     if foreign:
         copy_into(params, flat_views(theta, sizes))
-    return history[:done], bool(np.isfinite(theta).all())
+    return history, bool(np.isfinite(theta).all())
 
 
 def train_batches(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders,
@@ -112,13 +108,6 @@ def step(backend, params, X, y, lr, activation, grad_reduction, output) -> float
     """One full-batch update on the batch kernel; the loss before it (no update when it is not finite)."""
     history, _ = _run(backend, params, X, y, lr, 1, activation, grad_reduction, None, X.shape[0], None, output)
     return float(history[0])
-
-
-def softmax_forward(A, W, b, Z) -> None:
-    """The softmax head's layer for ``NumbaBackend._forward``: ``Z = log_softmax(A @ W + b)``."""
-    kernels = _batch_kernels()
-    _ensure_compiled("layer_log_softmax", kernels.layer_log_softmax, (A, W, b, Z))
-    kernels.layer_log_softmax(A, W, b, Z)
 
 
 def softmax_error(y_hat, y, mean, n_rows, D, db) -> None:

@@ -1,9 +1,9 @@
 """The Numba backend's prepared step: ``NumbaBackend.prepare`` returns a ``NumbaPrepared``.
 
 Everything a step needs is resolved once, at the first ``step()``: the step
-kernel for the shape (``NumbaBackend._stepper``: kernel, workspace, threads),
+kernel for the shape (``NumbaBackend._stepper``, ``steps``: kernel, workspace, threads),
 its ~15 arguments packed into one tuple, and the compiled entry point for
-their types (``kernels/numba_internals.compiled_entry``: no dispatcher typing
+their types (``kernels/numba/internals.compiled_entry``: no dispatcher typing
 per call; the public dispatcher when Numba's internals are not there). Every
 later ``step()`` is one call, plus a thread scope only where the stepper has
 one (a parallel or pinned kernel, whose work dwarfs the scope's cost);
@@ -40,14 +40,12 @@ class NumbaPrepared(Prepared):
 
     def _resolve(self):
         from ...kernels.numba.internals import compiled_entry
-        from .jit import _constants, _ensure_compiled
+        from .jit import _constants
 
         X = self.X
         sizes = [X.shape[1]] + [W.shape[1] for W, _ in self.params]
         stepper = self.backend._stepper(sizes, X.shape[0], X.dtype)
-        args = (self.theta,) + stepper.layout + (X, self.y) + stepper.workspace + _constants(
-            X.dtype, self.lr, self.activation, self.grad_reduction)
-        _ensure_compiled(stepper.info["kernel"], stepper.kernel, args)
+        args = stepper.bind(self.theta, X, self.y, _constants(X.dtype, self.lr, self.activation, self.grad_reduction))
         self._args, self._call = args, compiled_entry(stepper.kernel, args)
         self._scoped = stepper.scope is not contextlib.nullcontext
         self.stepper = stepper

@@ -186,12 +186,10 @@ def persistent_plan(n_samples, layer_sizes, dtype) -> PersistentPlan:
     shared = 8 * threads + itemsize * (2 * n_params + n * sum(sizes))
     work_macs = macs(n, sizes)
     if shared > MAX_SHARED_BYTES:
-        return PersistentPlan(False, threads, shared,
-                              f"needs {shared} B of shared memory for params, grads and activations "
-                              f"(one block has {MAX_SHARED_BYTES} B)")
-    if work_macs > MAX_PERSISTENT_MACS:
-        return PersistentPlan(False, threads, shared,
-                              f"{work_macs} multiply-adds per forward pass is too much for one block "
-                              f"(limit {MAX_PERSISTENT_MACS})")
-    return PersistentPlan(True, threads, shared,
-                          f"fits one block: {shared} B shared memory, {threads} threads")
+        why = (f"needs {shared} B of shared memory for params, grads and activations "
+               f"(one block has {MAX_SHARED_BYTES} B)")
+    elif work_macs > MAX_PERSISTENT_MACS:
+        why = f"{work_macs} multiply-adds per forward pass is too much for one block (limit {MAX_PERSISTENT_MACS})"
+    else:
+        return PersistentPlan(True, threads, shared, f"fits one block: {shared} B shared memory, {threads} threads")
+    return PersistentPlan(False, threads, shared, why)

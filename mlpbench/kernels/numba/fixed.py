@@ -1,31 +1,49 @@
 """Numba's whole-loop kernel for tiny networks, compiled per shape: ``train_loop_fixed``.
 
-``numba_loop.train_loop``'s arithmetic, for nets small enough (``numba_jit._use_fixed``)
+``loop.train_loop``'s arithmetic, for nets small enough (``backends/numba/jit._use_fixed``)
 that their params, activations and gradients fit in registers: shape and activation are
 compile-time constants, the buffers live on the stack (LLVM unrolls every loop and keeps
 each element in a register), the sigmoid's ``exp`` is inline arithmetic, and the loss's
 ``log`` waits until after the loop. The speed limit this reaches is in ``train_loop_fixed``.
+
+What it shares with the other Numba kernels, and where register allocation forbids sharing:
+
+* shared: a layer's forward and backward arithmetic (``loop``'s, compiled inlined into
+  the caller, ``dense_forward_inlined`` / ``dense_backward_inlined``, so that the stack
+  buffers never escape into a call), and ``scalar``'s helpers
+  (``_exp``, ``_deriv``, ``_bce_term``, ``_leaf_sum``). The only differences are
+  arguments: sums start from ``-0.0`` (``loop`` starts from ``+0.0``, as BLAS does), which
+  LLVM folds away without ``fastmath``, and the sigmoid's ``exp`` is ``scalar._exp``.
+* not the BLAS forward pass (``layers.forward``): a BLAS call is an opaque call that clobbers
+  every vector register and takes the buffers' addresses, so the params could not stay in
+  registers across it (and BLAS is slower than unrolled code at these sizes);
+* not ``workspace.workspace_plan``: its offsets are an int64 array filled at run time, and an
+  element of a stack buffer lives in a register only when every index into it is a constant
+  (LLVM's SROA); here the offsets (``a0 ..``, ``w0 ..``, the halves of ``D``) are arithmetic on
+  the literal sizes, which LLVM folds;
+* not ``train_loop``'s epoch loop: its loop over layers has a run-time index, so the sizes it
+  reads are not constants and no inner loop has a constant trip count (compiled with the sizes
+  as constant tuples, that body ran 0.130 us per epoch against 0.060 here); ``_fixed_epochs``
+  calls each layer explicitly instead;
+* not ``train_loop``'s loss: a ``log`` per epoch (a libm call, which clobbers registers as a
+  BLAS call does) becomes the product of the clipped probabilities, logged after the loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
 from .internals import PUBLIC_ONLY, cache_for, literally
-from .scalar import RELU, SIGMOID, TANH, _bce_term, _deriv
+from .loop import dense_backward_inlined, dense_forward_inlined
+from .scalar import SIGMOID, _bce_term, _few_binary, _leaf_sum
 
-# the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
-_DEPENDS_ON = {
-    "internals": "31554a804d8f",
-    "scalar": "a7215f199f1b",
-}
+# the source digests of the siblings compiled into these kernels (internals.cache_for)
+_DEPENDS_ON = {"internals": "4baacdee097a", "loop": "baef718511be", "scalar": "7f02aca1655e"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
-_STACK = 320  # elements of each stack buffer: more than any net ``numba_jit._use_fixed`` admits needs
-
+_STACK = 320  # elements of each stack buffer: more than any net ``backends/numba/jit._use_fixed`` admits needs
 
 
 def _stack_intrinsic():
@@ -65,125 +83,10 @@ if _stack_like is None:  # the public fallback: heap buffers (slower: LLVM must 
         return np.empty(_STACK, a.dtype)
 
 
-@intrinsic
-def _f64_from_bits(typingctx, i):
-    """The float64 whose bits are the int64 ``i``."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
-
-
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 in 32 bits (k * _LN2_HI is exact), then the rest
-_LN2_LO = 1.90821492927058770002e-10
-_ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
-_X_MIN = -708.0  # exp(-708) < 2**-1021: 1 + exp(x) == 1 from here down
-# 2 / n! (n = 0..13): the Taylor series of 2 exp(r), the 2 exact, so that 2**(k - 1) scales it
-_C = (2.0, 2.0, 1.0, 1 / 3, 1 / 12, 1 / 60, 1 / 360, 1 / 2520, 1 / 20160, 1 / 181440, 1 / 1814400,
-      1 / 19958400, 1 / 239500800, 1 / 3113510400)
-
-
-@njit(cache=CACHE)
-def _exp(x):
-    """``exp(x)`` of a float64 ``x <= 709.78`` (the sigmoid's clamp) in branch-free arithmetic, no libm
-    call (a call clobbers every vector register: the params would be spilled around each one).
-
-    ``2**k * exp(r)`` with ``|r| <= ln2 / 2`` (Cody-Waite), ``exp(r)`` as ``1 + (r + r**2 q(r))``, ``q``
-    the Taylor series to ``r**13`` by Estrin's scheme (short dependency chains): under 1 ulp from the
-    true value (``tests/test_numba_fixed.py``). Below -708 it returns ``exp(-708)`` (``1 + exp(x)`` is
-    1 there either way); NaN in, NaN out.
-    """
-    xc = x if x > _X_MIN else _X_MIN
-    kf = (xc * _LOG2E + _ROUND) - _ROUND
-    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    b0 = (_C[2] + _C[3] * r) + (_C[4] + _C[5] * r) * r2
-    b1 = (_C[6] + _C[7] * r) + (_C[8] + _C[9] * r) * r2
-    b2 = (_C[10] + _C[11] * r) + (_C[12] + _C[13] * r) * r2
-    poly = _C[0] + (_C[1] * r + ((b0 + b1 * r4) + b2 * (r4 * r4)) * r2)  # 2 + (2r + small): ~0.5 ulp + 0.5
-    res = poly * _f64_from_bits((np.int64(kf) + 1022) << 52)  # 2**(k - 1): 2**k overflows at k = 1024
-    return res if x == x else x
-
-
-@njit(cache=CACHE, inline="always")
-def _leaf_sum(a, s, n):
-    """``a[s:s+n].sum()`` in NumPy's order for ``n <= 128`` (one leaf, ``numba_scalar._pw_leaf``), inlined
-    into the kernel so that ``a`` may be a stack buffer."""
-    res = -(a.dtype.type(0))
-    if n < 8:
-        for i in range(n):
-            res += a[s + i]
-        return res
-    r0, r1, r2, r3, r4, r5, r6, r7 = a[s], a[s + 1], a[s + 2], a[s + 3], a[s + 4], a[s + 5], a[s + 6], a[s + 7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[s + i]
-        r1 += a[s + i + 1]
-        r2 += a[s + i + 2]
-        r3 += a[s + i + 3]
-        r4 += a[s + i + 4]
-        r5 += a[s + i + 5]
-        r6 += a[s + i + 6]
-        r7 += a[s + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[s + i]
-        i += 1
-    return res
-
-
-@njit(cache=CACHE, inline="always")
-def _fixed_forward(P, A, ai, ao, wo, bo, N, fi, fo, act, floor, zero, one):
-    """One layer's ``A[ao:] = act(A[ai:] @ W + b)``, summed in registers in the reference's order."""
-    for n in range(N):
-        for j in range(fo):
-            z = A[ai + n * fi] * P[wo + j]  # not 0 + ...: one add less on the epochs' dependency chain
-            for k in range(1, fi):
-                z += A[ai + n * fi + k] * P[wo + k * fo + j]
-            z += P[bo + j]
-            if act == RELU:
-                z = zero if z <= zero else z
-            elif act == TANH:
-                z = np.tanh(z)
-            else:  # one exp, computed in float64 whatever the dtype (_exp)
-                z = one / (one + P.dtype.type(_exp(np.float64(-(floor if z < floor else z)))))
-            A[ao + n * fo + j] = z
-
-
-@njit(cache=CACHE, inline="always")
-def _fixed_backward(P, A, D, ai, wo, bo, cur, nxt, N, fi, fo, kind, upstream, lr, zero, one):
-    """One layer's update from its output gradient ``D[cur:]``; first (``upstream``) the gradient of its
-    input into ``D[nxt:]``, which needs the old ``W``, the derivative taken from the saved activation."""
-    if upstream:
-        for n in range(N):
-            for k in range(fi):
-                s = D[cur + n * fo] * P[wo + k * fo]
-                for j in range(1, fo):
-                    s += D[cur + n * fo + j] * P[wo + k * fo + j]
-                D[nxt + n * fi + k] = _deriv(s, A[ai + n * fi + k], kind, zero, one)
-    for k in range(fi):  # weight gradient a.T @ dz, applied at once
-        for j in range(fo):
-            s = A[ai + k] * D[cur + j]
-            for n in range(1, N):
-                s += A[ai + n * fi + k] * D[cur + n * fo + j]
-            P[wo + k * fo + j] -= lr * s
-    if fo == 1:  # bias gradient in NumPy's column-sum order, applied at once
-        P[bo] -= lr * _leaf_sum(D, cur, N)
-    else:
-        for j in range(fo):
-            s = D[cur + j]
-            for n in range(1, N):
-                s += D[cur + n * fo + j]
-            P[bo + j] -= lr * s
-
-
 @njit(cache=CACHE, inline="always")
 def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L, s0, s1, s2, s3, s4):
-    """The body of ``train_loop_fixed``: ``_epochs`` on stack copies of the params, data and buffers,
-    one explicit call per layer so that every loop has a constant trip count."""
+    """The body of ``train_loop_fixed``: ``loop.train_loop``'s epochs on stack copies of the params, data and
+    buffers, one explicit call per layer so that every loop has a constant trip count."""
     dt = theta.dtype.type
     zero, one = dt(0), dt(1)
     lo, hi = eps, one - eps
@@ -215,19 +118,18 @@ def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L
     count = dt(n_terms)
     # Up to 7 binary labels: the loss is the log of the product of the clipped probabilities (p or 1 - p),
     # taken in float64 (>= 1e-56) and logged after the loop: no libm call in the epoch loop.
-    binary = n_terms < 8
-    for q in range(n_terms):
-        if T[q] != zero and T[q] != one:
-            binary = False
+    binary = _few_binary(T, n_terms)
+    z0 = -zero  # the sums start from -0.0, which adds nothing (loop._dense_forward)
+    frames, partials = np.empty(192, np.int64), np.empty(64, theta.dtype)  # dense_backward's stacks (N > 128)
     done = epochs
     for epoch in range(epochs):
-        _fixed_forward(P, A, a0, a1, w0, b0, N, s0, s1, SIGMOID if L == 1 else kind, floor, zero, one)
+        dense_forward_inlined(P, A, a0, a1, w0, b0, N, s0, s1, SIGMOID if L == 1 else kind, floor, z0, True)
         if L >= 2:
-            _fixed_forward(P, A, a1, a2, w1, b1, N, s1, s2, SIGMOID if L == 2 else kind, floor, zero, one)
+            dense_forward_inlined(P, A, a1, a2, w1, b1, N, s1, s2, SIGMOID if L == 2 else kind, floor, z0, True)
         if L >= 3:
-            _fixed_forward(P, A, a2, a3, w2, b2, N, s2, s3, SIGMOID if L == 3 else kind, floor, zero, one)
+            dense_forward_inlined(P, A, a2, a3, w2, b2, N, s2, s3, SIGMOID if L == 3 else kind, floor, z0, True)
         if L >= 4:
-            _fixed_forward(P, A, a3, a4, w3, b3, N, s3, s4, SIGMOID, floor, zero, one)
+            dense_forward_inlined(P, A, a3, a4, w3, b3, N, s3, s4, SIGMOID, floor, z0, True)
         # ---- loss (before the update)
         if binary:
             prod = 1.0
@@ -251,15 +153,15 @@ def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L
             d = A[out_off + q] - T[q]
             D[q] = d / dt(N) if mean else d
         if L >= 4:
-            _fixed_backward(P, A, D, a3, w3, b3, 0, half, N, s3, s4, kind, True, lr, zero, one)
+            dense_backward_inlined(P, A, D, a3, w3, b3, 0, half, N, s3, s4, kind, True, lr, z0, frames, partials)
         if L >= 3:
             c = half if L == 4 else 0
-            _fixed_backward(P, A, D, a2, w2, b2, c, half - c, N, s2, s3, kind, True, lr, zero, one)
+            dense_backward_inlined(P, A, D, a2, w2, b2, c, half - c, N, s2, s3, kind, True, lr, z0, frames, partials)
         if L >= 2:
             c = 0 if L % 2 == 0 else half
-            _fixed_backward(P, A, D, a1, w1, b1, c, half - c, N, s1, s2, kind, True, lr, zero, one)
+            dense_backward_inlined(P, A, D, a1, w1, b1, c, half - c, N, s1, s2, kind, True, lr, z0, frames, partials)
         c = half if L % 2 == 0 else 0
-        _fixed_backward(P, A, D, a0, w0, b0, c, half - c, N, s0, s1, kind, False, lr, zero, one)
+        dense_backward_inlined(P, A, D, a0, w0, b0, c, half - c, N, s0, s1, kind, False, lr, z0, frames, partials)
     for q in range(n_params):
         theta[q] = P[q]
     if binary:
@@ -270,17 +172,17 @@ def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L
 
 @njit(cache=CACHE, error_model="numpy")  # IEEE division, as NumPy's: no zero check, no branch per sample
 def train_loop_fixed(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, n, n_layers, s0, s1, s2, s3, s4):
-    """``numba_loop.train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers
+    """``loop.train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers
     of sizes ``s0 .. s4`` (unused ones 0) and the activation code ``kind``, all compile-time constants.
     One compilation per shape, activation and dtype (cached on disk): for tiny networks only. Needs
-    Numba's ``literally`` (``numba_internals``); the backend does not call it otherwise. Same contract
+    Numba's ``literally`` (``internals``); the backend does not call it otherwise. Same contract
     as ``train_loop`` (history as float64, stops at the first non-finite loss, returns the epochs run);
     ``error_model="numpy"``: IEEE division, as NumPy's, so no zero check splits the unrolled body.
 
     The limit, on the lab (AND, [2, 4, 1], N=4, relu), measured on the shared 2-core dev machine
-    (AMD EPYC, load ~2): the kernel alone 0.060 us per epoch in float64, 0.063 in float32 (the
-    former ``_epochs`` build: 0.130 / 0.110 in the same process); a whole prepared 5000-epoch fit
-    in ``mlpbench bench --preset lab`` ~0.067-0.08 us per epoch, 405x NumPy and 16x the jax
+    (AMD EPYC, load ~2): the kernel alone 0.060 us per epoch in float64, 0.063 in float32 (the generic
+    epoch loop compiled with constant sizes: 0.130 / 0.110 in the same process); a whole prepared
+    5000-epoch fit in ``mlpbench bench --preset lab`` ~0.067-0.08 us per epoch, 405x NumPy and 16x the jax
     backend's ``train`` (float32: 403x, 23x). What bounds it: epoch k + 1 needs epoch k's params, so
     the epochs form one dependency chain of ~45 dependent float operations (forward 2 + 4 adds, the
     sigmoid's ``exp`` ~16 deep, its division, the output error, then the upstream and weight-gradient

@@ -71,26 +71,21 @@ def xxgemm_type(dt):
 def fixed_shape_entry(fn, args, literals):
     """The compiled entry point of ``fn`` for ``args`` (typed by value) plus compile-time ``literals``,
     called without re-running type inference; None when Numba's internals for it are not there."""
-    if literally is None:
-        return None
+    entry = fn if literally is None else compiled_entry(fn, args, literals)
+    return None if entry is fn else entry
+
+
+def compiled_entry(fn, args, literals=()):
+    """``fn`` compiled for ``args``' types (and ``literals`` as literal ints), as a callable that skips the
+    dispatcher's typing; ``fn`` itself when Numba's internals for it are not there (or under
+    ``NUMBA_DISABLE_JIT``)."""
+    if PUBLIC_ONLY or not hasattr(fn, "compile"):
+        return fn
     try:
         sig = tuple(numba.typeof(a) for a in args) + tuple(types.literal(int(x)) for x in literals)
         fn.compile(sig)
         return fn.overloads[sig].entry_point
-    except Exception:  # Numba internals moved: the generic kernel
-        return None
-
-
-def compiled_entry(fn, args):
-    """``fn`` compiled for ``args``' types, as a callable that skips the dispatcher's typing; ``fn`` itself
-    when Numba's internals for it are not there (or under ``NUMBA_DISABLE_JIT``)."""
-    if PUBLIC_ONLY or not hasattr(fn, "compile"):
-        return fn
-    try:
-        sig = tuple(numba.typeof(a) for a in args)
-        fn.compile(sig)
-        return fn.overloads[sig].entry_point
-    except Exception:  # Numba internals moved: the public dispatcher
+    except Exception:  # Numba internals moved: the public dispatcher (the generic kernel, for literals)
         return fn
 
 

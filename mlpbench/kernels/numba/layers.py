@@ -1,14 +1,17 @@
-"""Numba per-layer kernels: fused bias + activation, output error, fused backward, SGD, and the GEMM with ``beta``.
+"""Numba per-layer kernels: the forward pass, fused bias + activation, log-softmax, output error, fused backward,
+SGD, and the GEMM with ``beta``.
 
-Each forward / backward layer is a BLAS matmul plus ONE fused pass; a bias
+``forward`` is THE forward pass of every BLAS kernel (``step``, ``batches``,
+``batches_parallel``), into the buffers ``workspace.workspace_plan`` lays out;
+``layer_forward``, its layer (a BLAS matmul plus ONE fused pass), is also the
+backend's one-call ``forward``, layer by layer. A backward layer is the same (matmuls, then one fused pass); a bias
 gradient sums rows in order (``np.sum(axis=0)``'s order), one column in NumPy's
 pairwise order. ``sgd`` updates every parameter of the flat vector ``theta`` in
 one loop (layer ``i``: ``W_i`` row-major at ``woff[i]``, ``b_i`` at ``boff[i]``;
-gradients alike). ``_mm`` /
-``_mm_tn`` / ``_mm_nt`` are row-major GEMMs that can accumulate (``beta = 1``,
-through ``numba_xxgemm``: ``numba_internals``; ``np.dot`` otherwise), which the
-blocked step kernel (``numba_step``) uses to sum weight gradients block after
-block without a temporary.
+gradients alike). ``_mm`` / ``_mm_tn`` / ``_mm_nt`` are row-major GEMMs that can
+accumulate (``beta = 1``, through ``numba_xxgemm``: ``internals``; ``np.dot``
+otherwise), which the blocked step kernel (``step``) uses to sum weight gradients
+block after block without a temporary.
 """
 
 from __future__ import annotations
@@ -18,13 +21,11 @@ from numba import config, njit
 from numba.extending import overload
 
 from .internals import HAVE_XXGEMM, cache_for, xxgemm_type
-from .scalar import RELU, TANH, _deriv, _relu, _sigmoid, _sum
+from .scalar import RELU, SIGMOID, TANH, _deriv, _relu, _sigmoid, _sum
+from .workspace import _view
 
-# the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
-_DEPENDS_ON = {
-    "internals": "31554a804d8f",
-    "scalar": "a7215f199f1b",
-}
+# the source digests of the siblings compiled into these kernels (internals.cache_for)
+_DEPENDS_ON = {"internals": "4baacdee097a", "scalar": "7f02aca1655e", "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 
@@ -50,10 +51,35 @@ def bias_act(Z, b, kind, floor):
 
 
 @njit(cache=CACHE)
-def layer_forward(A, W, b, Z, kind, floor):
-    """``Z = act(A @ W + b)``: BLAS into the preallocated ``Z``, then the fused bias + activation."""
-    np.dot(A, W, Z)
-    bias_act(Z, b, kind, floor)
+def log_softmax_rows(Z, b, P, probs):
+    """``Z = log_softmax(Z + b)`` per row, in place; the row max is subtracted before ``exp``
+    (no overflow for any finite logits).
+
+    With ``probs``, ``P`` gets the probabilities ``exp(s) / sum(exp(s))`` from the
+    same ``exp`` calls (within an ulp or two of ``exp(Z)``, the reference's).
+    """
+    zero = Z.dtype.type(0)
+    N, K = Z.shape
+    for n in range(N):
+        mx = Z[n, 0] + b[0]
+        for j in range(K):
+            v = Z[n, j] + b[j]
+            Z[n, j] = v
+            if v > mx:
+                mx = v
+        total = zero
+        for j in range(K):
+            s = Z[n, j] - mx
+            Z[n, j] = s
+            e = np.exp(s)
+            total += e
+            if probs:
+                P[n, j] = e
+        lse = np.log(total)  # total >= 1 (the max's own term): no log(0)
+        for j in range(K):
+            Z[n, j] -= lse
+            if probs:
+                P[n, j] /= total
 
 
 @njit(cache=CACHE)
@@ -111,6 +137,16 @@ def sgd(theta, grad, lr):
         theta[i] -= lr * grad[i]
 
 
+@njit(cache=CACHE)
+def sgd_parts(theta, parts, p, lr):
+    """``theta[p] -= lr * parts[:, p].sum()``: the threads' partial gradients of parameter ``p`` summed in
+    thread order (so the result does not depend on scheduling), then its update."""
+    g = parts[0, p]
+    for t in range(1, parts.shape[0]):
+        g += parts[t, p]
+    theta[p] -= lr * g
+
+
 # ---------------------------------------------------------------- GEMM with beta (accumulating)
 def _gemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
     """Fortran (column-major) ``C = alpha op(A) op(B) + beta C`` through SciPy's BLAS, the
@@ -139,28 +175,36 @@ if config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, e.g. for coverage):
 
     def _mm_nt(A, B, C, ab):
         C[...] = A @ B.T
+
+    def _mm_tn_rows(A, r0, r1, D, C, ab):
+        C[r0:r1] = A[:, r0:r1].T @ D
 elif HAVE_XXGEMM:
     @njit(cache=CACHE)
+    def _gemm_rows(transa, transb, m, n, k, A, lda, B, ldb, C, ab, accumulate):
+        """Row-major ``C (m x n) = op(A) @ op(B)`` (``C +=`` when ``accumulate``; ``ab`` holds [0, 1]), as the
+        column-major GEMM ``C.T = op(B).T @ op(A).T``; ``lda`` / ``ldb``: the row strides of ``A`` / ``B``."""
+        _gemm(transb, transa, n, m, k, ab[1:], B, ldb, A, lda, ab[1:] if accumulate else ab[:1], C, n)
+
+    @njit(cache=CACHE)
     def _mm(A, B, C, ab, accumulate):
-        """Row-major ``C = A @ B`` (``C += A @ B`` when ``accumulate``); ``ab`` holds [0, 1]."""
-        m, k = A.shape
-        n = B.shape[1]
-        _gemm(_N, _N, n, m, k, ab[1:], B, n, A, k, ab[1:] if accumulate else ab[:1], C, n)
+        """Row-major ``C = A @ B`` (``C += A @ B`` when ``accumulate``)."""
+        _gemm_rows(_N, _N, A.shape[0], B.shape[1], A.shape[1], A, A.shape[1], B, B.shape[1], C, ab, accumulate)
 
     @njit(cache=CACHE)
     def _mm_tn(A, B, C, ab, accumulate):
         """Row-major ``C = A.T @ B`` (``+=`` when ``accumulate``)."""
-        k, m = A.shape
-        n = B.shape[1]
-        _gemm(_N, _T, n, m, k, ab[1:], B, n, A, m, ab[1:] if accumulate else ab[:1], C, n)
+        _gemm_rows(_T, _N, A.shape[1], B.shape[1], A.shape[0], A, A.shape[1], B, B.shape[1], C, ab, accumulate)
 
     @njit(cache=CACHE)
     def _mm_nt(A, B, C, ab):
         """Row-major ``C = A @ B.T``."""
-        m, k = A.shape
-        n = B.shape[0]
-        _gemm(_T, _N, n, m, k, ab[1:], B, k, A, k, ab[:1], C, n)
-else:  # the public fallback (numba_internals): np.dot, plus a temporary where C accumulates
+        _gemm_rows(_N, _T, A.shape[0], B.shape[0], A.shape[1], A, A.shape[1], B, B.shape[1], C, ab, False)
+
+    @njit(cache=CACHE)
+    def _mm_tn_rows(A, r0, r1, D, C, ab):
+        """Rows ``[r0, r1)`` of the row-major ``C = A.T @ D``: one GEMM on ``A``'s columns ``r0:r1``, strided."""
+        _gemm_rows(_T, _N, r1 - r0, D.shape[1], A.shape[0], A[:, r0:], A.shape[1], D, D.shape[1], C[r0:], ab, False)
+else:  # the public fallback (internals): np.dot, plus a temporary where C accumulates
     @njit(cache=CACHE)
     def _mm(A, B, C, ab, accumulate):
         if accumulate:
@@ -178,6 +222,53 @@ else:  # the public fallback (numba_internals): np.dot, plus a temporary where C
     @njit(cache=CACHE)
     def _mm_nt(A, B, C, ab):
         np.dot(A, np.ascontiguousarray(B.T), C)
+
+    @njit(cache=CACHE)
+    def _mm_tn_rows(A, r0, r1, D, C, ab):
+        np.dot(np.ascontiguousarray(A[:, r0:r1].T), D, C[r0:r1])
+
+
+@njit(cache=CACHE)
+def layer_forward(A, W, b, Z, kind, floor, softmax, P, ab):
+    """One layer, ``Z = act(A @ W + b)``: one GEMM into ``Z``, then one fused pass, ``bias_act`` with the
+    activation code ``kind``, or with ``softmax`` the log-softmax (``log_softmax_rows``), whose
+    probabilities go to ``P`` unless it is None. ``ab`` ([0, 1]) runs the GEMM through ``_mm``, as every
+    fused kernel does; ``ab`` None through ``np.dot``, which takes a GEMV for one row or one column, as
+    NumPy does (the backend's one-call ``forward``). Both None tests are settled when Numba compiles
+    (branch pruning)."""
+    if ab is None:
+        np.dot(A, W, Z)
+    else:
+        _mm(A, W, Z, ab, False)
+    if not softmax:
+        bias_act(Z, b, kind, floor)
+    elif P is None:
+        log_softmax_rows(Z, b, Z, False)
+    else:
+        log_softmax_rows(Z, b, P, True)
+
+
+@njit(cache=CACHE, inline="always")  # into each fused kernel, as its own loop was (as batches._batch)
+def forward(theta, sizes, woff, boff, A, work, off, r0, kind, floor, softmax, P, ab):
+    """The forward pass of every fused BLAS kernel: ``layer_forward`` for each layer of the rows ``A``;
+    returns the last layer's activations.
+
+    Layer ``i``'s activations go to ``work`` at ``off[i] + r0 * sizes[i]`` (``off``:
+    ``workspace.workspace_plan``; ``r0``: where ``A``'s rows start in their batch). The hidden
+    layers take the activation code ``kind``; the last one the sigmoid, or with ``softmax`` the
+    log-softmax, its probabilities to ``P`` unless it is None.
+    """
+    L = sizes.shape[0] - 1
+    m = A.shape[0]
+    a = A
+    for i in range(L):
+        fi, fo = sizes[i], sizes[i + 1]
+        Z = _view(work, off[i + 1] + r0 * fo, m, fo)
+        last = i == L - 1
+        layer_forward(a, _view(theta, woff[i], fi, fo), theta[boff[i] : boff[i] + fo], Z,
+                      SIGMOID if last else kind, floor, last and softmax, P, ab)
+        a = Z
+    return a
 
 
 @njit(cache=CACHE)

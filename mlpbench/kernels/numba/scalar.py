@@ -1,24 +1,25 @@
-"""Numba scalar helpers (activation, its derivative, a BCE term), NumPy's pairwise summation, and the loss.
+"""Numba scalar helpers (activation, its derivative, a BCE term, a branch-free ``exp``), NumPy's pairwise
+summation, and the loss.
 
 The building blocks every other Numba kernel module calls (``@njit(cache=CACHE)``,
 no ``fastmath``, generic over float32 / float64: constants take the arrays'
 dtype). Sums follow NumPy's order bit for bit: ``_pw_leaf`` / ``_pairwise``
-walk NumPy's pairwise-summation tree (leaves of <= 128, eight accumulators).
+walk NumPy's pairwise-summation tree (leaves of <= 128, eight accumulators);
+``_leaf_sum`` is one leaf, inlined into its caller.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from .internals import cache_for
 from ..reference import ACT_CODES
 
-# the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
-_DEPENDS_ON = {
-    "..reference": "5580e4bf7917",
-    "internals": "31554a804d8f",
-}
+# the source digests of the siblings compiled into these kernels (internals.cache_for)
+_DEPENDS_ON = {"..reference": "5580e4bf7917", "internals": "4baacdee097a"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 RELU, TANH, SIGMOID = ACT_CODES["relu"], ACT_CODES["tanh"], ACT_CODES["sigmoid"]
@@ -59,6 +60,62 @@ def _bce_term(p, t, lo, hi, one):
     return t * np.log(p) + (one - t) * np.log(one - p)
 
 
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    """The float64 whose bits are the int64 ``i``."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 in 32 bits (k * _LN2_HI is exact), then the rest
+_LN2_LO = 1.90821492927058770002e-10
+_ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
+_X_MIN = -708.0  # exp(-708) < 2**-1021: 1 + exp(x) == 1 from here down
+# 2 / n! (n = 0..13): the Taylor series of 2 exp(r), the 2 exact, so that 2**(k - 1) scales it
+_C = (2.0, 2.0, 1.0, 1 / 3, 1 / 12, 1 / 60, 1 / 360, 1 / 2520, 1 / 20160, 1 / 181440, 1 / 1814400,
+      1 / 19958400, 1 / 239500800, 1 / 3113510400)
+
+
+@njit(cache=CACHE)
+def _exp(x):
+    """``exp(x)`` of a float64 ``x <= 709.78`` (the sigmoid's clamp) in branch-free arithmetic, no libm
+    call (a call clobbers every vector register: the params would be spilled around each one).
+
+    ``2**k * exp(r)`` with ``|r| <= ln2 / 2`` (Cody-Waite), ``exp(r)`` as ``1 + (r + r**2 q(r))``, ``q``
+    the Taylor series to ``r**13`` by Estrin's scheme (short dependency chains): under 1 ulp from the
+    true value (``tests/test_numba_fixed.py``). Below -708 it returns ``exp(-708)`` (``1 + exp(x)`` is
+    1 there either way); NaN in, NaN out.
+    """
+    xc = x if x > _X_MIN else _X_MIN
+    kf = (xc * _LOG2E + _ROUND) - _ROUND
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    b0 = (_C[2] + _C[3] * r) + (_C[4] + _C[5] * r) * r2
+    b1 = (_C[6] + _C[7] * r) + (_C[8] + _C[9] * r) * r2
+    b2 = (_C[10] + _C[11] * r) + (_C[12] + _C[13] * r) * r2
+    poly = _C[0] + (_C[1] * r + ((b0 + b1 * r4) + b2 * (r4 * r4)) * r2)  # 2 + (2r + small): ~0.5 ulp + 0.5
+    res = poly * _f64_from_bits((np.int64(kf) + 1022) << 52)  # 2**(k - 1): 2**k overflows at k = 1024
+    return res if x == x else x
+
+
+@njit(cache=CACHE, inline="always")
+def _few_binary(t, n):
+    """Whether ``t[:n]`` are fewer than 8 labels, each 0 or 1: then the whole-loop kernels take the loss's
+    logs as the log of a product of clipped probabilities (inlined: ``t`` may be a stack buffer)."""
+    zero = t.dtype.type(0)
+    one = t.dtype.type(1)
+    binary = n < 8
+    for q in range(n):
+        if t[q] != zero and t[q] != one:
+            binary = False
+    return binary
+
+
+# ---------------------------------------------------------------- sums in NumPy's order
 @njit(cache=CACHE)
 def _term(bce, p, i, t, j, lo, hi, one):
     return _bce_term(p[i], t[j], lo, hi, one) if bce else p[i]
@@ -96,6 +153,34 @@ def _pw_leaf(bce, p, ps, t, ts, n, lo, hi, one):
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     while i < n:
         res += _term(bce, p, ps + i, t, ts + i, lo, hi, one)
+        i += 1
+    return res
+
+
+@njit(cache=CACHE, inline="always")
+def _leaf_sum(a, s, n):
+    """``a[s:s+n].sum()`` in NumPy's order for ``n <= 128``: ``_pw_leaf``'s arithmetic, inlined into the
+    kernel so that ``a`` may be a stack buffer (``fixed``)."""
+    res = -(a.dtype.type(0))
+    if n < 8:
+        for i in range(n):
+            res += a[s + i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[s], a[s + 1], a[s + 2], a[s + 3], a[s + 4], a[s + 5], a[s + 6], a[s + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[s + i]
+        r1 += a[s + i + 1]
+        r2 += a[s + i + 2]
+        r3 += a[s + i + 3]
+        r4 += a[s + i + 4]
+        r5 += a[s + i + 5]
+        r6 += a[s + i + 6]
+        r7 += a[s + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[s + i]
         i += 1
     return res
 

@@ -2,10 +2,10 @@
 
 ``train_step`` runs on one thread; ``train_step_parallel`` gives each thread its
 own chunk of row blocks and its own gradient partial (no ``prange`` reduction
-into shared array elements), summed in thread order afterwards. BLAS GEMMs with
-``beta = 1`` (``numba_layers._mm_tn``) accumulate the weight gradients block
-after block; a one-output layer's backward is one fused pass
-(``numba_layers.single_output_backward``).
+into shared array elements), summed in thread order afterwards. The forward
+pass is ``layers.forward``; BLAS GEMMs with ``beta = 1`` (``layers._mm_tn``)
+accumulate the weight gradients block after block; a one-output layer's
+backward is one fused pass (``layers.single_output_backward``).
 """
 
 from __future__ import annotations
@@ -14,30 +14,24 @@ import numpy as np
 from numba import njit, prange
 
 from .internals import cache_for
-from .layers import _mm, _mm_nt, _mm_tn, act_backward, bias_act, output_error, sgd, single_output_backward
-from .scalar import SIGMOID, bce_loss
+from .layers import _mm_nt, _mm_tn, act_backward, forward, output_error, sgd, sgd_parts, single_output_backward
+from .scalar import bce_loss
+from .workspace import _view
 
-# the source digests of the siblings compiled into these kernels (numba_internals.cache_for)
-_DEPENDS_ON = {
-    "internals": "31554a804d8f",
-    "layers": "0dd173144cbe",
-    "scalar": "a7215f199f1b",
-}
+# the source digests of the siblings compiled into these kernels (internals.cache_for)
+_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "f2202491c7b1", "scalar": "7f02aca1655e",
+               "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
 
 @njit(cache=CACHE)
-def _view(buf, off, rows, cols):
-    return buf[off : off + rows * cols].reshape((rows, cols))
-
-
-@njit(cache=CACHE)
-def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, kind, mean, floor):
+def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, off, X, Y, Yhat, nb, work, gpart, kind, mean, floor):
     """Forward + backward of the row blocks ``t, t + n_threads, ...``, gradients summed into ``gpart``.
 
-    ``work`` layout: the activations of layers 1..L (``nb * width`` each), then
-    two ``nb * max_hidden`` upstream-gradient buffers. Weight gradients
-    accumulate block after block in BLAS (``beta = 1``): no temporary.
+    ``work`` is laid out by ``off`` (``workspace.workspace_plan(sizes, nb, 0, GRADS_IN_PLACE)``):
+    the activations of layers 1..L, the output error in place of the output's, two upstream-gradient
+    buffers for the hidden layers. Weight gradients accumulate block after block in BLAS
+    (``beta = 1``): no temporary.
     """
     L = sizes.shape[0] - 1
     N = X.shape[0]
@@ -45,14 +39,6 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, X, Y, Yhat, nb, wo
     ab = np.zeros(2, theta.dtype)  # GEMM's alpha / beta: [0, 1]
     ab[1] = 1
     n_blocks = (N + nb - 1) // nb
-    aoff = 0
-    max_hidden = 0
-    for i in range(1, L + 1):
-        aoff += nb * sizes[i]
-        if i < L and sizes[i] > max_hidden:
-            max_hidden = sizes[i]
-    d0 = aoff
-    d1 = d0 + nb * max_hidden
     for i in range(L):
         for j in range(sizes[i + 1]):
             gpart[boff[i] + j] = zero
@@ -64,29 +50,16 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, X, Y, Yhat, nb, wo
         s = blk * nb
         e = min(s + nb, N)
         m = e - s
-        # forward, layer by layer: BLAS into the block's buffer, then one fused pass
-        A = X[s:e]
-        off = 0
-        for i in range(L):
-            fi, fo = sizes[i], sizes[i + 1]
-            Z = _view(work, off, m, fo)
-            _mm(A, _view(theta, woff[i], fi, fo), Z, ab, False)
-            bias_act(Z, theta[boff[i] : boff[i] + fo], kind if i < L - 1 else SIGMOID, floor)
-            A = Z
-            off += nb * fo
+        A = forward(theta, sizes, woff, boff, X[s:e], work, off, 0, kind, floor, False, None, ab)
         Yhat[s:e] = A
         # backward: the output error in place of y_hat, then layer by layer
         D = A
         output_error(A, Y[s:e], mean, N, D, gpart[boff[L - 1] :])
         for i in range(L - 1, -1, -1):
             fi, fo = sizes[i], sizes[i + 1]
-            if i > 0:
-                off -= nb * fo
-                A_in = _view(work, off - nb * fi, m, fi)
-            else:
-                A_in = X[s:e]
+            A_in = _view(work, off[i], m, fi) if i > 0 else X[s:e]
             gW = _view(gpart, woff[i], fi, fo)
-            dA = _view(work, d0 if (L - 1 - i) % 2 == 0 else d1, m, fi) if i > 0 else D
+            dA = _view(work, off[L + 1 + i], m, fi) if i > 0 else D
             if i > 0 and fo == 1:
                 single_output_backward(A_in, _view(theta, woff[i], fi, fo), D, gW, dA, kind, gpart[boff[i - 1] :])
             else:
@@ -103,16 +76,16 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, X, Y, Yhat, nb, wo
 
 
 @njit(cache=CACHE)
-def train_step(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, lr, kind, mean, floor, eps):
+def train_step(theta, sizes, woff, boff, off, X, Y, Yhat, nb, work, gpart, lr, kind, mean, floor, eps):
     """One epoch (forward, loss, backward, SGD) on one thread; returns the loss before the update."""
-    _blocks_of_thread(0, 1, theta, sizes, woff, boff, X, Y, Yhat, nb, work[0], gpart[0], kind, mean, floor)
+    _blocks_of_thread(0, 1, theta, sizes, woff, boff, off, X, Y, Yhat, nb, work[0], gpart[0], kind, mean, floor)
     loss = bce_loss(Yhat.reshape(Yhat.size), Y.reshape(Y.size), eps)
     sgd(theta, gpart[0], lr)
     return loss
 
 
 @njit(cache=CACHE, parallel=True)
-def train_step_parallel(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, lr, kind, mean, floor, eps):
+def train_step_parallel(theta, sizes, woff, boff, off, X, Y, Yhat, nb, work, gpart, lr, kind, mean, floor, eps):
     """``train_step`` with one chunk of row blocks per thread (``work.shape[0]`` threads).
 
     Each thread writes only its own ``work[t]`` / ``gpart[t]`` and its own rows
@@ -122,13 +95,9 @@ def train_step_parallel(theta, sizes, woff, boff, X, Y, Yhat, nb, work, gpart, l
     """
     T = work.shape[0]
     for t in prange(T):
-        _blocks_of_thread(t, T, theta, sizes, woff, boff, X, Y, Yhat, nb, work[t], gpart[t], kind, mean, floor)
+        _blocks_of_thread(t, T, theta, sizes, woff, boff, off, X, Y, Yhat, nb, work[t], gpart[t], kind, mean, floor)
     loss = bce_loss(Yhat.reshape(Yhat.size), Y.reshape(Y.size), eps)
-    P = theta.shape[0]
-    for p in prange(P):
-        g = gpart[0, p]
-        for t in range(1, T):
-            g += gpart[t, p]
-        theta[p] -= lr * g
+    for p in prange(theta.shape[0]):
+        sgd_parts(theta, gpart, p, lr)
     return loss
 
