@@ -20,7 +20,26 @@ import pytest  # noqa: E402
 
 from mlpbench.backends import availability, backend_names, gpu_backends  # noqa: E402
 
+from children import Children  # noqa: E402
+
 REQUIRE_GPU = os.environ.get("MLPBENCH_REQUIRE_GPU") == "1"
+CHILDREN = Children()
+
+
+def pytest_collection_finish(session):
+    """The child processes the selected tests read start now, beside this process's tests (children.py)."""
+    if not session.config.option.collectonly:
+        CHILDREN.start_for(session.items)
+
+
+def pytest_sessionfinish(session):
+    CHILDREN.stop_all()
+
+
+@pytest.fixture(scope="session")
+def children():
+    """``children.result(__name__, key)``: ``(exit code, stdout, stderr)`` of this module's child ``key``."""
+    return CHILDREN
 
 
 def require_backend(name):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -87,12 +86,15 @@ print(json.dumps(report))
 """ % (HEAVY,)
 
 
+CHILDREN = {"fresh": lambda folder: dict(argv=[sys.executable, "-c", CHILD],  # started early: children.py
+                                          env=dict(os.environ, MLPBENCH_CACHE_DIR=folder))}
+
+
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    env = dict(os.environ, MLPBENCH_CACHE_DIR=str(tmp_path_factory.mktemp("auto-cache")))
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def report(children):
+    rc, out, err = children.result(__name__, "fresh")
+    assert rc == 0, out[-2000:] + err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("step", ["import mlpbench; MLP()", "NumbaBackend: availability, describe",

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 from conftest import require_backend
+
+from mlpbench.backends import availability
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,12 +48,24 @@ print(json.dumps(failures))
 """
 
 
+def _child(variable):
+    def make(folder):  # its own NUMBA_CACHE_DIR: nothing cached is loaded
+        env = dict(os.environ, **{variable: "1"}, NUMBA_CACHE_DIR=folder)
+        return dict(argv=[sys.executable, "-c", CHILD, TESTS, json.dumps(CHECKS[variable])], env=env, cwd=TESTS)
+    return make
+
+
+CHILDREN = {variable: _child(variable) for variable in CHECKS}  # started when collection ends (children.py)
+
+
+def child_keys(item):
+    return [item.callspec.params["variable"]] if availability("numba")[0] else []
+
+
 @pytest.mark.parametrize("variable", sorted(CHECKS))
-def test_every_check_of_the_environment_passes_in_one_child(variable, tmp_path):
+def test_every_check_of_the_environment_passes_in_one_child(variable, children):
     require_backend("numba")
-    env = dict(os.environ, **{variable: "1"}, NUMBA_CACHE_DIR=str(tmp_path))  # nothing cached is loaded
-    proc = subprocess.run([sys.executable, "-c", CHILD, TESTS, json.dumps(CHECKS[variable])], cwd=TESTS, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    failures = json.loads(proc.stdout.strip().splitlines()[-1])
+    rc, out, err = children.result(__name__, variable)
+    assert rc == 0, out[-2000:] + err[-3000:]
+    failures = json.loads(out.strip().splitlines()[-1])
     assert not failures, "\n".join(f"{check} under {variable}=1:\n{tb}" for check, tb in failures.items())
