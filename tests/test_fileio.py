@@ -234,6 +234,21 @@ KILLED = textwrap.dedent("""
 CHUNK, CHUNKS = 1 << 16, 32
 
 
+def _sigkill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _remove_temp_files(folder) -> int:
+    """Removes the temp files in ``folder`` (one is left where a kill came while a file was written); how many."""
+    orphans = [p for p in os.listdir(folder) if p.endswith(".tmp")]
+    for p in orphans:
+        os.unlink(os.path.join(folder, p))
+    return len(orphans)
+
+
 def test_sigkill_at_random_moments_leaves_the_old_or_the_new_complete_file(tmp_path):
     """The guarantee, on a real process: ``atomic_write`` killed at any moment leaves one whole version (2 MiB
     of one 4-byte number, the version) that this process wrote, and at most a stray temp file. Random
@@ -249,20 +264,16 @@ def test_sigkill_at_random_moments_leaves_the_old_or_the_new_complete_file(tmp_p
                                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         assert proc.stdout.readline() == b"wrote\n"  # its first version is complete
         time.sleep(rng.uniform(0.0, 0.05))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        assert proc.returncode == -signal.SIGKILL
+        _sigkill(proc)
         kills += 1
         with open(path, "rb") as f:
             data = f.read()
         assert len(data) == CHUNK * CHUNKS and data == data[:4] * (len(data) // 4), "a half-written file"
         assert first <= int.from_bytes(data[:4], "little") < first + 10**6  # this process's, not an older one
-        orphans = [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # a temp file: killed while writing
-        assert set(os.listdir(tmp_path)) == {"file.bin", *orphans} and len(orphans) <= 1
+        assert set(os.listdir(tmp_path)) - {"file.bin"} <= {p for p in os.listdir(tmp_path) if p.endswith(".tmp")}
+        orphans = _remove_temp_files(tmp_path)
+        assert orphans <= 1
         mid_write += bool(orphans)
-        for p in orphans:
-            os.unlink(tmp_path / p)
     assert mid_write >= 2, f"only {mid_write} of {kills} kills landed while a file was being written"
 
 
@@ -337,14 +348,8 @@ def test_sigkill_through_every_writer_leaves_old_or_new_complete_files(tmp_path,
         while not os.path.exists(target) and time.monotonic() < deadline:  # at least one complete version first
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        assert proc.returncode == -signal.SIGKILL
+        _sigkill(proc)
         kills += 1
         _check_complete(kind, path)
-        orphans = [p for p in os.listdir(folder) if p.endswith(".tmp")]  # a temp file: killed while writing
-        mid_write += bool(orphans)
-        for p in orphans:
-            os.unlink(os.path.join(folder, p))
+        mid_write += bool(_remove_temp_files(folder))
     assert mid_write >= 2, f"only {mid_write} of {kills} kills landed while a file was being written"
