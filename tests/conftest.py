@@ -8,12 +8,38 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+# Numba's threaded kernels on any runner: where fewer than 2 CPUs are ours, Numba still gets 2 threads
+# (oversubscribed: the same numbers, a little slower), so the tests of the 2-thread paths run everywhere.
+# Set before anything imports numba (its config reads the variable once); a value the user set is kept.
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+if _CPUS < 2:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
-from mlpbench.backends import availability, backend_names, gpu_backends
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mlpbench.backends import availability, backend_names, gpu_backends  # noqa: E402
+
+from children import Children  # noqa: E402
 
 REQUIRE_GPU = os.environ.get("MLPBENCH_REQUIRE_GPU") == "1"
+CHILDREN = Children()
+
+
+def pytest_collection_finish(session):
+    """The child processes the selected tests read start now, beside this process's tests (children.py)."""
+    if not session.config.option.collectonly:
+        CHILDREN.start_for(session.items)
+
+
+def pytest_sessionfinish(session):
+    CHILDREN.stop_all()
+
+
+@pytest.fixture(scope="session")
+def children():
+    """``children.result(__name__, key)``: ``(exit code, stdout, stderr)`` of this module's child ``key``."""
+    return CHILDREN
 
 
 def require_backend(name):

@@ -35,6 +35,7 @@ def asv_env(tmp_path):
     return run, tmp_path
 
 
+@pytest.mark.slow  # asv's own processes and environment setup: .ci/run runs it (-m slow)
 def test_asv_check_and_a_quick_current_environment_run(asv_env):
     run, tmp = asv_env
     out = run("check", "--python=same")

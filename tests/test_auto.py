@@ -200,24 +200,6 @@ def test_a_strategy_candidate_is_probed_on_the_run_it_does_and_rejected_when_wro
         unregister_backend("wrongloop")
 
 
-def test_numba_loop_candidate_compiles_only_the_kernel_it_runs(tmp_path):
-    pytest.importorskip("numba")
-    code = (
-        "from mlpbench.auto import choose as auto\n"
-        "from mlpbench.backends.numba import jit as numba_jit\n"
-        "d = auto.choose(4, [2, 4, 1], 'float64', epochs=5000, names=['numba'])\n"
-        "k = numba_jit._kernels()\n"
-        "print(d.ranking[0].label, sorted(numba_jit.JIT_SECONDS),\n"
-        "      sorted(n for n in ('layer_forward', 'layer_backward', 'sgd', 'bce_loss', 'train_step')\n"
-        "             if getattr(k, n).signatures))\n")
-    env = dict(os.environ, MLPBENCH_CACHE_DIR=str(tmp_path))
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split()[0] == "numba[loop]", out
-    assert "train_loop_fixed" in out and "[]" in out.split("]", 1)[1], out  # no forward/backward/step kernel
-
-
 class Jitty(NumpyBackend):
     """The NumPy math behind a fake JIT: its first construction 'compiles' (counted by compile_seconds)."""
 

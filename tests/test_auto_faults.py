@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -98,38 +96,44 @@ def test_an_unreadable_or_unwritable_folder_warns_once(isolated_cache, mode):
         os.chmod(folder, 0o700)
 
 
-def _tune(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mlpbench", "tune", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+def _tune(capsys, monkeypatch, *args, cache_dir):
+    """``mlpbench tune ARGS`` in process with ``MLPBENCH_CACHE_DIR=cache_dir``: (exit code, stdout, stderr)."""
+    from mlpbench.cli import main
+
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(cache_dir))
+    auto.shared_cache.cache_clear()
+    rc = main(["tune", *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
 
 
-def test_tune_show_and_clear_handle_every_fault(tmp_path, isolated_cache):
+def test_tune_show_and_clear_handle_every_fault(tmp_path, isolated_cache, monkeypatch, capsys):
     entry = _good_entry()
     bad = json.loads(json.dumps(entry))
     bad["measured"]["numpy"]["backend"]["name"] = "nosuch"
     _write(isolated_cache, {_key(): entry, "broken-key": bad})
-    env = {"MLPBENCH_CACHE_DIR": str(isolated_cache.parent)}
-    r = _tune("--show", env=env)
-    assert r.returncode == 0 and "Traceback" not in r.stderr
-    assert "invalid entry" in r.stdout and "broken-key" in r.stdout and "nosuch" in r.stdout
-    assert "numpy" in r.stdout
+    rc, out, err = _tune(capsys, monkeypatch, "--show", cache_dir=isolated_cache.parent)
+    assert rc == 0 and err == ""
+    assert "invalid entry" in out and "broken-key" in out and "nosuch" in out
+    assert "numpy" in out
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    for cmd in ("--show", "--clear"):
-        r = _tune(cmd, env={"MLPBENCH_CACHE_DIR": str(blocker)})
-        assert r.returncode in (0, 2) and "Traceback" not in r.stderr, r.stderr
-        if r.returncode == 2:
-            assert len(r.stderr.strip().splitlines()) == 1 and str(blocker) in r.stderr
+    for cmd, says in (("--show", "cannot be read"), ("--clear", "cannot clear")):  # a file where the folder goes
+        rc, out, err = _tune(capsys, monkeypatch, cmd, cache_dir=blocker)
+        assert rc == 2 and out == "" and len(err.splitlines()) == 1, (cmd, err)
+        assert err.startswith("mlpbench tune: error: ") and says in err and str(blocker / "auto.json") in err
+    assert blocker.read_text() == "x"
     if os.geteuid() != 0:
         os.chmod(isolated_cache.parent, 0o500)
         try:
-            r = _tune("--clear", env=env)
-            assert r.returncode == 2 and "Traceback" not in r.stderr
-            assert len(r.stderr.strip().splitlines()) == 1 and "auto.json" in r.stderr
+            rc, out, err = _tune(capsys, monkeypatch, "--clear", cache_dir=isolated_cache.parent)
+            assert rc == 2
+            assert len(err.strip().splitlines()) == 1 and "auto.json" in err
         finally:
             os.chmod(isolated_cache.parent, 0o700)
-    r = _tune("--budget", "-1", env=env)
-    assert r.returncode == 2 and "--budget" in r.stderr
+    rc, out, err = _tune(capsys, monkeypatch, "--budget", "-1", cache_dir=isolated_cache.parent)
+    assert rc == 2 and "--budget" in err
 
 
 class StopTraining(Exception):
@@ -173,53 +177,6 @@ def test_a_callback_exception_propagates_unchanged_once_per_epoch(backend):
     for (W0, b0), (W1, b1) in zip(before, model.params):
         np.testing.assert_array_equal(W0, W1)
         np.testing.assert_array_equal(b0, b1)
-
-
-SIDE_EFFECTS = r"""
-import json, sys
-import numpy as np
-state = {}
-def snap():
-    out = {}
-    if "jax" in sys.modules:
-        import jax
-        out["jax_x64"] = bool(jax.config.jax_enable_x64)
-    if "torch" in sys.modules:
-        import torch
-        out["torch_threads"] = torch.get_num_threads()
-    from threadpoolctl import threadpool_info
-    out["blas"] = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
-    return out
-import importlib.util
-for mod in ("jax", "torch"):  # the peers, where installed (the `peers` extra)
-    if importlib.util.find_spec(mod) is not None:
-        __import__(mod)
-if "torch" in sys.modules:
-    sys.modules["torch"].set_num_threads(1)
-before = snap()
-from mlpbench import MLP, datasets, available_backends
-from mlpbench.backends import availability, get_backend
-X, y = datasets.load("and")
-available_backends()
-for name in ("numpy", "numba", "torch", "jax"):
-    if availability(name)[0]:
-        get_backend(name).warmup([2, 4, 1], 4)
-MLP().fit(X, y, epochs=50, backend="auto")
-MLP([2, 8, 1], dtype="float32").fit(X, y, epochs=5, backend="auto")
-after = snap()
-after["blas"] = {k: v for k, v in after["blas"].items() if k in before["blas"]}
-print(json.dumps([before, after]))
-"""
-
-
-def test_no_process_wide_side_effects(tmp_path):
-    env = {**os.environ, "MLPBENCH_CACHE_DIR": str(tmp_path / "c")}
-    r = subprocess.run([sys.executable, "-c", SIDE_EFFECTS], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    before, after = json.loads(r.stdout.strip().splitlines()[-1])
-    assert before.get("jax_x64", False) is False and before.get("torch_threads", 1) == 1
-    assert ("jax_x64" in before) == availability("jax")[0] and ("torch_threads" in before) == availability("torch")[0]
-    assert after == before
 
 
 def test_jax_backend_scopes_x64():

@@ -20,6 +20,8 @@ from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.suite.sweep import run_sweep
 from mlpbench.cli.app import main
 
+from helpers import assert_verdicts_follow_from_samples
+
 
 class Counting(NumpyBackend):
     """NumPy, counting every SGD update and recording each ``train`` call's keywords."""
@@ -227,6 +229,7 @@ def test_reference_rows_are_judged_against_the_baseline_and_results_round_trip(m
         assert p["ratio"] > 0 and p["verdict"] in R.stats.VERDICTS and p["median_s"] > 0 and p["warmup_s"] > 0
     base = points[("numpy", case.label)]
     assert "reference" not in base and base["verdict"] == "baseline"
+    assert_verdicts_follow_from_samples(doc)  # each reference row's verdict is the one its samples give
     assert (base["batch_size"], base["output"]) == (16, "softmax")
     lab = points[("numpy", "lab-and f64 2-4-1 x5000")]
     assert (lab["batch_size"], lab["output"]) == (None, "sigmoid")

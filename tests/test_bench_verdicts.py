@@ -68,6 +68,7 @@ def _sweep(case_list, tmp_path, name):
     return {(p["case"], p["backend"]): p for p in doc["points"]}, doc
 
 
+@pytest.mark.slow  # timed sweeps of up to 4 s a point, retried on a loaded machine: .ci/run runs it (-m slow)
 def test_a_20_percent_slower_backend_is_slower_everywhere_and_an_identical_copy_never_differs(controls, tmp_path):
     grid = cases.sweep("quick", batch=[1, 64], hidden=[4, 64], features=[32], dtypes=["float64"], ops=["step"],
                        labs=())

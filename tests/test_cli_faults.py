@@ -1,13 +1,16 @@
 """Every CLI subcommand over bad invocations: exit 2, ONE line on stderr naming the culprit, no traceback.
 
-Plus: output paths are checked before any work, ``| head -1`` ends cleanly, every
-``OSError`` and ``MemoryError`` is one line, and an mlpbench bug still shows its traceback.
+The invocations run in process (``main(argv)`` returns the exit code); real processes only where a process
+is what is tested: the console script's exit code and output, ``| head -1`` ending cleanly. Plus: output
+paths are checked before any work, every ``OSError`` and ``MemoryError`` is one line, and an mlpbench bug
+still shows its traceback.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +18,7 @@ import numpy as np
 import pytest
 
 from mlpbench.cli import app as cli
+from mlpbench.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,18 +127,30 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv, env, culprit", CASES, ids=[" ".join(c[0]) or "(none)" for c in CASES])
-def test_bad_invocation_is_exit_2_and_one_line_naming_the_culprit(argv, env, culprit, files, tmp_path):
-    argv = [a.replace("{d}", str(files)) for a in argv]
-    full_env = {**os.environ, "PYTHONPATH": ROOT, "MLPBENCH_CACHE_DIR": str(tmp_path / "cache"), **env}
-    proc = subprocess.run([sys.executable, "-m", "mlpbench", *argv], capture_output=True, text=True, env=full_env,
-                          cwd=tmp_path, timeout=120)
-    err = proc.stderr
-    assert proc.returncode == 2, f"exit {proc.returncode}; stderr: {err}; stdout: {proc.stdout[-500:]}"
+def one_error_line(err, command):
+    """The one line on stderr: ``mlpbench <command>: error: ...`` (``mlpbench: error:`` from the top parser)."""
     assert "Traceback" not in err
     lines = err.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
-    assert culprit.replace("{d}", str(files)) in lines[0], lines[0]
+    assert len(lines) == 1 and err.endswith("\n"), f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert re.match(rf"mlpbench( {re.escape(command)})?: error: \S", lines[0]), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, env, culprit", CASES, ids=[" ".join(c[0]) or "(none)" for c in CASES])
+def test_bad_invocation_is_exit_2_and_one_line_naming_the_culprit(argv, env, culprit, files, tmp_path, monkeypatch,
+                                                                 capsys):
+    argv = [a.replace("{d}", str(files)) for a in argv]
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 2, f"exit {rc}; stderr: {err}; stdout: {out[-500:]}"
+    assert out == ""  # refused before any work or output
+    line = one_error_line(err, argv[0] if argv else "")
+    assert culprit in line, line
+    assert not (tmp_path / "cache").exists()  # nothing measured, nothing cached
 
 
 def test_output_path_is_checked_before_training(monkeypatch, capsys):
@@ -166,11 +182,20 @@ def test_missing_plotting_library_is_reported_before_training(monkeypatch, capsy
     assert err.count("\n") == 1 and "--plot" in err and "mlpbench[bench]" in err
 
 
-def test_save_to_a_folder_fails_without_training_in_a_subprocess():
-    """A billion epochs would take hours: the command can only end within the timeout by not training."""
-    proc = subprocess.run([sys.executable, "-m", "mlpbench", "train", "--epochs", "1000000000", "--save", "/"],
+def _entry_points():
+    """``python -m mlpbench``, and the installed ``mlpbench`` console script beside this Python where there is one."""
+    script = os.path.join(os.path.dirname(sys.executable), "mlpbench")
+    return [[sys.executable, "-m", "mlpbench"]] + ([[script]] if os.access(script, os.X_OK) else [])
+
+
+@pytest.mark.parametrize("entry", _entry_points(), ids=lambda e: "console-script" if len(e) == 1 else "python-m")
+def test_the_entry_points_exit_2_with_one_line_and_without_training(entry):
+    """A real process through each entry point: the exit code reaches the shell, one line, no traceback, and
+    a billion epochs would take hours, so the command can only end within the timeout by not training."""
+    proc = subprocess.run([*entry, "train", "--epochs", "1000000000", "--save", "/"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=60)
-    assert proc.returncode == 2 and "--save" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--save" in one_error_line(proc.stderr, "train")
 
 
 @pytest.mark.parametrize("exc, text", [

@@ -21,8 +21,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -72,13 +70,6 @@ def test_unavailable_backend_is_listed_and_refused_with_the_install_hint():
         get_backend("cupy")
     with pytest.raises(BackendUnavailable, match="cupy-cuda13x"):
         CupyBackend()
-
-
-def test_importing_the_package_and_listing_backends_does_not_import_cupy():
-    code = ("import sys, mlpbench; from mlpbench.backends import backend_class; backend_class('cupy'); "
-            "assert 'cupy' not in sys.modules, 'cupy imported'")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("kwargs,exc", [

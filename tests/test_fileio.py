@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -133,7 +134,150 @@ def test_check_output_dir(tmp_path):
             check_output_dir(str(tmp_path / bad), "--out", ("results.json",))
 
 
+# ---------------------------------------------------------------- every writer: through the one atomic write
+WRITES = {"model.npz": ["model.npz"], "results.json": ["results.json", "results.csv"], "auto.json": ["auto.json"],
+          "parity.json": ["parity.json"]}
+
+
+@pytest.mark.parametrize("kind", sorted(WRITES))
+def test_every_writer_reaches_its_files_only_by_renaming_a_synced_temp_file(tmp_path, monkeypatch, kind):
+    """What a kill can leave is settled by ``atomic_write`` (killed below): each kind of file reaches its
+    path by ``os.replace`` of a temp file in the same folder, written in full and fsynced before."""
+    synced, renames = set(), []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        real_fsync(fd)
+        synced.add(os.fstat(fd).st_ino)
+
+    def replace(src, dst, **kw):
+        renames.append((os.fspath(src), os.fspath(dst), os.stat(src).st_ino in synced))
+        real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    for old in WRITES[kind]:  # over old versions: a rename replaces them, nothing writes into them
+        (tmp_path / old).write_text("old")
+    _writers(tmp_path)[kind](tmp_path / kind)
+    assert {os.path.basename(dst) for _, dst, _ in renames} == set(WRITES[kind])
+    for src, dst, was_synced in renames:
+        name = os.path.basename(src)
+        assert os.path.dirname(src) == os.path.dirname(os.path.abspath(dst)) == str(tmp_path)
+        assert name.startswith(".mlpbench-") and name.endswith(".tmp") and was_synced, (src, dst)
+    assert all((tmp_path / old).read_bytes() != b"old" for old in WRITES[kind])
+    lock = {"auto.json.lock"} if kind == "auto.json" else set()  # the cache's lock file, never renamed
+    assert set(os.listdir(tmp_path)) == set(WRITES[kind]) | lock
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("syscall", ["write", "fchmod", "fsync", "replace"])
+@pytest.mark.parametrize("data", ["text", "callable"])
+def test_a_fault_at_each_system_call_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch, syscall, data):
+    path = tmp_path / "x.bin"
+    atomic_write(path, b"old complete file")
+    real_fdopen = os.fdopen
+
+    class Writer:  # the temp file, failing at its write
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def crash(*a, **k):
+        raise OSError(errno.EIO, "Input/output error")
+
+    if syscall == "write":
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode: Writer(real_fdopen(fd, mode)))
+    else:
+        monkeypatch.setattr(os, syscall, crash)
+    new = b"new" * 1000 if data == "text" else (lambda f: [f.write(b"new") for _ in range(1000)])
+    with pytest.raises(OSError) as info:
+        atomic_write(path, new)
+    assert info.value.filename == str(path) and info.value.errno == (errno.ENOSPC if syscall == "write" else errno.EIO)
+    assert path.read_bytes() == b"old complete file" and os.listdir(tmp_path) == ["x.bin"]
+
+
 # ---------------------------------------------------------------- SIGKILL at random moments
+KILLED = textwrap.dedent("""
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location("fileio", sys.argv[1])  # the module alone: a fast start
+    fileio = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fileio)
+    path, v = sys.argv[2], int(sys.argv[3])
+
+    def version(v):
+        def write(f):  # one write(2) per 64 KiB: the temp file grows while the kill may come
+            for _ in range(CHUNKS):
+                f.write(v.to_bytes(4, "little") * (CHUNK // 4))
+                f.flush()
+        return write
+
+    fileio.atomic_write(path, version(v))
+    print("wrote", flush=True)
+    while True:
+        v += 1
+        fileio.atomic_write(path, version(v))
+""")
+CHUNK, CHUNKS = 1 << 16, 32
+
+
+def _sigkill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _remove_temp_files(folder) -> int:
+    """Removes the temp files in ``folder`` (one is left where a kill came while a file was written); how many."""
+    orphans = [p for p in os.listdir(folder) if p.endswith(".tmp")]
+    for p in orphans:
+        os.unlink(os.path.join(folder, p))
+    return len(orphans)
+
+
+def test_sigkill_at_random_moments_leaves_the_old_or_the_new_complete_file(tmp_path):
+    """The guarantee, on a real process: ``atomic_write`` killed at any moment leaves one whole version (2 MiB
+    of one 4-byte number, the version) that this process wrote, and at most a stray temp file. Random
+    moments, at least 2 of them mid-write."""
+    rng = random.Random(12)
+    path = str(tmp_path / "file.bin")
+    fileio = os.path.join(ROOT, "mlpbench", "core", "fileio.py")
+    code = f"CHUNK, CHUNKS = {CHUNK}, {CHUNKS}\n" + KILLED
+    kills = mid_write = 0
+    while kills < 8 or (mid_write < 2 and kills < 150):
+        first = (kills + 1) * 10**6  # each process numbers its versions from its own first
+        proc = subprocess.Popen([sys.executable, "-c", code, fileio, path, str(first)], stdout=subprocess.PIPE,
+                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        assert proc.stdout.readline() == b"wrote\n"  # its first version is complete
+        time.sleep(rng.uniform(0.0, 0.05))
+        _sigkill(proc)
+        kills += 1
+        with open(path, "rb") as f:
+            data = f.read()
+        assert len(data) == CHUNK * CHUNKS and data == data[:4] * (len(data) // 4), "a half-written file"
+        assert first <= int.from_bytes(data[:4], "little") < first + 10**6  # this process's, not an older one
+        assert set(os.listdir(tmp_path)) - {"file.bin"} <= {p for p in os.listdir(tmp_path) if p.endswith(".tmp")}
+        orphans = _remove_temp_files(tmp_path)
+        assert orphans <= 1
+        mid_write += bool(orphans)
+    assert mid_write >= 2, f"only {mid_write} of {kills} kills landed while a file was being written"
+
+
+# ---------------------------------------------------------------- the same, through every writer (slow)
 WRITER = textwrap.dedent("""
     import os, sys, time
     _fsync = os.fsync
@@ -183,8 +327,10 @@ def _check_complete(kind, path):
         assert data["schema"] == "mlpbench.auto/2" and data["entries"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["model", "results", "cache"])
-def test_sigkill_at_random_moments_leaves_old_or_new_complete_files(tmp_path, kind):
+def test_sigkill_through_every_writer_leaves_old_or_new_complete_files(tmp_path, kind):
+    """End to end (``-m slow``): each writer's own files, in a process killed at random moments."""
     rng = random.Random(12)
     path = str(tmp_path / ("m.npz" if kind == "model" else "out" if kind == "results" else "auto.json"))
     env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -202,14 +348,8 @@ def test_sigkill_at_random_moments_leaves_old_or_new_complete_files(tmp_path, ki
         while not os.path.exists(target) and time.monotonic() < deadline:  # at least one complete version first
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        assert proc.returncode == -signal.SIGKILL
+        _sigkill(proc)
         kills += 1
         _check_complete(kind, path)
-        orphans = [p for p in os.listdir(folder) if p.endswith(".tmp")]  # a temp file: killed while writing
-        mid_write += bool(orphans)
-        for p in orphans:
-            os.unlink(os.path.join(folder, p))
+        mid_write += bool(_remove_temp_files(folder))
     assert mid_write >= 2, f"only {mid_write} of {kills} kills landed while a file was being written"

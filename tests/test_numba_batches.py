@@ -9,8 +9,6 @@ the NumPy reference, at the backend issues' bars (``helpers.TOL``: float64
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -183,26 +181,18 @@ def test_divergence_raises_with_the_history_up_to_it(output):
         np.testing.assert_array_equal(a, b)  # the model keeps its pre-fit params
 
 
-_SUBPROCESS = """
-import numpy as np
-from mlpbench.backends import get_backend
-from mlpbench.core.params import init_params
-rng = np.random.RandomState(0)
-X = rng.randn(23, 3)
-for output, y in (("softmax", np.eye(3)[rng.randint(0, 3, 23)]), ("sigmoid", (rng.rand(23, 3) > 0.5) * 1.0)):
-    kw = dict(lr=0.1, epochs=2, activation="tanh", grad_reduction="mean", output=output, batch_size=5,
-              shuffle_seed=4)
-    ref, be = get_backend("numpy"), get_backend("numba")
-    p, q = ref.params_from_numpy(init_params([3, 5, 3], 0)), be.params_from_numpy(init_params([3, 5, 3], 0))
-    h_ref, h = ref.train(p, X, y, **kw), be.train(q, X, y, **kw)
-    assert np.abs(h - h_ref).max() <= 1e-12 * np.abs(h_ref).max(), (output, h, h_ref)
-    for (W, b), (V, c) in zip(p, q):
-        assert np.abs(W - V).max() <= 1e-12 and np.abs(b - c).max() <= 1e-12, output
-"""
-
-
-@pytest.mark.parametrize("env", [{"NUMBA_DISABLE_JIT": "1"}, {"MLPBENCH_NUMBA_PUBLIC": "1"}])
-def test_plain_python_and_the_public_fallbacks_keep_parity(env):
+# ---------------------------------------------------------------- checks run by test_numba_environments.py
+def fused_minibatch_parity():
     """The kernels as plain Python (``NUMBA_DISABLE_JIT``, coverage), and without Numba's internals
     (``np.dot`` instead of ``numba_xxgemm``, no on-disk cache): the same trajectory as NumPy."""
-    subprocess.run([sys.executable, "-c", _SUBPROCESS], check=True, env=dict(__import__("os").environ, **env))
+    rng = np.random.RandomState(0)
+    X = rng.randn(23, 3)
+    for output, y in (("softmax", np.eye(3)[rng.randint(0, 3, 23)]), ("sigmoid", (rng.rand(23, 3) > 0.5) * 1.0)):
+        kw = dict(lr=0.1, epochs=2, activation="tanh", grad_reduction="mean", output=output, batch_size=5,
+                  shuffle_seed=4)
+        ref, be = get_backend("numpy"), get_backend("numba")
+        p, q = ref.params_from_numpy(init_params([3, 5, 3], 0)), be.params_from_numpy(init_params([3, 5, 3], 0))
+        h_ref, h = ref.train(p, X, y, **kw), be.train(q, X, y, **kw)
+        assert np.abs(h - h_ref).max() <= 1e-12 * np.abs(h_ref).max(), (output, h, h_ref)
+        for (W, b), (V, c) in zip(p, q):
+            assert np.abs(W - V).max() <= 1e-12 and np.abs(b - c).max() <= 1e-12, output

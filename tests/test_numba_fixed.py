@@ -1,10 +1,10 @@
 """The per-shape whole-loop kernel (``fixed.train_loop_fixed``) and its branch-free ``exp`` (``scalar._exp``).
 
-Each case here is one compilation (shape, activation and dtype are compile-time
-constants), so the grid is a handful of shapes chosen to reach every path of
-the kernel: depths 1 to 4, each hidden activation, "mean", soft labels (the
-per-term loss instead of the product of probabilities), 8 or more outputs
-(NumPy's 8-accumulator sums), and divergence.
+Each (shape, N, activation, dtype) here is one compilation (compile-time constants), the costliest in
+the suite, so the grid is four of them chosen to reach every path of the kernel between them: depths 1
+to 4, each hidden activation, both dtypes, a width-1 layer, 2 outputs, N = 8 (NumPy's 8-accumulator
+sums), and divergence. The loss's paths are runtime arguments, so every kernel runs both: "sum" with 0/1
+targets (the product of probabilities) and "mean" with soft targets (the per-term loss).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from conftest import require_backend
 
-from mlpbench import datasets
 from mlpbench.backends import TrainingDiverged, get_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.core.params import init_params
@@ -59,39 +58,50 @@ def test_exp_is_within_an_ulp_and_keeps_nan():
     assert 1.0 + _exp(-750.0) == 1.0 and _exp(-1e300) == _exp(-708.0) > 0.0
 
 
-# (sizes, N, activation, grad_reduction, soft labels?, dtype): every one is a tiny net the backend
-# sends to the per-shape kernel (backends/numba/jit._use_fixed)
+# (sizes, N, activation, dtype): every one is a tiny net the backend sends to the per-shape kernel
+# (backends/numba/jit._use_fixed)
+LAB = ([2, 4, 1], 4, "relu", "float64")  # the lab's kernel (compiled for the lab anyway): depth 2, ReLU
+DEEP = ([3, 2, 1, 2, 2], 2, "sigmoid", "float64")  # depth 4, a width-1 layer, sigmoid; it also diverges below
 CASES = [
-    ([3, 2], 3, "relu", "mean", True, "float64"),  # depth 1, 6 soft targets: the per-term loss
-    ([3, 1, 2], 2, "tanh", "sum", False, "float64"),  # depth 2, 2 outputs, a width-1 layer
-    ([2, 2, 1], 8, "sigmoid", "sum", False, "float64"),  # N = 8: NumPy's 8-accumulator sums
-    ([2, 2, 2, 1], 3, "relu", "sum", False, "float32"),  # depth 3
-    ([3, 2, 1, 2, 2], 2, "sigmoid", "mean", False, "float32"),  # depth 4
+    LAB,
+    ([3, 2], 8, "relu", "float64"),  # depth 1 (no hidden activation), 2 outputs, N = 8: the 8-accumulator sums
+    ([2, 2, 2, 1], 3, "tanh", "float32"),  # depth 3, tanh, float32
+    DEEP,
 ]
 
 
-@pytest.mark.parametrize("sizes, n, activation, grad_reduction, soft, dtype", CASES)
-def test_fixed_kernel_matches_reference(sizes, n, activation, grad_reduction, soft, dtype):
+def case_data(sizes, n, dtype, soft):
     rng = np.random.RandomState(len(sizes) + n)
     X = rng.uniform(-1, 1, (n, sizes[0])).astype(dtype)
-    y = (rng.uniform(0.1, 0.9, (n, sizes[-1])) if soft else rng.rand(n, sizes[-1]) < 0.7).astype(dtype)
+    hard = rng.rand(n, sizes[-1]) < 0.7
+    y = (rng.uniform(0.1, 0.9, (n, sizes[-1])) if soft else hard).astype(dtype)
+    return X, y
+
+
+@pytest.mark.parametrize("sizes, n, activation, dtype", CASES)
+def test_fixed_kernel_matches_reference(sizes, n, activation, dtype):
     be = get_backend("numba", strategy="loop")
     p0 = init_params(sizes, 3, dtype)
-    p, pr = be.params_from_numpy(p0), REF.params_from_numpy(p0)
-    kw = dict(lr=0.3, epochs=300, activation=activation, grad_reduction=grad_reduction)
-    h, h_ref = be.train(p, X, y, **kw), REF.train(pr, X, y, **kw)
-    assert be.last_run["fixed_shape"]
-    assert h.dtype == np.float64 and h.shape == (300,)
-    assert_close(h, h_ref, dtype, f"history {sizes} N={n} {activation}")
-    assert_close(flat(p), flat(pr), dtype, f"params {sizes} N={n} {activation}")
+    for grad_reduction, soft in (("sum", False), ("mean", True)):  # one compiled kernel runs both
+        X, y = case_data(sizes, n, dtype, soft)
+        p, pr = be.params_from_numpy(p0), REF.params_from_numpy(p0)
+        kw = dict(lr=0.3, epochs=300, activation=activation, grad_reduction=grad_reduction)
+        h, h_ref = be.train(p, X, y, **kw), REF.train(pr, X, y, **kw)
+        where = f"{sizes} N={n} {activation} {grad_reduction}{' soft' if soft else ''}"
+        assert be.last_run["fixed_shape"]
+        assert h.dtype == np.float64 and h.shape == (300,)
+        assert_close(h, h_ref, dtype, f"history {where}")
+        assert_close(flat(p), flat(pr), dtype, f"params {where}")
 
 
 def test_fixed_kernel_stops_at_the_first_nonfinite_loss_like_the_reference(monkeypatch):
-    """Sigmoid hidden units, weights x 1e3 and lr 1e308 overflow to inf - inf in a few epochs."""
+    """Sigmoid hidden units, weights x 1e3 and lr 1e308 overflow to inf - inf in a few epochs (on DEEP's
+    kernel: no compilation of its own)."""
     from mlpbench.backends.numba import jit as numba_jit
 
-    X, y = datasets.load("and")
-    p0 = [(W * 1e3, b) for W, b in init_params([2, 4, 1], 42)]
+    sizes, n, _, dtype = DEEP
+    X, y = case_data(sizes, n, dtype, soft=False)
+    p0 = [(W * 1e3, b) for W, b in init_params(sizes, 42)]
     kw = dict(lr=1e308, epochs=50, activation="sigmoid")
 
     def diverged(be, generic=False):
