@@ -173,7 +173,7 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("syscall", ["write", "fchmod", "fsync", "replace"])
+@pytest.mark.parametrize("syscall", ["write", "chmod", "fsync", "replace"])
 @pytest.mark.parametrize("data", ["text", "callable"])
 def test_a_fault_at_each_system_call_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch, syscall, data):
     path = tmp_path / "x.bin"
