@@ -89,16 +89,21 @@ def block_ready(result) -> None:
             obj.block_until_ready()
 
 
+def settle(subject, out) -> None:
+    """Wait until ``subject``'s work is done: its ``block`` on the last result, then its ``sync``."""
+    if subject.block is not None:
+        subject.block(out)
+    if subject.sync is not None:
+        subject.sync()
+
+
 def _batch(subject, number, clock) -> float:
     """Seconds of one synchronized batch of ``number`` calls."""
     t0 = clock()
     out = None
     for _ in range(number):
         out = subject.fn()
-    if subject.block is not None:
-        subject.block(out)
-    if subject.sync is not None:
-        subject.sync()
+    settle(subject, out)
     return clock() - t0
 
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..core.validation import DTYPES, OUTPUTS
+from ..core.validation import DTYPES, OUTPUTS, check_choice
 
 OPS = ("forward", "backward", "step", "train", "epoch")
 #: the ops a ``batch_size`` applies to (the others are one full-batch pass)
@@ -247,11 +247,7 @@ PRESETS = {
 
 
 def get_preset(name) -> Preset:
-    if not isinstance(name, str):
-        raise TypeError(f"preset must be a string, one of {list(PRESETS)}; got {type(name).__name__}")
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
-    return PRESETS[name]
+    return PRESETS[check_choice("preset", name, PRESETS)]
 
 
 def _check_values(name, values, allowed=None, positive=False):

@@ -81,10 +81,7 @@ def synced(subject):
     """``subject``'s callable followed by its ``sync``: one call as an outside timer (asv, pytest-benchmark) sees it."""
     def call():
         out = subject.fn()
-        if subject.block is not None:
-            subject.block(out)
-        if subject.sync is not None:
-            subject.sync()
+        M.settle(subject, out)
         return out
 
     return call
