@@ -119,10 +119,7 @@ def cmd_train(args) -> int:
     print_every = args.print_every or (1 if workload else 500)
     if fraction or args.test_fraction is not None:
         return _train_and_test(args, model, *_split(X, y, fraction, args.data_seed or 0), print_every)
-    t0 = time.perf_counter()
-    history = model.fit(X, y, lr=args.lr, epochs=args.epochs, backend=args.backend, grad_reduction=args.grad_reduction,
-                        batch_size=args.batch_size, shuffle=args.shuffle)
-    wall = time.perf_counter() - t0
+    history, _, wall = _fit(args, model, X, y)
     _print_losses(history, print_every)
     proba = model.predict_proba(X)
     pred = (proba >= 0.5).astype(int)
@@ -135,8 +132,20 @@ def cmd_train(args) -> int:
             print("\nPredicted labels:\n", pred)
             print("\nTrue labels:" + (" (soft targets, thresholded at 0.5)" if soft else "") + "\n", truth)
     print(f"\nAccuracy: {np.mean(pred == truth):.4f}" + (" (against targets thresholded at 0.5)" if soft else ""))
-    print(f"Backend: {model.backend_} ({model.backend_reason_}) | dtype {model.dtype.name} | "
-          f"wall time {wall:.3f} s ({wall / args.epochs * 1e6:.2f} us/epoch)")
+    return _close(args, model, X, y, history, f"wall time {wall:.3f} s ({wall / args.epochs * 1e6:.2f} us/epoch)")
+
+
+def _fit(args, model, X, y, callback=None):
+    """``model.fit`` with the command line's settings: ``(history, start time, wall seconds)``."""
+    t0 = time.perf_counter()
+    history = model.fit(X, y, lr=args.lr, epochs=args.epochs, backend=args.backend, grad_reduction=args.grad_reduction,
+                        batch_size=args.batch_size, shuffle=args.shuffle, callback=callback)
+    return history, t0, time.perf_counter() - t0
+
+
+def _close(args, model, X, y, history, timing) -> int:
+    """The backend line (``timing`` after the dtype), then ``--save`` and ``--plot``; exit code 0."""
+    print(f"Backend: {model.backend_} ({model.backend_reason_}) | dtype {model.dtype.name} | {timing}")
     _save_and_plot(args, model, X, y, history)
     return 0
 
@@ -182,16 +191,10 @@ def _train_and_test(args, model, X, y, X_test, y_test, print_every) -> int:
     """Train on the training rows; print the loss per epoch, train and test accuracy, backend, time per epoch
     (the whole fit's, and the epochs' after the first, which pays for a JIT compile or cache load)."""
     ends = []
-    t0 = time.perf_counter()
-    history = model.fit(X, y, lr=args.lr, epochs=args.epochs, backend=args.backend, grad_reduction=args.grad_reduction,
-                        batch_size=args.batch_size, shuffle=args.shuffle,
-                        callback=lambda epoch, loss: ends.append(time.perf_counter()))
-    wall = time.perf_counter() - t0
+    history, t0, wall = _fit(args, model, X, y, callback=lambda epoch, loss: ends.append(time.perf_counter()))
     _print_losses(history, print_every)
     print(f"\nTrain accuracy: {_accuracy(model, X, y):.4f} ({len(X)} rows) | "
           f"Test accuracy: {_accuracy(model, X_test, y_test):.4f} ({len(X_test)} rows)")
     batches = "full batch" if args.batch_size is None else f"batch size {args.batch_size}"
-    print(f"Backend: {model.backend_} ({model.backend_reason_}) | dtype {model.dtype.name} | output {model.output} | "
-          f"{batches} | wall time {wall:.3f} s ({wall / args.epochs * 1e3:.3f} ms/epoch{_after_first(t0, ends)})")
-    _save_and_plot(args, model, X, y, history)
-    return 0
+    return _close(args, model, X, y, history, f"output {model.output} | {batches} | wall time {wall:.3f} s "
+                  f"({wall / args.epochs * 1e3:.3f} ms/epoch{_after_first(t0, ends)})")
