@@ -4,7 +4,8 @@ changed.
 
 The child runs the steps in order and reports after each: the import steps first (nothing has loaded a
 library yet), then, with the peers imported and the settings noted, everything else, and the settings again.
-Its Numba kernels come from the same on-disk cache as this process's (the environment is inherited).
+Its Numba kernels come from the same on-disk cache as this process's (the environment is inherited). It
+starts when collection ends and runs beside the tests before these (tests/children.py).
 """
 
 from __future__ import annotations
