@@ -187,7 +187,7 @@ def test_user_faults_are_exit_2_with_one_line_naming_the_path_before_anything_is
     _fails(capsys, ["report", "v1/results.json", "-o", "p.md"], "v1/results.json", R.SCHEMA)
     _write("nameless", _doc([{k: v for k, v in RUN_A[0].items() if k != "case"}]))
     _fails(capsys, ["report", "nameless", "-o", "p.md"], "nameless/results.json", "'case'")
-    assert "Markdown" in _fails(capsys, ["report", good, "-o", "p.html"], "p.html")
+    assert "HTML (.html) or Markdown (.md)" in _fails(capsys, ["report", good, "-o", "p.pdf"], "p.pdf")
     _fails(capsys, ["report", good, "-o", "p"], "-o p")
     _fails(capsys, ["report", good, "-o", "no/such/folder/p.md"], "no/such/folder/p.md")
     os.mkdir(tmp_path / "dir.md")

@@ -74,6 +74,7 @@ def add_bench(sub):
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="no report.html beside results.json")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
                    help="compare two results.json and exit: the same as mlpbench compare OLD NEW")
@@ -81,7 +82,7 @@ def add_bench(sub):
 
 
 #: options that change where the files go or what is shown, not what is measured: not part of the recorded command
-UNRECORDED = ("out", "quiet", "no_plots", "dry_run", "compare", "threshold", "fail_on_regression")
+UNRECORDED = ("out", "quiet", "no_plots", "no_report", "dry_run", "compare", "threshold", "fail_on_regression")
 
 
 def command_line(args) -> str:
@@ -117,6 +118,23 @@ def bench_cases(args):
             raise ValueError(f"--batch-size: {exc}") from None
         raise
     return preset, case_list
+
+
+def write_report(out) -> None:
+    """``report.html`` beside ``results.json`` (already written): a report that cannot be made is one line on
+    stderr, never a lost run."""
+    import os
+
+    from ..core.fileio import atomic_write
+    from .report import render_html
+
+    path = os.path.join(out, "report.html")
+    try:
+        atomic_write(path, render_html([os.path.join(out, "results.json")], path))
+    except Exception as exc:  # noqa: BLE001 - the run's results are safe; the report is a view of them
+        print(f"no report: {type(exc).__name__}: {exc}", file=sys.stderr)
+    else:
+        print(f"wrote {path}")
 
 
 def cmd_bench(args) -> int:
@@ -194,6 +212,8 @@ def cmd_bench(args) -> int:
     for line in summary.peak_lines(doc["peak"]) + summary.closing_notes(doc):
         print(line)
     print(f"wrote {args.out}/results.json, {args.out}/results.csv")
+    if not args.no_report:
+        write_report(args.out)
     if not args.no_plots and doc["points"]:
         try:
             from ..suite.plots import plot_bench

@@ -111,6 +111,20 @@ def versions() -> dict:
     return out
 
 
+def source_commit() -> str | None:
+    """The git commit of mlpbench's own source (``git describe --always --dirty``), or ``None`` when the package
+    is not in a git checkout (an installed wheel) or git is missing."""
+    exe = shutil.which("git")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "-C", os.path.dirname(os.path.abspath(__file__)), "describe", "--always",
+                              "--dirty", "--abbrev=12"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def machine_info(backends=()) -> dict:
     """Everything above, plus ``describe()`` of each ``(label, backend)`` in ``backends``."""
     described = {}
@@ -129,6 +143,7 @@ def machine_info(backends=()) -> dict:
         "blas": blas_info(),
         "gpus": gpu_info(),
         "versions": versions(),
+        "commit": source_commit(),
         "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
         "backends": described,
         "argv": list(sys.argv),
