@@ -71,3 +71,16 @@ def gpu():
 @pytest.fixture
 def rng():
     return np.random.RandomState(1234)
+
+
+@pytest.fixture(autouse=True)
+def _bench_report_where_it_is_tested(request, monkeypatch):
+    """``mlpbench bench`` writes ``report.html`` (its charts: ~0.5 s of matplotlib per run on a busy machine).
+    Dozens of tests run bench in-process for other reasons, most with ``--no-plots`` for the same cost; there
+    bench behaves as with ``--no-report``. Tests marked ``bench_report`` (``test_html_report.py``, the browser
+    test) get the report as a user does."""
+    import sys
+
+    bench = sys.modules.get("mlpbench.cli.bench")
+    if bench is not None and request.node.get_closest_marker("bench_report") is None:
+        monkeypatch.setattr(bench, "write_report", lambda out: None)

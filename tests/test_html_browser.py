@@ -18,12 +18,12 @@ import json
 import os
 
 import pytest
-
 from browser import Browser, find_chromium
+
 from mlpbench.cli.app import main
 from mlpbench.measure import stats
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.bench_report,
               pytest.mark.skipif(find_chromium() is None,
                                  reason="chromium is not installed (apt-get install chromium; .ci/run does)")]
 

@@ -191,6 +191,7 @@ def test_bad_input_is_one_line_exit_2_and_the_old_report_stays_whole(tmp_path, c
     assert out.read_text() == "the previous report" and sorted(os.listdir(tmp_path)) == ["bad.json", "report.html"]
 
 
+@pytest.mark.bench_report
 def test_bench_writes_report_html_beside_results_unless_told_not_and_a_failed_report_keeps_the_run(
         tmp_path, capsys, monkeypatch):
     doc = _load()
@@ -223,3 +224,23 @@ def _bench_args(extra):
     from mlpbench.cli.app import build_parser
 
     return build_parser().parse_args(["bench", *extra])
+
+
+def test_markdown_beside_or_instead_of_html(tmp_path, capsys):
+    from mlpbench.cli.report import render
+
+    md = tmp_path / "page.md"
+    assert main(["report", QUICK, "--markdown", str(md)]) == 0
+    assert md.read_text(encoding="utf-8") == render([QUICK], str(md))[0]
+    assert main(["report", QUICK, "--markdown", str(tmp_path / "page.txt")]) == 2
+    assert "--markdown" in capsys.readouterr().err and not (tmp_path / "page.txt").exists()
+
+
+def test_the_roofline_draws_a_cache_roof_only_where_a_cache_rate_was_measured():
+    from mlpbench.suite.html_charts import roofs
+
+    peak = {"cpu": {"gflops": {"float64": {"best": 100.0}}, "memcpy_GBps": {"best": 25.0}}}
+    assert roofs({"peak": peak}) == [{"device": "cpu", "dtype": "float64", "gflops": 100.0, "dram": 25.0,
+                                      "caches": []}]
+    peak["cpu"]["l2_GBps"] = {"best": 180.0, "unit": "GB/s"}  # a rate a later schema may measure
+    assert roofs({"peak": peak})[0]["caches"] == [("l2", 180.0)]

@@ -20,10 +20,32 @@ import numpy as np
 
 from ..measure import stats
 from ..measure.peaks import peak_best
-from .plots import _by, _grid_points, _hidden, _rows, require_matplotlib
+from .plots import require_matplotlib, time_vs_figure
 
 #: the peak keys that are copy rates to the host's memory or a device's, not a cache (the DRAM roof)
 MEMORY_RATES = ("memcpy_GBps", "h2d_GBps", "d2h_GBps")
+
+
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decade(v, _pos=None) -> str:
+    """``10⁻⁵`` at a power of ten, else nothing: plain text (matplotlib's own log labels are mathtext, whose
+    parsing was ~80% of a chart's time)."""
+    if not v > 0:
+        return ""
+    e = math.log10(v)
+    return "10" + str(round(e)).translate(SUPERSCRIPT) if abs(e - round(e)) < 1e-9 else ""
+
+
+def plain_log_labels(fig) -> None:
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_major_formatter(FuncFormatter(_decade))
+                axis.set_minor_formatter(NullFormatter())
 
 
 def to_svg(plt, fig, salt) -> str:
@@ -32,6 +54,7 @@ def to_svg(plt, fig, salt) -> str:
     import matplotlib
 
     buf = io.StringIO()
+    plain_log_labels(fig)
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt, "font.size": 9}):
         fig.tight_layout()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
@@ -49,38 +72,18 @@ def median_interval(samples) -> tuple[float, float] | None:
     return (xs[k - 1], xs[len(xs) - k]) if k else None
 
 
+def _interval_bar(p) -> tuple[float, float]:
+    """``(below, above)`` the median: its 99% interval, else half the IQR either way (too few rounds)."""
+    med, half = p["median_s"], (p.get("iqr_s") or 0) / 2
+    lo, hi = median_interval(p.get("samples_s")) or (med - half, med + half)
+    return max(med - lo, 0.0), max(hi - med, 0.0)
+
+
 def time_vs(doc, x="n_samples", salt="t") -> str | None:
     """Median time against rows per update (``x="n_samples"``) or hidden width, log-log, per backend, with the
-    99% interval of each median as a bar (the IQR where the rounds are too few for one); ``None``: no grid."""
-    pts, what = _grid_points(doc)
-    pts = [p for p in pts if isinstance(p.get("layer_sizes"), list)]
-    if not pts:
-        return None
-    plt = require_matplotlib()
-    xkey, other = (_rows, _hidden) if x == "n_samples" else (_hidden, _rows)
-    other_name = "H" if x == "n_samples" else "N"
-    dtypes = sorted({p["dtype"] for p in pts})
-    backends = sorted({p["backend"] for p in pts})
-    colors = {b: plt.cm.tab10(i % 10) for i, b in enumerate(backends)}
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.4 * len(dtypes), 3.6), squeeze=False)
-    for ax, dt in zip(axes[0], dtypes):
-        sub = [p for p in pts if p["dtype"] == dt]
-        styles = dict(zip(sorted({other(p) for p in sub}), ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3))] * 4))
-        for (b, o), grp in sorted(_by(sub, lambda p: p["backend"], other).items()):
-            grp.sort(key=xkey)
-            lo, hi = [], []
-            for p in grp:
-                iv = median_interval(p.get("samples_s")) or (p["median_s"] - (p.get("iqr_s") or 0) / 2,
-                                                            p["median_s"] + (p.get("iqr_s") or 0) / 2)
-                lo.append(max(p["median_s"] - iv[0], 0.0))
-                hi.append(max(iv[1] - p["median_s"], 0.0))
-            ax.errorbar([xkey(p) for p in grp], [p["median_s"] for p in grp], yerr=[lo, hi], capsize=0,
-                        color=colors[b], linestyle=styles[o], marker="o", ms=3, lw=1, label=f"{b} {other_name}={o}")
-        ax.set(xscale="log", yscale="log", title=f"{dt} ({what})", ylabel="median time per call (s)",
-               xlabel="rows per update (N or mini-batch)" if x == "n_samples" else "hidden width H")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    return to_svg(plt, fig, salt)
+    99% interval of each median as a bar (``plots.time_vs_figure``); ``None``: no grid point."""
+    made = time_vs_figure(doc, x, _interval_bar, size=(5.4, 3.6))
+    return None if made is None else to_svg(*made, salt)
 
 
 def roofs(doc) -> list[dict]:

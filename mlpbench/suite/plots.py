@@ -81,31 +81,43 @@ def _by(points, *keys):
     return groups
 
 
-def plot_time_vs(doc, path, x="n_samples"):
-    """Median time against batch (``x="n_samples"``: rows per update, the mini-batch size of a mini-batch
-    point) or hidden width (``x="hidden"``), log-log, per backend."""
-    plt = require_matplotlib()
+def time_vs_figure(doc, x="n_samples", yerr=None, size=(6.2, 4.6)):
+    """``(plt, fig)``: median time against batch (``x="n_samples"``: rows per update, the mini-batch size of a
+    mini-batch point) or hidden width (``x="hidden"``), log-log, per backend; ``yerr(point) -> (below, above)``
+    (default half the IQR either way); ``None`` without a grid point."""
     pts, title = _grid_points(doc)
-    xkey = _rows if x == "n_samples" else _hidden
-    other = _hidden if x == "n_samples" else _rows
+    if not pts:
+        return None
+    plt = require_matplotlib()
+    xkey, other = (_rows, _hidden) if x == "n_samples" else (_hidden, _rows)
     other_name = "H" if x == "n_samples" else "N"
-    dtypes = sorted({p["dtype"] for p in pts}) or ["-"]
+    yerr = yerr or (lambda p: (p["iqr_s"] / 2, p["iqr_s"] / 2))
+    dtypes = sorted({p["dtype"] for p in pts})
     backends = sorted({p["backend"] for p in pts})
     colors = {b: plt.cm.tab10(i % 10) for i, b in enumerate(backends)}
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(6.2 * len(dtypes), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(size[0] * len(dtypes), size[1]), squeeze=False)
     for ax, dt in zip(axes[0], dtypes):
         sub = [p for p in pts if p["dtype"] == dt]
         levels = sorted({other(p) for p in sub})
         styles = dict(zip(levels, ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3))] * 4))
         for (b, o), grp in sorted(_by(sub, lambda p: p["backend"], other).items()):
             grp.sort(key=xkey)
-            ax.errorbar([xkey(p) for p in grp], [p["median_s"] for p in grp], yerr=[p["iqr_s"] / 2 for p in grp],
+            below, above = zip(*(yerr(p) for p in grp))
+            ax.errorbar([xkey(p) for p in grp], [p["median_s"] for p in grp], yerr=[below, above],
                         color=colors[b], linestyle=styles[o], marker="o", ms=3, label=f"{b} {other_name}={o}")
         ax.set(xscale="log", yscale="log",
                xlabel="rows per update (N, or the mini-batch size)" if x == "n_samples" else "hidden width H",
                ylabel="median time per call (s)", title=f"{dt} ({title})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
+    return plt, fig
+
+
+def plot_time_vs(doc, path, x="n_samples"):
+    """``time_vs_figure`` as a file (an empty figure without a grid point)."""
+    made = time_vs_figure(doc, x)
+    plt, fig = made if made is not None else (require_matplotlib(), None)
+    fig = require_matplotlib().figure(figsize=(6.2, 4.6)) if fig is None else fig
     fig.tight_layout()
     return _save(plt, fig, path)
 
