@@ -175,19 +175,21 @@ def test_a_failed_or_interrupted_run_says_what_is_missing(tmp_path, capsys, monk
     assert page.status == ["failed"] and "This run failed: out of memory" in " ".join(page.text)
 
 
-@pytest.mark.parametrize("what", ["wrong schema", "truncated", "older schema", "not an object"])
+@pytest.mark.parametrize("what", ["wrong schema", "truncated", "older schema", "not an object", "wrong kind"])
 def test_bad_input_is_one_line_exit_2_and_the_old_report_stays_whole(tmp_path, capsys, what):
     with open(QUICK, encoding="utf-8") as f:
         text = f.read()
     bad = {"wrong schema": text.replace('"mlpbench.bench/2"', '"someone.else/7"'), "truncated": text[: len(text) // 2],
            "older schema": json.dumps(_load() | {"schema": R.SCHEMA_V1, "points": []}),
-           "not an object": "[1, 2]"}[what]
+           "not an object": "[1, 2]", "wrong kind": text.replace('"verdict": "faster"', '"verdict": 7', 1)}[what]
     (tmp_path / "bad.json").write_text(bad)
     out = tmp_path / "report.html"
     out.write_text("the previous report")
     assert main(["report", str(tmp_path / "bad.json"), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mlpbench report: error:") and "bad.json" in err, err
+    if what == "wrong kind":
+        assert "point 1's 'verdict' is 7, expected a string" in err
     assert out.read_text() == "the previous report" and sorted(os.listdir(tmp_path)) == ["bad.json", "report.html"]
 
 

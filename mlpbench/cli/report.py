@@ -103,7 +103,8 @@ def cmd_report(args) -> int:
             report.replace_block(f.read(), "", args.readme)
     md_out = args.markdown or (None if is_html(args.output) else args.output)
     html = render_html(args.inputs, args.output) if is_html(args.output) else None
-    page, new_readme = render(args.inputs, md_out, args.readme)
+    page, new_readme = (None, None) if html is not None and md_out is None and args.readme is None else \
+        render(args.inputs, md_out, args.readme)
     if args.output is None and args.readme is None and args.markdown is None:
         sys.stdout.write(page)
         return 0

@@ -22,7 +22,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from . import results as R
-from . import summary
+from . import report_input, summary
 from ..measure import stats
 from .stability import Stability, compare_runs, coverage_text, stability_lines
 
@@ -196,6 +196,7 @@ def read_run(path) -> Run:
     unnamed = [i for i, p in enumerate(doc["points"]) if not isinstance(p.get("case"), str)]
     if unnamed:
         raise ValueError(f"{path}: not an mlpbench results file: point {unnamed[0]} has no 'case'")
+    report_input.check(doc, path)  # every value the pages read, of the kind they format
     base = summary.baseline_of(doc)
     columns = _columns(doc, base)
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
