@@ -75,7 +75,7 @@ def add_bench(sub):
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
-    p.add_argument("--scheduler", metavar="ADDRESS", type=A.nonempty,
+    p.add_argument("--scheduler", metavar="ADDRESS", type=A.scheduler_address,
                    help="run on the Dask cluster of this scheduler (tcp://HOST:PORT; needs mlpbench[cluster]): "
                         "OUT/<machine>/results.json per machine, OUT/results.json merged (docs/cluster.md)")
     p.add_argument("--on", choices=("each", "split"), default=None,
