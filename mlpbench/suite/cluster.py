@@ -16,17 +16,21 @@ runs to its end, at most ``--max-time``, and is dropped), ends every file ``inte
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
 
 from ..backends import packages
+from ..core.fileio import check_output_dir
 from . import cluster_files as F
 from . import cluster_worker as W
 from .progress import Progress
 
 #: seconds between looks at the cases and at which workers are still there, while no case comes back
 POLL_S = 0.2
+#: seconds a ``split`` run waits for a worker once every worker has left (a nanny restarts a killed one)
+ALL_GONE_S = 60.0
 
 
 def _distributed():
@@ -49,7 +53,9 @@ def connect(address):
 
 
 def _workers(client) -> dict:
-    return client.scheduler_info(n_workers=-1)["workers"]
+    """Every worker the scheduler knows now, by address (asked directly: ``Client.scheduler_info`` returns
+    the client's cached identity, which its own periodic refresh may replace by one without the workers)."""
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
 
 
 def setup(client, address, mode, job, warn) -> list[dict]:
@@ -90,10 +96,12 @@ def run(address, mode, cases, job, config, out_dir, progress=None, warn=None) ->
     client = connect(address)
     try:
         infos = setup(client, address, mode, job, warn)
+        for info in infos:  # each machine's folder, before any case runs
+            check_output_dir(os.path.join(out_dir, info["name"]), "--out", ("results.json", "results.csv"))
         files = F.ClusterFiles(out_dir, config, mode, address)
         for info in infos:
             files.add_machine(info)
-        _sweep(client, mode, cases, job, infos, files, progress or Progress(0, enabled=False), warn)
+        _sweep(client, mode, cases, job, infos, files, progress or Progress(0, enabled=False), warn, address)
         return files
     finally:
         client.close()
@@ -113,20 +121,27 @@ def _submit(client, job, cases, infos, mode) -> dict:
     return out
 
 
-def _sweep(client, mode, cases, job, infos, files, progress, warn) -> None:
+def _sweep(client, mode, cases, job, infos, files, progress, warn, address) -> None:
     futures = _submit(client, job, cases, infos, mode)
     owner = {info["name"]: info["address"] for info in infos}
     pending = set(futures)
     progress.total = max(len(futures), 1)
+    seen = time.monotonic()  # when a worker was last there
+    before = {info["address"] for info in infos}
     try:
         while pending:
             done = [f for f in futures if f in pending and f.done()]  # in submission order
             pending.difference_update(done)
-            if not done:
-                time.sleep(POLL_S)
             for f in done:
                 _collect(f, futures[f], files, progress)
-            pending -= _left(client, mode, owner, files, futures, pending, warn)
+            now = set(_workers(client))
+            alive, before = now | before, now  # a worker is gone once two looks in a row miss it
+            pending -= _left(client, mode, owner, files, futures, pending, alive, warn)
+            seen = time.monotonic() if alive else seen
+            if time.monotonic() - seen > ALL_GONE_S:  # split: nobody left to take the remaining cases
+                break
+            if not done:
+                time.sleep(POLL_S)
     except KeyboardInterrupt as exc:
         client.cancel(list(pending))
         files.finish("interrupted")
@@ -138,6 +153,11 @@ def _sweep(client, mode, cases, job, infos, files, progress, warn) -> None:
         raise
     finally:
         progress.close()
+    if pending:
+        client.cancel(list(pending))
+        files.finish("interrupted")
+        raise ValueError(f"--scheduler {address}: every worker left the cluster; {len(files.merged.doc['points'])} "
+                         f"points kept in {files.out_dir}")
     lost = [e["name"] for e in files.entries.values() if e["status"] == "interrupted"]
     files.finish("complete", "interrupted" if mode == "each" and lost else "complete")
 
@@ -152,10 +172,9 @@ def _collect(f, where, files, progress) -> None:
     progress.advance(label)
 
 
-def _left(client, mode, owner, files, futures, pending, warn) -> set:
-    """Machines whose worker left the cluster end ``interrupted``; under ``each`` their queued cases are
+def _left(client, mode, owner, files, futures, pending, alive, warn) -> set:
+    """Machines whose worker is not among ``alive`` end ``interrupted``; under ``each`` their queued cases are
     cancelled (returned: no longer pending); under ``split`` Dask hands them to the other workers."""
-    alive = set(_workers(client))
     dropped = set()
     for name, addr in owner.items():
         if addr in alive or files.entries[name]["status"] != "running":

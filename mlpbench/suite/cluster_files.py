@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 
-from .results import ResultsWriter
+from .results import ResultsWriter, load
 from .sweep import _noise
 
 #: the worker resource a task holds while it measures: one per machine keeps its points exclusive
@@ -176,7 +176,10 @@ def expand(files) -> list[str]:
     ``split`` file stays and its machine files go; every file once."""
     out, drop = [], set()
     for f in files:
-        doc = _peek(f)
+        try:
+            doc = load(f)
+        except (OSError, ValueError):  # read_run says what is wrong with it
+            doc = {}
         cluster = doc.get("cluster") if isinstance(doc.get("cluster"), dict) else None
         parts = [os.path.join(os.path.dirname(f), m["file"]) for m in doc.get("machines") or []
                  if isinstance(m, dict) and isinstance(m.get("file"), str)] if cluster else []
@@ -193,12 +196,3 @@ def expand(files) -> list[str]:
             kept.append(f)
     return kept
 
-
-def _peek(path) -> dict:
-    """The JSON at ``path`` when it is a readable object; ``{}`` otherwise (``results.load`` says why later)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
