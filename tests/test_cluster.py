@@ -16,8 +16,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra (pip install 'mlpbench[cluster]')")
 
-from mlpbench.cli.app import main  # noqa: E402
-from mlpbench.suite import results as R  # noqa: E402
+from mlpbench.cli.app import main
+from mlpbench.suite import results as R
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def local_cluster(names):
                                                         "env": {"MLPBENCH_MACHINE_NAME": n}, "silence_logs": 50}}
                for n in names}
     return distributed.SpecCluster(workers=workers, silence_logs=50, scheduler={
-        "cls": distributed.Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}})
+        "cls": distributed.Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": ":0"}})
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +99,11 @@ def test_a_version_mismatch_is_refused_naming_the_package(cluster, tmp_path, mon
 def test_an_address_that_does_not_answer_is_exit_2_in_one_line(tmp_path):
     env = dict(os.environ, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s")
     p = subprocess.run([sys.executable, "-m", "mlpbench", *GRID, "--scheduler", "tcp://127.0.0.1:9", "--out",
-                        str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+                        str(tmp_path)], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == [
-        "mlpbench bench: error: --scheduler tcp://127.0.0.1:9: no Dask scheduler answers there (Timed out trying "
-        "to connect to tcp://127.0.0.1:9 after 2 s)"]
+        ("mlpbench bench: error: --scheduler tcp://127.0.0.1:9: no Dask scheduler answers there (Timed out trying "
+         "to connect to tcp://127.0.0.1:9 after 2 s)")]
 
 
 def wait_for(check, timeout, what):
@@ -142,6 +142,27 @@ def test_a_worker_killed_mid_split_keeps_its_points_and_the_others_finish_the_gr
     assert sorted(p["case"] for doc in machines.values() for p in doc["points"]) == cases
     assert {c for _, c in before} <= {p["case"] for p in machines["k1"]["points"]}  # kept
     assert machines["k1"]["status"] == "interrupted" and machines["k2"]["status"] == "complete"
+
+
+def test_a_worker_killed_under_each_ends_its_file_interrupted_and_the_others_complete(tmp_path):
+    out = tmp_path / "each-killed"
+    with local_cluster(["e1", "e2"]) as c, distributed.Client(c, set_as_default=False) as client:
+        rc = []
+        t = threading.Thread(target=lambda: rc.append(main([*LONG, "--scheduler", c.scheduler_address, "--out",
+                                                             str(out)])))
+        t.start()
+        before = wait_for(lambda: [p for p in points_of(out / "results.json") if p[0] == "e1"], 120, "point of e1")
+        worker = next(m["worker"] for m in json.loads((out / "results.json").read_text())["machines"]
+                      if m["name"] == "e1")
+        os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+        t.join(300)
+    assert rc == [1]  # a machine lost: not a complete run
+    merged, machines = load_all(out)
+    assert merged["status"] == "interrupted" and [m["status"] for m in merged["machines"]] == ["interrupted", "complete"]
+    assert {c for _, c in before} <= {p["case"] for p in machines["e1"]["points"]} and len(
+        machines["e1"]["points"]) < 8
+    assert sorted(p["case"] for p in machines["e2"]["points"]) == sorted(
+        f"{op} f64 N=16 32-{h}-1" for op in ("forward", "step") for h in (4, 8, 12, 16))
 
 
 def test_client_sigint_leaves_every_file_interrupted_and_readable_and_the_workers_stop(tmp_path):

@@ -28,7 +28,7 @@ rc = main(["bench", "--backends", "numpy", "--batch", "8", "--hidden", "4", "--o
            "--no-lab", "--passes", "1", "--max-time", "0.05", "--quiet", "--no-plots", "--out", sys.argv[1]])
 print(rc, after_import, sorted(m for m in ("dask", "distributed") if m in sys.modules))
 """
-CHILDREN = {"local": lambda folder: dict(argv=[sys.executable, "-c", CHILD, folder])}
+CHILDREN = {"local": lambda folder: {"argv": [sys.executable, "-c", CHILD, folder]}}
 
 
 def versions(client, **workers):

@@ -15,7 +15,8 @@ from ..suite.sweep import PASSES, SWEEP_MARGIN_FLOOR, SWEEP_SETTLE_S
 
 
 def bench_on_cluster(args, case_list, specs, ref_names, config) -> int:
-    """Run the sweep on the cluster; 1 when a point had an error (as locally), else 0."""
+    """Run the sweep on the cluster; 1 when a point had an error (as locally) or a machine was lost under
+    ``each`` (the merged file ``interrupted``), else 0."""
     passes = PASSES if args.passes is None else args.passes
     baseline = config["baseline"]
     mode = args.on or "each"
@@ -47,7 +48,7 @@ def bench_on_cluster(args, case_list, specs, ref_names, config) -> int:
         print(f"error: {e.get('machine', '*')}: {e['backend']} / {e['case']}: {e['error']}", file=sys.stderr)
     print(f"wrote {args.out}/results.json ({doc['status']}, {len(doc['points'])} points from "
           f"{len(doc['machines'])} machines, --on {mode}); mlpbench report {args.out} compares them")
-    return 1 if doc["errors"] else 0
+    return 1 if doc["errors"] or doc["status"] != "complete" else 0
 
 
 __all__ = ["bench_on_cluster"]
