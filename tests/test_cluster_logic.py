@@ -211,3 +211,71 @@ def test_import_and_a_local_bench_load_no_dask(children):
     rc, out, err = children.result(__name__, "local")
     assert rc == 0, err[-2000:]
     assert out.strip().splitlines()[-1] == "0 [] []"
+
+
+# ---------------------------------------------------------------- the client's loop, on a stand-in client
+class StandInFuture:
+    def __init__(self, value):
+        self.status, self.value = "pending", value
+
+    def done(self):
+        return self.status != "pending"
+
+    def result(self):
+        return self.value
+
+    def exception(self):
+        return RuntimeError("boom")
+
+
+class StandInClient:
+    """What ``cluster._sweep`` uses of a ``distributed.Client``; each look at the workers plays the next step:
+    ``(cases to finish as (machine, index), addresses present)``."""
+
+    def __init__(self, steps):
+        self.steps, self.futures, self.cancelled = list(steps), {}, []
+        self.scheduler = type("rpc", (), {"identity": None})()
+
+    def submit(self, fn, job, case, key, workers=None, **kw):
+        name = {"tcp://a": "m1", "tcp://b": "m2"}[workers[0]]
+        point = {"backend": "numpy", "case": case.label, "verdict": "baseline", "layer_sizes": [4, 4, 1]}
+        f = StandInFuture(result(name, case.label, {"points": [point], "errors": [], "skipped": []}))
+        self.futures[name, len([k for k in self.futures if k[0] == name])] = f
+        return f
+
+    def cancel(self, futures):
+        for f in futures:
+            f.status = "cancelled"
+        self.cancelled += futures
+
+    def sync(self, fn, **kw):
+        finish, present = self.steps.pop(0) if self.steps else ([k for k in self.futures], ["tcp://b"])
+        for key in finish:
+            if self.futures[key].status == "pending":
+                self.futures[key].status = "finished"
+        return {"workers": {a: {} for a in present}}
+
+
+def test_each_drops_a_machine_only_when_two_looks_miss_its_worker(tmp_path, monkeypatch):
+    from mlpbench.suite import cluster
+
+    monkeypatch.setattr(cluster, "POLL_S", 0)
+    cases = [Case("forward", 8 + i, (4, 4, 1), "float64") for i in range(4)]
+    infos = [dict(result(n, "", {}), address=a) for n, a in (("m1", "tcp://a"), ("m2", "tcp://b"))]
+    client = StandInClient([([("m1", 0), ("m2", 0)], ["tcp://a", "tcp://b"]),
+                            ([("m2", 1)], ["tcp://b"]),  # m1 missed once: a slow answer, not a loss
+                            ([("m1", 1)], ["tcp://a", "tcp://b"]),
+                            ([], ["tcp://b"]), ([], ["tcp://b"])])  # missed twice: gone
+    files = F.ClusterFiles(tmp_path, {}, "each", "tcp://s:1")
+    for i in infos:
+        files.add_machine(i)
+    lines = []
+    cluster._sweep(client, "each", cases, {"run": "r"}, infos, files, cluster.Progress(0, enabled=False),
+                   lines.append, "tcp://s:1")
+    merged = json.loads((tmp_path / "results.json").read_text())
+    assert [(m["name"], m["status"], m["points"]) for m in merged["machines"]] == [
+        ("m1", "interrupted", 2), ("m2", "complete", 4)]
+    assert merged["status"] == "interrupted"
+    assert sorted(f.value["case"] for f in client.cancelled) == [cases[2].label, cases[3].label]  # m1's queued
+    (line,) = lines
+    assert line.startswith("worker tcp://a (machine m1) left the cluster: m1/results.json ends interrupted with its 2")
