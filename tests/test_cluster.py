@@ -158,7 +158,8 @@ def test_a_worker_killed_under_each_ends_its_file_interrupted_and_the_others_com
         t.join(300)
     assert rc == [1]  # a machine lost: not a complete run
     merged, machines = load_all(out)
-    assert merged["status"] == "interrupted" and [m["status"] for m in merged["machines"]] == ["interrupted", "complete"]
+    assert merged["status"] == "interrupted"
+    assert {m["name"]: m["status"] for m in merged["machines"]} == {"e1": "interrupted", "e2": "complete"}
     assert {c for _, c in before} <= {p["case"] for p in machines["e1"]["points"]} and len(
         machines["e1"]["points"]) < 8
     assert sorted(p["case"] for p in machines["e2"]["points"]) == sorted(

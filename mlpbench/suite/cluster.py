@@ -76,6 +76,7 @@ def setup(client, address, mode, job, warn) -> list[dict]:
         if info["problem"]:
             raise ValueError(f"worker {addr} (machine {info['name']}): {info['problem']}")
         infos.append(info)
+    infos.sort(key=lambda i: i["name"])  # the files list the machines by name
     for line in F.check_machines(infos):
         warn(line)
     if mode == "split":
