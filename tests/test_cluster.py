@@ -14,12 +14,17 @@ import time
 
 import pytest
 
-distributed = pytest.importorskip("distributed", reason="the cluster extra (pip install 'mlpbench[cluster]')")
-
 from mlpbench.cli.app import main
 from mlpbench.suite import results as R
 
 pytestmark = pytest.mark.slow
+distributed = None  # imported by the fixture below, so that the default run (slow tests deselected) never loads it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _distributed():
+    global distributed
+    distributed = pytest.importorskip("distributed", reason="the cluster extra (pip install 'mlpbench[cluster]')")
 
 #: a tiny grid: 4 cases of NumPy alone, one pass, a short budget per case
 GRID = ["bench", "--backends", "numpy", "--batch", "16", "--hidden", "4,8", "--op", "forward,step", "--dtype",
