@@ -279,3 +279,22 @@ def test_each_drops_a_machine_only_when_two_looks_miss_its_worker(tmp_path, monk
     assert sorted(f.value["case"] for f in client.cancelled) == [cases[2].label, cases[3].label]  # m1's queued
     (line,) = lines
     assert line.startswith("worker tcp://a (machine m1) left the cluster: m1/results.json ends interrupted with its 2")
+
+
+def test_split_ends_interrupted_when_every_worker_of_the_run_left(tmp_path, monkeypatch):
+    """A worker that joins later (here tcp://c, e.g. a restarted one) takes no part: the run stops, exit 2."""
+    from mlpbench.suite import cluster
+
+    monkeypatch.setattr(cluster, "POLL_S", 0)
+    cases = [Case("forward", 8 + i, (4, 4, 1), "float64") for i in range(3)]
+    infos = [dict(result(n, "", {}), address=a) for n, a in (("m1", "tcp://a"), ("m2", "tcp://b"))]
+    client = StandInClient([([("m1", 0)], ["tcp://a", "tcp://b"]), ([], ["tcp://c"]), ([], ["tcp://c"])])
+    files = F.ClusterFiles(tmp_path, {}, "split", "tcp://s:1")
+    for i in infos:
+        files.add_machine(i)
+    with pytest.raises(ValueError, match=r"^--scheduler tcp://s:1: every worker of the run left the cluster; 1 points"):
+        cluster._sweep(client, "split", cases, {"run": "r"}, infos, files, cluster.Progress(0, enabled=False),
+                       lambda line: None, "tcp://s:1")
+    merged = json.loads((tmp_path / "results.json").read_text())
+    assert merged["status"] == "interrupted" and [m["status"] for m in merged["machines"]] == ["interrupted"] * 2
+    assert len(client.cancelled) == 2 and [p["case"] for p in merged["points"]] == [cases[0].label]

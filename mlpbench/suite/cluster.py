@@ -29,8 +29,6 @@ from .progress import Progress
 
 #: seconds between looks at the cases and at which workers are still there, while no case comes back
 POLL_S = 0.2
-#: seconds a ``split`` run waits for a worker once every worker has left (a nanny restarts a killed one)
-ALL_GONE_S = 60.0
 
 
 def _distributed():
@@ -111,10 +109,12 @@ def run(address, mode, cases, job, config, out_dir, progress=None, warn=None) ->
 def _submit(client, job, cases, infos, mode) -> dict:
     """future -> (machine name or None, case label): every case per machine (``each``) or once (``split``)."""
     out, common = {}, {"resources": {F.RESOURCE: 1}, "pure": False}
+    everyone = [w["address"] for w in infos]
     for info in infos if mode == "each" else [None]:
         for i, case in enumerate(cases):
-            if info is None:
-                f = client.submit(W.run_point, job, case, key=f"mlpbench-{job['run']}-{i}", priority=-i, **common)
+            if info is None:  # any of the workers checked at the start (one joining later takes no part)
+                f = client.submit(W.run_point, job, case, key=f"mlpbench-{job['run']}-{i}", priority=-i,
+                                  workers=everyone, **common)
             else:
                 f = client.submit(W.run_point, job, case, key=f"mlpbench-{job['run']}-{info['name']}-{i}",
                                   workers=[info["address"]], priority=-i, **common)
@@ -127,8 +127,7 @@ def _sweep(client, mode, cases, job, infos, files, progress, warn, address) -> N
     owner = {info["name"]: info["address"] for info in infos}
     pending = set(futures)
     progress.total = max(len(futures), 1)
-    seen = time.monotonic()  # when a worker was last there
-    before = {info["address"] for info in infos}
+    before = set(owner.values())
     try:
         while pending:
             done = [f for f in futures if f in pending and f.done()]  # in submission order
@@ -138,8 +137,7 @@ def _sweep(client, mode, cases, job, infos, files, progress, warn, address) -> N
             now = set(_workers(client))
             alive, before = now | before, now  # a worker is gone once two looks in a row miss it
             pending -= _left(client, mode, owner, files, futures, pending, alive, warn)
-            seen = time.monotonic() if alive else seen
-            if time.monotonic() - seen > ALL_GONE_S:  # split: nobody left to take the remaining cases
+            if not alive & set(owner.values()):  # split: none of the run's workers left to take the rest
                 break
             if not done:
                 time.sleep(POLL_S)
@@ -157,8 +155,8 @@ def _sweep(client, mode, cases, job, infos, files, progress, warn, address) -> N
     if pending:
         client.cancel(list(pending))
         files.finish("interrupted")
-        raise ValueError(f"--scheduler {address}: every worker left the cluster; {len(files.merged.doc['points'])} "
-                         f"points kept in {files.out_dir}")
+        raise ValueError(f"--scheduler {address}: every worker of the run left the cluster; "
+                         f"{len(files.merged.doc['points'])} points kept in {files.out_dir}")
     lost = [e["name"] for e in files.entries.values() if e["status"] == "interrupted"]
     files.finish("complete", "interrupted" if mode == "each" and lost else "complete")
 
