@@ -128,45 +128,41 @@ def points_of(path):
         return []
 
 
-def test_a_worker_killed_mid_split_keeps_its_points_and_the_others_finish_the_grid(tmp_path):
-    out = tmp_path / "killed"
-    with local_cluster(["k1", "k2"]) as c, distributed.Client(c, set_as_default=False) as client:
+def kill_midway(out, names, mode):
+    """``main``'s exit code and the first points of ``names[0]``, whose worker is SIGKILLed right after them."""
+    with local_cluster(names) as c, distributed.Client(c, set_as_default=False) as client:
         rc = []
-        t = threading.Thread(target=lambda: rc.append(main([*LONG, "--scheduler", c.scheduler_address, "--on",
-                                                             "split", "--out", str(out)])))
+        t = threading.Thread(target=lambda: rc.append(main([*LONG, "--scheduler", c.scheduler_address, "--on", mode,
+                                                             "--out", str(out)])))
         t.start()
-        before = wait_for(lambda: [p for p in points_of(out / "results.json") if p[0] == "k1"], 120, "point of k1")
+        before = wait_for(lambda: [p for p in points_of(out / "results.json") if p[0] == names[0]], 120, "a point")
         worker = next(m["worker"] for m in json.loads((out / "results.json").read_text())["machines"]
-                      if m["name"] == "k1")
+                      if m["name"] == names[0])
         os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
         t.join(300)
+    return rc, {case for _, case in before}
+
+
+def test_a_worker_killed_mid_split_keeps_its_points_and_the_others_finish_the_grid(tmp_path):
+    out = tmp_path / "killed"
+    rc, before = kill_midway(out, ["k1", "k2"], "split")
     assert rc == [0]
     merged, machines = load_all(out)
     cases = sorted(p["case"] for p in merged["points"])
     assert merged["status"] == "complete" and len(cases) == 8 and len(set(cases)) == 8
     assert sorted(p["case"] for doc in machines.values() for p in doc["points"]) == cases
-    assert {c for _, c in before} <= {p["case"] for p in machines["k1"]["points"]}  # kept
+    assert before <= {p["case"] for p in machines["k1"]["points"]}  # kept
     assert machines["k1"]["status"] == "interrupted" and machines["k2"]["status"] == "complete"
 
 
 def test_a_worker_killed_under_each_ends_its_file_interrupted_and_the_others_complete(tmp_path):
     out = tmp_path / "each-killed"
-    with local_cluster(["e1", "e2"]) as c, distributed.Client(c, set_as_default=False) as client:
-        rc = []
-        t = threading.Thread(target=lambda: rc.append(main([*LONG, "--scheduler", c.scheduler_address, "--out",
-                                                             str(out)])))
-        t.start()
-        before = wait_for(lambda: [p for p in points_of(out / "results.json") if p[0] == "e1"], 120, "point of e1")
-        worker = next(m["worker"] for m in json.loads((out / "results.json").read_text())["machines"]
-                      if m["name"] == "e1")
-        os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
-        t.join(300)
+    rc, before = kill_midway(out, ["e1", "e2"], "each")
     assert rc == [1]  # a machine lost: not a complete run
     merged, machines = load_all(out)
     assert merged["status"] == "interrupted"
     assert {m["name"]: m["status"] for m in merged["machines"]} == {"e1": "interrupted", "e2": "complete"}
-    assert {c for _, c in before} <= {p["case"] for p in machines["e1"]["points"]} and len(
-        machines["e1"]["points"]) < 8
+    assert before <= {p["case"] for p in machines["e1"]["points"]} and len(machines["e1"]["points"]) < 8
     assert sorted(p["case"] for p in machines["e2"]["points"]) == sorted(
         f"{op} f64 N=16 32-{h}-1" for op in ("forward", "step") for h in (4, 8, 12, 16))
 

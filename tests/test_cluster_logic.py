@@ -256,22 +256,29 @@ class StandInClient:
         return {"workers": {a: {} for a in present}}
 
 
-def test_each_drops_a_machine_only_when_two_looks_miss_its_worker(tmp_path, monkeypatch):
+def stand_in_sweep(folder, mode, n_cases, steps, monkeypatch):
+    """``cluster._sweep`` over machines m1 (tcp://a) and m2 (tcp://b) on a ``StandInClient`` playing ``steps``;
+    ``(cases, client, warnings)``."""
     from mlpbench.suite import cluster
 
     monkeypatch.setattr(cluster, "POLL_S", 0)
-    cases = [Case("forward", 8 + i, (4, 4, 1), "float64") for i in range(4)]
+    cases = [Case("forward", 8 + i, (4, 4, 1), "float64") for i in range(n_cases)]
     infos = [dict(result(n, "", {}), address=a) for n, a in (("m1", "tcp://a"), ("m2", "tcp://b"))]
-    client = StandInClient([([("m1", 0), ("m2", 0)], ["tcp://a", "tcp://b"]),
-                            ([("m2", 1)], ["tcp://b"]),  # m1 missed once: a slow answer, not a loss
-                            ([("m1", 1)], ["tcp://a", "tcp://b"]),
-                            ([], ["tcp://b"]), ([], ["tcp://b"])])  # missed twice: gone
-    files = F.ClusterFiles(tmp_path, {}, "each", "tcp://s:1")
+    client, lines = StandInClient(steps), []
+    files = F.ClusterFiles(folder, {}, mode, "tcp://s:1")
     for i in infos:
         files.add_machine(i)
-    lines = []
-    cluster._sweep(client, "each", cases, {"run": "r"}, infos, files, cluster.Progress(0, enabled=False),
-                   lines.append, "tcp://s:1")
+    cluster._sweep(client, mode, cases, {"run": "r"}, infos, files, cluster.Progress(0, enabled=False), lines.append,
+                   "tcp://s:1")
+    return cases, client, lines
+
+
+def test_each_drops_a_machine_only_when_two_looks_miss_its_worker(tmp_path, monkeypatch):
+    cases, client, lines = stand_in_sweep(tmp_path, "each", 4, [
+        ([("m1", 0), ("m2", 0)], ["tcp://a", "tcp://b"]),
+        ([("m2", 1)], ["tcp://b"]),  # m1 missed once: a slow answer, not a loss
+        ([("m1", 1)], ["tcp://a", "tcp://b"]),
+        ([], ["tcp://b"]), ([], ["tcp://b"])], monkeypatch)  # missed twice: gone
     merged = json.loads((tmp_path / "results.json").read_text())
     assert [(m["name"], m["status"], m["points"]) for m in merged["machines"]] == [
         ("m1", "interrupted", 2), ("m2", "complete", 4)]
@@ -283,18 +290,9 @@ def test_each_drops_a_machine_only_when_two_looks_miss_its_worker(tmp_path, monk
 
 def test_split_ends_interrupted_when_every_worker_of_the_run_left(tmp_path, monkeypatch):
     """A worker that joins later (here tcp://c, e.g. a restarted one) takes no part: the run stops, exit 2."""
-    from mlpbench.suite import cluster
-
-    monkeypatch.setattr(cluster, "POLL_S", 0)
-    cases = [Case("forward", 8 + i, (4, 4, 1), "float64") for i in range(3)]
-    infos = [dict(result(n, "", {}), address=a) for n, a in (("m1", "tcp://a"), ("m2", "tcp://b"))]
-    client = StandInClient([([("m1", 0)], ["tcp://a", "tcp://b"]), ([], ["tcp://c"]), ([], ["tcp://c"])])
-    files = F.ClusterFiles(tmp_path, {}, "split", "tcp://s:1")
-    for i in infos:
-        files.add_machine(i)
     with pytest.raises(ValueError, match=r"^--scheduler tcp://s:1: every worker of the run left the cluster; 1 points"):
-        cluster._sweep(client, "split", cases, {"run": "r"}, infos, files, cluster.Progress(0, enabled=False),
-                       lambda line: None, "tcp://s:1")
+        stand_in_sweep(tmp_path, "split", 3, [([("m1", 0)], ["tcp://a", "tcp://b"]), ([], ["tcp://c"]),
+                                              ([], ["tcp://c"])], monkeypatch)
     merged = json.loads((tmp_path / "results.json").read_text())
     assert merged["status"] == "interrupted" and [m["status"] for m in merged["machines"]] == ["interrupted"] * 2
-    assert len(client.cancelled) == 2 and [p["case"] for p in merged["points"]] == [cases[0].label]
+    assert [p["case"] for p in merged["points"]] == [Case("forward", 8, (4, 4, 1), "float64").label]
