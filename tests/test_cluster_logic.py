@@ -104,6 +104,14 @@ def test_cluster_options_are_checked_before_any_work(tmp_path, capsys, argv, mat
     assert match in err and len(err.strip().splitlines()) == 1
 
 
+def test_without_the_cluster_extra_scheduler_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
+    assert main(["bench", "--scheduler", "tcp://127.0.0.1:8786", "--backends", "numpy", "--out", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == ("mlpbench bench: error: --scheduler needs Dask's distributed: pip install 'mlpbench[cluster]'")
+    assert not os.listdir(tmp_path)
+
+
 # ---------------------------------------------------------------- the files, fed as the client feeds them
 CASES = [Case("forward", 8, (4, 4, 1), "float64"), Case("step", 8, (4, 4, 1), "float64")]
 
