@@ -117,6 +117,17 @@ def reject_unused(args, names, context):
                          "it would be ignored")
 
 
+def scheduler_address(text):
+    """A Dask scheduler address, ``[PROTOCOL://]HOST:PORT`` (checked here: Dask would take a malformed one
+    for a host to wait for); the text, stripped."""
+    address = str(text).strip()
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in address):
+        raise argparse.ArgumentTypeError(f"expected a scheduler address such as tcp://10.0.0.5:8786; got {text!r}")
+    return address
+
+
 def nonempty(text):
     """Any text but an empty one."""
     if not str(text).strip():
@@ -125,4 +136,4 @@ def nonempty(text):
 
 
 __all__ = ["PLOT_SUFFIXES", "Parser", "choice_list", "int_list", "int_range", "nonempty", "output_dir",
-           "output_file", "real", "reject_unused"]
+           "output_file", "real", "reject_unused", "scheduler_address"]

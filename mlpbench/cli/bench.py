@@ -41,7 +41,7 @@ def reference_names(args, preset) -> list[str]:
 
 #: bench's own options, none of which applies to ``--compare`` (a comparison reads two finished runs)
 SWEEP_ONLY = ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time", "max_time", "no_lab",
-              "dry_run", "baseline", "batch_size", "output", "references", "passes")
+              "dry_run", "baseline", "batch_size", "output", "references", "passes", "scheduler", "on")
 
 
 def add_bench(sub):
@@ -76,13 +76,20 @@ def add_bench(sub):
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-report", action="store_true", help="no report.html beside results.json")
     p.add_argument("--dry-run", action="store_true", help="list the points and exit")
+    p.add_argument("--scheduler", metavar="ADDRESS", type=A.scheduler_address,
+                   help="run on the Dask cluster of this scheduler (tcp://HOST:PORT; needs mlpbench[cluster]): "
+                        "OUT/<machine>/results.json per machine, OUT/results.json merged (docs/cluster.md)")
+    p.add_argument("--on", choices=("each", "split"), default=None,
+                   help="with --scheduler: each machine runs the whole grid (each, the default), or the points "
+                        "are shared among identical machines (split)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
                    help="compare two results.json and exit: the same as mlpbench compare OLD NEW")
     return p
 
 
 #: options that change where the files go or what is shown, not what is measured: not part of the recorded command
-UNRECORDED = ("out", "quiet", "no_plots", "no_report", "dry_run", "compare", "threshold", "fail_on_regression")
+UNRECORDED = ("out", "quiet", "no_plots", "no_report", "dry_run", "compare", "threshold", "fail_on_regression",
+              "scheduler", "on")
 
 
 def command_line(args) -> str:
@@ -137,11 +144,29 @@ def write_report(out) -> None:
         print(f"wrote {path}")
 
 
+def run_config(args, preset, case_list, labels, references, repeat, min_time, max_time, baseline) -> dict:
+    """The run's ``config`` (every results file carries it): the command, preset, grid, timing budget, rules."""
+    return {"command": command_line(args), "preset": preset.name, "preset_definition": preset.describe(),
+            "backends": labels, "cases": len(case_list),
+            "min_rounds": repeat, "min_time": min_time, "max_time": max_time, "baseline": baseline,
+            "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
+                     "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
+                     "output": args.output},
+            "references": references,
+            "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
+                       "rounds": "interleaved (Williams design), adaptive stop within max_time",
+                       "ratio": "median of paired per-round ratios, sign-test 99% interval",
+                       "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
 def cmd_bench(args) -> int:
     if args.compare:
         A.reject_unused(args, SWEEP_ONLY, "with --compare")
         return compare_files(*args.compare, args.threshold, args.fail_on_regression)
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
+    if args.scheduler is None:
+        A.reject_unused(args, ("on",), "without --scheduler")
     if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
         from ..core.fileio import check_output_dir
 
@@ -169,6 +194,12 @@ def cmd_bench(args) -> int:
         extra = f" + references {', '.join(ref_names)} where they apply" if ref_names else ""
         print(f"{len(case_list)} cases x {len(specs)} backends ({', '.join(s.label for s in specs)}){extra}")
         return 0
+    if args.scheduler is not None:  # Dask is imported there, and only there
+        from .cluster import bench_on_cluster
+
+        config = run_config(args, preset, case_list, [s.label for s in specs], {n: refs.get_reference(n).what for n in ref_names}, repeat,
+                            min_time, max_time, baseline)
+        return bench_on_cluster(args, case_list, specs, ref_names, config)
     backends, skipped = ready(specs)
     references, ref_skipped = refs.ready(ref_names)
     skipped += ref_skipped
@@ -176,17 +207,8 @@ def cmd_bench(args) -> int:
         print(f"skipping {s['backend']}: {s['reason']}", file=sys.stderr)
     if baseline not in [lb for lb, _ in backends]:
         raise ValueError(f"--baseline {baseline}: not available here, so nothing can be compared against it")
-    config = {"command": command_line(args), "preset": preset.name, "preset_definition": preset.describe(), "backends": [lb for lb, _ in backends], "cases": len(case_list),
-              "min_rounds": repeat, "min_time": min_time, "max_time": max_time, "baseline": baseline,
-              "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
-                       "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
-                       "output": args.output},
-              "references": {name: ref.what for name, ref in references},
-              "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
-                         "rounds": "interleaved (Williams design), adaptive stop within max_time",
-                         "ratio": "median of paired per-round ratios, sign-test 99% interval",
-                         "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
-              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    config = run_config(args, preset, case_list, [lb for lb, _ in backends],
+                        {name: ref.what for name, ref in references}, repeat, min_time, max_time, baseline)
     if not args.quiet:
         print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
     passes = PASSES if args.passes is None else args.passes

@@ -1,7 +1,9 @@
 """What a benchmark ran on: CPU, cores and threads, BLAS, GPU and driver, software versions.
 
 ``machine_info(backends)`` never raises and never imports an optional package
-(versions come from the installed distributions' metadata).
+(versions come from the installed distributions' metadata). ``machine_name()`` names the machine in a
+cluster run's files (``OUT/<name>/results.json``): ``MLPBENCH_MACHINE_NAME`` where set (tests give two
+local workers two names; the record then carries it as ``"name"``), else the host name.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +21,21 @@ import sys
 PACKAGES = ("numpy", "scipy", "threadpoolctl", "mlpbench")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
               "MLPBENCH_BACKEND", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS")
+#: the variable that overrides the machine's name (``machine_name``)
+MACHINE_NAME_ENV = "MLPBENCH_MACHINE_NAME"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def machine_name() -> str:
+    """``$MLPBENCH_MACHINE_NAME`` (a folder name: letters, digits, ``._-``; else ``ValueError`` naming it),
+    else the host name with any other character made ``-``."""
+    given = os.environ.get(MACHINE_NAME_ENV, "").strip()
+    if given:
+        if not _NAME.fullmatch(given):
+            raise ValueError(f"{MACHINE_NAME_ENV}={given!r}: a machine name is 1 to 64 letters, digits, '.', '_' "
+                             "or '-', starting with a letter or digit")
+        return given
+    return re.sub(r"[^A-Za-z0-9._-]", "-", platform.node()).strip("-.") or "unknown"
 
 
 def cpu_model() -> str:
@@ -147,4 +165,5 @@ def machine_info(backends=()) -> dict:
         "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
         "backends": described,
         "argv": list(sys.argv),
+        **({"name": os.environ[MACHINE_NAME_ENV].strip()} if os.environ.get(MACHINE_NAME_ENV, "").strip() else {}),
     }

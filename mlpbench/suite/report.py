@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from . import results as R
 from . import report_input, summary
+from .cluster_files import expand
 from ..measure import stats
 from .stability import Stability, compare_runs, coverage_text, stability_lines
 
@@ -123,7 +124,10 @@ def find_results(paths) -> tuple[list[str], list[str]]:
 
 
 def machine_slug(machine) -> str:
-    """A short name for a machine record: the CPU's maker and family, its logical cores, its GPU (``amd-epyc-2c``)."""
+    """A short name for a machine record: the CPU's maker and family, its logical cores, its GPU (``amd-epyc-2c``);
+    a record that carries a ``name`` (a cluster's machine, ``MLPBENCH_MACHINE_NAME``) goes by it."""
+    if machine.get("name"):
+        return str(machine["name"])
     cpu = re.sub(r"\((r|tm)\)|@.*$", " ", str(machine.get("cpu") or "unknown").lower())
     words = [w for w in re.findall(r"[a-z0-9]+", cpu) if w not in ("cpu", "processor")][:2] or ["unknown"]
     slug = "-".join(words) + (f"-{machine['cores_logical']}c" if machine.get("cores_logical") else "")
@@ -215,8 +219,9 @@ def read_run(path) -> Run:
 
 def collect(files, out=None, command="mlpbench report", folders=()) -> Page:
     """The page's data: every file read (sorted by machine, then path) and each consecutive pair of runs of the
-    same command on the same machine compared (``stability.compare_runs``)."""
-    runs = sorted((read_run(f) for f in files), key=lambda r: (r.machine_slug, r.path))
+    same command on the same machine compared (``stability.compare_runs``). A cluster run's merged file
+    stands for its machines' files under ``--on each`` (``cluster_files.expand``)."""
+    runs = sorted((read_run(f) for f in expand(files)), key=lambda r: (r.machine_slug, r.path))
     groups = {}
     for r in runs:
         groups.setdefault((r.machine_slug, r.command), []).append(r)

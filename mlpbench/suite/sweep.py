@@ -228,3 +228,25 @@ def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), 
             point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s")}
         writer.add_point(point)
     return m
+
+
+def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, baseline=REFERENCE, min_rounds=None,
+                  max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, settle_s=SWEEP_SETTLE_S, passes=PASSES,
+                  references=()):
+    """One case alone, its ``passes`` back to back: a cluster's unit of work (``suite/cluster_worker.py``).
+
+    ``backends`` baseline first; ``writer`` anything with ``doc["points"]``, ``add_point``, ``add_error`` and
+    ``add_skipped_case``; ``peaks`` and ``warm`` (the shapes warmed up) are the caller's, kept between calls.
+    """
+    try:
+        check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
+    except NotEnoughMemory as exc:
+        writer.add_skipped_case(case.label, str(exc))
+        return
+    pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
+    earlier = None
+    for _ in range(passes):
+        m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier, min_time=min_time,
+                          max_time=max_time / passes, min_rounds=pass_rounds, max_rounds=max_rounds,
+                          margin_floor=margin_floor, settle_s=settle_s)
+        earlier = m if m is not None else earlier
