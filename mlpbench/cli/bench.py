@@ -41,7 +41,7 @@ def reference_names(args, preset) -> list[str]:
 
 #: bench's own options, none of which applies to ``--compare`` (a comparison reads two finished runs)
 SWEEP_ONLY = ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time", "max_time", "no_lab",
-              "dry_run", "baseline", "batch_size", "output", "references", "passes")
+              "dry_run", "baseline", "batch_size", "output", "references", "passes", "budget")
 
 
 def add_bench(sub):
@@ -71,6 +71,9 @@ def add_bench(sub):
     p.add_argument("--min-time", type=A.real(0), help="seconds per sample at least (calls are batched)")
     p.add_argument("--max-time", type=A.real(0, lo_open=True),
                    help="seconds of rounds per point at most, when the verdicts are not firm sooner")
+    p.add_argument("--budget", type=A.real(0),
+                   help="seconds of follow-up rounds for the whole sweep, given to the points still unresolved "
+                        "after the passes, each within --max-time (default 25%% of --max-time per point; 0: none)")
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
@@ -176,7 +179,7 @@ def cmd_bench(args) -> int:
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
                         baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes,
-                        references=references)
+                        references=references, budget=args.budget)
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:
