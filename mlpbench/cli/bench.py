@@ -169,7 +169,9 @@ def cmd_bench(args) -> int:
               "references": {name: ref.what for name, ref in references},
               "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
                          "rounds": "interleaved (Williams design), adaptive stop within max_time",
-                         "ratio": "median of paired per-round ratios, sign-test 99% interval",
+                         "ratio": "median of paired per-round ratios, sign-test 99% interval widened by the "
+                                  "between-pass variance (measure/levels.py)",
+                         "verdict": "interval wholly outside / inside the A/A bias band, else unresolved",
                          "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     if not args.quiet:
