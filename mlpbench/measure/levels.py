@@ -17,10 +17,11 @@ two-level design ("Rigorous Benchmarking in Reasonable Time", ISMM 2013):
   what ``within`` alone would move it.
 
 Both robustly (timing noise has a long upper tail: one preempted sample must
-not swamp them): the within scale from the median of all within-pass pairwise
-differences ``|x_i - x_j|`` (Shamos's estimator: over ``sqrt(2) * 0.6745``
-it estimates a normal sigma, with no bias from a fitted centre at few
-rounds per pass); the between component is the variance of the pass medians minus what the within noise
+not swamp them): the within scale from the median of the differences of
+successive rounds within a pass, ``|x_(i+1) - x_i|`` (over ``sqrt(2) *
+0.6745`` it estimates a normal sigma: no bias from a fitted centre at few
+rounds per pass, slow drift within a pass left out, and linear in the rounds,
+which the adaptive loop asks for after every round); the between component is the variance of the pass medians minus what the within noise
 alone gives them (``pi/2 * within / n`` for a median of ``n``), at least 0.
 
 One point's two or three passes are too few to estimate ``between`` alone
@@ -48,7 +49,7 @@ import numpy as np
 
 from . import stats
 
-#: the median of ``|x_i - x_j|`` over pairs of normal values is this times sigma (``sqrt(2) * 0.6745``);
+#: the median of ``|x_i - x_j|`` of two normal values is this times sigma (``sqrt(2) * 0.6745``);
 #: a median of ``n`` normal values has variance ``pi/2 * sigma^2 / n``
 PAIR_SIGMA = math.sqrt(2) * 0.6744897501960817
 MEDIAN_EFFICIENCY = math.pi / 2
@@ -87,7 +88,7 @@ def components(groups) -> Components:
     if not groups:
         raise ValueError("components needs at least one non-empty group")
     centres = np.array([np.median(g) for g in groups])
-    pairs = np.concatenate([np.abs(g[:, None] - g[None, :])[np.triu_indices(g.size, 1)] for g in groups])
+    pairs = np.concatenate([np.abs(np.diff(g)) for g in groups])
     within = float((np.median(pairs) / PAIR_SIGMA) ** 2) if pairs.size else float("nan")
     between = float("nan")
     if len(groups) >= 2 and math.isfinite(within):
