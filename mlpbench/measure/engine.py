@@ -30,9 +30,10 @@ Design
   25 % (``stats.MAX_MARGIN``), the measurement is flagged ``noisy``.
 * **Adaptive stop** (torch's ``adaptive_autorange``): after ``min_rounds``,
   sampling stops as soon as every subject's verdict is firm
-  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the
-  ``margin_floor``), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
-  then ``stats.verdict`` says ``same`` or ``unresolved`` honestly. Warm-up and
+  (``stats.decided``: ``faster``, ``slower`` or ``same``: the interval
+  wholly outside or inside the band), or when ``max_time`` seconds of rounds
+  or ``max_rounds`` are spent; then what still straddles an edge of the band
+  is ``unresolved``. Warm-up and
   calibration do not count against the budget.
 * **Passes.** ``resume=`` pools a second pass over a point, with freshly
   prepared subjects, later in the run (asv's processes run their rounds the
@@ -201,8 +202,8 @@ class Measurement:
 
     @property
     def noisy(self) -> bool:
-        """The A/A control did not come out ``same``, or its margin exceeds ``stats.MAX_MARGIN``: the verdicts of
-        this point stand on noise."""
+        """The A/A control did not come out ``same``, or its bias band exceeds ``stats.MAX_MARGIN``: a flag on
+        this point (its clear verdicts stand: ``stats.verdict``)."""
         return self.noise is not None and (self.noise.verdict != "same" or not self.margin <= stats.MAX_MARGIN)
 
     def __getitem__(self, label) -> SubjectResult:
