@@ -136,7 +136,7 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     ``references``: ``(label, references.Reference)`` pairs timed beside the
     backends where they apply.
 
-    The document is written after every point. On ``KeyboardInterrupt`` its
+    The document is written after every point measured. On ``KeyboardInterrupt`` its
     status becomes ``"interrupted"`` and the exception propagates.
     """
     labels = [lb for lb, _ in backends]
@@ -209,7 +209,9 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
             follow_ups = follow_up(budget, is_open, again, list(earlier))
         between = _between(earlier)
         for label, m in earlier.items():  # every point judged with the run's final between-pass variance
-            _publish(writer, by_case[label], M.rejudge(m, between), dict(backends + references), peaks, baseline)
+            _publish(writer, by_case[label], M.rejudge(m, between), dict(backends + references), peaks, baseline,
+                     write=False)
+        writer.write()
         peaks.sample()  # the end of the run: the spread tells whether the machine held still
         by_label = dict(backends + references)
         for p in writer.doc["points"]:  # % of peak on the best peak seen in the whole run
@@ -260,8 +262,9 @@ def _rejudge(measurements, label):
     return M.rejudge(measurements[label], _between(measurements))
 
 
-def _publish(writer, case, m, by_label, peaks, baseline, warmups=None):
-    """``m``'s points replace the case's earlier ones (their warm-up times kept: the first pass's)."""
+def _publish(writer, case, m, by_label, peaks, baseline, warmups=None, write=True):
+    """``m``'s points replace the case's earlier ones (their warm-up times kept: the first pass's); the file is
+    rewritten unless ``write`` is false (the caller writes once for many cases)."""
     warmups = dict(warmups or {})
     old = [p for p in writer.doc["points"] if p["case"] == case.label]
     warmups.update({p["backend"]: p["warmup_s"] for p in old})
@@ -272,4 +275,6 @@ def _publish(writer, case, m, by_label, peaks, baseline, warmups=None):
         if label == baseline and m.noise is not None:
             c = m.noise.to_dict()
             point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s", "passes")}
-        writer.add_point(point)
+        writer.doc["points"].append(point)
+    if write:
+        writer.write()
