@@ -52,6 +52,20 @@ def test_widen_adds_the_between_variance_on_each_side():
                                                               0.1, 2).defined
 
 
+def test_rounds_per_pass_balances_the_levels_by_their_costs():
+    # n* = sqrt(c_pass w / (c_round b)): a costly pass, or a small between component, buys longer passes
+    assert levels.rounds_per_pass(0.04, 0.01, pass_cost_s=1.0, round_cost_s=0.01) == 20
+    assert levels.rounds_per_pass(0.04, 0.01, pass_cost_s=0.01, round_cost_s=0.01) == 2
+    assert levels.rounds_per_pass(0.04, 0.01, pass_cost_s=0.0, round_cost_s=0.01, lo=3) == 3
+    assert levels.rounds_per_pass(0.04, 0.0001, 1.0, 0.01, hi=50) == 50
+    assert levels.rounds_per_pass(0.04, 0.0, 1.0, 0.01, hi=50) == 50  # no between component: one long pass
+    assert levels.rounds_per_pass(float("nan"), 0.01, 1.0, 0.01) is None
+    # the rule is the optimum: over integer n at a fixed cost, the variance is least near n*
+    w, b, cp, cr, cost = 0.04, 0.01, 1.0, 0.01, 100.0
+    var = {n: (b + w / n) / (cost / (cp + n * cr)) for n in range(1, 200)}
+    assert abs(min(var, key=var.get) - levels.rounds_per_pass(w, b, cp, cr)) <= 1
+
+
 def test_split_checks_the_pass_sizes():
     assert [g.tolist() for g in levels.split([1, 2, 3, 4, 5], [2, 3])] == [[1, 2], [3, 4, 5]]
     with pytest.raises(ValueError, match="pass sizes"):

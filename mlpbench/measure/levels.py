@@ -36,8 +36,9 @@ typical spread is widened more. Every interval is widened by it (``widen``):
 the half-widths ``d`` of the sign-test interval on each side become
 ``sqrt(d^2 + z^2 between / k)`` over ``k`` passes, the variance of a mean of
 ``k`` pass effects added to the rounds' own. Kalibera and Jones then
-choose the repetitions at each level from the components; here the sweep's
-follow-up passes (``suite/budget.py``) add passes where the answer is still open.
+choose the repetitions at each level from the components and the costs
+(``rounds_per_pass``); the sweep's follow-up passes (``suite/budget.py``) add
+passes where the answer is still open, each of that many rounds.
 """
 
 from __future__ import annotations
@@ -129,6 +130,17 @@ def _z2(confidence) -> float:
     return stats._z(c) ** 2
 
 
+def rounds_per_pass(within, between, pass_cost_s, round_cost_s, lo=2, hi=None) -> int | None:
+    """Kalibera and Jones's repetitions at the lower level: with ``k`` passes of ``n`` rounds the ratio's variance
+    is ``between / k + within / (k n)`` at a cost of ``k (pass_cost + n round_cost)``; for a given cost it is least
+    at ``n* = sqrt(pass_cost within / (round_cost between))`` rounds a pass. ``n*`` rounded up, within
+    ``[lo, hi]``; ``hi`` (``None``: no limit) when there is no between-pass variance to spread over passes."""
+    if not (between > 0 and round_cost_s > 0) or not (math.isfinite(within) and pass_cost_s >= 0):
+        return hi
+    n = max(lo, math.ceil(math.sqrt(pass_cost_s * within / (round_cost_s * between))))
+    return n if hi is None else min(hi, n)
+
+
 def point_ci(subject, baseline, sizes, confidence, between) -> tuple:
     """``(RatioCI, Components)`` of a subject against the baseline (samples paired by round, cut by ``sizes``)."""
     ci = stats.ratio_ci(subject, baseline, confidence)
@@ -164,4 +176,5 @@ def judge(results, control, base, confidence, floor, between=0.0):
     return margin, settled
 
 
-__all__ = ["Components", "components", "judge", "point_ci", "pooled_between", "shrunk", "split", "widen"]
+__all__ = ["Components", "components", "judge", "point_ci", "pooled_between", "rounds_per_pass", "shrunk", "split",
+           "widen"]

@@ -13,6 +13,10 @@ same rounds at every case they apply to, judged against the baseline too.
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from ..measure import engine as M
 from ..measure import levels
 from ..measure import peaks as perf
@@ -170,12 +174,17 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         last_dtype = case_list[0].dtype if case_list else None
         earlier, by_case = {}, {c.label: c for c in case_list}  # case label -> the Measurement of the passes so far
 
-        def point(case, seconds):
-            m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
-                              min_time=min_time, max_time=seconds, min_rounds=pass_rounds, max_rounds=max_rounds,
-                              margin_floor=margin_floor, settle_s=settle_s, between=_between(earlier))
+        pass_cost = {}  # case label -> seconds of a pass outside its rounds (preparation, warm-up, calibration)
+
+        def point(case, seconds, rounds=max_rounds):
+            t0, before = time.perf_counter(), earlier.get(case.label)
+            m = _measure_case(case, backends, baseline, warm, writer, peaks, references, before,
+                              min_time=min_time, max_time=seconds, min_rounds=min(pass_rounds, rounds),
+                              max_rounds=rounds, margin_floor=margin_floor, settle_s=settle_s,
+                              between=_between(earlier))
             if m is not None:
                 earlier[case.label] = m
+                pass_cost[case.label] = time.perf_counter() - t0 - m.elapsed_s + (before.elapsed_s if before else 0)
             return m
 
         for pass_no in range(passes):
@@ -200,7 +209,9 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
 
         def again(label, seconds):
             progress.update(f"{label} (follow-up)")
-            return (point(by_case[label], seconds) or earlier[label]).elapsed_s
+            m = earlier[label]
+            rounds = _rounds_per_pass(m, _between(earlier), pass_cost.get(label, 0.0), max_rounds)
+            return (point(by_case[label], seconds, rounds) or m).elapsed_s
 
         follow_ups = 0
         if budget is not None:
@@ -256,6 +267,16 @@ def _between(measurements) -> float:
     """The run's between-pass variance so far, pooled over every subject of every point (``levels``)."""
     return levels.pooled_between(r.components for m in measurements.values()
                                  for r in [*m.results.values(), *([m.noise] if m.noise else [])] if r.components)
+
+
+def _rounds_per_pass(m, pooled, pass_cost, most):
+    """A follow-up pass's rounds (``levels.rounds_per_pass``) from the components of ``m``'s open subjects."""
+    comps = [r.components for r in m.results.values() if r.verdict == "unresolved" and r.components]
+    if not comps or not m.rounds:
+        return most
+    within = float(np.median([c.within for c in comps]))
+    between = float(np.median([levels.shrunk(c, pooled) for c in comps]))
+    return levels.rounds_per_pass(within, between, pass_cost, m.elapsed_s / m.rounds, 2, most)
 
 
 def _rejudge(measurements, label):
