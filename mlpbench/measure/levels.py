@@ -26,9 +26,10 @@ alone gives them (``pi/2 * within / n`` for a median of ``n``), at least 0.
 
 One point's two or three passes are too few to estimate ``between`` alone
 (1 or 2 degrees of freedom), so a run pools it over all its points
-(``pooled_between``: the median of the per-point estimates over the median
-of a chi-square with 1 degree of freedom, so that one point whose passes
-differ wildly on a loaded machine does not widen every interval of the run),
+(``pooled_between``: the median spread of the pass medians over the median
+of a chi-square with 1 degree of freedom, less the median within noise, so
+that one point whose passes differ wildly on a loaded machine does not widen
+every interval of the run),
 and each point's own estimate is shrunk towards it (``shrunk``: the posterior
 mean of a variance with the pooled value as a prior worth ``PRIOR_DF``
 degrees of freedom), so a point whose passes disagree far beyond the run's
@@ -68,6 +69,8 @@ class Components:
     between: float  # the moment estimate, unclipped: negative when the passes agree better than the rounds predict
     passes: int
     rounds: int
+    spread: float = float("nan")  # the variance of the pass medians (``passes - 1`` degrees of freedom)
+    noise: float = float("nan")  # what the within noise alone gives it: ``between = spread - noise``
 
     def to_dict(self) -> dict:
         return {"within": self.within, "between": max(0.0, self.between), "passes": self.passes,
@@ -91,18 +94,25 @@ def components(groups) -> Components:
     centres = np.array([np.median(g) for g in groups])
     pairs = np.concatenate([np.abs(np.diff(g)) for g in groups])
     within = float((np.median(pairs) / PAIR_SIGMA) ** 2) if pairs.size else float("nan")
-    between = float("nan")
+    spread = noise = float("nan")
     if len(groups) >= 2 and math.isfinite(within):
         noise = MEDIAN_EFFICIENCY * within * float(np.mean([1 / g.size for g in groups]))
-        between = float(np.var(centres, ddof=1)) - noise
-    return Components(within, between, len(groups), int(sum(g.size for g in groups)))
+        spread = float(np.var(centres, ddof=1))
+    return Components(within, spread - noise, len(groups), int(sum(g.size for g in groups)), spread, noise)
 
 
 def pooled_between(all_components) -> float:
-    """One run's between-pass variance: the median of its points' moment estimates (those with 2 passes or more)
-    over ``CHI2_1_MEDIAN``, >= 0; 0 when no point has two passes yet."""
-    est = [c.between for c in all_components if c.passes >= 2 and math.isfinite(c.between)]
-    return max(0.0, float(np.median(est)) / CHI2_1_MEDIAN) if est else 0.0
+    """One run's between-pass variance, from its points with 2 passes or more: the median spread of their pass
+    medians over ``CHI2_1_MEDIAN`` (a spread of 2 passes is ``(between + noise)`` times a chi-square with 1
+    degree of freedom), less their median noise; >= 0; 0 when no point has two passes yet.
+
+    (The median of the differences ``spread - noise`` would not do: it sits below 0 whenever the noise is as
+    large as the between component, and would call a real one absent.)"""
+    comps = [c for c in all_components if c.passes >= 2 and math.isfinite(c.spread) and math.isfinite(c.noise)]
+    if not comps:
+        return 0.0
+    return max(0.0, float(np.median([c.spread for c in comps])) / CHI2_1_MEDIAN
+               - float(np.median([c.noise for c in comps])))
 
 
 def shrunk(comp, pooled) -> float:
