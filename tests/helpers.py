@@ -35,28 +35,31 @@ def labelled(n, sizes, dtype, output, seed=0, p_one=0.5):
 
 def assert_verdicts_follow_from_samples(doc):
     """Every point's ratio, interval and verdict (and each A/A control's) are the ones ``measure.stats`` gives
-    for the samples the results file holds, paired by round with its case's baseline: the one right verdict
-    for what was measured, whatever the machine's noise made of it."""
-    from mlpbench.measure import stats
+    for the samples the results file holds, paired by round with its case's baseline, cut into its passes and
+    widened by the run's between-pass variance (``measure.levels``): the one right verdict for what was
+    measured, whatever the machine's noise made of it."""
+    from mlpbench.measure import levels, stats
     from mlpbench.suite.sweep import CONFIDENCE
 
     floor = doc["config"]["margin_floor"]
+    between = doc["noise"]["between"]
     cases = {}
     for p in doc["points"]:
         cases.setdefault(p["case"], []).append(p)
     for case, points in cases.items():
         (base,) = [p for p in points if p["verdict"] == "baseline"]
-        assert base["ratio"] == 1.0, case
+        assert base["ratio"] == 1.0 and sum(base["passes"]) == len(base["samples_s"]), case
         margin = floor
         if "control" in base:
             control = base["control"]
-            cci = stats.ratio_ci(control["samples_s"], base["samples_s"], CONFIDENCE)
-            margin = stats.margin_from_control(control["samples_s"], base["samples_s"], CONFIDENCE, floor)
+            cci, _ = levels.point_ci(control["samples_s"], base["samples_s"], base["passes"], CONFIDENCE, between)
+            margin = stats.bias_margin(control["samples_s"], base["samples_s"], floor)
             assert control["verdict"] == stats.control_verdict(cci, floor), case
             assert control["ratio"] == cci.ratio, case
         for p in points:
             if p is base:
                 continue
-            ci = stats.ratio_ci(p["samples_s"], base["samples_s"], CONFIDENCE)
+            ci, comp = levels.point_ci(p["samples_s"], base["samples_s"], base["passes"], CONFIDENCE, between)
             assert p["verdict"] == stats.verdict(ci, margin, floor), (case, p["backend"], p["verdict"])
             assert p["ratio"] == ci.ratio and p["ratio_ci"] == ([ci.lo, ci.hi] if ci.defined else [None, None])
+            assert p["variance"] == comp.to_dict() and p["passes"] == base["passes"]

@@ -103,7 +103,7 @@ def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys):
     assert "\033[" not in text.out  # not a terminal: no colour
     assert "verdicts against numpy" in text.out and "A/A control" in text.out
     doc = json.loads((out / "results.json").read_text())
-    assert R.validate(doc) == [] and doc["status"] == "complete" and doc["schema"] == "mlpbench.bench/2"
+    assert R.validate(doc) == [] and doc["status"] == "complete" and doc["schema"] == "mlpbench.bench/3"
     assert {k for k in ("schema", "machine", "peak", "config", "points", "noise")} <= set(doc)
     assert doc["machine"]["cpu"] and doc["machine"]["versions"]["numpy"] == np.__version__
     assert doc["machine"]["threads_available"] >= 1 and "blas" in doc["machine"]

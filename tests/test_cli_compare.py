@@ -67,7 +67,8 @@ def test_the_subcommand_and_the_alias_print_the_same_and_exit_the_same(files, ca
 def test_a_real_tiny_run_compares_with_itself_and_with_a_slower_copy(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["bench", "--backends", "numpy", "--no-lab", "--batch", "4", "--hidden", "4", "--features", "2",
-                 "--op", "forward", "--dtype", "float64", "--min-time", "0", "--max-time", "0.05", "--passes", "1",
+                 "--op", "forward", "--dtype", "float64", "--min-time", "0", "--max-time", "1", "--repeat", "40",
+                 "--passes", "1",
                  "--no-plots", "--quiet", "--out", str(out)]) == 0
     capsys.readouterr()
     run = str(out / "results.json")

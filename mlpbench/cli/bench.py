@@ -41,7 +41,7 @@ def reference_names(args, preset) -> list[str]:
 
 #: bench's own options, none of which applies to ``--compare`` (a comparison reads two finished runs)
 SWEEP_ONLY = ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time", "max_time", "no_lab",
-              "dry_run", "baseline", "batch_size", "output", "references", "passes", "scheduler", "on")
+              "dry_run", "baseline", "batch_size", "output", "references", "passes", "budget", "scheduler", "on")
 
 
 def add_bench(sub):
@@ -71,6 +71,9 @@ def add_bench(sub):
     p.add_argument("--min-time", type=A.real(0), help="seconds per sample at least (calls are batched)")
     p.add_argument("--max-time", type=A.real(0, lo_open=True),
                    help="seconds of rounds per point at most, when the verdicts are not firm sooner")
+    p.add_argument("--budget", type=A.real(0),
+                   help="seconds of follow-up rounds for the whole sweep, given to the points still unresolved "
+                        "after the passes, each within --max-time (default 25%% of --max-time per point; 0: none)")
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
@@ -155,7 +158,9 @@ def run_config(args, preset, case_list, labels, references, repeat, min_time, ma
             "references": references,
             "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
                        "rounds": "interleaved (Williams design), adaptive stop within max_time",
-                       "ratio": "median of paired per-round ratios, sign-test 99% interval",
+                       "ratio": "median of paired per-round ratios, sign-test 99% interval widened by the "
+                                "between-pass variance (measure/levels.py)",
+                       "verdict": "interval wholly outside / inside the A/A bias band, else unresolved",
                        "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
 
@@ -167,6 +172,8 @@ def cmd_bench(args) -> int:
     A.reject_unused(args, ("fail_on_regression", "threshold"), "without --compare OLD NEW")
     if args.scheduler is None:
         A.reject_unused(args, ("on",), "without --scheduler")
+    else:  # a cluster's machines measure their cases apart: no sweep-wide follow-up budget to share
+        A.reject_unused(args, ("budget",), "with --scheduler")
     if args.out is None:  # the default, checked here (a given --out is checked when the command line is read)
         from ..core.fileio import check_output_dir
 
@@ -216,7 +223,7 @@ def cmd_bench(args) -> int:
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
                         baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes,
-                        references=references)
+                        references=references, budget=args.budget)
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:

@@ -22,21 +22,23 @@ Design
   any number of rounds (``stats.ratio_ci`` says why not the bootstrap).
 * **A/A control.** The baseline is timed a second time as an independent
   subject in the same rounds (its own warm-up and calibration; better still,
-  an independently prepared copy). Its spread is the point's
-  noise floor: it sets the equivalence margin (``stats.margin_from_control``):
-  a subject is ``faster`` / ``slower`` only when its interval excludes 1 AND
-  its ratio lies beyond that margin; when the control itself comes out
-  different from 1, or its margin exceeds 25 % (``stats.MAX_MARGIN``), the
-  measurement is ``noisy``.
+  an independently prepared copy). Its systematic difference from the
+  baseline bounds the equivalence band (``stats.bias_margin``): a subject is
+  ``faster`` / ``slower`` when its interval lies wholly outside the band,
+  ``same`` wholly inside, ``unresolved`` across an edge (``stats.verdict``).
+  When the control itself comes out different from 1, or its band exceeds
+  25 % (``stats.MAX_MARGIN``), the measurement is flagged ``noisy``.
 * **Adaptive stop** (torch's ``adaptive_autorange``): after ``min_rounds``,
   sampling stops as soon as every subject's verdict is firm
-  (``stats.decided``: ``faster``, ``slower``, or ``same`` within the
-  ``margin_floor``), or when ``max_time`` seconds of rounds or ``max_rounds`` are spent;
-  then ``stats.verdict`` says ``same`` or ``unresolved`` honestly. Warm-up and
+  (``stats.decided``: ``faster``, ``slower`` or ``same``: the interval
+  wholly outside or inside the band), or when ``max_time`` seconds of rounds
+  or ``max_rounds`` are spent; then what still straddles an edge of the band
+  is ``unresolved``. Warm-up and
   calibration do not count against the budget.
 * **Passes.** ``resume=`` pools a second pass over a point, with freshly
   prepared subjects, later in the run (asv's processes run their rounds the
-  same way): the interval then sees how the machine changed in between.
+  same way); each subject keeps its rounds per pass, and the interval is
+  widened by the between-pass variance (``levels``: Kalibera and Jones's two levels).
 * **Peaks** (``peaks.Peak``) are rates measured through this engine.
 
 asv contributes the rounds and Mann-Whitney for ``--compare`` (``stats``),
@@ -60,7 +62,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from . import stats
+from . import levels, stats
 
 #: calibration never batches more calls than this into one sample
 MAX_NUMBER = 10 ** 7
@@ -157,6 +159,9 @@ class SubjectResult:
     ratio: float = 1.0
     ratio_ci: tuple = (1.0, 1.0)
     verdict: str = "baseline"
+    passes: list = field(default_factory=list)  # rounds per pass (``resume``), adding up to len(samples)
+    variance: dict | None = None  # the log ratio's components (``levels.Components.to_dict``)
+    components: Any = None  # the ``levels.Components`` behind ``variance``
 
     @property
     def min(self) -> float:
@@ -175,6 +180,7 @@ class SubjectResult:
         return {"label": self.label, "min_s": s["min"], "median_s": s["median"], "iqr_s": s["iqr"],
                 "ratio": self.ratio, "ratio_ci": list(self.ratio_ci), "verdict": self.verdict,
                 "first_s": self.first_s, "number": self.number, "rounds": len(self.samples),
+                "passes": list(self.passes), **({"variance": self.variance} if self.variance else {}),
                 "samples_s": list(self.samples)}
 
 
@@ -191,11 +197,13 @@ class Measurement:
     elapsed_s: float
     stop: str  # "decided" | "max_time" | "max_rounds"
     errors: dict = field(default_factory=dict)  # label -> "Type: message" (on_error="drop")
+    margin_floor: float = stats.MARGIN_FLOOR
+    between: float = 0.0  # the between-pass variance every interval was widened by (``levels``)
 
     @property
     def noisy(self) -> bool:
-        """The A/A control did not come out ``same``, or its margin exceeds ``stats.MAX_MARGIN``: the verdicts of
-        this point stand on noise."""
+        """The A/A control did not come out ``same``, or its bias band exceeds ``stats.MAX_MARGIN``: a flag on
+        this point (its clear verdicts stand: ``stats.verdict``)."""
         return self.noise is not None and (self.noise.verdict != "same" or not self.margin <= stats.MAX_MARGIN)
 
     def __getitem__(self, label) -> SubjectResult:
@@ -203,7 +211,7 @@ class Measurement:
 
     def to_dict(self) -> dict:
         return {"baseline": self.baseline, "rounds": self.rounds, "elapsed_s": self.elapsed_s, "stop": self.stop,
-                "confidence": self.confidence, "margin": self.margin, "noisy": self.noisy,
+                "confidence": self.confidence, "margin": self.margin, "noisy": self.noisy, "between": self.between,
                 "noise": None if self.noise is None else self.noise.to_dict(),
                 "subjects": [r.to_dict() for r in self.results.values()], "errors": dict(self.errors)}
 
@@ -250,27 +258,16 @@ def rounds_needed(confidence) -> int:
     return n
 
 
-def _judge(results, control, base, confidence, floor):
-    """Set every subject's ratio, interval and verdict (and the control's); return (margin, all firm)."""
-    base_samples = results[base].samples
-    margin = floor
-    if control is not None:
-        cci = stats.ratio_ci(control.samples, base_samples, confidence)
-        margin = stats.margin_from_control(control.samples, base_samples, confidence, floor)
-        control.ratio, control.ratio_ci, control.verdict = cci.ratio, cci.ci, stats.control_verdict(cci, floor)
-    settled = True
-    for label, r in results.items():
-        if label == base:
-            continue
-        ci = stats.ratio_ci(r.samples, base_samples, confidence)
-        r.ratio, r.ratio_ci, r.verdict = ci.ratio, ci.ci, stats.verdict(ci, margin, floor)
-        settled = settled and stats.decided(ci, margin, floor)
-    return margin, settled
+def rejudge(m, between) -> Measurement:
+    """``m`` judged again with the between-pass variance ``between`` (``levels``): ratios, intervals, verdicts."""
+    m.margin, _ = levels.judge(m.results, m.noise, m.baseline, m.confidence, m.margin_floor, between)
+    m.between = between
+    return m
 
 
 def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
             max_time=2.0, confidence=stats.CONFIDENCE, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
-            settle_scaled=False, on_error="raise", resume=None, clock=time.perf_counter) -> Measurement:
+            settle_scaled=False, on_error="raise", resume=None, between=0.0, clock=time.perf_counter) -> Measurement:
     """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
 
     ``control``: ``True`` times the baseline's callable again as the A/A
@@ -293,7 +290,9 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     stop see them all), its calls per sample are kept (no calibration; the
     warm-up calls still run), its failed subjects stay out (a subject it holds
     that this pass does not time is left out), and ``min_rounds``
-    / ``max_time`` count this pass only. ``clock``: seconds, for tests.
+    / ``max_time`` count this pass only; each subject keeps its rounds per pass
+    (``passes``). ``between``: the run's between-pass variance of a log ratio
+    (``levels.pooled_between``), added to every interval. ``clock``: seconds, for tests.
     """
     subjects = list(subjects)
     min_rounds = rounds_needed(confidence) if min_rounds is None else min_rounds
@@ -305,12 +304,13 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
         subjects.insert(1, Subject(aa_label, control.fn, control.sync, control.block))
     elif control:
         subjects.insert(1, Subject(aa_label, subjects[0].fn, subjects[0].sync, subjects[0].block))
-    numbers, firsts, errors, pooled = {}, {}, {}, {}
+    numbers, firsts, errors, pooled, sizes = {}, {}, {}, {}, {}
     if resume is not None:
         _check_resume(resume, base)
         errors.update(resume.errors)
         for r in list(resume.results.values()) + ([resume.noise] if resume.noise is not None else []):
             numbers[r.label], firsts[r.label], pooled[r.label] = r.number, r.first_s, list(r.samples)
+            sizes[r.label] = list(r.passes) or [len(r.samples)]
         subjects = [s for s in subjects if s.label not in errors]
 
     def guarded(s, action):
@@ -355,17 +355,18 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
         timed = [s for s in timed if s.label not in errors]
         if rounds < min_rounds:
             continue
-        if _judge(*_results(timed, samples, numbers, firsts, aa_label), base, confidence, margin_floor)[1]:
+        if levels.judge(*_results(timed, samples, numbers, firsts, sizes, aa_label), base, confidence, margin_floor,
+                        between)[1]:
             stop = "decided"
             break
         if clock() - start >= max_time:
             stop = "max_time"
             break
     elapsed = clock() - start + (resume.elapsed_s if resume is not None else 0.0)
-    results, noise = _results(timed, samples, numbers, firsts, aa_label)
-    margin, _ = _judge(results, noise, base, confidence, margin_floor)
+    results, noise = _results(timed, samples, numbers, firsts, sizes, aa_label)
     rounds += resume.rounds if resume is not None else 0
-    return Measurement(base, results, noise, margin, confidence, rounds, elapsed, stop, errors)
+    m = Measurement(base, results, noise, margin_floor, confidence, rounds, elapsed, stop, errors, margin_floor)
+    return rejudge(m, between)
 
 
 def _check_resume(resume, base):
@@ -375,10 +376,16 @@ def _check_resume(resume, base):
         raise ValueError(f"resume must come from a pass with the same baseline {base!r}; got {resume.baseline!r}")
 
 
-def _results(timed, samples, numbers, firsts, aa_label):
-    results = {s.label: SubjectResult(s.label, samples[s.label], numbers[s.label], firsts[s.label]) for s in timed}
+def _results(timed, samples, numbers, firsts, sizes, aa_label):
+    """Each timed subject's result, its rounds per pass counted (earlier passes' ``sizes``, then this one's)."""
+    results = {}
+    for s in timed:
+        done = sizes.get(s.label, [])
+        passes = done + [len(samples[s.label]) - sum(done)]
+        results[s.label] = SubjectResult(s.label, samples[s.label], numbers[s.label], firsts[s.label],
+                                         passes=[n for n in passes if n])
     return results, results.pop(aa_label, None)
 
 
 __all__ = ["MAX_NUMBER", "Measurement", "Subject", "SubjectResult", "block_ready", "calibrate", "measure",
-           "round_orders", "rounds_needed"]
+           "rejudge", "round_orders", "rounds_needed"]

@@ -217,9 +217,9 @@ PRESETS = {
     # float64 only: a fresh Numba compiles its kernels once per dtype (about 30 s on 2 cores); add
     # ``--dtype float64,float32`` for both
     "quick": Preset("quick", ("numpy", "numba"), (1, 64, 1024), (4, 64, 512), (32,), ("float64",), ("step",),
-                    min_time=0.002, max_time=1.0),
+                    min_time=0.002, max_time=1.5),
     "standard": Preset("standard", None, (1, 64, 1024, 16384), (4, 64, 512, 2048), (32,), DTYPES, ("step",),
-                       min_time=0.005, max_time=1.5, parity=_PARITY_STANDARD),
+                       min_time=0.005, max_time=2.5, parity=_PARITY_STANDARD),
     "full": Preset("full", None, (1, 16, 64, 256, 1024, 4096, 16384, 65536), (4, 16, 64, 256, 512, 1024, 2048, 4096),
                    (32, 256), DTYPES, ("forward", "backward", "step", "train"), min_time=0.02, max_time=10.0,
                    labs=("and", "xor"), parity=_PARITY_STANDARD),
@@ -236,12 +236,15 @@ PRESETS = {
     "peers": Preset("peers", ("numpy", "torch", "jax"), (16384,), (2048,), (32,), DTYPES, ("step",), min_time=0.02,
                     max_time=4.0, references=("idiomatic-jax", "idiomatic-torch", "idiomatic-torch.compile")),
     # an epoch is 16 to 1024 updates (6 to 300 ms); backends=None here means every available backend whose
-    # ``outputs`` include the preset's head (``default_backends``). Samples of at least 0.2 s (a few epochs, as
-    # in a fit): after a call on two BLAS threads, OpenBLAS's idle worker spins about 0.1 s, and a threaded
-    # epoch right after it pays for that (numba, float32, H=512, batch 64, samples of one epoch right after
-    # NumPy's: 28 to 97 ms, median 55; with 0.2 s samples: 28 to 35 ms, median 30, one engine run each).
-    "minibatch": Preset("minibatch", None, (16384,), (64, 512), (64,), DTYPES, ("epoch",), min_time=0.2,
-                        max_time=8.0, batch_sizes=(16, 64, 256, 1024), output="softmax", n_out=10,
+    # ``outputs`` include the preset's head (``default_backends``). After a call on two BLAS threads,
+    # OpenBLAS's idle worker spins about 0.1 s, and a threaded epoch right after it pays for that (numba,
+    # float32, H=512, batch 64, samples of one epoch right after NumPy's: 28 to 97 ms, median 55; with 0.2 s
+    # samples: 28 to 35 ms, median 30, one engine run each, without the sweep's settling pause). The sweep
+    # now pauses up to ``SWEEP_SETTLE_S`` (0.1 s) before each sample, and its verdicts carry the between-pass
+    # variance with follow-up passes where they are open: samples of 0.1 s (was 0.2 s: the minimum rounds of
+    # 6 subjects then cost about 17 s a point, most of the preset's 450 s) and a cap of 6 s a point.
+    "minibatch": Preset("minibatch", None, (16384,), (64, 512), (64,), DTYPES, ("epoch",), min_time=0.1,
+                        max_time=6.0, batch_sizes=(16, 64, 256, 1024), output="softmax", n_out=10,
                         references=("sklearn",)),
 }
 

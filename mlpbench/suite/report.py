@@ -194,9 +194,9 @@ def _rows(points) -> list[Row]:
 def read_run(path) -> Run:
     """One ``results.json`` as a ``Run`` (``results.load`` checks it: ``ValueError`` naming the file)."""
     doc = R.load(path)
-    if doc["schema"] != R.SCHEMA:
+    if doc["schema"] not in R.JUDGED_SCHEMAS:
         raise ValueError(f"{path}: a {doc['schema']} file; mlpbench report reads {R.SCHEMA} (what mlpbench bench "
-                         "writes today)")
+                         f"writes today) and {R.SCHEMA_V2}")
     unnamed = [i for i, p in enumerate(doc["points"]) if not isinstance(p.get("case"), str)]
     if unnamed:
         raise ValueError(f"{path}: not an mlpbench results file: point {unnamed[0]} has no 'case'")

@@ -2,14 +2,15 @@
 
 ``results.json``::
 
-    {"schema": "mlpbench.bench/2", "status": "running" | "complete" | "interrupted" | "failed",
+    {"schema": "mlpbench.bench/3", "status": "running" | "complete" | "interrupted" | "failed",
      "machine": {...}, "config": {..., "baseline": "numpy"},
      "peak": {device: {"gflops": {dtype: PEAK}, "memcpy_GBps" | "h2d_GBps" | "d2h_GBps": PEAK}},
          PEAK = {"unit", "best", "spread", "flagged", "samples"} (``measure.Peak.to_dict``)
-     "noise": {"points", "same", "noisy", "noisy_points", "per_point"} (the A/A control; once complete),
+     "noise": {"points", "same", "noisy", "noisy_points", "per_point", "between", "follow_ups"} (the A/A
+         control, the run's between-pass variance, the follow-up passes; once complete),
      "points": [{backend, op, dtype, n_samples, layer_sizes, batch_size, output, case, device, min_s, median_s,
-                 iqr_s, ratio, ratio_ci: [lo, hi], verdict, samples_s, first_s, warmup_s, number, rounds, noisy,
-                 margin, gflops, pct_peak, ...; the baseline's point adds "control" (its A/A copy); an external
+                 iqr_s, ratio, ratio_ci: [lo, hi], verdict, samples_s, passes, variance, first_s, warmup_s, number,
+                 rounds, noisy, margin, gflops, pct_peak, ...; the baseline's point adds "control" (its A/A copy); an external
                  reference row's (``references.py``) adds "reference": true}, ...],
      "skipped": [{"backend", "reason"} or {"backend": "*", "case", "reason"}], "errors": [{"backend", "case", "error"}],
      "error": "..." (only when status is "failed"), "wall_s": seconds from the start to the end of the sweep
@@ -23,6 +24,15 @@ sigmoid one, which is how ``point_key`` reads older files; ``wall_s`` and
 ``config["command"]`` (the ``mlpbench bench`` command that measures the run
 again) too: ``report.py`` reads a file without them. ``load`` also reads
 ``mlpbench.bench/1`` files (``times_s``, ``speedup_vs_numpy``) for ``--compare``.
+
+``/3`` changed the meaning of two fields: ``margin`` is the A/A control's
+systematic difference (the equivalence band, ``stats.bias_margin``), no longer
+its noise width, and ``ratio_ci`` carries the between-pass variance
+(``measure/levels.py``); it added ``passes`` (rounds per pass, adding up to
+``rounds``), ``variance`` (the log ratio's ``within`` and ``between``
+components, its ``passes`` and ``rounds``; not on the baseline's own row),
+``noise["between"]`` and ``noise["follow_ups"]``, and ``config["budget_s"]``.
+``/2`` files are read alike (their points have the same required fields).
 
 Both files are rewritten after every point (``fileio.atomic_write``), so an
 interrupted sweep leaves valid files holding the points it finished; the file is
@@ -41,8 +51,11 @@ import time
 from ..measure import stats
 from ..core.fileio import atomic_write
 
-SCHEMA = "mlpbench.bench/2"
+SCHEMA = "mlpbench.bench/3"
+SCHEMA_V2 = "mlpbench.bench/2"
 SCHEMA_V1 = "mlpbench.bench/1"
+#: the schemas whose points carry ratios, intervals and verdicts (read by ``report`` and ``--compare`` alike)
+JUDGED_SCHEMAS = (SCHEMA, SCHEMA_V2)
 #: fields every point has (the CSV's columns, in order; the raw samples stay in the JSON)
 POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "activation", "epochs", "batch_size", "output",
                 "case", "device",
@@ -129,8 +142,8 @@ class ResultsWriter:
 def validate(doc) -> list[str]:
     """Problems with a results document (``[]`` when it follows the schema)."""
     problems = [f"missing top-level key {k!r}" for k in TOP_LEVEL if k not in doc]
-    if doc.get("schema") not in (SCHEMA, SCHEMA_V1):
-        problems.append(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r} (or {SCHEMA_V1!r})")
+    if doc.get("schema") not in (*JUDGED_SCHEMAS, SCHEMA_V1):
+        problems.append(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r} (or {SCHEMA_V2!r}, {SCHEMA_V1!r})")
     for key, kind in (("points", list), ("machine", dict), ("peak", dict), ("config", dict)):
         if key in doc and not isinstance(doc[key], kind):
             problems.append(f"{key!r} must be a JSON {'array' if kind is list else 'object'}")
@@ -140,7 +153,7 @@ def validate(doc) -> list[str]:
         if not isinstance(p, dict):
             problems.append(f"point {i} is not a JSON object")
             continue
-        required = REQUIRED_POINT_FIELDS if doc["schema"] == SCHEMA else REQUIRED_POINT_FIELDS_V1
+        required = REQUIRED_POINT_FIELDS if doc["schema"] in JUDGED_SCHEMAS else REQUIRED_POINT_FIELDS_V1
         missing = [k for k in required if k not in p]
         if missing:
             problems.append(f"point {i} lacks {missing}")

@@ -63,9 +63,12 @@ def closing_notes(doc) -> list[str]:
     if noise:
         lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "
                      f"{noise['points']} points")
+        if "between" in noise:  # mlpbench.bench/3
+            lines.append(f"between-pass spread of a ratio, in every interval: {100 * noise['between'] ** 0.5:.1f}% "
+                         f"(sd of the log ratio); follow-up passes over the points still open: {noise['follow_ups']}")
         if noise["noisy"]:
             lines.append(f"NOISY: at {len(noise['noisy_points'])} point(s) the A/A control was not 'same' (or its "
-                         f"spread exceeded {100 * stats.MAX_MARGIN:.0f}%): the verdicts there stand on noise: "
+                         f"bias exceeded {100 * stats.MAX_MARGIN:.0f}%): flagged; their clear verdicts stand: "
                          + "; ".join(noise["noisy_points"][:5]) + (" ..." if len(noise["noisy_points"]) > 5 else ""))
     for dev, entry in doc.get("peak", {}).items():
         moved = [(dt, p) for dt, p in entry.get("gflops", {}).items() if isinstance(p, dict) and p.get("flagged")]

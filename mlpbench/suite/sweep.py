@@ -13,13 +13,19 @@ same rounds at every case they apply to, judged against the baseline too.
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from ..measure import engine as M
+from ..measure import levels
 from ..measure import peaks as perf
 from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
 from .cases import case_data
 from .machine import machine_info
 from ..core.memory import NotEnoughMemory, check_fits, fit_bytes
+from .budget import BUDGET_SHARE, REGULAR_SHARE, Budget, follow_up
 from .progress import Progress
 from .references import Reference, reference_subject
 from .results import ResultsWriter
@@ -97,12 +103,12 @@ def _subjects(case, backends, baseline, warm, writer, references=()):
     return subjects, control, warmups
 
 
-def _noise(points) -> dict:
+def _noise(points, between=0.0, follow_ups=0) -> dict:
     """The run's A/A summary from its baseline points: how many came out ``same``; noisy when any did not."""
     aa = [p for p in points if p.get("verdict") == "baseline"]
     noisy = [p["case"] for p in aa if p.get("noisy")]
     return {"points": len(aa), "same": sum(1 for p in aa if p.get("control", {}).get("verdict") == "same"),
-            "noisy": bool(noisy), "noisy_points": noisy,
+            "noisy": bool(noisy), "noisy_points": noisy, "between": between, "follow_ups": follow_ups,
             "per_point": [{"case": p["case"], "verdict": p.get("control", {}).get("verdict"),
                            "ratio": p.get("control", {}).get("ratio"), "ratio_ci": p.get("control", {}).get("ratio_ci"),
                            "margin": p.get("margin")} for p in aa]}
@@ -119,18 +125,22 @@ SWEEP_SETTLE_S = 0.1
 
 def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
               max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
-              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=()):
+              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=(), budget=None):
     """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
 
     ``passes``: the grid is swept that many times, each pass with freshly
-    prepared subjects, ``max_time / passes`` per point and its share of the
-    ``min_rounds`` (the 8 a 99 % interval needs by default); a point's samples
-    are pooled over the passes (``measure``'s ``resume``), so its interval
-    reflects how the machine changed between them, not one moment's state.
+    prepared subjects, ``REGULAR_SHARE * max_time / passes`` per point and its
+    share of the ``min_rounds`` (the 8 a 99 % interval needs by default); a
+    point's samples are pooled over the passes (``measure``'s ``resume``), and
+    its interval is widened by the run's between-pass variance
+    (``measure/levels.py``). ``budget``: seconds of follow-up rounds for the
+    whole sweep (default ``BUDGET_SHARE * max_time`` per point; 0:
+    none), given to the points still unresolved after the passes
+    (``suite/budget.py``), each point within ``max_time`` in all.
     ``references``: ``(label, references.Reference)`` pairs timed beside the
     backends where they apply.
 
-    The document is written after every point. On ``KeyboardInterrupt`` its
+    The document is written after every point measured. On ``KeyboardInterrupt`` its
     status becomes ``"interrupted"`` and the exception propagates.
     """
     labels = [lb for lb, _ in backends]
@@ -148,9 +158,12 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         raise ValueError(f"passes must be an int >= 1; got {passes!r}")
     # the rounds every point gets at least are shared out over the passes
     pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
+    if budget is None:
+        budget = BUDGET_SHARE * max_time * len(case_list)
+    budget = Budget(budget, max_time) if case_list and budget > 0 else None
     writer = ResultsWriter(out_dir, machine_info(backends + references), {},
-                           dict(config, baseline=baseline, margin_floor=margin_floor, settle_s=settle_s, passes=passes),
-                           skipped)
+                           dict(config, baseline=baseline, margin_floor=margin_floor, settle_s=settle_s, passes=passes,
+                                budget_s=budget and budget.total_s), skipped)
     progress = progress or Progress(0, enabled=False)
     warm = set()
     try:
@@ -159,7 +172,21 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         writer.doc["peak"] = peaks.to_dict()
         writer.write()
         last_dtype = case_list[0].dtype if case_list else None
-        earlier = {}  # case label -> the Measurement of the passes so far
+        earlier, by_case = {}, {c.label: c for c in case_list}  # case label -> the Measurement of the passes so far
+
+        pass_cost = {}  # case label -> seconds of a pass outside its rounds (preparation, warm-up, calibration)
+
+        def point(case, seconds, rounds=max_rounds):
+            t0, before = time.perf_counter(), earlier.get(case.label)
+            m = _measure_case(case, backends, baseline, warm, writer, peaks, references, before,
+                              min_time=min_time, max_time=seconds, min_rounds=min(pass_rounds, rounds),
+                              max_rounds=rounds, margin_floor=margin_floor, settle_s=settle_s,
+                              between=_between(earlier))
+            if m is not None:
+                earlier[case.label] = m
+                pass_cost[case.label] = time.perf_counter() - t0 - m.elapsed_s + (before.elapsed_s if before else 0)
+            return m
+
         for pass_no in range(passes):
             for case in case_list:
                 if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
@@ -173,18 +200,35 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
                     progress.advance()
                     continue
                 progress.update(case.label if passes == 1 else f"{case.label} (pass {pass_no + 1}/{passes})")
-                m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
-                                  min_time=min_time, max_time=max_time / passes, min_rounds=pass_rounds,
-                                  max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s)
-                if m is not None:
-                    earlier[case.label] = m
+                point(case, REGULAR_SHARE * max_time / passes)
                 progress.advance(case.label)
+
+        def is_open(label):
+            m = _rejudge(earlier, label)
+            return any(r.verdict == "unresolved" for r in m.results.values())
+
+        def again(label, seconds):
+            progress.update(f"{label} (follow-up)")
+            m = earlier[label]
+            rounds = _rounds_per_pass(m, _between(earlier), pass_cost.get(label, 0.0), max_rounds)
+            return (point(by_case[label], seconds, rounds) or m).elapsed_s
+
+        follow_ups = 0
+        if budget is not None:
+            for label, m in earlier.items():
+                budget.record(label, m.elapsed_s)
+            follow_ups = follow_up(budget, is_open, again, list(earlier))
+        between = _between(earlier)
+        for label, m in earlier.items():  # every point judged with the run's final between-pass variance
+            _publish(writer, by_case[label], M.rejudge(m, between), dict(backends + references), peaks, baseline,
+                     write=False)
+        writer.write()
         peaks.sample()  # the end of the run: the spread tells whether the machine held still
         by_label = dict(backends + references)
         for p in writer.doc["points"]:  # % of peak on the best peak seen in the whole run
             p["pct_peak"] = _pct(p["gflops"], peaks.best(by_label[p["backend"]].device, p["dtype"]))
         writer.doc["peak"] = peaks.to_dict()
-        writer.doc["noise"] = _noise(writer.doc["points"])
+        writer.doc["noise"] = _noise(writer.doc["points"], between, follow_ups)
     except KeyboardInterrupt as exc:
         writer.finish("interrupted")
         exc.results_doc = writer.doc
@@ -215,19 +259,46 @@ def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), 
     for label, error in m.errors.items():
         if earlier is None or label not in earlier.errors:
             writer.add_error(label, case.label, error)
-    if earlier is not None:  # this pass's pooled points replace the earlier passes' ones (warm-up: the first's)
-        old = [p for p in writer.doc["points"] if p["case"] == case.label]
-        warmups.update({p["backend"]: p["warmup_s"] for p in old})
-        writer.doc["points"] = [p for p in writer.doc["points"] if p["case"] != case.label]
-    by_label = dict(list(backends) + list(references))
+    _publish(writer, case, m, dict(list(backends) + list(references)), peaks, baseline, warmups)
+    return m
+
+
+def _between(measurements) -> float:
+    """The run's between-pass variance so far, pooled over every subject of every point (``levels``)."""
+    return levels.pooled_between(r.components for m in measurements.values()
+                                 for r in [*m.results.values(), *([m.noise] if m.noise else [])] if r.components)
+
+
+def _rounds_per_pass(m, pooled, pass_cost, most):
+    """A follow-up pass's rounds (``levels.rounds_per_pass``) from the components of ``m``'s open subjects."""
+    comps = [r.components for r in m.results.values() if r.verdict == "unresolved" and r.components]
+    if not comps or not m.rounds:
+        return most
+    within = float(np.median([c.within for c in comps]))
+    between = float(np.median([levels.shrunk(c, pooled) for c in comps]))
+    return levels.rounds_per_pass(within, between, pass_cost, m.elapsed_s / m.rounds, 2, most)
+
+
+def _rejudge(measurements, label):
+    return M.rejudge(measurements[label], _between(measurements))
+
+
+def _publish(writer, case, m, by_label, peaks, baseline, warmups=None, write=True):
+    """``m``'s points replace the case's earlier ones (their warm-up times kept: the first pass's); the file is
+    rewritten unless ``write`` is false (the caller writes once for many cases)."""
+    warmups = dict(warmups or {})
+    old = [p for p in writer.doc["points"] if p["case"] == case.label]
+    warmups.update({p["backend"]: p["warmup_s"] for p in old})
+    writer.doc["points"] = [p for p in writer.doc["points"] if p["case"] != case.label]
     for label, result in m.results.items():
         point = _point(label, by_label[label], case, result, m, peaks)
         point["warmup_s"] = warmups.get(label, 0.0)  # backend.warmup (compilation): apart from first_s too
         if label == baseline and m.noise is not None:
             c = m.noise.to_dict()
-            point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s")}
-        writer.add_point(point)
-    return m
+            point["control"] = {k: c[k] for k in ("ratio", "ratio_ci", "verdict", "median_s", "samples_s", "passes")}
+        writer.doc["points"].append(point)
+    if write:
+        writer.write()
 
 
 def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, baseline=REFERENCE, min_rounds=None,
@@ -235,8 +306,10 @@ def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, ba
                   references=()):
     """One case alone, its ``passes`` back to back: a cluster's unit of work (``suite/cluster_worker.py``).
 
-    ``backends`` baseline first; ``writer`` anything with ``doc["points"]``, ``add_point``, ``add_error`` and
-    ``add_skipped_case``; ``peaks`` and ``warm`` (the shapes warmed up) are the caller's, kept between calls.
+    ``backends`` baseline first; ``writer`` anything with ``doc["points"]``, ``add_error``,
+    ``add_skipped_case`` and ``write``; ``peaks`` and ``warm`` (the shapes warmed up) are the caller's, kept
+    between calls. The between-pass variance is this case's own (no run to pool over): its interval is
+    widened by what its passes show.
     """
     try:
         check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
@@ -244,9 +317,14 @@ def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, ba
         writer.add_skipped_case(case.label, str(exc))
         return
     pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
-    earlier = None
+    earlier = {}
     for _ in range(passes):
-        m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier, min_time=min_time,
-                          max_time=max_time / passes, min_rounds=pass_rounds, max_rounds=max_rounds,
-                          margin_floor=margin_floor, settle_s=settle_s)
-        earlier = m if m is not None else earlier
+        m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
+                          min_time=min_time, max_time=max_time / passes, min_rounds=pass_rounds,
+                          max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s,
+                          between=_between(earlier))
+        if m is not None:
+            earlier[case.label] = m
+    if earlier:
+        _publish(writer, case, M.rejudge(earlier[case.label], _between(earlier)),
+                 dict(list(backends) + list(references)), peaks, baseline)
