@@ -1,4 +1,8 @@
-"""Writing files: the ONE atomic write, and cheap checks of output paths made before any work.
+"""Files: the ONE reader of user files, the ONE atomic write, and cheap checks of output paths made before any work.
+
+``read_user_file`` opens without blocking (``O_NONBLOCK``: a FIFO never hangs), refuses anything but a regular
+file (FIFOs, devices, sockets, folders) naming the path, and refuses a file over its size cap before reading a
+byte; ``read_json`` adds JSON's own hostile cases (nesting too deep, integers of thousands of digits).
 
 ``atomic_write`` goes through a temp file in the target's folder, ``fsync`` and
 ``os.replace``: a reader (or a process killed at any moment) sees the old complete
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import secrets
 import stat
@@ -81,6 +86,82 @@ def atomic_write(path, data) -> None:
             os.close(dfd)
 
 
+# ---------------------------------------------------------------- reading user files
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+#: the most digits a JSON integer may have (an int64 has 19; Python's own limit, 4300, is far past any field)
+JSON_MAX_DIGITS = 40
+
+
+class NotRegularFile(ValueError):
+    """A FIFO, device or socket where a regular file was expected (its message names the path)."""
+
+
+def read_user_file(path, max_bytes, what="file") -> bytes:
+    """The bytes of the regular file ``path`` (a link is followed), at most ``max_bytes`` of them.
+
+    ``max_bytes``: an int, or a callable given the file's size that raises when it is too big (e.g. a memory
+    check). Raises ``FileNotFoundError``/``PermissionError`` (naming ``path``), ``IsADirectoryError``, or
+    ``ValueError`` naming ``path`` for a FIFO, device or socket, or a file over the cap; never blocks.
+    """
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        raise _user_error(exc, path) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"is a folder; expected a {what}", path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+            raise NotRegularFile(f"{path!r} is {kind}; expected a regular {what}")
+        limit = st.st_size
+        if callable(max_bytes):
+            max_bytes(st.st_size)
+        elif st.st_size > max_bytes:
+            raise ValueError(f"{path!r} is {st.st_size} bytes; a {what} of at most {max_bytes} bytes expected")
+        else:
+            limit = max_bytes
+        chunks, got = [], 0
+        while got <= limit:  # one byte past the cap tells a file that grew while read
+            chunk = os.read(fd, min(1 << 24, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise ValueError(f"{path!r} grew past {limit} bytes while read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _user_error(exc, path) from None
+    finally:
+        os.close(fd)
+
+
+def _int_of_at_most(digits):
+    def parse(text):
+        if len(text.lstrip("-")) > digits:
+            raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {digits})")
+        return int(text)
+    return parse
+
+
+def read_json(path, max_bytes, what="JSON file", max_digits=JSON_MAX_DIGITS):
+    """The JSON document in ``path`` (through ``read_user_file``); ``ValueError`` naming ``path`` for text that
+    is not UTF-8 JSON, nested too deep, or holding an integer of more than ``max_digits`` digits (a reader
+    that checks each value itself may allow more, up to Python's own limit)."""
+    path = os.fspath(path)
+    data = read_user_file(path, max_bytes, what)
+    try:
+        return json.loads(data.decode("utf-8-sig"), parse_int=_int_of_at_most(max_digits))
+    except RecursionError:
+        raise ValueError(f"{path}: not a usable {what}: JSON nested too deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
 # ---------------------------------------------------------------- output path checks
 def _pre(name):
     return f"{name}: " if name else ""
@@ -146,4 +227,4 @@ def check_output_dir(path, name="folder", files=()) -> str:
     return path
 
 
-__all__ = ["atomic_write", "check_output_dir", "check_output_file"]
+__all__ = ["JSON_MAX_DIGITS", "NotRegularFile", "atomic_write", "check_output_dir", "check_output_file", "read_json", "read_user_file"]

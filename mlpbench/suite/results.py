@@ -39,7 +39,7 @@ import os
 import time
 
 from ..measure import stats
-from ..core.fileio import atomic_write
+from ..core.fileio import atomic_write, read_json
 
 SCHEMA = "mlpbench.bench/2"
 SCHEMA_V1 = "mlpbench.bench/1"
@@ -55,6 +55,8 @@ REQUIRED_POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "
 REQUIRED_POINT_FIELDS_V1 = ("backend", "op", "dtype", "n_samples", "layer_sizes", "median_s", "iqr_s", "noisy",
                             "warmup_s", "gflops", "pct_peak", "speedup_vs_numpy", "repeats")
 TOP_LEVEL = ("schema", "machine", "peak", "config", "points")
+#: a results file larger than this is not one (a full suite writes well under 1 MiB)
+MAX_FILE_BYTES = 1 << 28
 
 
 def _clean(x):
@@ -150,10 +152,9 @@ def validate(doc) -> list[str]:
 def load(path) -> dict:
     """Read and check a ``results.json``; ``ValueError`` naming the file when it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        doc = read_json(path, MAX_FILE_BYTES, "results file")
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder; expected a results file") from None
     problems = validate(doc) if isinstance(doc, dict) else ["not a JSON object"]
     if problems:
         raise ValueError(f"{path}: not an mlpbench results file: {'; '.join(problems[:3])}")
