@@ -130,5 +130,5 @@ def test_tune_refuses_a_cache_folder_that_is_a_file_before_timing(tmp_path, monk
     monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(blocker))
     monkeypatch.setattr(auto, "choose", lambda *a, **k: pytest.fail("timed before checking the cache"))
     assert main(["tune", "--budget", "0.01"]) == 2
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "MLPBENCH_CACHE_DIR" in err and "blocker" in err

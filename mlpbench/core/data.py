@@ -10,7 +10,6 @@ labels ``y`` of shape ``(N,)`` (what ``MLP(..., output="softmax")`` takes).
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 
@@ -191,7 +190,10 @@ def _read_npy(path, data):
         raise ValueError(f"{path!r}: bad .npy header: {exc}") from None
     if dtype.hasobject:
         raise ValueError(f"{path!r} holds Python objects; expected real numbers")
-    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a crafted shape cannot overflow or wrap
+    try:
+        nbytes = v.npy_nbytes(shape, dtype)
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: bad .npy header: {exc}") from None
     remaining = len(data) - f.tell()
     if nbytes > remaining:
         raise ValueError(f"{path!r} is truncated: its header declares shape {tuple(shape)}, {nbytes} bytes of "
@@ -216,10 +218,10 @@ def _read_csv(path, data):
     try:
         return np.loadtxt(io.StringIO("\n".join(ln for _, ln in lines[skip:])), delimiter=",", ndmin=2)
     except ValueError as exc:
-        msg = str(exc)
-        row = re.search(r" at row (\d+)", msg)  # numpy counts the rows it was given, from 0
-        if row is not None and int(row.group(1)) + skip < len(lines):
-            msg = f"line {lines[int(row.group(1)) + skip][0]}: " + msg.replace(row.group(0), "").split("; use")[0]
+        msg = str(exc).split("; use")[0]
+        at = re.search(r" at row (\d+)(, column \d+)?\.?", msg)  # numpy counts the rows it was given, from 0
+        if at is not None and int(at.group(1)) + skip < len(lines):
+            msg = f"line {lines[int(at.group(1)) + skip][0]}{at.group(2) or ''}: {msg.replace(at.group(0), '')}"
         raise ValueError(f"{path!r} {msg}") from None
 
 

@@ -9,7 +9,6 @@ than its declared size. Anything wrong is a ``ValueError`` naming the file.
 from __future__ import annotations
 
 import io
-import math
 import os
 import zipfile
 import zlib
@@ -66,9 +65,9 @@ def _read_member(zf, name, shape=None, dtype=None, max_bytes=_META_MAX_BYTES, wh
             raise _Bad(f"{what}: expected dtype {np.dtype(dtype).name}; got {got_dtype.str}")
         if shape is not None and tuple(got_shape) != tuple(shape):
             raise _Bad(f"{what}: expected {name.rstrip('0123456789')} {tuple(shape)}; got {tuple(got_shape)}")
-        count = math.prod(got_shape)  # Python ints: a crafted shape cannot overflow or wrap
-        nbytes = count * got_dtype.itemsize
-        if count < 0 or nbytes > max_bytes:
+        nbytes = v.npy_nbytes(got_shape, got_dtype)
+        count = nbytes // got_dtype.itemsize if got_dtype.itemsize else 0
+        if nbytes > max_bytes:
             raise _Bad(f"member {name!r} declares {nbytes} bytes; at most {max_bytes} expected")
         data = m.read(nbytes)
     if len(data) != nbytes:
