@@ -19,6 +19,7 @@ import functools
 
 import numpy as np
 
+from ..core import interrupt
 from ..core import validation as v
 from ..kernels import reference as ref
 from .base import Backend, BackendUnavailable, Prepared, head, parse_device
@@ -235,6 +236,7 @@ class JaxBackend(Backend):
         fn = _compiled(activation, grad_reduction, output)["train_scan"]
         current, chunks, lr_ = list(params), [], np.float64(lr)
         for start in range(0, epochs, CHUNK):
+            interrupt.check()  # the compile's GC callbacks swallow a Ctrl-C: raised here
             current, hist = fn(current, X, y, lr_, min(CHUNK, epochs - start))
             chunks.append(hist)
         params[:] = self._done(current)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 
 from . import args as A
 from .backends import add_backends, cmd_backends
@@ -21,6 +19,7 @@ from .bench import add_bench, cmd_bench
 from .compare import add_compare, cmd_compare
 from .parity import add_parity, cmd_parity
 from .report import add_report, cmd_report
+from .signals import Terminated, interrupts
 from .train import add_train, cmd_train
 from .tune import add_tune, cmd_tune
 
@@ -34,14 +33,6 @@ def build_parser():
                      (add_report, cmd_report)):
         add(sub).set_defaults(func=run)
     return parser
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it stops as cleanly as on Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
 
 
 def _describe(exc) -> str:
@@ -69,12 +60,15 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad command line (2, its one line already printed)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    prefix = f"mlpbench {args.command}"
+    with interrupts(prefix):
+        return _run(args, prefix)
+
+
+def _run(args, prefix) -> int:
     from ..backends import BackendUnavailable, TrainingDiverged
     from ..core.data import DatasetUnavailable
 
-    prefix = f"mlpbench {args.command}"
-    on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
         rc = int(args.func(args) or 0)
         sys.stdout.flush()
@@ -94,9 +88,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
 from .cases import case_data
 from .machine import machine_info
+from ..core import interrupt
 from ..core.memory import NotEnoughMemory, check_fits, fit_bytes
 from .progress import Progress
 from .references import Reference, reference_subject
@@ -162,6 +163,7 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         earlier = {}  # case label -> the Measurement of the passes so far
         for pass_no in range(passes):
             for case in case_list:
+                interrupt.check()
                 if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
                     peaks.sample([case.dtype])
                     last_dtype = case.dtype
