@@ -157,3 +157,13 @@ def test_duplicated_points_and_hostile_json_are_exit_2_naming_the_file(old, tmp_
     _one_line_exit_2(capsys, ["compare", old, str(tmp_path / "deep.json")], "deep.json")
     (tmp_path / "int.json").write_text(json.dumps(_point(1)).replace('"n_samples": 1', '"n_samples": ' + "7" * 5000))
     _one_line_exit_2(capsys, ["compare", old, str(tmp_path / "int.json")], "int.json")
+
+
+# ---------------------------------------------------------------- float64 overflow in predict_proba
+def test_float64_inputs_that_overflow_a_layer_are_refused_and_huge_finite_logits_are_right():
+    m = MLP([2, 4, 1], seed=0)
+    with pytest.raises(ValueError, match=r"X row 1 overflows float64 in layer 0"):
+        m.predict_proba([[0.0, 0.0], [1e308, 1e308]])  # was 5.56e-309, with only NumPy's warning
+    with np.errstate(all="raise"):  # no warning either
+        p = m.predict_proba([[1e300, 1e300], [-1e300, -1e300], [0.0, 0.0]])
+    assert p[0, 0] == 1.0 and p[2, 0] == 0.5 and 0.0 <= p[1, 0] <= 1.0

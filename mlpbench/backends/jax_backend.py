@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import numpy as np
 
@@ -154,8 +155,11 @@ class JaxBackend(Backend):
         kind, index = parse_device(device, ("cpu", "cuda", "gpu")) if device is not None else ("", None)
         try:
             devices = jax.devices("gpu" if kind in ("cuda", "gpu") else kind or None)
-        except RuntimeError as exc:
-            raise BackendUnavailable(f"device={device!r}: {exc}") from None
+        except (RuntimeError, AssertionError) as exc:  # jax asserts when JAX_PLATFORMS names no platform here
+            env = os.environ.get("JAX_PLATFORMS")
+            where = f"environment variable JAX_PLATFORMS={env!r}" if env else f"device={device!r}"
+            raise BackendUnavailable(f"{where}: JAX found no such device here "
+                                     f"({type(exc).__name__}: {str(exc) or 'no backend initialized'})") from None
         if int(index or 0) >= len(devices):
             raise ValueError(f"device {device!r}: only {len(devices)} {kind} device(s)")
         self._dev = devices[int(index or 0)]

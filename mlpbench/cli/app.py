@@ -46,6 +46,33 @@ def _describe(exc) -> str:
     return " ".join(text.split())
 
 
+STDOUT = "<stdout>"
+
+
+class _NamedStdout:
+    """stdout for one command: an ``OSError`` from writing it (a full disk, ``> /dev/full``) names stdout."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), STDOUT) from None
+
+    def write(self, text):
+        return self._call(self._stream.write, text)
+
+    def flush(self):
+        return self._call(self._stream.flush)
+
+
 def _stdout_gone():
     """The reader of stdout went away (``| head -1``): send the rest of the output nowhere."""
     with contextlib.suppress(OSError, ValueError):
@@ -61,8 +88,15 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help (0) or a bad command line (2, its one line already printed)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     prefix = f"mlpbench {args.command}"
-    with interrupts(prefix):
-        return _run(args, prefix)
+    if sys.stdout is None:  # started with stdout closed (``>&-``)
+        print(f"{prefix}: error: stdout is closed; redirect it (e.g. > /dev/null) instead", file=sys.stderr)
+        return 2
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
+    try:
+        with interrupts(prefix):
+            return _run(args, prefix)
+    finally:
+        sys.stdout = stdout
 
 
 def _run(args, prefix) -> int:
@@ -78,8 +112,10 @@ def _run(args, prefix) -> int:
         return 2
     except (ValueError, TypeError, OSError, MemoryError, BackendUnavailable, DatasetUnavailable,
             TrainingDiverged) as exc:
-        with contextlib.suppress(BrokenPipeError):
-            sys.stdout.flush()
+        try:
+            sys.stdout.flush()  # what the command printed comes before the error
+        except OSError:
+            _stdout_gone()  # the unflushed rest goes nowhere, not into a second error at exit
         print(f"{prefix}: error: {_describe(exc)}", file=sys.stderr)
         return 2
     except Terminated:

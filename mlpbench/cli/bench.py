@@ -19,7 +19,7 @@ from .compare import compare_files
 from ..suite import references as refs
 from ..suite import results, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
-from ..suite.sweep import PASSES, run_sweep
+from ..suite.sweep import MAX_ROUNDS, PASSES, run_sweep
 from ..core.validation import OUTPUTS
 from ..suite.cases import OPS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
 from ..suite.progress import Progress
@@ -63,7 +63,7 @@ def add_bench(sub):
                    help=f"external reference rows: {' | '.join(refs.REFERENCES)} | none (default: the preset's)")
     p.add_argument("--baseline", default=None,
                    help=f"the backend every ratio and verdict is against (default {REFERENCE}); it also gets the A/A control")
-    p.add_argument("--repeat", type=A.int_range(1),
+    p.add_argument("--repeat", type=A.int_range(1, MAX_ROUNDS),
                    help="rounds per point at least (default: the fewest that give a 99%% interval, 8)")
     p.add_argument("--passes", type=A.int_range(1, 20), default=None,
                    help=f"sweeps over the grid, pooled per point (default {PASSES}): the intervals then span "
@@ -130,6 +130,9 @@ def cmd_bench(args) -> int:
         args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
     preset, case_list = bench_cases(args)
     specs = parse_specs(args.backends) if args.backends else default_specs(preset, args.output)
+    twice = sorted({s.label for s in specs if [t.label for t in specs].count(s.label) > 1})
+    if twice:
+        raise ValueError(f"--backends {args.backends!r}: {', '.join(twice)} given twice; a backend is one row")
     baseline = REFERENCE if args.baseline is None else args.baseline.strip()
     if args.baseline is not None and baseline not in [s.label for s in specs]:
         raise ValueError(f"--baseline {args.baseline!r} must be one of the benchmarked backends "

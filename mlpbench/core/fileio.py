@@ -190,6 +190,12 @@ def _check_folder_writable(folder: str, name: str, path: str, create=False) -> N
             raise ValueError(f"{_pre(name)}cannot write {path!r}: folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{_pre(name)}cannot write {path!r}: no permission to write in folder {folder!r}")
+    try:  # what access() cannot tell (root, /proc, a read-only mount): a file made there and removed
+        fd, tmp = _new_temp(folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"{_pre(name)}cannot write {path!r}: {exc.strerror or exc} in folder {folder!r}") from None
 
 
 def check_output_file(path, name="path", suffixes=None) -> str:
