@@ -167,3 +167,34 @@ def test_float64_inputs_that_overflow_a_layer_are_refused_and_huge_finite_logits
     with np.errstate(all="raise"):  # no warning either
         p = m.predict_proba([[1e300, 1e300], [-1e300, -1e300], [0.0, 0.0]])
     assert p[0, 0] == 1.0 and p[2, 0] == 0.5 and 0.0 <= p[1, 0] <= 1.0
+
+
+# ---------------------------------------------------------------- plots and links through the one atomic writer
+class _FigOnFullDisk:
+    def savefig(self, f, **kwargs):
+        f.write(b"\x89PNG half a plot")
+        raise OSError(28, "No space left on device")
+
+
+def test_a_plot_on_a_full_disk_leaves_the_old_file_whole_and_no_new_file(tmp_path):
+    from mlpbench.suite import plots
+
+    closed = []
+    plt = type("plt", (), {"close": staticmethod(closed.append)})
+    (tmp_path / "m.png").write_bytes(b"the old plot")
+    for name in ("m.png", "new.png"):
+        with pytest.raises(OSError, match=name):
+            plots._save(plt, _FigOnFullDisk(), str(tmp_path / name))
+    assert (tmp_path / "m.png").read_bytes() == b"the old plot" and not (tmp_path / "new.png").exists()
+    assert sorted(os.listdir(tmp_path)) == ["m.png"] and len(closed) == 2  # no temp file left; figures closed
+
+
+def test_a_link_is_written_through_and_stays_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "m.npz"
+    target.write_bytes(b"old")
+    os.symlink(target, tmp_path / "link.npz")
+    MLP([2, 3, 1], seed=1).save(tmp_path / "link.npz")
+    assert os.path.islink(tmp_path / "link.npz") and MLP.load(target).layer_sizes == [2, 3, 1]
+    assert main(["train", "--epochs", "2", "--save", str(tmp_path / "link.npz")]) == 0
+    assert os.path.islink(tmp_path / "link.npz")

@@ -43,24 +43,30 @@ def _new_temp(directory: str) -> tuple[int, str]:
 
 
 def atomic_write(path, data) -> None:
-    """Write ``data`` (``str``, ``bytes``, or a callable given a binary file object) to ``path`` atomically."""
+    """Write ``data`` (``str``, ``bytes``, or a callable given a binary file object) to ``path`` atomically.
+
+    A symlink is written through: its target is replaced (atomically, in the target's folder), the link kept
+    (``check_output_file`` refuses a link to anything but a regular file, before any work)."""
     path = os.fspath(path)
     if not path:
         raise ValueError("output path must not be empty")
+    shown = path  # errors name the user's path
+    if os.path.islink(path):  # written through to the link's target; the link stays a link
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", shown)
         mode = stat.S_IMODE(st.st_mode)  # an overwritten file keeps its mode
     except FileNotFoundError:
         mode = None  # a new file: the umask applied when the temp file was created
     except OSError as exc:
-        raise _user_error(exc, path) from None
+        raise _user_error(exc, shown) from None
     try:
         fd, tmp = _new_temp(directory)
     except OSError as exc:
-        raise _user_error(exc, path) from None
+        raise _user_error(exc, shown) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if mode is not None:  # before the data: the temp file is never more open than the file it replaces
@@ -75,8 +81,8 @@ def atomic_write(path, data) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename in (tmp, None, path):
-            raise _user_error(exc, path) from None
+        if isinstance(exc, OSError) and exc.filename in (tmp, None, path, shown):
+            raise _user_error(exc, shown) from None
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
         dfd = os.open(directory, os.O_RDONLY)
