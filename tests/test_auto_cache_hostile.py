@@ -4,6 +4,7 @@ working without the cache; ``tune`` refuses a cache folder it cannot write befor
 
 import json
 import os
+import sys
 import warnings
 
 import pytest
@@ -132,3 +133,11 @@ def test_tune_refuses_a_cache_folder_that_is_a_file_before_timing(tmp_path, monk
     assert main(["tune", "--budget", "0.01"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "MLPBENCH_CACHE_DIR" in err and "blocker" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the XDG convention is Linux's")
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLPBENCH_CACHE_DIR")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", "rel")
+    assert auto_cache.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "mlpbench")

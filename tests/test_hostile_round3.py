@@ -198,3 +198,17 @@ def test_a_link_is_written_through_and_stays_a_link(tmp_path):
     assert os.path.islink(tmp_path / "link.npz") and MLP.load(target).layer_sizes == [2, 3, 1]
     assert main(["train", "--epochs", "2", "--save", str(tmp_path / "link.npz")]) == 0
     assert os.path.islink(tmp_path / "link.npz")
+
+
+# ---------------------------------------------------------------- one bench run per --out
+def test_a_second_bench_on_one_out_is_refused_naming_the_first(tmp_path, capsys):
+    from mlpbench.suite import runlock
+
+    out = str(tmp_path / "run")
+    with runlock.held() as first:
+        first(out, "mlpbench bench --preset quick")
+        argv = ["bench", "--backends", "numpy", "--no-lab", "--batch", "4", "--hidden", "4", "--features", "2", "--op",
+                "forward", "--dtype", "float64", "--max-time", "0.05", "--passes", "1", "--no-plots", "--quiet",
+                "--out", out]
+        _one_line_exit_2(capsys, argv, f"pid {os.getpid()}")
+    assert sorted(os.listdir(out)) == []  # the first run's lock and owner files are gone with it

@@ -25,6 +25,7 @@ import importlib.metadata
 import json
 import math
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -51,6 +52,8 @@ def cache_dir() -> str:
         # Kept by hand: platformdirs ignores a $XDG_CACHE_HOME that is not absolute, so '~/c' gave ~/.cache/mlpbench
         # (measured with platformdirs 4.14.9); mlpbench has always expanded it (tests/test_coercions.py).
         return os.path.join(os.path.expanduser(xdg), "mlpbench")
+    if xdg and not os.path.isabs(xdg) and sys.platform.startswith("linux"):  # the XDG rule: a relative path is invalid and ignored (by hand: not
+        return os.path.join(os.path.expanduser("~"), ".cache", "mlpbench")  # every platformdirs ignores it)
     return platformdirs.user_cache_dir("mlpbench", appauthor=False)
 
 

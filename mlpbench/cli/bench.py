@@ -17,7 +17,7 @@ from . import args as A
 from . import options as O
 from .compare import compare_files
 from ..suite import references as refs
-from ..suite import results, summary
+from ..suite import results, runlock, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
 from ..suite.sweep import MAX_ROUNDS, PASSES, run_sweep
 from ..core.validation import OUTPUTS
@@ -120,6 +120,11 @@ def bench_cases(args):
 
 
 def cmd_bench(args) -> int:
+    with runlock.held() as lock_out:  # one run per --out: released when the command ends
+        return _bench(args, lock_out)
+
+
+def _bench(args, lock_out) -> int:
     if args.compare:
         A.reject_unused(args, SWEEP_ONLY, "with --compare")
         return compare_files(*args.compare, args.threshold, args.fail_on_regression)
@@ -172,6 +177,7 @@ def cmd_bench(args) -> int:
                          "ratio": "median of paired per-round ratios, sign-test 99% interval",
                          "noisy": "the A/A control (an independent copy of the baseline) is not 'same'"},
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    lock_out(args.out, config["command"])  # before any output: a second run on --out is one line
     if not args.quiet:
         print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
     passes = PASSES if args.passes is None else args.passes
