@@ -212,3 +212,15 @@ def test_a_second_bench_on_one_out_is_refused_naming_the_first(tmp_path, capsys)
                 "--out", out]
         _one_line_exit_2(capsys, argv, f"pid {os.getpid()}")
     assert sorted(os.listdir(out)) == []  # the first run's lock and owner files are gone with it
+
+
+def test_a_disk_full_at_the_end_of_a_run_leaves_it_failed_not_running(tmp_path, monkeypatch):
+    w = R.ResultsWriter(tmp_path, {}, {}, {})
+
+    def full(path, data):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(R, "atomic_write", full)
+    with pytest.raises(OSError):
+        w.finish("failed", "OSError: no space")
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"

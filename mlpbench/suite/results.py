@@ -31,6 +31,7 @@ written when the run starts, so it never shows an older run's points.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -121,11 +122,28 @@ class ResultsWriter:
         self.doc["wall_s"] = round(time.perf_counter() - self._t0, 2)
         if error is not None:
             self.doc["error"] = error
-        self.write()
+        try:
+            self.write()
+        except OSError:  # a full disk: no room for the new file, but the status in the old one can change
+            _mark_failed(self.json_path)
+            raise
 
     def write(self) -> None:
         atomic_write(self.json_path, to_json(self.doc))
         atomic_write(self.csv_path, to_csv(self.doc["points"]))
+
+
+def _mark_failed(path) -> None:
+    """Overwrite ``"status": "running"`` with ``"failed"`` in place in ``path`` (the same bytes, padded: no new
+    disk block), so that a run the disk ended is never left "running"; nothing if the file does not hold it."""
+    old, new = b'"status": "running"', b'"status": "failed" '
+    with contextlib.suppress(OSError), open(path, "r+b") as f:
+        at = f.read(1 << 16).find(old)  # near the top: the document's first keys
+        if at >= 0:
+            f.seek(at)
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def validate(doc) -> list[str]:
