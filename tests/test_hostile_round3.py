@@ -224,3 +224,24 @@ def test_a_disk_full_at_the_end_of_a_run_leaves_it_failed_not_running(tmp_path, 
     with pytest.raises(OSError):
         w.finish("failed", "OSError: no space")
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
+def test_jax_float64_scope_is_not_seen_by_other_threads():
+    jax = pytest.importorskip("jax")
+    import threading
+
+    from mlpbench.backends import jax_backend
+
+    inside, seen = threading.Event(), []
+
+    def other():
+        inside.wait(10)
+        seen.append(bool(jax.config.jax_enable_x64))
+
+    t = threading.Thread(target=other)
+    t.start()
+    with jax_backend._x64(True):
+        assert jax.config.jax_enable_x64
+        inside.set()
+        t.join(10)
+    assert seen == [False]
