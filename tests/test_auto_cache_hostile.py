@@ -13,16 +13,9 @@ from filelock import FileLock
 from mlpbench.auto import cache as auto_cache
 from mlpbench.auto import choose as auto
 from mlpbench.cli import main
+from test_auto_faults import isolated_cache  # noqa: F401  (autouse: $MLPBENCH_CACHE_DIR in tmp_path)
 
 NUMPY_ONLY = ["numpy"]
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    auto.shared_cache.cache_clear()
-    yield tmp_path / "cache" / "auto.json"
-    auto.shared_cache.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ class _GlobalX64:
     """``jax_enable_x64`` set to ``value`` for the block by the process-wide ``config.update``, the caller's value
     back after: only for a JAX without the thread-local ``jax.enable_x64`` (other threads then see it)."""
 
-    __slots__ = ("value", "before")
+    __slots__ = ("before", "value")
 
     def __init__(self, value=True):
         self.value = value

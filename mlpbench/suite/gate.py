@@ -67,15 +67,19 @@ def failures(old, new, old_path, new_path, rows, threshold) -> list[str]:
     have = {results.point_key(p) for p in new["points"]}
     missing = [p for p in old["points"] if results.point_key(p) not in have]
     if missing:
-        names = ", ".join(f"{p['backend']} / {p.get('case', '')}" for p in missing[:3])
         out.append(f"{len(missing)} of {len(old['points'])} points of {old_path} are missing from {new_path}: "
-                   f"{names}{', ...' if len(missing) > 3 else ''}")
+                   + _names(missing))
     blind = [r for r in rows if not r["decidable"] and r["ratio"] > 1 + threshold]
     if blind:
-        names = ", ".join(f"{r['backend']} / {r['case']}" for r in blind[:3])
         out.append(f"{len(blind)} points are slower by more than {100 * threshold:.0f}% with too few samples to "
-                   f"decide: {names}")
+                   f"decide: {_names(blind)}")
     return out
+
+
+def _names(points) -> str:
+    """``backend / case`` of the first three points (points or compared rows), ``...`` for the rest."""
+    names = ", ".join(f"{p['backend']} / {p.get('case', '')}" for p in points[:3])
+    return names + (", ..." if len(points) > 3 else "")
 
 
 __all__ = ["check_points", "failures"]
