@@ -134,3 +134,16 @@ def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", "rel")
     assert auto_cache.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "mlpbench")
+
+
+def test_entries_are_checked_once_per_read_not_again_on_every_write(isolated_cache, good_entry, monkeypatch):
+    _write(isolated_cache, json.dumps({"schema": auto.SCHEMA, "entries": {f"k{i}": good_entry for i in range(50)}}))
+    calls = []
+    real = auto_cache.check_entry
+    monkeypatch.setattr(auto_cache, "check_entry", lambda e: calls.append(1) or real(e))
+    cache = auto.Cache(str(isolated_cache))
+    assert cache.get("k0") is not None and len(calls) == 50  # parsed once, at load
+    for i in range(3):
+        cache.put(f"new{i}", good_entry)
+    assert len(calls) == 50  # on main every put checked every entry again: quadratic in the cache's size
+    assert len(json.loads(isolated_cache.read_text())["entries"]) == 53
