@@ -71,3 +71,15 @@ def gpu():
 @pytest.fixture
 def rng():
     return np.random.RandomState(1234)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """``$MLPBENCH_CACHE_DIR`` in ``tmp_path`` and a fresh shared cache; the path of its ``auto.json``
+    (``pytestmark = pytest.mark.usefixtures("isolated_cache")`` makes it every test's)."""
+    from mlpbench.auto import choose as auto
+
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    auto.shared_cache.cache_clear()
+    yield tmp_path / "cache" / "auto.json"
+    auto.shared_cache.cache_clear()

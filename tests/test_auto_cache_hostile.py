@@ -13,9 +13,9 @@ from filelock import FileLock
 from mlpbench.auto import cache as auto_cache
 from mlpbench.auto import choose as auto
 from mlpbench.cli import main
-from test_auto_faults import isolated_cache  # noqa: F401  (autouse: $MLPBENCH_CACHE_DIR in tmp_path)
 
 NUMPY_ONLY = ["numpy"]
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest.py: the cache in tmp_path
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from mlpbench.backends.numpy_backend import NumpyBackend
 NUMPY_ONLY = ["numpy"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    auto.shared_cache.cache_clear()
-    yield tmp_path / "cache" / "auto.json"
-    auto.shared_cache.cache_clear()
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest.py: the cache in tmp_path
 
 
 def _key():
