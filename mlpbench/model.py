@@ -91,8 +91,9 @@ class MLP:
             y = v.check_labels(y, X.shape[0], self.layer_sizes[-1], self.dtype)
         else:
             y = v.check_y(y, X.shape[0], self.layer_sizes[-1], self.dtype)
-        memory.check_fits(memory.fit_bytes(X.shape[0], self.layer_sizes, self.dtype),
-                          f"fitting {X.shape[0]} rows on layer sizes {self.layer_sizes} ({self.dtype.name})")
+        memory.check_fits(memory.fit_bytes(X.shape[0], self.layer_sizes, self.dtype, epochs),
+                          f"fitting {X.shape[0]} rows on layer sizes {self.layer_sizes} ({self.dtype.name}) for "
+                          f"{epochs} epochs")
         kwargs = dict(lr=lr, epochs=epochs, activation=self.activation, grad_reduction=grad_reduction,
                       callback=callback, **self._head_kwargs(batch_size, shuffle, shuffle_seed))
         if backend is None:
@@ -177,8 +178,13 @@ class MLP:
         X = v.check_X(X, self.layer_sizes[0], self.dtype)
         memory.check_fits(2 * X.shape[0] * sum(self.layer_sizes[1:]) * self.dtype.itemsize,
                           f"predicting {X.shape[0]} rows on layer sizes {self.layer_sizes}")
-        with np.errstate(under="ignore"):
-            y_hat, _ = ref.forward(np, self._params, X, self.activation, self.output)
+        with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+            y_hat, acts = ref.forward(np, self._params, X, self.activation, self.output)
+            for i, a in enumerate(acts[1:]):  # an overflowed layer makes every later number wrong: refused
+                bad = ~np.isfinite(a).all(axis=1)
+                if bad.any():
+                    raise ValueError(f"X row {int(np.argmax(bad))} overflows {self.dtype.name} in layer {i} of the "
+                                     f"network (a value beyond {np.finfo(self.dtype).max:.3g}); scale the inputs")
             return ref.probabilities(np, y_hat, self.output)
 
     def predict(self, X, threshold=0.5):

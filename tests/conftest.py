@@ -84,3 +84,15 @@ def _bench_report_where_it_is_tested(request, monkeypatch):
     bench = sys.modules.get("mlpbench.cli.bench")
     if bench is not None and request.node.get_closest_marker("bench_report") is None:
         monkeypatch.setattr(bench, "write_report", lambda out: None)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """``$MLPBENCH_CACHE_DIR`` in ``tmp_path`` and a fresh shared cache; the path of its ``auto.json``
+    (``pytestmark = pytest.mark.usefixtures("isolated_cache")`` makes it every test's)."""
+    from mlpbench.auto import choose as auto
+
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    auto.shared_cache.cache_clear()
+    yield tmp_path / "cache" / "auto.json"
+    auto.shared_cache.cache_clear()

@@ -15,12 +15,7 @@ from mlpbench.backends.numpy_backend import NumpyBackend
 NUMPY_ONLY = ["numpy"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    auto.shared_cache.cache_clear()
-    yield tmp_path / "cache" / "auto.json"
-    auto.shared_cache.cache_clear()
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest.py: the cache in tmp_path
 
 
 def _key():
@@ -249,18 +244,18 @@ def test_unreadable_and_unwritable_caches_warn_once_even_as_root(isolated_cache,
     from mlpbench.auto import cache as auto_cache
 
     _write(isolated_cache, {})
-    real_open = open
+    real_open = os.open
 
-    def no_read(path, *a, **k):
+    def no_read(path, *a, **k):  # the one reader of user files opens with os.open
         if str(path) == str(isolated_cache):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr("builtins.open", no_read)
+    monkeypatch.setattr(os, "open", no_read)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         d = [auto.choose(4, [2, 4, 1], "float64", names=NUMPY_ONLY) for _ in range(2)]
-    monkeypatch.setattr("builtins.open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     mine = [w for w in caught if "cannot be used" in str(w.message)]
     assert len(mine) == 1 and str(isolated_cache) in str(mine[0].message)
     assert d[0].ranking and d[1].cached

@@ -196,13 +196,18 @@ def test_compare_reads_v1_and_fails_only_on_a_significant_regression(tmp_path, c
     assert main(["bench", "--compare", old, new, "--fail-on-regression"]) == 1
     assert main(["bench", "--compare", old, new, "--fail-on-regression", "--threshold", "0.6"]) == 0
     # 50% slower by the medians, but with samples that overlap this much the U test cannot call it
-    spread = _write(tmp_path / "spread.json", _doc({2: [0.5, 3.0, 1.5, 0.6, 2.9, 1.6, 0.7, 2.8]}))
+    spread = _write(tmp_path / "spread.json", _doc({1: SAME, 2: [0.5, 3.0, 1.5, 0.6, 2.9, 1.6, 0.7, 2.8], 3: SAME}))
     assert main(["bench", "--compare", old, spread, "--fail-on-regression"]) == 0
-    # one median per side (no samples) can never be significant: reported, never a failure
+    # one median per side (no samples) can never be significant: reported; slower than the threshold, the gate
+    # cannot pass it (issue 21: a single sample at 2.1x passed)
     lone_old = _write(tmp_path / "lone_old.json", _doc({2: [1.0]}, R.SCHEMA_V1))
-    lone_new = _write(tmp_path / "lone_new.json", _doc({2: [3.0]}))
-    assert main(["bench", "--compare", lone_old, lone_new, "--fail-on-regression"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "--compare", lone_old, _write(tmp_path / "same.json", _doc({2: [1.05]})),
+                 "--fail-on-regression"]) == 0
     assert "too few samples" in capsys.readouterr().out
+    lone_new = _write(tmp_path / "lone_new.json", _doc({2: [3.0]}))
+    assert main(["bench", "--compare", lone_old, lone_new, "--fail-on-regression"]) == 1
+    assert "gate fails: 1 points are slower by more than 10% with too few samples" in capsys.readouterr().out
 
 
 def _nan_median(tmp_path):
@@ -238,7 +243,7 @@ def _bad_samples(tmp_path):
     (_nan_median, [], "median_s is NaN or missing"),
     (_null_median, [], "median_s is NaN or missing"),
     (_missing_median, [], "not an mlpbench results file"),
-    (_bad_samples, [], "samples must be positive finite"),
+    (_bad_samples, [], "bad_samples.json: point 0: samples_s must be a non-empty list of positive finite"),
     (None, ["--threshold", "nan"], "--threshold"),
     (None, ["--threshold", "-0.1"], "--threshold"),
     (None, ["--threshold", "inf"], "--threshold"),

@@ -39,9 +39,9 @@ def test_train_on_a_csv_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--lr", "-1"], "lr must be finite and > 0"),
+    (["train", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
     (["train", "--backend", "nope"], "unknown backend 'nope'"),
-    (["train", "--hidden", "0"], "layer_sizes must all be >= 1"),
+    (["train", "--hidden", "0"], "argument --hidden: must be an integer >= 1"),
     (["train", "--dataset", "iris"], "unknown dataset 'iris'"),
 ])
 def test_train_errors_are_one_clear_line(argv, message, capsys):

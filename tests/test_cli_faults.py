@@ -57,7 +57,15 @@ CASES = [
     (["train", "--print-every", "0"], {}, "--print-every"),
     (["train", "--n-samples", "1", "--dataset", "moons"], {}, "--n-samples"),
     (["train", "--hidden", "x"], {}, "--hidden"),
-    (["train", "--lr", "inf"], {}, "lr"),
+    (["train", "--lr", "inf"], {}, "--lr"),
+    # issue 21: checked before work, and named
+    (["train", "--hidden", "0"], {}, "--hidden"),
+    (["train", "--epochs", "200000", "--save", "/proc/m.npz"], {}, "--save"),
+    (["train", "--epochs", "200000", "--plot", "/proc/m.png"], {}, "--plot"),
+    (["train", "--epochs", "1000000000000"], {}, "1000000000000 epochs needs about"),  # the loss history
+    (["train", "--backend", "numba", "--epochs", "2"], {"NUMBA_NUM_THREADS": "0"}, "NUMBA_NUM_THREADS"),
+    (["bench", "--repeat", "500"], {}, "--repeat"),
+    (["bench", "--backends", "numpy,numpy", "--no-lab", "--batch", "1", "--hidden", "4"], {}, "numpy given twice"),
     # train: sizes that cannot fit are refused before allocating
     (["train", "--hidden", "1000000000"], {}, "needs about"),
     (["train", "--dataset", "blobs", "--n-samples", "200000", "--hidden", "200000", "--epochs", "1"], {}, "needs about"),
@@ -151,6 +159,16 @@ def test_bad_invocation_is_exit_2_and_one_line_naming_the_culprit(argv, env, cul
     line = one_error_line(err, argv[0] if argv else "")
     assert culprit in line, line
     assert not (tmp_path / "cache").exists()  # nothing measured, nothing cached
+
+
+def test_closed_stdout_and_a_full_device_are_one_line_naming_stdout(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", None)  # what Python sets when started with stdout closed (>&-)
+    assert main(["train", "--epochs", "2"]) == 2
+    assert "stdout is closed" in one_error_line(capsys.readouterr().err, "train")
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        assert main(["train", "--epochs", "2"]) == 2
+    assert "<stdout>: No space left on device" in one_error_line(capsys.readouterr().err, "train")
 
 
 def test_output_path_is_checked_before_training(monkeypatch, capsys):

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ..core import interrupt
+
 
 def epoch_orders(n_samples, shuffle=True, seed=None):
     """Each epoch's row order, epoch after epoch: ``np.random.default_rng(seed).permutation(n)``
@@ -41,6 +43,7 @@ def epoch_loop(epochs, run, callback, chunk=1) -> np.ndarray:
     history = np.empty(epochs, dtype=np.float64)
     done = 0
     while done < epochs:
+        interrupt.check()  # a Ctrl-C that native code swallowed is raised here, before the next call
         k = min(chunk, epochs - done)
         got = run(done, history[done : done + k])
         done += got

@@ -1,8 +1,9 @@
 """JAX peer: the reference math with manual gradients (no ``jax.grad``), jitted.
 
-float64 needs ``jax_enable_x64``, a process-wide JAX setting: every call into
-JAX here runs inside ``_x64()``, which turns it on for that call and restores
-the caller's value after, so the user's own JAX code never sees it changed. Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU).
+float64 needs ``jax_enable_x64``: every call into JAX here runs inside JAX's
+thread-local ``jax.enable_x64`` context (``_x64_scope``), so neither the
+caller's own JAX code nor its other threads see it changed (a JAX without that
+context falls back to the process-wide setting, restored after each call). Matmuls ask for ``Precision.HIGHEST`` (no TF32/bf16 passes on GPU).
 
 JAX arrays are immutable, so "in place" means the params list itself: its
 ``(W, b)`` entries are replaced (``params[i] = (W_new, b_new)``). ``train`` runs
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import numpy as np
 
+from ..core import interrupt
 from ..core import validation as v
 from ..kernels import reference as ref
 from .base import Backend, BackendUnavailable, Prepared, head, parse_device
@@ -34,19 +37,42 @@ def _jax():
     return jax
 
 
+class _GlobalX64:
+    """``jax_enable_x64`` set to ``value`` for the block by the process-wide ``config.update``, the caller's value
+    back after: only for a JAX without the thread-local ``jax.enable_x64`` (other threads then see it)."""
+
+    __slots__ = ("before", "value")
+
+    def __init__(self, value=True):
+        self.value = value
+
+    def __enter__(self):
+        config = _jax().config
+        self.before = bool(config.jax_enable_x64)
+        if self.before != self.value:
+            config.update("jax_enable_x64", self.value)
+
+    def __exit__(self, *exc):
+        if self.before != self.value:
+            _jax().config.update("jax_enable_x64", self.before)
+
+
+@functools.lru_cache(maxsize=None)
+def _x64_scope():
+    """The factory of x64 contexts, ``factory(value)``: JAX's own ``jax.enable_x64`` where this JAX has it
+    (thread-local: a fit never changes what the user's other threads see, and no global update), else
+    ``_GlobalX64``."""
+    jax = _jax()
+    return jax.enable_x64 if hasattr(jax, "enable_x64") else _GlobalX64
+
+
 @contextlib.contextmanager
 def _x64(value=True):
-    """``jax_enable_x64`` set to ``value`` for the block, the previous value restored after (not process-wide);
-    yields the previous value."""
-    config = _jax().config
-    before = bool(config.jax_enable_x64)
-    if before != value:
-        config.update("jax_enable_x64", value)
-    try:
+    """``jax_enable_x64`` set to ``value`` for the block, in this thread (``_x64_scope``); yields the previous
+    value."""
+    before = bool(_jax().config.jax_enable_x64)
+    with _x64_scope()(value):
         yield before
-    finally:
-        if before != value:
-            config.update("jax_enable_x64", before)
 
 
 #: the callers' x64 values of the scoped calls in progress (innermost last)
@@ -54,46 +80,22 @@ _CALLER_X64 = [False]
 
 
 def _scoped(method):
-    """Run a backend method with x64 on (as ``_x64`` does, written out: this wraps every prepared step)."""
+    """Run a backend method with x64 on (``_x64_scope``), the caller's value kept for the user's callbacks."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        config = _jax().config
-        before = bool(config.jax_enable_x64)
-        if not before:
-            config.update("jax_enable_x64", True)
+        before = bool(_jax().config.jax_enable_x64)
         _CALLER_X64.append(before if len(_CALLER_X64) == 1 else _CALLER_X64[-1])
         try:
-            return method(*args, **kwargs)
+            with _x64_scope()(True):
+                return method(*args, **kwargs)
         finally:
             _CALLER_X64.pop()
-            if not before:
-                config.update("jax_enable_x64", False)
     return wrapper
 
 
-class _X64On:
-    """``with _X64On():`` x64 on for the block, the caller's value back after: ``_x64()`` as a plain
-    class (a generator context costs a microsecond more, on every prepared step)."""
-
-    __slots__ = ("before",)
-
-    def __enter__(self):
-        config = _jax().config
-        self.before = bool(config.jax_enable_x64)
-        if not self.before:
-            config.update("jax_enable_x64", True)
-
-    def __exit__(self, *exc):
-        if not self.before:
-            _jax().config.update("jax_enable_x64", False)
-
-
-@functools.lru_cache(maxsize=None)
 def _x64_on():
-    """A factory of x64-on contexts for the prepared step: JAX's own thread-local ``jax.enable_x64(True)``
-    where this JAX has it (the cheapest, no global update), else ``_X64On``."""
-    jax = _jax()
-    return functools.partial(jax.enable_x64, True) if hasattr(jax, "enable_x64") else _X64On
+    """A factory of x64-on contexts for the prepared step."""
+    return functools.partial(_x64_scope(), True)
 
 
 def _float(loss) -> float:
@@ -153,8 +155,11 @@ class JaxBackend(Backend):
         kind, index = parse_device(device, ("cpu", "cuda", "gpu")) if device is not None else ("", None)
         try:
             devices = jax.devices("gpu" if kind in ("cuda", "gpu") else kind or None)
-        except RuntimeError as exc:
-            raise BackendUnavailable(f"device={device!r}: {exc}") from None
+        except (RuntimeError, AssertionError) as exc:  # jax asserts when JAX_PLATFORMS names no platform here
+            env = os.environ.get("JAX_PLATFORMS")
+            where = f"environment variable JAX_PLATFORMS={env!r}" if env else f"device={device!r}"
+            raise BackendUnavailable(f"{where}: JAX found no such device here "
+                                     f"({type(exc).__name__}: {str(exc) or 'no backend initialized'})") from None
         if int(index or 0) >= len(devices):
             raise ValueError(f"device {device!r}: only {len(devices)} {kind} device(s)")
         self._dev = devices[int(index or 0)]
@@ -235,6 +240,7 @@ class JaxBackend(Backend):
         fn = _compiled(activation, grad_reduction, output)["train_scan"]
         current, chunks, lr_ = list(params), [], np.float64(lr)
         for start in range(0, epochs, CHUNK):
+            interrupt.check()  # the compile's GC callbacks swallow a Ctrl-C: raised here
             current, hist = fn(current, X, y, lr_, min(CHUNK, epochs - start))
             chunks.append(hist)
         params[:] = self._done(current)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 
 from . import args as A
 from .backends import add_backends, cmd_backends
@@ -21,6 +19,7 @@ from .bench import add_bench, cmd_bench
 from .compare import add_compare, cmd_compare
 from .parity import add_parity, cmd_parity
 from .report import add_report, cmd_report
+from .signals import Terminated, interrupts
 from .train import add_train, cmd_train
 from .tune import add_tune, cmd_tune
 
@@ -36,14 +35,6 @@ def build_parser():
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it stops as cleanly as on Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def _describe(exc) -> str:
     """One line for a user or environment fault."""
     if isinstance(exc, OSError) and exc.filename is not None:
@@ -53,6 +44,33 @@ def _describe(exc) -> str:
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+STDOUT = "<stdout>"
+
+
+class _NamedStdout:
+    """stdout for one command: an ``OSError`` from writing it (a full disk, ``> /dev/full``) names stdout."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), STDOUT) from None
+
+    def write(self, text):
+        return self._call(self._stream.write, text)
+
+    def flush(self):
+        return self._call(self._stream.flush)
 
 
 def _stdout_gone():
@@ -69,12 +87,22 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad command line (2, its one line already printed)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    prefix = f"mlpbench {args.command}"
+    if sys.stdout is None:  # started with stdout closed (``>&-``)
+        print(f"{prefix}: error: stdout is closed; redirect it (e.g. > /dev/null) instead", file=sys.stderr)
+        return 2
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
+    try:
+        with interrupts(prefix):
+            return _run(args, prefix)
+    finally:
+        sys.stdout = stdout
+
+
+def _run(args, prefix) -> int:
     from ..backends import BackendUnavailable, TrainingDiverged
     from ..core.data import DatasetUnavailable
 
-    prefix = f"mlpbench {args.command}"
-    on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
         rc = int(args.func(args) or 0)
         sys.stdout.flush()
@@ -84,8 +112,10 @@ def main(argv=None) -> int:
         return 2
     except (ValueError, TypeError, OSError, MemoryError, BackendUnavailable, DatasetUnavailable,
             TrainingDiverged) as exc:
-        with contextlib.suppress(BrokenPipeError):
-            sys.stdout.flush()
+        try:
+            sys.stdout.flush()  # what the command printed comes before the error
+        except OSError:
+            _stdout_gone()  # the unflushed rest goes nowhere, not into a second error at exit
         print(f"{prefix}: error: {_describe(exc)}", file=sys.stderr)
         return 2
     except Terminated:
@@ -94,9 +124,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from . import args as A
 from . import options as O
 from .compare import compare_files
 from ..suite import references as refs
-from ..suite import results, summary
+from ..suite import results, runlock, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
-from ..suite.sweep import PASSES, run_sweep
+from ..suite.sweep import MAX_ROUNDS, PASSES, run_sweep
 from ..core.validation import OUTPUTS
 from ..suite.cases import OPS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
 from ..suite.progress import Progress
@@ -63,7 +63,7 @@ def add_bench(sub):
                    help=f"external reference rows: {' | '.join(refs.REFERENCES)} | none (default: the preset's)")
     p.add_argument("--baseline", default=None,
                    help=f"the backend every ratio and verdict is against (default {REFERENCE}); it also gets the A/A control")
-    p.add_argument("--repeat", type=A.int_range(1),
+    p.add_argument("--repeat", type=A.int_range(1, MAX_ROUNDS),
                    help="rounds per point at least (default: the fewest that give a 99%% interval, 8)")
     p.add_argument("--passes", type=A.int_range(1, 20), default=None,
                    help=f"sweeps over the grid, pooled per point (default {PASSES}): the intervals then span "
@@ -166,6 +166,11 @@ def run_config(args, preset, case_list, labels, references, repeat, min_time, ma
 
 
 def cmd_bench(args) -> int:
+    with runlock.held() as lock_out:  # one run per --out: released when the command ends
+        return _bench(args, lock_out)
+
+
+def _bench(args, lock_out) -> int:
     if args.compare:
         A.reject_unused(args, SWEEP_ONLY, "with --compare")
         return compare_files(*args.compare, args.threshold, args.fail_on_regression)
@@ -180,6 +185,9 @@ def cmd_bench(args) -> int:
         args.out = check_output_dir("results", "--out", ("results.json", "results.csv"))
     preset, case_list = bench_cases(args)
     specs = parse_specs(args.backends) if args.backends else default_specs(preset, args.output)
+    twice = sorted({s.label for s in specs if [t.label for t in specs].count(s.label) > 1})
+    if twice:
+        raise ValueError(f"--backends {args.backends!r}: {', '.join(twice)} given twice; a backend is one row")
     baseline = REFERENCE if args.baseline is None else args.baseline.strip()
     if args.baseline is not None and baseline not in [s.label for s in specs]:
         raise ValueError(f"--baseline {args.baseline!r} must be one of the benchmarked backends "
@@ -204,8 +212,9 @@ def cmd_bench(args) -> int:
     if args.scheduler is not None:  # Dask is imported there, and only there
         from .cluster import bench_on_cluster
 
-        config = run_config(args, preset, case_list, [s.label for s in specs], {n: refs.get_reference(n).what for n in ref_names}, repeat,
-                            min_time, max_time, baseline)
+        config = run_config(args, preset, case_list, [s.label for s in specs],
+                            {n: refs.get_reference(n).what for n in ref_names}, repeat, min_time, max_time, baseline)
+        lock_out(args.out, config["command"])  # one run per --out, on a cluster too
         return bench_on_cluster(args, case_list, specs, ref_names, config)
     backends, skipped = ready(specs)
     references, ref_skipped = refs.ready(ref_names)
@@ -216,6 +225,7 @@ def cmd_bench(args) -> int:
         raise ValueError(f"--baseline {baseline}: not available here, so nothing can be compared against it")
     config = run_config(args, preset, case_list, [lb for lb, _ in backends],
                         {name: ref.what for name, ref in references}, repeat, min_time, max_time, baseline)
+    lock_out(args.out, config["command"])  # before any output: a second run on --out is one line
     if not args.quiet:
         print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
     passes = PASSES if args.passes is None else args.passes

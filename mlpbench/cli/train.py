@@ -26,8 +26,8 @@ def add_train(sub):
     p.add_argument("--n-classes", type=A.int_range(2), default=None, help="classes of the blobs dataset (default 2)")
     p.add_argument("--data-seed", type=A.int_range(0, 2**32 - 1), default=None,
                    help="seed of a generated dataset (default 0)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[4], help="hidden layer sizes, e.g. --hidden 8 4")
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--hidden", type=A.int_range(1), nargs="+", default=[4], help="hidden layer sizes, e.g. --hidden 8 4")
+    p.add_argument("--lr", type=A.real(0, lo_open=True), default=0.1)
     p.add_argument("--epochs", type=A.int_range(1), default=5000)
     p.add_argument("--seed", type=A.int_range(0, 2**32 - 1), default=42)
     p.add_argument("--backend", default=None, help="numpy | numba | cupy | torch | jax | auto (default $MLPBENCH_BACKEND or numpy)")

@@ -79,6 +79,7 @@ def cmd_tune(args) -> int:
     if args.check:
         return _check(args)
     shapes = _shapes(args)
+    cache.check_usable()  # before timing anything: a tune that cannot store what it times is pointless
     for i, (n, sizes, dtype, output, batch) in enumerate(shapes, 1):
         d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=TUNE_SETTLE_S,
                         output=output, batch_size=batch)
@@ -106,8 +107,8 @@ def _show(cache) -> int:
         raise ValueError(f"the auto cache {cache.path} cannot be read: {cache.unusable}")
     for w in caught:  # a corrupt file or one from another version: said in one line, then shown as empty
         print(f"warning: {w.message}")
-    print(f"cache: {cache.path} ({len(entries) - len(problems)} entries)")
-    for key, entry in sorted(entries.items()):
+    print(f"cache: {cache.path} ({len(entries)} entries)")
+    for key, entry in sorted({**entries, **problems}.items()):
         if key in problems:
             print(f"invalid entry (dropped when read): {key}: {problems[key]}")
             continue

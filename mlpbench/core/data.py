@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import numpy as np
 
 from . import memory
 from . import validation as v
+from .fileio import read_user_file
 
 _GRID = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 _TRUTH = {"and": [0, 0, 0, 1], "or": [0, 1, 1, 1], "xor": [0, 1, 1, 0]}
@@ -156,61 +158,79 @@ def load(name, n_samples=200, noise=None, seed=0, n_features=2, n_classes=2):
 
 
 def _read(path):
-    """A real-valued array from a ``.npy`` or ``.csv`` file; ``ValueError`` naming the file otherwise."""
+    """A real-valued array from a ``.npy`` or ``.csv`` file; ``ValueError`` naming the file otherwise.
+
+    The file is read once, through ``fileio.read_user_file`` (a regular file only, its size checked against the
+    memory available before a byte is read)."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".npy", ".csv"):
         raise ValueError(f"unsupported file type {ext!r} for {path!r}; expected .npy or .csv")
-    if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a folder; expected a {ext} file")
-    arr = _read_npy(path) if ext == ".npy" else _read_csv(path)
+    try:
+        # the file, its parse (a .csv: ~8 bytes per 2 characters) and the float64 copy fit in memory
+        data = read_user_file(path, lambda size: memory.check_fits(6 * size, f"reading {path!r}"), f"{ext} file")
+    except IsADirectoryError:
+        raise ValueError(f"{path!r} is a folder; expected a {ext} file") from None
+    arr = _read_npy(path, data) if ext == ".npy" else _read_csv(path, data)
     if arr.dtype.kind not in "iuf":
         raise ValueError(f"{path!r} holds {arr.dtype} values; expected real numbers (int or float)")
     return arr
 
 
-def _read_npy(path):
-    with open(path, "rb") as f:
-        magic = f.read(6)
-        if magic[:2] == b"PK":
-            raise ValueError(f"{path!r} is an .npz archive, not a .npy array; save one array with np.save")
-        if magic != b"\x93NUMPY":
-            raise ValueError(f"{path!r} is not a .npy file (no NumPy header)")
-        f.seek(0)
-        try:
-            version = np.lib.format.read_magic(f)
-            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0(f))
-        except ValueError as exc:
-            raise ValueError(f"{path!r}: bad .npy header: {exc}") from None
-        if dtype.hasobject:
-            raise ValueError(f"{path!r} holds Python objects; expected real numbers")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        remaining = os.fstat(f.fileno()).st_size - f.tell()
-        if nbytes > remaining:
-            raise ValueError(f"{path!r} is truncated: its header declares {nbytes} bytes of data; it holds {remaining}")
+def _read_npy(path, data):
+    if data[:2] == b"PK":
+        raise ValueError(f"{path!r} is an .npz archive, not a .npy array; save one array with np.save")
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError(f"{path!r} is not a .npy file (no NumPy header)")
+    f = io.BytesIO(data)
     try:
-        return np.load(path, allow_pickle=False)
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(f))
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: bad .npy header: {exc}") from None
+    if dtype.hasobject:
+        raise ValueError(f"{path!r} holds Python objects; expected real numbers")
+    try:
+        nbytes = v.npy_nbytes(shape, dtype)
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: bad .npy header: {exc}") from None
+    remaining = len(data) - f.tell()
+    if nbytes > remaining:
+        raise ValueError(f"{path!r} is truncated: its header declares shape {tuple(shape)}, {nbytes} bytes of "
+                         f"data; it holds {remaining}")
+    f.seek(0)
+    try:
+        return np.load(f, allow_pickle=False)
     except ValueError as exc:
         raise ValueError(f"{path!r}: {exc}") from None
 
 
-def _read_csv(path):
+def _read_csv(path, data):
     try:
-        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first cell
-            text = f.read()
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first cell
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path!r} is not UTF-8 text: {exc}") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    cells = [c.strip() for c in (lines[0] if lines else "").split(",")]
-    # a header names its columns: some cell is text. A data row's empty cell is a missing value, not a name.
-    skip = int(any(c and not _is_number(c) for c in cells))
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    cells = [c.strip() for c in (lines[0][1] if lines else "").split(",")]
+    skip = int(_is_header(cells))
     if len(lines) <= skip:
         raise ValueError(f"{path!r} holds no data rows")
     try:
-        arr = np.loadtxt(io.StringIO("\n".join(lines[skip:])), delimiter=",", ndmin=2)
+        return np.loadtxt(io.StringIO("\n".join(ln for _, ln in lines[skip:])), delimiter=",", ndmin=2)
     except ValueError as exc:
-        raise ValueError(f"{path!r}: {exc}") from None
-    return arr
+        msg = str(exc).split("; use")[0]
+        at = re.search(r" at row (\d+)(, column \d+)?\.?", msg)  # numpy counts the rows it was given, from 0
+        if at is not None and int(at.group(1)) + skip < len(lines):
+            msg = f"line {lines[int(at.group(1)) + skip][0]}{at.group(2) or ''}: {msg.replace(at.group(0), '')}"
+        raise ValueError(f"{path!r} {msg}") from None
+
+
+def _is_header(cells) -> bool:
+    """A first row is a header when it names its columns: every non-empty cell is a name (starts with a letter,
+    ``_`` or a quote, and is not a number such as ``nan``), and some cell is. Anything else (``0,0,O``,
+    ``−1,0,0``, ``0x1,0,0``) is a data row, and a bad one is an error naming its line, never dropped."""
+    names = [c for c in cells if c]
+    return bool(names) and all((c[0].isalpha() or c[0] in "_\"'") and not _is_number(c) for c in names)
 
 
 def _is_number(s):

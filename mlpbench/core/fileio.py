@@ -1,4 +1,8 @@
-"""Writing files: the ONE atomic write, and cheap checks of output paths made before any work.
+"""Files: the ONE reader of user files, the ONE atomic write, and cheap checks of output paths made before any work.
+
+``read_user_file`` opens without blocking (``O_NONBLOCK``: a FIFO never hangs), refuses anything but a regular
+file (FIFOs, devices, sockets, folders) naming the path, and refuses a file over its size cap before reading a
+byte; ``read_json`` adds JSON's own hostile cases (nesting too deep, integers of thousands of digits).
 
 ``atomic_write`` goes through a temp file in the target's folder, ``fsync`` and
 ``os.replace``: a reader (or a process killed at any moment) sees the old complete
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import secrets
 import stat
@@ -38,24 +43,30 @@ def _new_temp(directory: str) -> tuple[int, str]:
 
 
 def atomic_write(path, data) -> None:
-    """Write ``data`` (``str``, ``bytes``, or a callable given a binary file object) to ``path`` atomically."""
+    """Write ``data`` (``str``, ``bytes``, or a callable given a binary file object) to ``path`` atomically.
+
+    A symlink is written through: its target is replaced (atomically, in the target's folder), the link kept
+    (``check_output_file`` refuses a link to anything but a regular file, before any work)."""
     path = os.fspath(path)
     if not path:
         raise ValueError("output path must not be empty")
+    shown = path  # errors name the user's path
+    if os.path.islink(path):  # written through to the link's target; the link stays a link
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", shown)
         mode = stat.S_IMODE(st.st_mode)  # an overwritten file keeps its mode
     except FileNotFoundError:
         mode = None  # a new file: the umask applied when the temp file was created
     except OSError as exc:
-        raise _user_error(exc, path) from None
+        raise _user_error(exc, shown) from None
     try:
         fd, tmp = _new_temp(directory)
     except OSError as exc:
-        raise _user_error(exc, path) from None
+        raise _user_error(exc, shown) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if mode is not None:  # before the data: the temp file is never more open than the file it replaces
@@ -70,8 +81,8 @@ def atomic_write(path, data) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename in (tmp, None, path):
-            raise _user_error(exc, path) from None
+        if isinstance(exc, OSError) and exc.filename in (tmp, None, path, shown):
+            raise _user_error(exc, shown) from None
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
         dfd = os.open(directory, os.O_RDONLY)
@@ -79,6 +90,82 @@ def atomic_write(path, data) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+# ---------------------------------------------------------------- reading user files
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+#: the most digits a JSON integer may have (an int64 has 19; Python's own limit, 4300, is far past any field)
+JSON_MAX_DIGITS = 40
+
+
+class NotRegularFile(ValueError):
+    """A FIFO, device or socket where a regular file was expected (its message names the path)."""
+
+
+def read_user_file(path, max_bytes, what="file") -> bytes:
+    """The bytes of the regular file ``path`` (a link is followed), at most ``max_bytes`` of them.
+
+    ``max_bytes``: an int, or a callable given the file's size that raises when it is too big (e.g. a memory
+    check). Raises ``FileNotFoundError``/``PermissionError`` (naming ``path``), ``IsADirectoryError``, or
+    ``ValueError`` naming ``path`` for a FIFO, device or socket, or a file over the cap; never blocks.
+    """
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        raise _user_error(exc, path) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"is a folder; expected a {what}", path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+            raise NotRegularFile(f"{path!r} is {kind}; expected a regular {what}")
+        limit = st.st_size
+        if callable(max_bytes):
+            max_bytes(st.st_size)
+        elif st.st_size > max_bytes:
+            raise ValueError(f"{path!r} is {st.st_size} bytes; a {what} of at most {max_bytes} bytes expected")
+        else:
+            limit = max_bytes
+        chunks, got = [], 0
+        while got <= limit:  # one byte past the cap tells a file that grew while read
+            chunk = os.read(fd, min(1 << 24, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise ValueError(f"{path!r} grew past {limit} bytes while read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _user_error(exc, path) from None
+    finally:
+        os.close(fd)
+
+
+def _int_of_at_most(digits):
+    def parse(text):
+        if len(text.lstrip("-")) > digits:
+            raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {digits})")
+        return int(text)
+    return parse
+
+
+def read_json(path, max_bytes, what="JSON file", max_digits=JSON_MAX_DIGITS):
+    """The JSON document in ``path`` (through ``read_user_file``); ``ValueError`` naming ``path`` for text that
+    is not UTF-8 JSON, nested too deep, or holding an integer of more than ``max_digits`` digits (a reader
+    that checks each value itself may allow more, up to Python's own limit)."""
+    path = os.fspath(path)
+    data = read_user_file(path, max_bytes, what)
+    try:
+        return json.loads(data.decode("utf-8-sig"), parse_int=_int_of_at_most(max_digits))
+    except RecursionError:
+        raise ValueError(f"{path}: not a usable {what}: JSON nested too deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
 # ---------------------------------------------------------------- output path checks
@@ -109,6 +196,12 @@ def _check_folder_writable(folder: str, name: str, path: str, create=False) -> N
             raise ValueError(f"{_pre(name)}cannot write {path!r}: folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{_pre(name)}cannot write {path!r}: no permission to write in folder {folder!r}")
+    try:  # what access() cannot tell (root, /proc, a read-only mount): a file made there and removed
+        fd, tmp = _new_temp(folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"{_pre(name)}cannot write {path!r}: {exc.strerror or exc} in folder {folder!r}") from None
 
 
 def check_output_file(path, name="path", suffixes=None) -> str:
@@ -146,4 +239,4 @@ def check_output_dir(path, name="folder", files=()) -> str:
     return path
 
 
-__all__ = ["atomic_write", "check_output_dir", "check_output_file"]
+__all__ = ["JSON_MAX_DIGITS", "NotRegularFile", "atomic_write", "check_output_dir", "check_output_file", "read_json", "read_user_file"]

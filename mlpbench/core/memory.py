@@ -59,14 +59,15 @@ def model_bytes(layer_sizes, dtype) -> int:
     return params_bytes(layer_sizes, "float64") + params_bytes(layer_sizes, dtype)
 
 
-def fit_bytes(n_samples, layer_sizes, dtype) -> int:
+def fit_bytes(n_samples, layer_sizes, dtype, epochs=0) -> int:
     """A full-batch fit on ``n_samples`` rows: params x4 (model, backend copy, grads, update temporaries),
-    the forward cache (pre- and post-activation per layer), the backward's dz / da per layer, and the data."""
+    the forward cache (pre- and post-activation per layer), the backward's dz / da per layer, the data, and the
+    loss history of ``epochs`` epochs (float64, twice: the loop's and the caller's copy)."""
     s, item = _sizes(layer_sizes), np.dtype(dtype).itemsize
     n = int(n_samples)
     acts = n * sum(s[1:]) * item
     data = n * (s[0] + s[-1]) * (item + 8)  # the caller's float64 copy and the fit's copy, X and y
-    return 4 * params_bytes(s, dtype) + 2 * acts + 2 * n * max(s) * item + data
+    return 4 * params_bytes(s, dtype) + 2 * acts + 2 * n * max(s) * item + data + 16 * int(epochs)
 
 
 def check_fits(nbytes, what) -> None:

@@ -8,6 +8,7 @@ than its declared size. Anything wrong is a ``ValueError`` naming the file.
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 import zlib
@@ -15,7 +16,7 @@ import zlib
 import numpy as np
 
 from . import validation as v
-from .fileio import atomic_write
+from .fileio import atomic_write, read_user_file
 from .memory import check_fits, params_bytes
 
 #: metadata members are tiny; anything larger is not a model file
@@ -64,9 +65,9 @@ def _read_member(zf, name, shape=None, dtype=None, max_bytes=_META_MAX_BYTES, wh
             raise _Bad(f"{what}: expected dtype {np.dtype(dtype).name}; got {got_dtype.str}")
         if shape is not None and tuple(got_shape) != tuple(shape):
             raise _Bad(f"{what}: expected {name.rstrip('0123456789')} {tuple(shape)}; got {tuple(got_shape)}")
-        count = int(np.prod(got_shape, dtype=np.int64))
-        nbytes = count * got_dtype.itemsize
-        if count < 0 or nbytes > max_bytes:
+        nbytes = v.npy_nbytes(got_shape, got_dtype)
+        count = nbytes // got_dtype.itemsize if got_dtype.itemsize else 0
+        if nbytes > max_bytes:
             raise _Bad(f"member {name!r} declares {nbytes} bytes; at most {max_bytes} expected")
         data = m.read(nbytes)
     if len(data) != nbytes:
@@ -85,7 +86,11 @@ def read(path):
     """``(meta, params)`` from a model file; ``ValueError`` naming ``path`` for anything wrong with it."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+        data = read_user_file(path, lambda size: check_fits(2 * size, f"reading {path!r}"), "model file")
+    except IsADirectoryError:
+        raise ValueError(f"{path!r} is a folder, not a model file") from None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return _read(zf)
     except _Bad as exc:
         raise ValueError(f"{path!r} is not an mlpbench model file: {exc}") from None
@@ -95,8 +100,6 @@ def read(path):
                          f"by MLP.save): {type(exc).__name__}: {exc}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path!r} is not an mlpbench model file: {exc}") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path!r} is a folder, not a model file") from None
 
 
 def _read(zf):

@@ -272,3 +272,15 @@ def require_cache(cache, sizes, dt):
         if a.dtype != dt or a.shape != (N, w):
             raise ValueError(f"cache[{i}] must be a {dt.name} array of shape ({N}, {w}); got {a.dtype.name} {a.shape}")
     return acts
+
+
+def npy_nbytes(shape, dtype) -> int:
+    """The bytes of data a ``.npy`` header's ``shape`` and ``dtype`` declare, in Python ints (a crafted shape can
+    neither overflow nor wrap); ``ValueError`` for a dimension or a size no array can have."""
+    limit = np.iinfo(np.intp).max
+    if not all(isinstance(d, int) and 0 <= d <= limit for d in shape):
+        raise ValueError(f"shape {str(tuple(shape))[:80]} has a dimension outside [0, {limit}]")
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > limit:
+        raise ValueError(f"shape {tuple(shape)} declares {nbytes} bytes, more than any array can hold")
+    return nbytes

@@ -62,6 +62,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..core import interrupt
 from . import levels, stats
 
 #: calibration never batches more calls than this into one sample
@@ -341,6 +342,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     start, rounds, stop = clock(), 0, "max_rounds"
     last = settle_s
     while rounds < max_rounds:
+        interrupt.check()
         orders = round_orders(len(timed))
         for i in orders[rounds % len(orders)]:
             s = timed[i]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from ..core.fileio import atomic_write
 from ..measure.peaks import peak_best
 
 
@@ -20,9 +23,13 @@ def require_matplotlib():
 
 
 def _save(plt, fig, path):
-    """Write ``fig`` to ``path`` (the format from the suffix), close it, return ``path``."""
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Write ``fig`` to ``path`` through the one atomic writer (the format from the suffix: the temp file has
+    none), close it, return ``path``."""
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format=fmt))
+    finally:
+        plt.close(fig)
     return path
 
 

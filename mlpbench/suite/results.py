@@ -41,6 +41,7 @@ written when the run starts, so it never shows an older run's points.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -49,7 +50,7 @@ import os
 import time
 
 from ..measure import stats
-from ..core.fileio import atomic_write
+from ..core.fileio import atomic_write, read_json
 
 SCHEMA = "mlpbench.bench/3"
 SCHEMA_V2 = "mlpbench.bench/2"
@@ -68,6 +69,8 @@ REQUIRED_POINT_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "
 REQUIRED_POINT_FIELDS_V1 = ("backend", "op", "dtype", "n_samples", "layer_sizes", "median_s", "iqr_s", "noisy",
                             "warmup_s", "gflops", "pct_peak", "speedup_vs_numpy", "repeats")
 TOP_LEVEL = ("schema", "machine", "peak", "config", "points")
+#: a results file larger than this is not one (a full suite writes well under 1 MiB)
+MAX_FILE_BYTES = 1 << 28
 
 
 def _clean(x):
@@ -132,11 +135,28 @@ class ResultsWriter:
         self.doc["wall_s"] = round(time.perf_counter() - self._t0, 2)
         if error is not None:
             self.doc["error"] = error
-        self.write()
+        try:
+            self.write()
+        except OSError:  # a full disk: no room for the new file, but the status in the old one can change
+            _mark_failed(self.json_path)
+            raise
 
     def write(self) -> None:
         atomic_write(self.json_path, to_json(self.doc))
         atomic_write(self.csv_path, to_csv(self.doc["points"]))
+
+
+def _mark_failed(path) -> None:
+    """Overwrite ``"status": "running"`` with ``"failed"`` in place in ``path`` (the same bytes, padded: no new
+    disk block), so that a run the disk ended is never left "running"; nothing if the file does not hold it."""
+    old, new = b'"status": "running"', b'"status": "failed" '
+    with contextlib.suppress(OSError), open(path, "r+b") as f:
+        at = f.read(1 << 16).find(old)  # near the top: the document's first keys
+        if at >= 0:
+            f.seek(at)
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def validate(doc) -> list[str]:
@@ -163,10 +183,9 @@ def validate(doc) -> list[str]:
 def load(path) -> dict:
     """Read and check a ``results.json``; ``ValueError`` naming the file when it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        doc = read_json(path, MAX_FILE_BYTES, "results file")
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder; expected a results file") from None
     problems = validate(doc) if isinstance(doc, dict) else ["not a JSON object"]
     if problems:
         raise ValueError(f"{path}: not an mlpbench results file: {'; '.join(problems[:3])}")

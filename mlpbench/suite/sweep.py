@@ -24,6 +24,7 @@ from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
 from .cases import case_data
 from .machine import machine_info
+from ..core import interrupt
 from ..core.memory import NotEnoughMemory, check_fits, fit_bytes
 from .budget import BUDGET_SHARE, REGULAR_SHARE, Budget, follow_up
 from .progress import Progress
@@ -189,6 +190,7 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
 
         for pass_no in range(passes):
             for case in case_list:
+                interrupt.check()
                 if case.dtype != last_dtype:  # between dtypes: the peak of the dtype to come, again
                     peaks.sample([case.dtype])
                     last_dtype = case.dtype

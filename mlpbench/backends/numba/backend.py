@@ -17,6 +17,7 @@ Numba is imported on first use, never by ``import mlpbench``.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
@@ -71,6 +72,14 @@ class NumbaBackend(Backend):
     install_hint = 'pip install "mlpbench[numba]"'
     strategies = STRATEGIES
     outputs = ("sigmoid", "softmax")
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Also unavailable with a ``NUMBA_NUM_THREADS`` Numba refuses at import (named, not Numba's message)."""
+        env = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+        if env and not (env.isdigit() and int(env) > 0):
+            return False, f"environment variable NUMBA_NUM_THREADS={env!r} must be a positive integer (or unset)"
+        return super().availability()
 
     @classmethod
     def strategy_applies(cls, strategy, n_samples, layer_sizes, dtype) -> bool:
