@@ -14,19 +14,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 
 class Child:
-    def __init__(self, argv, env=None, cwd=None, timeout=600):
-        self.argv, self.env, self.cwd, self.timeout = list(argv), env, cwd, timeout
+    def __init__(self, argv, env=None, cwd=None, timeout=600, nice=0):
+        self.argv, self.env, self.cwd, self.timeout, self.nice = list(argv), env, cwd, timeout, nice
         self.proc = None
 
     def start(self, folder):
         self.folder = folder
         self.files = [open(os.path.join(folder, name), "w+") for name in ("stdout", "stderr")]
         self.proc = subprocess.Popen(self.argv, stdout=self.files[0], stderr=self.files[1], env=self.env,
-                                     cwd=self.cwd)
+                                     cwd=self.cwd, preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None)
 
     def result(self):
         """``(exit code, stdout, stderr)`` once the child has ended."""
@@ -73,6 +74,23 @@ class Children:
 
             self.modules[module_name] = sys.modules[module_name]
         return self._start(module_name, key).result()
+
+    def warm(self, items, modules, keyword, env):
+        """Start one child that runs the ``keyword`` tests of ``modules`` (file names, in that order) among
+        ``items``, each module only if some other test runs before it here; its results are not read (it
+        fills on-disk caches). ``env``: set in the child, besides a folder of its own as MLPBENCH_CACHE_DIR."""
+        first = {}
+        for i, item in enumerate(items):
+            first.setdefault(os.path.basename(str(item.path)), (i, str(item.path)))
+        paths = [first[m][1] for m in modules if m in first and first[m][0] > 0]
+        if not paths:
+            return
+        folder = tempfile.mkdtemp(prefix="mlpbench-warm-")
+        child = Child([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                       "-m", "not slow and not benchmark and not gpu", "-k", keyword, *paths],
+                      env=dict(os.environ, **env, MLPBENCH_CACHE_DIR=folder), nice=10)  # idle cycles first
+        child.start(folder)
+        self.started[("warm", keyword)] = child
 
     def stop_all(self):
         for child in self.started.values():

@@ -26,10 +26,21 @@ REQUIRE_GPU = os.environ.get("MLPBENCH_REQUIRE_GPU") == "1"
 CHILDREN = Children()
 
 
+#: The modules whose Numba compilations cost the most CPU (each shape of the fixed kernel is one of ~15 s),
+#: latest-run first. When the session runs other tests before them, a child runs their numba tests first
+#: (``Children.warm``), so their kernels are in Numba's on-disk cache by the time this process reaches them:
+#: a build cache on the second core. This process still runs and asserts every one of those tests.
+WARMED = ("test_numba_fixed.py", "test_numba_batches_parallel.py", "test_numba_backend.py", "test_minibatch.py")
+IN_WARMER = "MLPBENCH_TEST_WARMER"
+
+
 def pytest_collection_finish(session):
     """The child processes the selected tests read start now, beside this process's tests (children.py)."""
-    if not session.config.option.collectonly:
-        CHILDREN.start_for(session.items)
+    if session.config.option.collectonly or os.environ.get(IN_WARMER):
+        return
+    CHILDREN.start_for(session.items)
+    if availability("numba")[0] and os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0"):
+        CHILDREN.warm(session.items, WARMED, keyword="numba", env={IN_WARMER: "1"})
 
 
 def pytest_sessionfinish(session):

@@ -71,10 +71,11 @@ def test_bad_fit_arguments(kwargs, exc, match):
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"layer_sizes": [2, 0, 1]}, ValueError, "layer_sizes must all be >= 1"),
-        ({"layer_sizes": [2, -3, 1]}, ValueError, "layer_sizes must all be >= 1"),
+        ({"layer_sizes": [2, 0, 1]}, ValueError, r"layer_sizes\[1\] must be >= 1; got 0 in \[2, 0, 1\]"),
+        ({"layer_sizes": [2, 4, -3]}, ValueError, r"layer_sizes\[2\] must be >= 1; got -3 in \[2, 4, -3\]"),
         ({"layer_sizes": [2]}, ValueError, "at least an input and an output"),
-        ({"layer_sizes": [2, 4.5, 1]}, TypeError, "layer_sizes must hold ints"),
+        ({"layer_sizes": [2, 4.5, 1]}, TypeError, r"layer_sizes\[1\] must be an int; got float 4.5 in"),
+        ({"layer_sizes": [True, 4, 1]}, TypeError, r"layer_sizes\[0\] must be an int; got bool"),
         ({"layer_sizes": "241"}, TypeError, "layer_sizes must be a sequence"),
         ({"layer_sizes": 4}, TypeError, "layer_sizes must be a sequence"),
         ({"activation": "gelu"}, ValueError, "activation must be one of"),

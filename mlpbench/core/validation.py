@@ -83,12 +83,7 @@ def check_layer_sizes(layer_sizes):
     sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least an input and an output size; got {sizes}")
-    for s in sizes:
-        if not _is_int(s):
-            raise TypeError(f"layer_sizes must hold ints; got {s!r} in {sizes}")
-        if s < 1:
-            raise ValueError(f"layer_sizes must all be >= 1; got {sizes}")
-    return [int(s) for s in sizes]
+    return [check_positive_int(f"layer_sizes[{i}]", s, f" in {sizes}") for i, s in enumerate(sizes)]
 
 
 def check_lr(lr) -> float:
@@ -127,11 +122,12 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
-def check_positive_int(name, value) -> int:
+def check_positive_int(name, value, where="") -> int:
+    """An int >= 1 (not a bool); ``where`` ends the message (e.g. the list ``value`` came from)."""
     if not _is_int(value):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}{where}")
     if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value}")
+        raise ValueError(f"{name} must be >= 1; got {value}{where}")
     return int(value)
 
 

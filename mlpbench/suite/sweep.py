@@ -179,12 +179,10 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
 
         def point(case, seconds, rounds=max_rounds):
             t0, before = time.perf_counter(), earlier.get(case.label)
-            m = _measure_case(case, backends, baseline, warm, writer, peaks, references, before,
-                              min_time=min_time, max_time=seconds, min_rounds=min(pass_rounds, rounds),
-                              max_rounds=rounds, margin_floor=margin_floor, settle_s=settle_s,
-                              between=_between(earlier))
+            m = _next_pass(earlier, case, backends, baseline, warm, writer, peaks, references, min_time=min_time,
+                           max_time=seconds, min_rounds=min(pass_rounds, rounds), max_rounds=rounds,
+                           margin_floor=margin_floor, settle_s=settle_s)
             if m is not None:
-                earlier[case.label] = m
                 pass_cost[case.label] = time.perf_counter() - t0 - m.elapsed_s + (before.elapsed_s if before else 0)
             return m
 
@@ -265,6 +263,16 @@ def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), 
     return m
 
 
+def _next_pass(earlier, case, backends, baseline, warm, writer, peaks, references, **kw):
+    """One more pass of ``case``, pooled with its earlier ones and judged with the between-pass variance of
+    ``earlier`` (case label -> Measurement, updated here); the Measurement, or None."""
+    m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
+                      between=_between(earlier), **kw)
+    if m is not None:
+        earlier[case.label] = m
+    return m
+
+
 def _between(measurements) -> float:
     """The run's between-pass variance so far, pooled over every subject of every point (``levels``)."""
     return levels.pooled_between(r.components for m in measurements.values()
@@ -321,12 +329,9 @@ def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, ba
     pass_rounds = -(-(M.rounds_needed(CONFIDENCE) if min_rounds is None else min_rounds) // passes)
     earlier = {}
     for _ in range(passes):
-        m = _measure_case(case, backends, baseline, warm, writer, peaks, references, earlier.get(case.label),
-                          min_time=min_time, max_time=max_time / passes, min_rounds=pass_rounds,
-                          max_rounds=max_rounds, margin_floor=margin_floor, settle_s=settle_s,
-                          between=_between(earlier))
-        if m is not None:
-            earlier[case.label] = m
+        _next_pass(earlier, case, backends, baseline, warm, writer, peaks, references, min_time=min_time,
+                   max_time=max_time / passes, min_rounds=pass_rounds, max_rounds=max_rounds,
+                   margin_floor=margin_floor, settle_s=settle_s)
     if earlier:
         _publish(writer, case, M.rejudge(earlier[case.label], _between(earlier)),
                  dict(list(backends) + list(references)), peaks, baseline)
