@@ -81,8 +81,8 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
     # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
     # BLAS threads cannot be pinned, so no prange either (no oversubscription).
     pinned = blas_controller() is not None
-    parallel = pinned and n_threads > 1 and work_macs >= rules.step_parallel_min_macs(dt.itemsize)
-    rows = block_rows(n_rows, sizes, n_threads if parallel else 1, dt.itemsize)
+    parallel = pinned and n_threads > 1 and work_macs >= rules.step_parallel_min_macs(np.dtype(dt).itemsize)
+    rows = block_rows(n_rows, sizes, n_threads if parallel else 1, np.dtype(dt).itemsize)
     used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
     woff, boff, n_params = flat_layout(sizes)
     ws = kernels.workspace
@@ -94,7 +94,8 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
         _touch_blas(dt)
     name = "train_step_parallel" if used_threads > 1 else "train_step"
     # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-    if used_threads > 1 or threads is not None or (pinned and work_macs >= rules.pin_min_macs(dt.itemsize)):
+    pin_macs = rules.pin_min_macs(np.dtype(dt).itemsize)
+    if used_threads > 1 or threads is not None or (pinned and work_macs >= pin_macs):
         def scope():
             return scoped_threads(used_threads if used_threads > 1 else threads, blas=1 if pinned else None)
     else:

@@ -313,3 +313,59 @@ def single_output_backward(A, W, D, dW, dA, kind, db_prev):
     if fi == 1:  # a one-column bias gradient: NumPy's pairwise order
         db_prev[0] += _sum(dA.reshape(m), 0, m)
 
+
+
+# ---------------------------------------------------------------- the sigmoid head of a one-output net, one row pass
+@njit(cache=CACHE, fastmath={"reassoc"})
+def _dot(a, w):
+    """``a @ w`` of two vectors, the sum reassociated so that it vectorizes (in SIMD-lane order, as a BLAS
+    dot does; no other fast-math: no FMA contraction, NaN and Inf kept)."""
+    acc = a.dtype.type(0)
+    for k in range(a.shape[0]):
+        acc += a[k] * w[k]
+    return acc
+
+
+@njit(cache=CACHE)
+def sigmoid_head(Z, b, kind, W, b_out, T, mean, n_total, floor, y_hat, D, dW, db, db_out, dA):
+    """The last hidden layer's bias and activation, the one-output sigmoid layer, its error and its backward,
+    row by row while the row is in cache: the step kernel's work between the last hidden layer's GEMM
+    (into ``Z``, pre-activation) and the weight-gradient GEMM that reads ``dA``.
+
+    Per row ``n``: ``a = act(Z[n] + b)`` (into ``Z[n]``), ``y_hat[n] = sigmoid(a @ W + b_out)``,
+    ``D[n] = y_hat[n] - T[n]`` (over ``n_total`` when ``mean``), then as ``single_output_backward``:
+    ``dW += a * D[n]``, ``dA[n] = (D[n] W.T) * act'(a)``, ``db += dA[n]``; after the rows
+    ``db_out += D.sum()`` in NumPy's order. Replaces ``bias_act``, a GEMM with one output column,
+    ``bias_act`` (sigmoid), ``output_error`` and ``single_output_backward``: three passes over the
+    block's ``Z`` (from L2 or L3) become one, the rest on a row in L1.
+    """
+    zero = Z.dtype.type(0)
+    one = Z.dtype.type(1)
+    m, fi = Z.shape
+    w = W.reshape(fi)
+    g = dW.reshape(fi)
+    scale = Z.dtype.type(n_total)
+    for n in range(m):
+        z = Z[n]
+        if kind == RELU:
+            for k in range(fi):
+                z[k] = _relu(z[k] + b[k], zero)
+        elif kind == TANH:
+            for k in range(fi):
+                z[k] = np.tanh(z[k] + b[k])
+        else:
+            for k in range(fi):
+                z[k] = _sigmoid(z[k] + b[k], floor, one)
+        p = _sigmoid(_dot(z, w) + b_out[0], floor, one)
+        y_hat[n, 0] = p
+        dz = p - T[n, 0]
+        dz = dz / scale if mean else dz
+        D[n, 0] = dz
+        d_row = dA[n]
+        for k in range(fi):
+            a = z[k]
+            g[k] += a * dz
+            d = _deriv(zero + dz * w[k], a, kind, zero, one)
+            d_row[k] = d
+            db[k] += d
+    db_out[0] += _sum(D.reshape(m), 0, m)

@@ -5,7 +5,10 @@ own chunk of row blocks and its own gradient partial (no ``prange`` reduction
 into shared array elements), summed in thread order afterwards. The forward
 pass is ``layers.forward``; BLAS GEMMs with ``beta = 1`` (``layers._mm_tn``)
 accumulate the weight gradients block after block; a one-output layer's
-backward is one fused pass (``layers.single_output_backward``).
+backward is one fused pass (``layers.single_output_backward``), and a one-output
+sigmoid head after a hidden layer is one row pass from the hidden layer's GEMM to
+the weight-gradient GEMM (``layers.sigmoid_head``: bias, activation, output layer,
+error and backward while the row is in cache).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import numpy as np
 from numba import njit, prange
 
 from .internals import cache_for
-from .layers import _mm_nt, _mm_tn, act_backward, forward, output_error, sgd, sgd_parts, single_output_backward
+from .layers import (_mm, _mm_nt, _mm_tn, act_backward, forward, layer_forward, output_error, sgd, sgd_parts,
+                     sigmoid_head, single_output_backward)
 from .scalar import bce_loss
 from .workspace import _view
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "f2202491c7b1", "scalar": "7f02aca1655e",
+_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "6d1c459f9e35", "scalar": "7f02aca1655e",
                "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
@@ -45,17 +49,39 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, off, X, Y, Yhat, n
         if i > 0 and sizes[i + 1] == 1:  # accumulated by single_output_backward from zero
             for q in range(sizes[i] * sizes[i + 1]):
                 gpart[woff[i] + q] = zero
+    # a one-output sigmoid head after a hidden layer wider than one: its work is one row pass (layers.sigmoid_head)
+    head = L >= 2 and sizes[L] == 1 and sizes[L - 1] > 1
+    top = L - 2 if head else L - 1  # the layer the GEMM loop of the backward starts at
     first = True
     for blk in range(t, n_blocks, n_threads):
         s = blk * nb
         e = min(s + nb, N)
         m = e - s
-        A = forward(theta, sizes, woff, boff, X[s:e], work, off, 0, kind, floor, False, None, ab)
-        Yhat[s:e] = A
-        # backward: the output error in place of y_hat, then layer by layer
-        D = A
-        output_error(A, Y[s:e], mean, N, D, gpart[boff[L - 1] :])
-        for i in range(L - 1, -1, -1):
+        if head:
+            A = X[s:e]
+            for i in range(L - 1):  # the hidden layers; the last one's GEMM only (its bias and activation: the head)
+                fi, fo = sizes[i], sizes[i + 1]
+                Z = _view(work, off[i + 1], m, fo)
+                W, b = _view(theta, woff[i], fi, fo), theta[boff[i] : boff[i] + fo]
+                if i < L - 2:
+                    layer_forward(A, W, b, Z, kind, floor, False, None, ab)
+                else:
+                    _mm(A, W, Z, ab, False)
+                A = Z
+            fi = sizes[L - 1]
+            D = _view(work, off[L], m, 1)  # the output error in place of the output's activations
+            dA = _view(work, off[2 * L], m, fi)
+            sigmoid_head(A, theta[boff[L - 2] : boff[L - 2] + fi], kind, _view(theta, woff[L - 1], fi, 1),
+                         theta[boff[L - 1] :], Y[s:e], mean, N, floor, Yhat[s:e], D, _view(gpart, woff[L - 1], fi, 1),
+                         gpart[boff[L - 2] :], gpart[boff[L - 1] :], dA)
+            D = dA
+        else:
+            A = forward(theta, sizes, woff, boff, X[s:e], work, off, 0, kind, floor, False, None, ab)
+            Yhat[s:e] = A
+            # backward: the output error in place of y_hat, then layer by layer
+            D = A
+            output_error(A, Y[s:e], mean, N, D, gpart[boff[L - 1] :])
+        for i in range(top, -1, -1):
             fi, fo = sizes[i], sizes[i + 1]
             A_in = _view(work, off[i], m, fi) if i > 0 else X[s:e]
             gW = _view(gpart, woff[i], fi, fo)
