@@ -127,7 +127,7 @@ def test_parallel_blocks_match_reference(steps, monkeypatch):
 
     threads = min(2, numba.config.NUMBA_NUM_THREADS)  # 2 wherever Numba has two threads (conftest: everywhere)
     monkeypatch.setattr(steps.rules, "STEP_PARALLEL_CYCLES", 0)
-    monkeypatch.setattr(steps.rules, "step_block_bytes", lambda caches=None: 2048)  # 8-15 rows per block
+    monkeypatch.setattr(steps.rules, "step_block_bytes", lambda caches=None: 2048)  # 8 rows per block
     for dtype, sizes in itertools.product(("float64", "float32"), ([5, 8, 8, 1], [3, 7, 2], [4, 9, 3, 6])):
         be = get_backend("numba", strategy="step", threads=threads)
         p0, X, y = problem(sizes, 1000, dtype, seed=3)

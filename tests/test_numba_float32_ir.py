@@ -1,6 +1,6 @@
 """float32 stays float32: the elementwise step kernels compiled for float32 do no float64 arithmetic.
 
-Slow (a fresh compile of five kernels in a subprocess, whose empty on-disk cache lets Numba show the
+Slow (a fresh compile of four kernels in a subprocess, whose empty on-disk cache lets Numba show the
 LLVM IR); the default run checks the same kernels' float32 results against NumPy (``test_numba_backend``).
 """
 
@@ -25,8 +25,7 @@ SCRIPT = textwrap.dedent("""
                      np.empty((m, 1), dt))
     b, db, b2 = np.zeros(h, dt), np.zeros(h, dt), np.zeros(1, dt)
     floor = dt.type(-30)
-    calls = [(L.sigmoid_head, (Z, b, RELU, W, b2, T, True, 100, floor, y, D, g, db, b2, dA)),
-             (L.single_output_backward, (Z, W, D, g, dA, TANH, db)), (L.bias_act, (Z, b, RELU, floor)),
+    calls = [(L.single_output_backward, (Z, W, D, g, dA, TANH, db)), (L.bias_act, (Z, b, RELU, floor)),
              (L.act_backward, (dA, Z, RELU, db)), (L.output_error, (y, T, True, 100, D, b2))]
     for fn, args in calls:
         fn(*args)
@@ -45,8 +44,8 @@ def test_float32_kernels_do_no_float64_arithmetic(tmp_path):
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     rows = {name: (int(a), int(v)) for name, a, v in (line.split() for line in out.stdout.split("\n") if line)}
-    assert set(rows) == {"sigmoid_head", "single_output_backward", "bias_act", "act_backward", "output_error"}
+    assert set(rows) == {"single_output_backward", "bias_act", "act_backward", "output_error"}
     for name, (double_ops, float_vectors) in rows.items():
         assert double_ops == 0, f"{name}: {double_ops} float64 operations in its float32 build"
-    for name in ("sigmoid_head", "single_output_backward", "bias_act", "act_backward"):
+    for name in ("single_output_backward", "bias_act", "act_backward"):
         assert rows[name][1] > 0, f"{name}: no float32 vector operation (the loop did not vectorize)"

@@ -12,20 +12,28 @@ measurement is quoted. Plain Python, no Numba import.
   two GEMMs per layer more efficient (``dW += A.T @ D`` reads and writes the
   whole weight gradient once per block: more rows amortize it); smaller blocks
   keep the block's activations and errors in cache between the GEMM that writes
-  them and the passes that read them. Rule: the block's workspace takes a quarter
-  of a core's L2 plus its share of the L3 (``BLOCK_CACHE_FRACTION``), in bytes, so
-  float32 gets twice float64's rows. On the Zen 4 VM: 4.25 MiB, 2**19 float64
-  elements, the measured best (N=16384, [32, 2048, 1], float64, one thread:
-  2**18 elements 144 ms, 2**19 133 ms, 2**20 135 ms).
+  them and the passes that read them. Rule: the block's workspace, counted in
+  float64 bytes, takes a quarter of a core's L2 plus its share of the L3
+  (``BLOCK_CACHE_FRACTION``). On the Zen 4 VM: 4.25 MiB, 2**19 float64 elements,
+  the measured best (N=16384, [32, 2048, 1], float64, one thread, idle: 2**18
+  elements 144 ms, 2**19 133 ms, 2**20 135 ms). float32 takes the same rows, not
+  the same bytes: twice the rows measured slower (same point, one thread, CPU time
+  under load, three alternating rounds, p50: 85 rows 76-80 ms, 170 rows 83-84 ms);
+  the rows set the weight-gradient GEMM's depth, and a float32 block half the
+  bytes still leaves the L2 at this width.
 * ``step_parallel_min_macs`` / ``pin_min_macs``: the step kernel runs on several
   threads (``prange``) from a serial step of ``STEP_PARALLEL_CYCLES`` core cycles,
-  and pins BLAS to one thread from ``PIN_CYCLES``, both at the core's peak
+  and pins BLAS to one thread from ``PIN_CYCLES``, both at the core's peak float64
   multiply-add rate (``macs_per_cycle``: two FMA pipes of one SIMD register). A
   fork/join, and the ~16 us of thread pinning, cost the same time whatever the
   CPU; the work they must amortize runs faster on wider vectors, so the threshold
-  in MACs scales with the vector width, and doubles for float32. On the Zen 4 VM
-  (AVX-512, 16 float64 MACs per cycle) this gives the measured 2**26 and 2**20
-  float64 MACs of the forward pass (``steps`` has the measurement).
+  in MACs scales with the vector width. On the Zen 4 VM (AVX-512, 16 float64 MACs
+  per cycle) this gives the measured 2**26 and 2**20 MACs of the forward pass
+  (``steps`` has the measurement). The same MACs in either dtype: a float32 step
+  takes about half the time, so the float32 rate would double the bar, but the
+  point that would then turn serial, N=1024, [32, 2048, 1] (6.9e7 MACs), ran in
+  2.8-3.6 ms on two threads there against torch's 3.8-8.4 ms (the committed
+  ``docs/results/amd-epyc-2c`` standard runs): one thread would lose it.
 * ``batch_threads``: the threaded mini-batch kernel splits each batch's rows over
   the threads. Each thread's GEMMs must have enough rows to fill the BLAS
   micro-kernel's register tiles, whose edge grows with the SIMD register: at least
@@ -84,14 +92,14 @@ def step_block_rows(row_elems: int, itemsize: int, n_samples: int, n_threads: in
     return max(1, min(nb, n_samples))
 
 
-def step_parallel_min_macs(itemsize: int, vbytes: int | None = None) -> int:
-    """Forward-pass MACs from which the step kernel runs on several threads."""
-    return STEP_PARALLEL_CYCLES * macs_per_cycle(itemsize, vbytes)
+def step_parallel_min_macs(vbytes: int | None = None) -> int:
+    """Forward-pass MACs from which the step kernel runs on several threads (either dtype)."""
+    return STEP_PARALLEL_CYCLES * macs_per_cycle(8, vbytes)
 
 
-def pin_min_macs(itemsize: int, vbytes: int | None = None) -> int:
-    """Forward-pass MACs from which a serial step pins BLAS to one thread."""
-    return PIN_CYCLES * macs_per_cycle(itemsize, vbytes)
+def pin_min_macs(vbytes: int | None = None) -> int:
+    """Forward-pass MACs from which a serial step pins BLAS to one thread (either dtype)."""
+    return PIN_CYCLES * macs_per_cycle(8, vbytes)
 
 
 def batch_min_rows(vbytes: int | None = None) -> int:

@@ -38,19 +38,19 @@ from .jit import _ensure_compiled, _kernels, _touch_blas
 # N=16384, [32, 2048, 1] float64 (1.1G): 363 vs 335 ms (same). At N=64 (1.1M
 # MACs, just above the old 2**20 bar) the same fight gave NumPy's own step a
 # p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from a
-# ~20 ms serial step (2**26 float64 MACs there: ``machine_rules.step_parallel_min_macs``),
+# ~20 ms serial step (2**26 MACs there: ``machine_rules.step_parallel_min_macs``),
 # where a lost core costs little and a free one halves the time; below, one
 # thread, which measured stable (p10-p90 of 0.25-0.45 ms at N=64 under the same
 # load). A serial step pins BLAS to one thread from ``machine_rules.pin_min_macs``
-# (2**20 float64 MACs there): its per-block GEMMs do not gain from two.
+# (2**20 MACs there): its per-block GEMMs do not gain from two.
 
 
-def block_rows(n_samples, layer_sizes, n_threads=1, itemsize=8) -> int:
-    """Rows per block of the step kernel (``machine_rules.step_block_rows``: all rows when they fit; at
-    least one block per thread)."""
+def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
+    """Rows per block of the step kernel, either dtype (``machine_rules.step_block_rows`` on float64
+    bytes: all rows when they fit; at least one block per thread)."""
     ws = _kernels().workspace
     row_elems = ws.workspace_size(layer_sizes, 1, 0, ws.GRADS_IN_PLACE)
-    return rules.step_block_rows(row_elems, itemsize, n_samples, n_threads)
+    return rules.step_block_rows(row_elems, 8, n_samples, n_threads)
 
 
 @dataclass
@@ -81,8 +81,8 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
     # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
     # BLAS threads cannot be pinned, so no prange either (no oversubscription).
     pinned = blas_controller() is not None
-    parallel = pinned and n_threads > 1 and work_macs >= rules.step_parallel_min_macs(np.dtype(dt).itemsize)
-    rows = block_rows(n_rows, sizes, n_threads if parallel else 1, np.dtype(dt).itemsize)
+    parallel = pinned and n_threads > 1 and work_macs >= rules.step_parallel_min_macs()
+    rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
     used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
     woff, boff, n_params = flat_layout(sizes)
     ws = kernels.workspace
@@ -94,8 +94,7 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
         _touch_blas(dt)
     name = "train_step_parallel" if used_threads > 1 else "train_step"
     # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-    pin_macs = rules.pin_min_macs(np.dtype(dt).itemsize)
-    if used_threads > 1 or threads is not None or (pinned and work_macs >= pin_macs):
+    if used_threads > 1 or threads is not None or (pinned and work_macs >= rules.pin_min_macs()):
         def scope():
             return scoped_threads(used_threads if used_threads > 1 else threads, blas=1 if pinned else None)
     else:

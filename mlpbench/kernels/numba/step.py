@@ -5,10 +5,26 @@ own chunk of row blocks and its own gradient partial (no ``prange`` reduction
 into shared array elements), summed in thread order afterwards. The forward
 pass is ``layers.forward``; BLAS GEMMs with ``beta = 1`` (``layers._mm_tn``)
 accumulate the weight gradients block after block; a one-output layer's
-backward is one fused pass (``layers.single_output_backward``), and a one-output
-sigmoid head after a hidden layer is one row pass from the hidden layer's GEMM to
-the weight-gradient GEMM (``layers.sigmoid_head``: bias, activation, output layer,
-error and backward while the row is in cache).
+backward is one fused pass (``layers.single_output_backward``).
+
+Bounds at N=16384, ``[32, 2048, 1]`` (issue 25's targets: 60% of the float64 peak,
+50% of the float32 peak, float32 1.6x faster), on the 2-core AMD EPYC (Zen 4):
+the committed idle runs (``docs/results/amd-epyc-2c/standard-1``, ``-2``) reached
+70.7-71.1 ms in float64, 56-59% of the run's peak (~106 GFLOP/s, ~53 per core),
+and 39.9-40.1 ms in float32, 46-50% (~207 GFLOP/s): float32 1.77x faster. One
+thread, CPU time, under load (block rows 90 / 181; float64 135 ms, float32 78 ms):
+the forward GEMM, depth 32 (the input width), 56 / 29 ms, 72% / 69% of a core's
+peak; the weight-gradient GEMM 45 / 33 ms, 90% / 62%; the elementwise passes
+(bias + ReLU, the one-column output layer, ``single_output_backward``) 33 / 13 ms,
+a quarter of the float64 step: a 90-row block's activations (1.5 MB) live in L3,
+not the 1 MiB L2. Two threads scale 1.9x. So 60% of the 2-core float64 peak needs
+the depth-32 GEMM near peak (BLAS's choice) or the elementwise quarter gone. A row
+pass fusing the last hidden layer's bias and activation with the output layer, its
+error and its backward (one read of each row from L3, the rest in L1) measured no
+gain per block (float64, 85 rows: 0.126 ms against 0.122 for the separate passes;
+float32, 181 rows: 0.148 against 0.137) and was not kept: the passes are bound by
+their stores (``dA`` and the gradient rows), which the fusion does not remove. No
+float64 operation runs in the float32 build (``tests/test_numba_float32_ir.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +33,12 @@ import numpy as np
 from numba import njit, prange
 
 from .internals import cache_for
-from .layers import (_mm, _mm_nt, _mm_tn, act_backward, forward, layer_forward, output_error, sgd, sgd_parts,
-                     sigmoid_head, single_output_backward)
+from .layers import _mm_nt, _mm_tn, act_backward, forward, output_error, sgd, sgd_parts, single_output_backward
 from .scalar import bce_loss
 from .workspace import _view
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "6d1c459f9e35", "scalar": "7f02aca1655e",
+_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "f2202491c7b1", "scalar": "7f02aca1655e",
                "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 
@@ -49,39 +64,17 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, off, X, Y, Yhat, n
         if i > 0 and sizes[i + 1] == 1:  # accumulated by single_output_backward from zero
             for q in range(sizes[i] * sizes[i + 1]):
                 gpart[woff[i] + q] = zero
-    # a one-output sigmoid head after a hidden layer wider than one: its work is one row pass (layers.sigmoid_head)
-    head = L >= 2 and sizes[L] == 1 and sizes[L - 1] > 1
-    top = L - 2 if head else L - 1  # the layer the GEMM loop of the backward starts at
     first = True
     for blk in range(t, n_blocks, n_threads):
         s = blk * nb
         e = min(s + nb, N)
         m = e - s
-        if head:
-            A = X[s:e]
-            for i in range(L - 1):  # the hidden layers; the last one's GEMM only (its bias and activation: the head)
-                fi, fo = sizes[i], sizes[i + 1]
-                Z = _view(work, off[i + 1], m, fo)
-                W, b = _view(theta, woff[i], fi, fo), theta[boff[i] : boff[i] + fo]
-                if i < L - 2:
-                    layer_forward(A, W, b, Z, kind, floor, False, None, ab)
-                else:
-                    _mm(A, W, Z, ab, False)
-                A = Z
-            fi = sizes[L - 1]
-            D = _view(work, off[L], m, 1)  # the output error in place of the output's activations
-            dA = _view(work, off[2 * L], m, fi)
-            sigmoid_head(A, theta[boff[L - 2] : boff[L - 2] + fi], kind, _view(theta, woff[L - 1], fi, 1),
-                         theta[boff[L - 1] :], Y[s:e], mean, N, floor, Yhat[s:e], D, _view(gpart, woff[L - 1], fi, 1),
-                         gpart[boff[L - 2] :], gpart[boff[L - 1] :], dA)
-            D = dA
-        else:
-            A = forward(theta, sizes, woff, boff, X[s:e], work, off, 0, kind, floor, False, None, ab)
-            Yhat[s:e] = A
-            # backward: the output error in place of y_hat, then layer by layer
-            D = A
-            output_error(A, Y[s:e], mean, N, D, gpart[boff[L - 1] :])
-        for i in range(top, -1, -1):
+        A = forward(theta, sizes, woff, boff, X[s:e], work, off, 0, kind, floor, False, None, ab)
+        Yhat[s:e] = A
+        # backward: the output error in place of y_hat, then layer by layer
+        D = A
+        output_error(A, Y[s:e], mean, N, D, gpart[boff[L - 1] :])
+        for i in range(L - 1, -1, -1):
             fi, fo = sizes[i], sizes[i + 1]
             A_in = _view(work, off[i], m, fi) if i > 0 else X[s:e]
             gW = _view(gpart, woff[i], fi, fo)
