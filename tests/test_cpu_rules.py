@@ -90,3 +90,9 @@ def test_the_step_block_rule():
 def test_the_thread_thresholds_scale_with_the_vector_width():
     assert rules.step_parallel_min_macs(64) == 2**26 and rules.pin_min_macs(64) == 2**20  # measured on AVX-512
     assert rules.step_parallel_min_macs(16) == 2**24 and rules.pin_min_macs(32) == 2**19  # SSE / NEON, AVX2
+
+
+def test_the_l1_tile_rule():
+    assert rules.l1_tile(8, ZEN4_VM, 64) == 512 and rules.l1_tile(4, ZEN4_VM, 64) == 1024  # measured best there
+    assert rules.l1_tile(8, cpu.Caches(48 * 1024, 2**20, 0, "test"), 64) == 768  # a multiple of 8 lanes
+    assert rules.l1_tile(8, cpu.Caches(256, 2**20, 0, "test"), 64) == 8  # at least one vector

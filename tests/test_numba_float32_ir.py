@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
                      np.empty((m, 1), dt))
     b, db, b2 = np.zeros(h, dt), np.zeros(h, dt), np.zeros(1, dt)
     floor = dt.type(-30)
-    calls = [(L.single_output_backward, (Z, W, D, g, dA, TANH, db)), (L.bias_act, (Z, b, RELU, floor)),
+    calls = [(L.single_output_backward, (Z, W, D, g, dA, TANH, db, 8)), (L.bias_act, (Z, b, RELU, floor)),
              (L.act_backward, (dA, Z, RELU, db)), (L.output_error, (y, T, True, 100, D, b2))]
     for fn, args in calls:
         fn(*args)

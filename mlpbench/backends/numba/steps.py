@@ -59,7 +59,7 @@ class Stepper:
 
     kernel: object
     layout: tuple  # (sizes, weight offsets, bias offsets, workspace offsets) as int64 arrays
-    workspace: tuple  # (y_hat, rows per block, per-thread work, per-thread grads)
+    workspace: tuple  # (y_hat, rows per block, column tile, per-thread work, per-thread grads)
     scope: object  # () -> context manager applying the threads
     info: dict  # what ``last_run`` reports
 
@@ -102,4 +102,4 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
     info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
             "blas_threads": 1 if pinned else blas_threads(), "block_rows": rows}
     return Stepper(getattr(kernels, name), (np.array(sizes, dtype=np.int64), woff, boff, off),
-                   (y_hat, rows, work, grad_parts), scope, info)
+                   (y_hat, rows, rules.l1_tile(np.dtype(dt).itemsize), work, grad_parts), scope, info)
