@@ -126,8 +126,8 @@ def test_parallel_blocks_match_reference(steps, monkeypatch):
     import numba
 
     threads = min(2, numba.config.NUMBA_NUM_THREADS)  # 2 wherever Numba has two threads (conftest: everywhere)
-    monkeypatch.setattr(steps, "PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(steps, "BLOCK_ELEMS", 256)
+    monkeypatch.setattr(steps.rules, "STEP_PARALLEL_CYCLES", 0)
+    monkeypatch.setattr(steps.rules, "step_block_bytes", lambda caches=None: 2048)  # 8 rows per block
     for dtype, sizes in itertools.product(("float64", "float32"), ([5, 8, 8, 1], [3, 7, 2], [4, 9, 3, 6])):
         be = get_backend("numba", strategy="step", threads=threads)
         p0, X, y = problem(sizes, 1000, dtype, seed=3)
@@ -251,7 +251,7 @@ def test_threads_option_is_applied_and_recorded(steps, monkeypatch):
     assert be.last_run["numba_threads"] == 1 and be.last_run["blas_threads"] == 1
     assert be.describe()["threads"] == "numba=1 blas=1"
     if numba.config.NUMBA_NUM_THREADS >= 2:  # the parallel kernel: 2 Numba threads, BLAS on 1 inside
-        monkeypatch.setattr(steps, "PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(steps.rules, "STEP_PARALLEL_CYCLES", 0)
         be2 = get_backend("numba", strategy="step", threads=2)
         seen.clear()
         be2.train(be2.params_from_numpy(p0), X, y, lr=0.1, epochs=1,
@@ -331,7 +331,7 @@ def plain_python_strategies_match_numpy():
     import mlpbench.backends.numba.steps as nb
 
     assert numba.config.DISABLE_JIT
-    nb.PARALLEL_MIN_MACS, nb.BLOCK_ELEMS = 0, 64
+    nb.rules.STEP_PARALLEL_CYCLES, nb.rules.step_block_bytes = 0, lambda caches=None: 512
     threads = min(2, numba.config.NUMBA_NUM_THREADS)  # 2 wherever Numba has two threads (conftest: everywhere)
     rng = np.random.RandomState(0)
     X, y = rng.randn(40, 3), (rng.rand(40, 2) > 0.5).astype(float)

@@ -114,16 +114,23 @@ def test_a_non_finite_loss_stops_before_its_update(output):
 
 
 def test_when_the_backend_splits_a_batch_over_threads():
-    from mlpbench.backends.numba.minibatch import PARALLEL_MIN_MACS, PARALLEL_MIN_ROWS, parallel_batches
+    """``machine_rules.batch_threads`` on an AVX-512 core (64-byte vectors) and on an AVX2 one (32 bytes)."""
+    from mlpbench.backends.numba.machine_rules import batch_min_macs, batch_min_rows, batch_threads
 
     big = [64, 512, 10]  # 37,888 multiply-adds per row
-    assert parallel_batches(big, 64, 2) == 2 and parallel_batches(big, 1024, 2) == 2
-    assert parallel_batches(big, 64, 1) == 1  # one thread: the single-thread kernel
-    assert parallel_batches(big, 2 * PARALLEL_MIN_ROWS - 1, 2) == 1  # too few rows per thread
-    assert parallel_batches(big, 100, 8) == 100 // PARALLEL_MIN_ROWS  # threads capped by rows
+    assert batch_min_rows(64) == 32 and batch_min_rows(32) == 16  # float64 vectors' worth, any dtype
+    assert batch_min_macs(8, 64) == 2**18 and batch_min_macs(4, 64) == 2**19 and batch_min_macs(8, 32) == 2**17
+    for itemsize in (8, 4):
+        assert batch_threads(big, 64, 2, itemsize, 64) == 2 and batch_threads(big, 1024, 2, itemsize, 64) == 2
+        assert batch_threads(big, 64, 1, itemsize, 64) == 1  # one thread: the single-thread kernel
+        assert batch_threads(big, 63, 2, itemsize, 64) == 1  # too few rows per thread
+        assert batch_threads(big, 32, 2, itemsize, 32) == 2  # AVX2: 16 rows per thread suffice
+        assert batch_threads(big, 100, 8, itemsize, 64) == 100 // 32  # threads capped by rows
     small = [64, 16, 10]  # 1,184 per row
-    rows = PARALLEL_MIN_MACS // 1184
-    assert parallel_batches(small, rows, 2) == 1 and parallel_batches(small, rows + 1, 2) == 2
+    for itemsize, vbytes in ((8, 64), (4, 64), (8, 32)):
+        rows = batch_min_macs(itemsize, vbytes) // 1184
+        assert batch_threads(small, rows, 2, itemsize, vbytes) == 1
+        assert batch_threads(small, rows + 1, 2, itemsize, vbytes) == 2
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

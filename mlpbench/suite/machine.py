@@ -143,6 +143,17 @@ def source_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def cache_info() -> dict:
+    """The per-core data caches and SIMD width the CPU kernels size their blocks by (``core/cpu``)."""
+    from ..core import cpu
+
+    try:
+        c = cpu.cache_sizes()
+        return {"l1d": c.l1, "l2": c.l2, "l3_per_core": c.l3, "source": c.source, "vector_bytes": cpu.vector_bytes()}
+    except ValueError as exc:  # a malformed MLPBENCH_CACHES / MLPBENCH_VECTOR_BYTES: recorded, not raised
+        return {"error": str(exc)}
+
+
 def machine_info(backends=()) -> dict:
     """Everything above, plus ``describe()`` of each ``(label, backend)`` in ``backends``."""
     described = {}
@@ -158,6 +169,7 @@ def machine_info(backends=()) -> dict:
         "cores_logical": os.cpu_count(),
         "cores_physical": physical_cores(),
         "threads_available": threads_available(),
+        "cpu_caches": cache_info(),
         "blas": blas_info(),
         "gpus": gpu_info(),
         "versions": versions(),

@@ -41,7 +41,9 @@ STRATEGIES = ("loop", "step")
 # 2-core AMD EPYC, float64, [32, H, 1]): the loop kernel wins at
 # 528 MACs (N=1, H=16: 1.9 vs 2.2 us per epoch; N=4, H=4: 1.3 vs 2.3 us) and
 # loses from 2112 (N=16, H=4: 3.9 vs 2.7 us; N=1, H=64: 7.0 vs 3.5 us): its
-# sums are sequential dependency chains, BLAS's are not.
+# sums are sequential dependency chains, BLAS's are not. Not a ``machine_rules`` rule:
+# at this size both sides are latency-bound (the loop's add chains, BLAS's per-call
+# overhead), so the crossover moves with neither the caches nor the SIMD width.
 LOOP_MAX_MACS = 1024
 
 def choose_strategy(n_samples, layer_sizes) -> str:

@@ -21,29 +21,28 @@ import numpy as np
 
 from ...core.params import copy_into, flat_copy, flat_layout, flat_views
 from ..cpu_threads import blas_controller, blas_threads, numba_threads, scoped_threads
+from . import machine_rules as rules
 from .jit import _batch_kernels, _constants, _ensure_compiled, _parallel_batch_kernels, _touch_blas
 
 #: row indices (int64) per kernel call: a fit of many epochs over many rows is handed over in chunks (8 MB)
 ORDER_ELEMS = 2**20
 
 # When a batch is split over the threads (``train_epochs_parallel``: two fork/joins per
-# batch, each thread's rows, then each thread's weight rows). Measured on 2 cores, idle,
-# N=16384, softmax head, ms per epoch, one thread / two threads (min of 12 runs):
+# batch, each thread's rows, then each thread's weight rows): ``machine_rules.batch_threads``,
+# a rule over the SIMD width (rows per thread) and the core's MAC rate (MACs per batch).
+# The measurements its coefficients reproduce, on 2 idle cores of an AMD EPYC (Zen 4,
+# AVX-512), N=16384, softmax head, ms per epoch, one thread / two (min of 12 runs):
 # [64, 512, 10] float64 batch 16: 83 / 74, 64: 64 / 41, 256: 64 / 35, 1024: 64 / 35;
 # float32 batch 16: 51 / 60 (slower: 8-row GEMMs), 64: 37 / 29, 1024: 32 / 18;
 # [64, 64, 10] float64 batch 16: 14 / 15, 32: 12 / 10, 64: 11 / 8.2, 256: 10.4 / 6.0;
-# float32 batch 32: 8.0 / 11, 64: 6.1 / 5.6. Hence at least 32 rows per thread and
-# 2**18 multiply-adds per batch's forward pass.
-PARALLEL_MIN_ROWS = 32
-PARALLEL_MIN_MACS = 2**18
+# float32 batch 32: 8.0 / 11, 64: 6.1 / 5.6. Hence 32 rows per thread there and
+# 2**18 multiply-adds per batch's forward pass in float64 (2**19 in float32).
 
 
-def parallel_batches(sizes, nb, threads) -> int:
-    """Threads for batches of ``nb`` rows of a net of layer ``sizes`` (1: the single-thread kernel)."""
-    forward_macs = nb * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    if threads < 2 or forward_macs < PARALLEL_MIN_MACS:
-        return 1
-    return max(1, min(threads, nb // PARALLEL_MIN_ROWS))
+def parallel_batches(sizes, nb, threads, itemsize=8) -> int:
+    """Threads for batches of ``nb`` rows of a net of layer ``sizes`` in a dtype of ``itemsize`` bytes
+    (1: the single-thread kernel; ``machine_rules.batch_threads``)."""
+    return rules.batch_threads(sizes, nb, threads, itemsize)
 
 
 def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback, batch_size, orders, output):
@@ -57,7 +56,7 @@ def _run(backend, params, X, y, lr, epochs, activation, grad_reduction, callback
     nb = min(batch_size, n_rows)
     pin = blas_controller() is not None  # BLAS on one thread, as in the step kernels
     # without threadpoolctl BLAS cannot be pinned: then no Numba threads either (no oversubscription)
-    threads = parallel_batches(sizes, nb, backend.threads or numba_threads()) if pin else 1
+    threads = parallel_batches(sizes, nb, backend.threads or numba_threads(), dt.itemsize) if pin else 1
     if threads > 1:
         threaded = _parallel_batch_kernels()
         name, fn = "train_epochs_parallel", threaded.train_epochs_parallel

@@ -16,20 +16,18 @@ import numpy as np
 
 from ...core.params import flat_layout, macs
 from ..cpu_threads import blas_controller, blas_threads, numba_threads, scoped_threads
+from . import machine_rules as rules
 from .jit import _ensure_compiled, _kernels, _touch_blas
 
-# Rows per block of the step kernel: the block's activations and gradients
-# (``nb * (sum of widths + 2 * widest hidden)`` elements) stay within about
-# this many elements, i.e. in L2/L3 (measured at N=16384, [32, 2048, 1],
-# float64, one thread: 2**19 -> 133 ms, 2**18 -> 144 ms, 2**20 -> 135 ms).
-BLOCK_ELEMS = 2**19
-# Below this many multiply-adds per epoch the step kernel runs on one thread:
-# prange's fork/join (and a busy second core) costs more than it saves.
-# Threads, measured at N=16384, [32, 2048, 1], float64 (ms per epoch): prange on
-# 2 Numba threads with BLAS on 1 inside: 74; one thread, BLAS on 1: 145; one
-# thread, BLAS on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads
-# never won in the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1),
-# so the step kernels always run BLAS on one thread.
+# The block size and the thread thresholds are rules over this CPU's caches and SIMD width
+# (``machine_rules``: what each trades, and the measurements on the 2-core AMD EPYC the
+# coefficients reproduce). The thresholds' reasons, measured there:
+#
+# Threads, at N=16384, [32, 2048, 1], float64 (ms per epoch): prange on 2 Numba
+# threads with BLAS on 1 inside: 74; one thread, BLAS on 1: 145; one thread, BLAS
+# on 2: 367 (per-block GEMMs too small to split). BLAS on 2 threads never won in
+# the serial step either (N=1024, H=512: 5.5 ms vs 2.2 ms on 1), so the step
+# kernels always run BLAS on one thread.
 #
 # That gain needs idle cores. On a shared machine (2 cores, load average 6-18
 # from other processes; prepared steps, ``measure`` rounds, p50 per step) the
@@ -39,22 +37,20 @@ BLOCK_ELEMS = 2**19
 # one; N=1024 (17M): 20 vs 4.1 ms; N=4096, [32, 1024, 1] (138M): 42 vs 36 ms;
 # N=16384, [32, 2048, 1] float64 (1.1G): 363 vs 335 ms (same). At N=64 (1.1M
 # MACs, just above the old 2**20 bar) the same fight gave NumPy's own step a
-# p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from
-# 2**26 MACs (a ~20 ms serial step), where a lost core costs little and a free
-# one halves the time; below, one thread, which measured stable (p10-p90 of
-# 0.25-0.45 ms at N=64 under the same load).
-PARALLEL_MIN_MACS = 2**26
-# From this many MACs a serial step pins BLAS to one thread (its per-block GEMMs do not gain from two).
-PIN_MIN_MACS = 2**20
+# p10-p90 of 0.2-48 ms and numba 0.11x NumPy in one run. So prange only from a
+# ~20 ms serial step (2**26 MACs there: ``machine_rules.step_parallel_min_macs``),
+# where a lost core costs little and a free one halves the time; below, one
+# thread, which measured stable (p10-p90 of 0.25-0.45 ms at N=64 under the same
+# load). A serial step pins BLAS to one thread from ``machine_rules.pin_min_macs``
+# (2**20 MACs there): its per-block GEMMs do not gain from two.
 
 
 def block_rows(n_samples, layer_sizes, n_threads=1) -> int:
-    """Rows per block of the step kernel (all rows when they fit; at least one block per thread)."""
+    """Rows per block of the step kernel, either dtype (``machine_rules.step_block_rows`` on float64
+    bytes: all rows when they fit; at least one block per thread)."""
     ws = _kernels().workspace
-    nb = max(8, BLOCK_ELEMS // ws.workspace_size(layer_sizes, 1, 0, ws.GRADS_IN_PLACE))
-    if n_threads > 1:
-        nb = min(nb, -(-n_samples // n_threads))
-    return max(1, min(nb, n_samples))
+    row_elems = ws.workspace_size(layer_sizes, 1, 0, ws.GRADS_IN_PLACE)
+    return rules.step_block_rows(row_elems, 8, n_samples, n_threads)
 
 
 @dataclass
@@ -63,7 +59,7 @@ class Stepper:
 
     kernel: object
     layout: tuple  # (sizes, weight offsets, bias offsets, workspace offsets) as int64 arrays
-    workspace: tuple  # (y_hat, rows per block, per-thread work, per-thread grads)
+    workspace: tuple  # (y_hat, rows per block, column tile, per-thread work, per-thread grads)
     scope: object  # () -> context manager applying the threads
     info: dict  # what ``last_run`` reports
 
@@ -85,7 +81,7 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
     # prange instead (one chunk of row blocks per Numba thread). Without threadpoolctl
     # BLAS threads cannot be pinned, so no prange either (no oversubscription).
     pinned = blas_controller() is not None
-    parallel = pinned and n_threads > 1 and work_macs >= PARALLEL_MIN_MACS
+    parallel = pinned and n_threads > 1 and work_macs >= rules.step_parallel_min_macs()
     rows = block_rows(n_rows, sizes, n_threads if parallel else 1)
     used_threads = min(n_threads, -(-n_rows // rows)) if parallel else 1
     woff, boff, n_params = flat_layout(sizes)
@@ -98,7 +94,7 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
         _touch_blas(dt)
     name = "train_step_parallel" if used_threads > 1 else "train_step"
     # Small single-threaded work: BLAS does not thread such sizes, so skip the (~16 us) pinning.
-    if used_threads > 1 or threads is not None or (pinned and work_macs >= PIN_MIN_MACS):
+    if used_threads > 1 or threads is not None or (pinned and work_macs >= rules.pin_min_macs()):
         def scope():
             return scoped_threads(used_threads if used_threads > 1 else threads, blas=1 if pinned else None)
     else:
@@ -106,4 +102,4 @@ def make_stepper(sizes, n_rows, dt, threads) -> Stepper:
     info = {"strategy": "step", "kernel": name, "numba_threads": used_threads,
             "blas_threads": 1 if pinned else blas_threads(), "block_rows": rows}
     return Stepper(getattr(kernels, name), (np.array(sizes, dtype=np.int64), woff, boff, off),
-                   (y_hat, rows, work, grad_parts), scope, info)
+                   (y_hat, rows, rules.l1_tile(np.dtype(dt).itemsize), work, grad_parts), scope, info)

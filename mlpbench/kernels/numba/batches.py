@@ -33,7 +33,7 @@ from .workspace import GRADS_PAIR, _view, batch_rows, workspace_plan
 from .workspace import workspace_size as _workspace_size
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "f2202491c7b1", "scalar": "7f02aca1655e",
+_DEPENDS_ON = {"internals": "4baacdee097a", "layers": "0883e60d6457", "scalar": "7f02aca1655e",
                "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 

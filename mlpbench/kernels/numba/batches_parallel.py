@@ -36,7 +36,7 @@ from .workspace import GRADS_PER_LAYER, _view, batch_rows, workspace_plan
 from .workspace import workspace_size as _workspace_size
 
 # the source digests of the siblings compiled into these kernels (internals.cache_for)
-_DEPENDS_ON = {"batches": "01d8d5beb79a", "internals": "4baacdee097a", "layers": "f2202491c7b1",
+_DEPENDS_ON = {"batches": "8e504d905daf", "internals": "4baacdee097a", "layers": "0883e60d6457",
                "workspace": "2f040baff638"}
 CACHE = cache_for(__name__, _DEPENDS_ON)
 

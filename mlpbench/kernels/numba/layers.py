@@ -282,7 +282,7 @@ def touch_blas(a):
 
 # ---------------------------------------------------------------- backward of a one-output layer, one pass
 @njit(cache=CACHE)
-def single_output_backward(A, W, D, dW, dA, kind, db_prev):
+def single_output_backward(A, W, D, dW, dA, kind, db_prev, tile):
     """For a layer with ONE output (``W`` of shape ``(fan_in, 1)``), in one pass over ``A``:
     ``dW += A.T @ D``, ``dA = (D @ W.T) * act'(A)`` and ``db_prev += dA.sum(axis=0)``.
 
@@ -290,26 +290,34 @@ def single_output_backward(A, W, D, dW, dA, kind, db_prev):
     pass for the derivative, each streaming ``A`` / ``dA`` through memory
     (measured at N=16384, [32, 2048, 1], float64, one thread: 38 ms against
     16 ms here); this loop reads each row once and vectorizes over ``fan_in``.
+    Columns go in tiles of ``tile`` (the backend's ``machine_rules.l1_tile``): the
+    tile's ``W``, ``dW`` and ``db_prev`` stay in L1 while every row passes, each
+    element summed in the same row order as untiled (the same bits). Measured on
+    the Zen 4 VM, 90 rows x 2048, ms per block: float64 0.083 untiled, 0.069 in
+    tiles of 512; float32 0.038, 0.032 in tiles of 1024.
     """
     zero = D.dtype.type(0)
     one = D.dtype.type(1)
     m, fi = A.shape
     w = W.reshape(fi)
     g = dW.reshape(fi)
-    for n in range(m):
-        dz = D[n, 0]
-        a_row = A[n]
-        d_row = dA[n]
-        if fi > 1:
-            for k in range(fi):
-                a = a_row[k]
-                g[k] += a * dz
-                d = _deriv(zero + dz * w[k], a, kind, zero, one)  # zero + : the sum BLAS would form
-                d_row[k] = d
-                db_prev[k] += d
-        else:
-            g[0] += a_row[0] * dz
-            d_row[0] = _deriv(zero + dz * w[0], a_row[0], kind, zero, one)
     if fi == 1:  # a one-column bias gradient: NumPy's pairwise order
+        for n in range(m):
+            g[0] += A[n, 0] * D[n, 0]
+            dA[n, 0] = _deriv(zero + D[n, 0] * w[0], A[n, 0], kind, zero, one)
         db_prev[0] += _sum(dA.reshape(m), 0, m)
-
+        return
+    for c0 in range(0, fi, tile):
+        c1 = min(c0 + tile, fi)
+        t = c1 - c0
+        wt, gt, bt = w[c0:c1], g[c0:c1], db_prev[c0:c1]
+        for n in range(m):
+            dz = D[n, 0]
+            a_row = A[n, c0:c1]
+            d_row = dA[n, c0:c1]
+            for k in range(t):
+                a = a_row[k]
+                gt[k] += a * dz
+                d = _deriv(zero + dz * wt[k], a, kind, zero, one)  # zero + : the sum BLAS would form
+                d_row[k] = d
+                bt[k] += d

@@ -1,0 +1,136 @@
+"""The Numba kernels' block sizes and thread thresholds, derived from the CPU they run on.
+
+Every parameter is a rule over the per-core caches and the SIMD width the OS
+reports (``core/cpu``: sysfs, else ``os.sysconf``, else a documented fallback),
+so nothing tuned on one CPU is carried to another unchanged. The constants below
+are the rules' coefficients, each set so that the rule reproduces the value
+measured on the CPU the kernels were first tuned on (a 2-core AMD EPYC Zen 4 VM:
+32 KiB L1d, 1 MiB L2, 32 MiB L3 shared by both cores, AVX-512), where the
+measurement is quoted. Plain Python, no Numba import.
+
+* ``step_block_rows``: rows per block of the step kernel. Bigger blocks make the
+  two GEMMs per layer more efficient (``dW += A.T @ D`` reads and writes the
+  whole weight gradient once per block: more rows amortize it); smaller blocks
+  keep the block's activations and errors in cache between the GEMM that writes
+  them and the passes that read them. Rule: the block's workspace, counted in
+  float64 bytes, takes a quarter of a core's L2 plus its share of the L3
+  (``BLOCK_CACHE_FRACTION``). On the Zen 4 VM: 4.25 MiB, 2**19 float64 elements,
+  the measured best (N=16384, [32, 2048, 1], float64, one thread, idle: 2**18
+  elements 144 ms, 2**19 133 ms, 2**20 135 ms). float32 takes the same rows, not
+  the same bytes: twice the rows measured slower (same point, one thread, CPU time
+  under load, three alternating rounds, p50: 85 rows 76-80 ms, 170 rows 83-84 ms);
+  the rows set the weight-gradient GEMM's depth, and a float32 block half the
+  bytes still leaves the L2 at this width.
+* ``l1_tile``: the column tile of the one-output layer's backward pass
+  (``kernels/numba/layers.single_output_backward``): its three weight-sized
+  vectors (the weights, their gradient, the bias gradient) take
+  ``3 / L1_TILE_PARTS`` of the L1d, the rest left to the rows streaming through;
+  a whole multiple of the SIMD lanes. On the Zen 4 VM (32 KiB L1d) 512 float64 /
+  1024 float32 columns, the measured best of 128-2048 in both dtypes.
+* ``step_parallel_min_macs`` / ``pin_min_macs``: the step kernel runs on several
+  threads (``prange``) from a serial step of ``STEP_PARALLEL_CYCLES`` core cycles,
+  and pins BLAS to one thread from ``PIN_CYCLES``, both at the core's peak float64
+  multiply-add rate (``macs_per_cycle``: two FMA pipes of one SIMD register). A
+  fork/join, and the ~16 us of thread pinning, cost the same time whatever the
+  CPU; the work they must amortize runs faster on wider vectors, so the threshold
+  in MACs scales with the vector width. On the Zen 4 VM (AVX-512, 16 float64 MACs
+  per cycle) this gives the measured 2**26 and 2**20 MACs of the forward pass
+  (``steps`` has the measurement). The same MACs in either dtype: a float32 step
+  takes about half the time, so the float32 rate would double the bar, but the
+  point that would then turn serial, N=1024, [32, 2048, 1] (6.9e7 MACs), ran in
+  2.8-3.6 ms on two threads there against torch's 3.8-8.4 ms (the committed
+  ``docs/results/amd-epyc-2c`` standard runs): one thread would lose it.
+* ``batch_threads``: the threaded mini-batch kernel splits each batch's rows over
+  the threads. Each thread's GEMMs must have enough rows to fill the BLAS
+  micro-kernel's register tiles, whose edge grows with the SIMD register: at least
+  ``ROWS_PER_THREAD_VECTORS`` float64 vectors' worth of rows per thread, whatever
+  the dtype (AVX-512: 32 rows; AVX2: 16; SSE / NEON: 8); and a batch's forward
+  pass must cover two fork/joins (``BATCH_PARALLEL_CYCLES`` at the peak MAC rate:
+  on AVX-512 2**18 float64, 2**19 float32 MACs). Measured on the Zen 4 VM
+  (``minibatch``): 16 rows per thread lose at every size and dtype, 32 win at
+  H=512 in both dtypes; at H=64 float32 (2.4e5 MACs per batch of 64, under the
+  float32 bar) two threads gained 8% (6.1 / 5.6 ms), which an Intel AVX-512 run
+  (issue 25: batch 64 threaded slower than batch 16 on one thread) did not show.
+"""
+
+from __future__ import annotations
+
+from ...core.cpu import cache_sizes, vector_bytes
+
+#: the step block's workspace: this fraction of (L2 + the core's L3 share), in bytes
+BLOCK_CACHE_FRACTION = 0.25
+#: a block has at least this many rows (GEMMs on fewer rows run far below peak)
+MIN_BLOCK_ROWS = 8
+#: the L1d divided by this many vectors of a column tile (three of them live there)
+L1_TILE_PARTS = 8
+#: serial-step cycles (at the peak MAC rate) from which ``prange`` shares the step: 2**22
+STEP_PARALLEL_CYCLES = 2**22
+#: serial-step cycles from which the step pins BLAS to one thread: 2**16
+PIN_CYCLES = 2**16
+#: cycles of a batch's forward pass (at the peak MAC rate) from which the batch kernel threads: 2**14
+BATCH_PARALLEL_CYCLES = 2**14
+#: SIMD vectors of rows each thread of the batch kernel gets at least
+ROWS_PER_THREAD_VECTORS = 4
+#: FMA pipes per core assumed by ``macs_per_cycle`` (two on every x86 and Arm server core since Haswell)
+FMA_PIPES = 2
+
+
+def lanes(itemsize: int, vbytes: int | None = None) -> int:
+    """Elements of ``itemsize`` bytes per SIMD register (``core.cpu.vector_bytes``)."""
+    return max(1, (vbytes or vector_bytes()) // itemsize)
+
+
+def macs_per_cycle(itemsize: int, vbytes: int | None = None) -> int:
+    """A core's peak multiply-adds per cycle in this dtype: ``FMA_PIPES`` vector FMAs."""
+    return FMA_PIPES * lanes(itemsize, vbytes)
+
+
+def step_block_bytes(caches=None) -> int:
+    """Bytes of one step block's workspace: ``BLOCK_CACHE_FRACTION`` of L2 + the L3 share, at least the L2."""
+    c = caches or cache_sizes()
+    return max(c.l2, int(BLOCK_CACHE_FRACTION * (c.l2 + c.l3)))
+
+
+def step_block_rows(row_elems: int, itemsize: int, n_samples: int, n_threads: int = 1, caches=None) -> int:
+    """Rows per block of the step kernel for a workspace of ``row_elems`` elements per row (all rows when they
+    fit; at least one block per thread)."""
+    nb = max(MIN_BLOCK_ROWS, step_block_bytes(caches) // max(1, row_elems * itemsize))
+    if n_threads > 1:
+        nb = min(nb, -(-n_samples // n_threads))
+    return max(1, min(nb, n_samples))
+
+
+def l1_tile(itemsize: int, caches=None, vbytes: int | None = None) -> int:
+    """Columns per tile of ``single_output_backward``: ``L1 / L1_TILE_PARTS`` bytes per vector, a multiple of
+    the SIMD lanes (at least one vector)."""
+    c = caches or cache_sizes()
+    v = lanes(itemsize, vbytes)
+    return max(v, c.l1 // (L1_TILE_PARTS * itemsize) // v * v)
+
+
+def step_parallel_min_macs(vbytes: int | None = None) -> int:
+    """Forward-pass MACs from which the step kernel runs on several threads (either dtype)."""
+    return STEP_PARALLEL_CYCLES * macs_per_cycle(8, vbytes)
+
+
+def pin_min_macs(vbytes: int | None = None) -> int:
+    """Forward-pass MACs from which a serial step pins BLAS to one thread (either dtype)."""
+    return PIN_CYCLES * macs_per_cycle(8, vbytes)
+
+
+def batch_min_rows(vbytes: int | None = None) -> int:
+    """Rows per thread the threaded mini-batch kernel needs at least (float64 vectors' worth, any dtype)."""
+    return ROWS_PER_THREAD_VECTORS * lanes(8, vbytes)
+
+
+def batch_min_macs(itemsize: int, vbytes: int | None = None) -> int:
+    """Forward-pass MACs per batch from which the mini-batch kernel threads."""
+    return BATCH_PARALLEL_CYCLES * macs_per_cycle(itemsize, vbytes)
+
+
+def batch_threads(sizes, nb, threads, itemsize, vbytes=None) -> int:
+    """Threads for batches of ``nb`` rows of a net of layer ``sizes`` (1: the single-thread kernel)."""
+    forward_macs = nb * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if threads < 2 or forward_macs < batch_min_macs(itemsize, vbytes):
+        return 1
+    return max(1, min(threads, nb // batch_min_rows(vbytes)))
