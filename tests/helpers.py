@@ -52,14 +52,16 @@ def assert_verdicts_follow_from_samples(doc):
         margin = floor
         if "control" in base:
             control = base["control"]
-            cci, _ = levels.point_ci(control["samples_s"], base["samples_s"], base["passes"], CONFIDENCE, between)
+            cci, _ = levels.point_ci(control["samples_s"], base["samples_s"], base["passes"], CONFIDENCE,
+                                     levels.for_label(between, f"{base['backend']} copy"))
             margin = stats.bias_margin(control["samples_s"], base["samples_s"], floor)
             assert control["verdict"] == stats.control_verdict(cci, floor), case
             assert control["ratio"] == cci.ratio, case
         for p in points:
             if p is base:
                 continue
-            ci, comp = levels.point_ci(p["samples_s"], base["samples_s"], base["passes"], CONFIDENCE, between)
+            ci, comp = levels.point_ci(p["samples_s"], base["samples_s"], base["passes"], CONFIDENCE,
+                                       levels.for_label(between, p["backend"]))
             assert p["verdict"] == stats.verdict(ci, margin, floor), (case, p["backend"], p["verdict"])
             assert p["ratio"] == ci.ratio and p["ratio_ci"] == ([ci.lo, ci.hi] if ci.defined else [None, None])
             assert p["variance"] == comp.to_dict() and p["passes"] == base["passes"]

@@ -199,7 +199,7 @@ class Measurement:
     stop: str  # "decided" | "max_time" | "max_rounds"
     errors: dict = field(default_factory=dict)  # label -> "Type: message" (on_error="drop")
     margin_floor: float = stats.MARGIN_FLOOR
-    between: float = 0.0  # the between-pass variance every interval was widened by (``levels``)
+    between: Any = 0.0  # the between-pass variance the intervals were widened by: a number or per label (``levels``)
 
     @property
     def noisy(self) -> bool:

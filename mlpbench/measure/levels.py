@@ -159,26 +159,35 @@ def point_ci(subject, baseline, sizes, confidence, between) -> tuple:
     return widen(ci, shrunk(comp, between), comp.passes), comp
 
 
+def for_label(between, label) -> float:
+    """The between-pass variance of subject ``label``: ``between`` itself when a number, else its entry in a
+    label -> variance mapping (the run's pool per backend; 0 where the label has none yet)."""
+    if isinstance(between, dict):
+        return float(between.get(label, 0.0))
+    return between
+
+
 def judge(results, control, base, confidence, floor, between=0.0):
     """Set every subject's ratio, interval, verdict and components (and the control's) from its samples.
 
     ``results``: label -> an object with ``samples``, ``passes`` (rounds per
     pass) and the attributes set here (``engine.SubjectResult``); ``control``
-    the A/A one or ``None``; ``between`` the run's between-pass variance.
+    the A/A one or ``None``; ``between`` the run's between-pass variance, one number or per label (``for_label``).
     Returns ``(margin, all firm)``.
     """
     base_r = results[base]
     margin = floor
     if control is not None:
-        cci, comp = point_ci(control.samples, base_r.samples, base_r.passes, confidence, between)
+        cci, comp = point_ci(control.samples, base_r.samples, base_r.passes, confidence,
+                             for_label(between, control.label))
         margin = stats.bias_margin(control.samples, base_r.samples, floor)
         control.ratio, control.ratio_ci, control.verdict = cci.ratio, cci.ci, stats.control_verdict(cci, floor)
-        control.variance = comp.to_dict()
+        control.variance, control.components = comp.to_dict(), comp
     settled = True
     for label, r in results.items():
         if label == base:
             continue
-        ci, comp = point_ci(r.samples, base_r.samples, base_r.passes, confidence, between)
+        ci, comp = point_ci(r.samples, base_r.samples, base_r.passes, confidence, for_label(between, label))
         r.ratio, r.ratio_ci, r.verdict = ci.ratio, ci.ci, stats.verdict(ci, margin, floor)
         r.variance = comp.to_dict()
         r.components = comp
@@ -186,5 +195,5 @@ def judge(results, control, base, confidence, floor, between=0.0):
     return margin, settled
 
 
-__all__ = ["Components", "components", "judge", "point_ci", "pooled_between", "rounds_per_pass", "shrunk", "split",
+__all__ = ["Components", "components", "for_label", "judge", "point_ci", "pooled_between", "rounds_per_pass", "shrunk", "split",
            "widen"]

@@ -63,9 +63,11 @@ def closing_notes(doc) -> list[str]:
     if noise:
         lines.append(f"A/A control ({base} against an independently prepared copy): same at {noise['same']} of "
                      f"{noise['points']} points")
-        if "between" in noise:  # mlpbench.bench/3
-            lines.append(f"between-pass spread of a ratio, in every interval: {100 * noise['between'] ** 0.5:.1f}% "
-                         f"(sd of the log ratio); follow-up passes over the points still open: {noise['follow_ups']}")
+        if "between" in noise:  # mlpbench.bench/3: one number for the run, or one per backend
+            between = noise["between"] if isinstance(noise["between"], dict) else {"every backend": noise["between"]}
+            spread = ", ".join(f"{label} {100 * max(v, 0) ** 0.5:.1f}%" for label, v in between.items())
+            lines.append(f"between-pass spread of a ratio (sd of the log ratio), in its intervals: {spread}; "
+                         f"follow-up passes over the points still open: {noise['follow_ups']}")
         if noise["noisy"]:
             lines.append(f"NOISY: at {len(noise['noisy_points'])} point(s) the A/A control was not 'same' (or its "
                          f"bias exceeded {100 * stats.MAX_MARGIN:.0f}%): flagged; their clear verdicts stand: "
