@@ -245,3 +245,22 @@ def test_jax_float64_scope_is_not_seen_by_other_threads():
         inside.set()
         t.join(10)
     assert seen == [False]
+
+
+def test_jax_platforms_naming_no_platform_here_makes_jax_unavailable_in_every_tool():
+    """``JAX_PLATFORMS=cuda`` on a machine whose JAX has no CUDA: ``backends`` says jax is unavailable and names
+    the variable, and ``train --backend jax`` is one line, exit 2 (a fresh process: JAX reads it at first use)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax", reason="jax is not installed (the peers extra)")
+    env = dict(os.environ, JAX_PLATFORMS="cuda")
+    probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env, capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip("this JAX has a CUDA platform: JAX_PLATFORMS=cuda is valid here")
+    listing = subprocess.run([sys.executable, "-m", "mlpbench", "backends"], env=env, capture_output=True, text=True)
+    (row,) = [ln for ln in listing.stdout.splitlines() if ln.split()[:1] == ["jax"]]
+    assert listing.returncode == 0 and row.split()[1] == "no" and "JAX_PLATFORMS='cuda'" in row, row
+    train = subprocess.run([sys.executable, "-m", "mlpbench", "train", "--backend", "jax", "--epochs", "2"], env=env,
+                           capture_output=True, text=True)
+    assert train.returncode == 2 and "JAX_PLATFORMS" in train.stderr and len(train.stderr.strip().splitlines()) == 1

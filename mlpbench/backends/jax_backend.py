@@ -150,6 +150,21 @@ class JaxBackend(Backend):
     outputs = ("sigmoid", "softmax")
     install_hint = 'pip install "mlpbench[peers]"'
 
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Installed, and where ``JAX_PLATFORMS`` names platforms, one of them here (JAX asserts at its first
+        call otherwise); that check imports JAX, so only a user who set the variable pays for it."""
+        ok, reason = super().availability()
+        platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+        if not ok or not platforms:
+            return ok, reason
+        try:
+            _jax().devices()
+        except (RuntimeError, AssertionError) as exc:
+            return False, (f"environment variable JAX_PLATFORMS={platforms!r}: JAX found no such platform here "
+                           f"({type(exc).__name__}: {str(exc) or 'no backend initialized'})")
+        return True, ""
+
     def __init__(self, device=None):
         jax = _jax()
         kind, index = parse_device(device, ("cpu", "cuda", "gpu")) if device is not None else ("", None)
