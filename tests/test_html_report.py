@@ -179,7 +179,7 @@ def test_a_failed_or_interrupted_run_says_what_is_missing(tmp_path, capsys, monk
 def test_bad_input_is_one_line_exit_2_and_the_old_report_stays_whole(tmp_path, capsys, what):
     with open(QUICK, encoding="utf-8") as f:
         text = f.read()
-    bad = {"wrong schema": text.replace('"mlpbench.bench/2"', '"someone.else/7"'), "truncated": text[: len(text) // 2],
+    bad = {"wrong schema": json.dumps(_load() | {"schema": "someone.else/7"}), "truncated": text[: len(text) // 2],
            "older schema": json.dumps(_load() | {"schema": R.SCHEMA_V1, "points": []}),
            "not an object": "[1, 2]", "wrong kind": text.replace('"verdict": "faster"', '"verdict": 7', 1)}[what]
     (tmp_path / "bad.json").write_text(bad)
