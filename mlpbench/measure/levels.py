@@ -25,7 +25,8 @@ which the adaptive loop asks for after every round); the between component is th
 alone gives them (``pi/2 * within / n`` for a median of ``n``), at least 0.
 
 One point's two or three passes are too few to estimate ``between`` alone
-(1 or 2 degrees of freedom), so a run pools it over all its points
+(1 or 2 degrees of freedom), so a run pools it over each backend's points
+(``suite/sweep._between``: per label, as a pass moves each backend by its own amount)
 (``pooled_between``: the median spread of the pass medians over the median
 of a chi-square with 1 degree of freedom, less the median within noise, so
 that one point whose passes differ wildly on a loaded machine does not widen
