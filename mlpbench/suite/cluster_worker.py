@@ -27,9 +27,6 @@ class Collector:
     def __init__(self):
         self.doc = {"points": [], "errors": [], "skipped": []}
 
-    def add_point(self, point) -> None:
-        self.doc["points"].append(point)
-
     def write(self) -> None:
         """Nothing to write: the client writes the files as the points come back."""
 

@@ -10,32 +10,14 @@ few to decide.
 
 from __future__ import annotations
 
-import math
-
 from ..measure import stats
 from . import results
+from .report_input import POINT, SECONDS, is_kind
 
-#: a point's identifying fields: (name, test, what it must be); absent optional ones take their defaults
-_KEY_FIELDS = (
-    ("backend", lambda v: isinstance(v, str), "a string"),
-    ("op", lambda v: isinstance(v, str), "a string"),
-    ("dtype", lambda v: isinstance(v, str), "a string"),
-    ("n_samples", lambda v: _is_int(v), "an int"),
-    ("layer_sizes", lambda v: isinstance(v, list) and all(_is_int(s) for s in v), "a list of ints"),
-    ("activation", lambda v: isinstance(v, str), "a string"),
-    ("epochs", lambda v: _is_int(v), "an int"),
-    ("batch_size", lambda v: v is None or _is_int(v), "an int or null"),
-    ("output", lambda v: isinstance(v, str), "a string"),
-    ("case", lambda v: isinstance(v, str), "a string"),
-)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_time(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+#: a point's identifying fields, of the kinds the report reads them as (``report_input.POINT``); absent optional
+#: ones take their defaults, and only ``batch_size`` may be null (full batch)
+_KEY_FIELDS = ("backend", "op", "dtype", "n_samples", "layer_sizes", "activation", "epochs", "batch_size", "output",
+               "case")
 
 
 def check_points(doc, path) -> None:
@@ -43,13 +25,12 @@ def check_points(doc, path) -> None:
     seen = {}
     for i, p in enumerate(doc["points"]):
         where = f"{path}: point {i}"
-        for name, ok, what in _KEY_FIELDS:
-            if name in p and not ok(p[name]):
-                raise stats.CompareError(f"{where}: {name} must be {what}; got {str(p[name])[:60]!r}")
+        for name in _KEY_FIELDS:
+            if name in p and not (is_kind(POINT[name], p[name]) or name == "batch_size" and p[name] is None):
+                raise stats.CompareError(f"{where}: {name} must be {POINT[name]}; got {str(p[name])[:60]!r}")
         for name in ("samples_s", "times_s"):
-            if name in p and not (isinstance(p[name], list) and p[name] and all(_is_time(x) for x in p[name])):
-                raise stats.CompareError(f"{where}: {name} must be a non-empty list of positive finite seconds; "
-                                         f"got {str(p[name])[:60]!r}")
+            if name in p and not is_kind(SECONDS, p[name]):
+                raise stats.CompareError(f"{where}: {name} must be {SECONDS}; got {str(p[name])[:60]!r}")
         key = results.point_key(p)
         if key in seen:
             raise stats.CompareError(f"{where} repeats point {seen[key]} ({p['backend']} / {p.get('case', '')})")

@@ -14,6 +14,7 @@ import math
 
 NUMBER = "a number"
 TEXT = "a string"
+SECONDS = "a non-empty list of positive finite seconds"  # what the compare gate needs of samples (``gate``)
 #: point field -> the kind the pages read (None allowed for each, except where REQUIRED_KIND says)
 POINT = {"backend": TEXT, "op": TEXT, "dtype": TEXT, "case": TEXT, "verdict": TEXT, "device": TEXT,
          "output": TEXT, "activation": TEXT,
@@ -33,7 +34,8 @@ def _integer(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is(kind, x) -> bool:
+def is_kind(kind, x) -> bool:
+    """Whether ``x`` is of ``kind`` (one of the kinds in ``POINT``, or ``SECONDS``)."""
     if kind == NUMBER:
         return _number(x)
     if kind == TEXT:
@@ -42,6 +44,8 @@ def _is(kind, x) -> bool:
         return _integer(x)
     if kind == "a list of integers":
         return isinstance(x, list) and all(_integer(v) and v > 0 for v in x) and len(x) >= 2
+    if kind == SECONDS:
+        return isinstance(x, list) and bool(x) and all(_number(v) and math.isfinite(v) and v > 0 for v in x)
     if kind == "a list of numbers":
         return isinstance(x, list) and all(_number(v) and math.isfinite(v) for v in x)
     if kind == "a list of 2 numbers":
@@ -61,7 +65,7 @@ def check(doc, path) -> None:
             value = p.get(key)
             if value is None and key not in NOT_NONE:
                 continue
-            if not _is(kind, value):
+            if not is_kind(kind, value):
                 bad(f"point {i}'s {key!r}", kind, value)
     for key, kind in (("skipped", "a list of objects"), ("errors", "a list of objects")):
         value = doc.get(key, [])
@@ -89,5 +93,5 @@ def check(doc, path) -> None:
         for where, p in rates:
             if not (_number(p) or isinstance(p, dict) and (p.get("best") is None or _number(p["best"]))
                     and (p.get("spread") is None or _number(p["spread"]))
-                    and _is("a list of numbers", p.get("samples", []))):
+                    and is_kind("a list of numbers", p.get("samples", []))):
                 bad(where, "a number or a peak object (best, spread, samples)", p)
