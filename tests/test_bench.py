@@ -105,6 +105,9 @@ def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys):
     doc = json.loads((out / "results.json").read_text())
     assert R.validate(doc) == [] and doc["status"] == "complete" and doc["schema"] == "mlpbench.bench/3"
     assert {k for k in ("schema", "machine", "peak", "config", "points", "noise")} <= set(doc)
+    linux = sys.platform.startswith("linux")  # mallopt (glibc) and the threads in /proc
+    assert doc["config"]["heap"] == "keep" or not linux  # the default: freed memory kept (measure/heap.py)
+    assert not linux or all(p["settled"]["waits"] >= 2 * p["rounds"] for p in doc["points"] if p["backend"] == "numpy")
     assert doc["machine"]["cpu"] and doc["machine"]["versions"]["numpy"] == np.__version__
     assert doc["machine"]["threads_available"] >= 1 and "blas" in doc["machine"]
     f32 = doc["peak"]["cpu"]["gflops"]["float32"]

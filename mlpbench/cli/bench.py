@@ -41,7 +41,8 @@ def reference_names(args, preset) -> list[str]:
 
 #: bench's own options, none of which applies to ``--compare`` (a comparison reads two finished runs)
 SWEEP_ONLY = ("backends", "batch", "hidden", "features", "dtype", "op", "repeat", "min_time", "max_time", "no_lab",
-              "dry_run", "baseline", "batch_size", "output", "references", "passes", "budget", "scheduler", "on")
+              "dry_run", "baseline", "batch_size", "output", "references", "passes", "budget", "scheduler", "on",
+              "heap")
 
 
 def add_bench(sub):
@@ -74,6 +75,9 @@ def add_bench(sub):
     p.add_argument("--budget", type=A.real(0),
                    help="seconds of follow-up rounds for the whole sweep, given to the points still unresolved "
                         "after the passes, each within --max-time (default 25%% of --max-time per point; 0: none)")
+    p.add_argument("--heap", choices=("keep", "system"), default=None,
+                   help="keep: this process keeps the memory it frees, so no backend pays the kernel's page faults "
+                        "for temporaries it frees and asks again (default; measure/heap.py); system: glibc as is")
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
                    help="output folder (default results/)")
     p.add_argument("--no-plots", action="store_true")
@@ -155,9 +159,10 @@ def run_config(args, preset, case_list, labels, references, repeat, min_time, ma
             "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
                      "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
                      "output": args.output},
-            "references": references,
+            "references": references, "heap": args.heap or "keep",
             "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
                        "rounds": "interleaved (Williams design), adaptive stop within max_time",
+                       "settle": "before each sample, until no other thread of the process runs (measure/quiet.py)",
                        "ratio": "median of paired per-round ratios, sign-test 99% interval widened by the "
                                 "between-pass variance (measure/levels.py)",
                        "verdict": "interval wholly outside / inside the A/A bias band, else unresolved",
@@ -233,7 +238,7 @@ def _bench(args, lock_out) -> int:
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
                         baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes,
-                        references=references, budget=args.budget)
+                        references=references, budget=args.budget, heap=args.heap or "keep")
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:

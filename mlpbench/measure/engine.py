@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..core import interrupt
-from . import levels, stats
+from . import levels, quiet, stats
 
 #: calibration never batches more calls than this into one sample
 MAX_NUMBER = 10 ** 7
@@ -200,6 +200,7 @@ class Measurement:
     errors: dict = field(default_factory=dict)  # label -> "Type: message" (on_error="drop")
     margin_floor: float = stats.MARGIN_FLOOR
     between: Any = 0.0  # the between-pass variance the intervals were widened by: a number or per label (``levels``)
+    settled: dict = field(default_factory=dict)  # settle_quiet: {"waits", "waited_s", "capped"} over every pass
 
     @property
     def noisy(self) -> bool:
@@ -214,7 +215,8 @@ class Measurement:
         return {"baseline": self.baseline, "rounds": self.rounds, "elapsed_s": self.elapsed_s, "stop": self.stop,
                 "confidence": self.confidence, "margin": self.margin, "noisy": self.noisy, "between": self.between,
                 "noise": None if self.noise is None else self.noise.to_dict(),
-                "subjects": [r.to_dict() for r in self.results.values()], "errors": dict(self.errors)}
+                "subjects": [r.to_dict() for r in self.results.values()], "errors": dict(self.errors),
+                **({"settled": dict(self.settled)} if self.settled else {})}
 
 
 # ---------------------------------------------------------------- the engine
@@ -268,7 +270,8 @@ def rejudge(m, between) -> Measurement:
 
 def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=None, max_rounds=50,
             max_time=2.0, confidence=stats.CONFIDENCE, margin_floor=stats.MARGIN_FLOOR, warmup=1, settle_s=0.0,
-            settle_scaled=False, on_error="raise", resume=None, between=0.0, clock=time.perf_counter) -> Measurement:
+            settle_scaled=False, settle_quiet=False, on_error="raise", resume=None, between=0.0,
+            clock=time.perf_counter) -> Measurement:
     """Time ``subjects`` (a list of ``Subject``) in interleaved rounds against ``baseline`` (a label; default the first).
 
     ``control``: ``True`` times the baseline's callable again as the A/A
@@ -283,7 +286,11 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     is timed as ``first_s``). ``settle_s``: a pause before each sample (lets
     another subject's thread pool go idle); with ``settle_scaled`` the pause is
     at most as long as the previous sample (the cost of settling stays within
-    2x at short samples, where a parallel kernel rarely runs). ``on_error="drop"`` leaves out a
+    2x at short samples, where a parallel kernel rarely runs); with
+    ``settle_quiet`` it lasts until no other thread of the process runs
+    (``quiet.wait``: the previous subject's pool gone idle), at most
+    ``settle_s``, where the OS shows the threads (else the fixed or scaled
+    pause); the waits are counted in ``Measurement.settled``. ``on_error="drop"`` leaves out a
     subject that raises (recorded in ``errors``) instead of raising; a failing
     baseline or control always raises. ``resume``: the ``Measurement`` of an
     earlier pass over the same point (same labels, freshly prepared subjects):
@@ -341,14 +348,23 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     rounds_needed(confidence)  # a process's first call imports the statistics' SciPy: now, not in the budget
     start, rounds, stop = clock(), 0, "max_rounds"
     last = settle_s
+    by_threads = settle_quiet and settle_s > 0 and quiet.available()
+    settled = dict(resume.settled) if resume is not None and resume.settled else {"waits": 0, "waited_s": 0.0,
+                                                                                  "capped": 0}
     while rounds < max_rounds:
         interrupt.check()
         orders = round_orders(len(timed))
         for i in orders[rounds % len(orders)]:
             s = timed[i]
-            pause = min(settle_s, last) if settle_scaled else settle_s
-            if pause > 0:
-                time.sleep(pause)
+            if by_threads:
+                waited, calm = quiet.wait(settle_s)
+                settled["waits"] += 1
+                settled["waited_s"] += waited
+                settled["capped"] += not calm
+            else:
+                pause = min(settle_s, last) if settle_scaled else settle_s
+                if pause > 0:
+                    time.sleep(pause)
             t = guarded(s, lambda s=s: _batch(s, numbers[s.label], clock))
             if t is not None:
                 last = t
@@ -367,7 +383,8 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     elapsed = clock() - start + (resume.elapsed_s if resume is not None else 0.0)
     results, noise = _results(timed, samples, numbers, firsts, sizes, aa_label)
     rounds += resume.rounds if resume is not None else 0
-    m = Measurement(base, results, noise, margin_floor, confidence, rounds, elapsed, stop, errors, margin_floor)
+    m = Measurement(base, results, noise, margin_floor, confidence, rounds, elapsed, stop, errors, margin_floor,
+                    settled=settled if by_threads else {})
     return rejudge(m, between)
 
 

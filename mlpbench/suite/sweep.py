@@ -19,6 +19,7 @@ import numpy as np
 
 from ..measure import engine as M
 from ..measure import levels
+from ..measure.heap import MODES as HEAP_MODES, keep_freed
 from ..measure import peaks as perf
 from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
@@ -62,7 +63,8 @@ def _point(label, backend, case, result, measurement, peaks):
         "layer_sizes": list(case.layer_sizes), "activation": case.activation, "epochs": case.epochs,
         "batch_size": case.batch_size, "output": case.output, "case": case.label, "device": backend.device,
         **({"reference": True} if isinstance(backend, Reference) else {}), **r, "noisy": measurement.noisy,
-        "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s, "flops": work, "gflops": gflops,
+        "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s,
+        **({"settled": dict(measurement.settled)} if measurement.settled else {}), "flops": work, "gflops": gflops,
         "pct_peak": _pct(gflops, peaks.best(backend.device, case.dtype)), "bytes": moved, "intensity": work / moved,
     }
 
@@ -115,18 +117,18 @@ def _noise(points, between=0.0, follow_ups=0) -> dict:
                            "margin": p.get("margin")} for p in aa]}
 
 
-#: the sweep's pause before each sample, at most as long as the previous sample (the engine's
-#: ``settle_scaled``): a thread pool keeps spinning after its call (OpenBLAS, GNU OpenMP), and on 2 cores the
-#: next subject pays for it. Measured (N=16384, [32, 2048, 1], float64, prepared numba step right after
-#: numpy's step, median of 5): no pause 106 ms, 0.02 s 102 ms, 0.1 s 70 ms, 0.2 s 64 ms; alone 65 ms. A sweep
-#: pauses before every sample of hundreds of points: 0.1 s buys most of it (``mlpbench tune`` pays the full
-#: ``TUNE_SETTLE_S``)
-SWEEP_SETTLE_S = 0.1
+#: the sweep's pause before each sample, at most: until no other thread of the process runs (``measure/quiet.py``:
+#: the previous subject's pool gone idle; OpenBLAS spins ~0.1 s after its call, GNU OpenMP ~10 ms, and on 2 cores
+#: the next subject shares the cores with them: torch right after numpy was 17x slower), or where the threads
+#: cannot be read, a pause as long as the previous sample (the engine's ``settle_scaled``). The cap is above
+#: OpenBLAS's spin (2^28 cycles) at 2 GHz and up; a thread that never rests costs this much per sample
+#: (``settled["capped"]`` in each point). ``mlpbench tune`` pays its own fixed ``TUNE_SETTLE_S``
+SWEEP_SETTLE_S = 0.25
 
 
 def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
               max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
-              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=(), budget=None):
+              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=(), budget=None, heap="keep"):
     """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
 
     ``passes``: the grid is swept that many times, each pass with freshly
@@ -139,7 +141,9 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     none), given to the points still unresolved after the passes
     (``suite/budget.py``), each point within ``max_time`` in all.
     ``references``: ``(label, references.Reference)`` pairs timed beside the
-    backends where they apply.
+    backends where they apply. ``heap``: ``"keep"`` (this process keeps the
+    memory it frees, ``measure/heap.py``; the outcome goes to
+    ``config["heap"]``) or ``"system"``.
 
     The document is written after every point measured. On ``KeyboardInterrupt`` its
     status becomes ``"interrupted"`` and the exception propagates.
@@ -163,7 +167,8 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
         budget = BUDGET_SHARE * max_time * len(case_list)
     budget = Budget(budget, max_time) if case_list and budget > 0 else None
     writer = ResultsWriter(out_dir, machine_info(backends + references), {},
-                           dict(config, baseline=baseline, margin_floor=margin_floor, settle_s=settle_s, passes=passes,
+                           dict(config, heap=_heap(heap), baseline=baseline, margin_floor=margin_floor,
+                                settle_s=settle_s, passes=passes,
                                 budget_s=budget and budget.total_s), skipped)
     progress = progress or Progress(0, enabled=False)
     warm = set()
@@ -242,6 +247,13 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
     return writer.doc
 
 
+def _heap(mode) -> str:
+    """Apply the heap setting ``mode`` to this process (``measure/heap.py``); what holds now."""
+    if mode not in HEAP_MODES:
+        raise ValueError(f"heap must be one of {HEAP_MODES}; got {mode!r}")
+    return keep_freed() if mode == "keep" else "system"
+
+
 def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), earlier=None, **kw):
     """Measure ``case`` (pooled with ``earlier``, its previous passes); its points replace theirs; the Measurement."""
     subjects, control, warmups = _subjects(case, backends, baseline, warm, writer, references)
@@ -251,7 +263,7 @@ def _measure_case(case, backends, baseline, warm, writer, peaks, references=(), 
         return None
     try:
         m = M.measure(subjects, baseline=baseline, control=control, on_error="drop", settle_scaled=True,
-                      confidence=CONFIDENCE, resume=earlier, **kw)
+                      settle_quiet=True, confidence=CONFIDENCE, resume=earlier, **kw)
     except Exception as exc:  # the baseline or its copy raised while timed
         for s in subjects:
             writer.add_error(s.label, case.label, f"{type(exc).__name__}: {exc}")
@@ -322,14 +334,15 @@ def _publish(writer, case, m, by_label, peaks, baseline, warmups=None, write=Tru
 
 def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, baseline=REFERENCE, min_rounds=None,
                   max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, settle_s=SWEEP_SETTLE_S, passes=PASSES,
-                  references=()):
+                  references=(), heap="keep"):
     """One case alone, its ``passes`` back to back: a cluster's unit of work (``suite/cluster_worker.py``).
 
     ``backends`` baseline first; ``writer`` anything with ``doc["points"]``, ``add_error``,
     ``add_skipped_case`` and ``write``; ``peaks`` and ``warm`` (the shapes warmed up) are the caller's, kept
     between calls. The between-pass variance is this case's own (no run to pool over): its interval is
-    widened by what its passes show.
+    widened by what its passes show. ``heap``: as ``run_sweep``'s (this worker process's setting).
     """
+    _heap(heap)
     try:
         check_fits(fit_bytes(case.n_samples, case.layer_sizes, case.dtype), "this point")
     except NotEnoughMemory as exc:

@@ -1,0 +1,82 @@
+"""Waiting, before a sample, until no other thread of this process runs: the previous subject's pool gone idle.
+
+A thread pool keeps its workers spinning after a call, so that the next call
+finds them awake: OpenBLAS (NumPy's, and SciPy's that the numba kernels'
+matmuls call) for 2^28 cycles, about 0.1 s; GNU OpenMP (torch) about 10 ms.
+A subject timed while another library's workers still spin shares the cores
+with them. Measured (AMD EPYC, 2 cores, N=1024, ``[32, 512, 1]`` float64 step,
+median of 7, against the same subject after its own kind;
+``python bench/settle_check.py 1024 512``): torch right after numpy 17x slower
+with no pause and with a 3 ms pause, 0.9x after this wait; numpy right after
+torch 2.4x, then 0.7x. A fixed pause long enough for OpenBLAS would cost 0.1 s
+before every one of a sweep's thousands of samples, most of them after a
+subject whose pool does not spin at all (numba's one-core kernels, jax).
+
+So the wait is as long as the spinning, not longer: it polls the state of
+every other thread of the process (``/proc/self/task/*/stat``: ``R`` is
+running or runnable, which a spinning worker always is, even when it yields)
+and returns once none has run for ``CALM`` polls in a row. CPU time would
+not do: the kernel accounts another thread's time at the scheduler tick
+(4 ms here), so a spinning worker can show no time for a poll or two.
+
+``available()`` is false where the process's threads cannot be read (not
+Linux); the engine then falls back to its fixed or scaled pause.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+TASKS = "/proc/self/task"
+#: polls in a row with no other thread running before the process counts as quiet (one could fall between a
+#: worker's yield and its next spin)
+POLL_S = 0.001
+CALM = 2
+
+
+def available() -> bool:
+    """Whether this process's threads can be read here."""
+    return running_others() is not None
+
+
+def running_others():
+    """How many threads of this process other than the caller's are running or runnable; None where unknown."""
+    try:
+        tasks = os.listdir(TASKS)
+    except OSError:
+        return None
+    me, n = str(threading.get_native_id()), 0
+    for tid in tasks:
+        if tid == me:
+            continue
+        try:
+            with open(f"{TASKS}/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        end = stat.rfind(b")")  # the name, in parentheses, may hold spaces and parentheses itself
+        if stat[end + 2:end + 3] == b"R":
+            n += 1
+    return n
+
+
+def wait(cap_s, poll_s=POLL_S, calm=CALM, clock=time.perf_counter) -> tuple[float, bool]:
+    """Sleep until no other thread of the process has run for ``calm`` polls ``poll_s`` apart, at most ``cap_s``
+    seconds. Returns ``(seconds waited, quiet)``: ``quiet`` false when the cap ended it (a thread that never
+    rests, or threads that cannot be read)."""
+    t0, still = clock(), 0
+    while True:
+        n = running_others()
+        if n is None:
+            return clock() - t0, False
+        still = still + 1 if n == 0 else 0
+        if still >= calm:
+            return clock() - t0, True
+        if clock() - t0 >= cap_s:
+            return clock() - t0, False
+        time.sleep(poll_s)
+
+
+__all__ = ["CALM", "POLL_S", "available", "running_others", "wait"]
