@@ -29,7 +29,7 @@ REGULAR_SHARE = 0.6
 #: take all their cap's follow-up room, or more of them a part of it)
 BUDGET_SHARE = 0.25
 #: follow-up passes at most over the points still open
-FOLLOW_UPS = 2
+FOLLOW_UPS = 4
 #: a share shorter than this is not worth preparing the subjects again: the point is left as it is
 MIN_SHARE_S = 0.05
 
@@ -64,12 +64,13 @@ class Budget:
     def left(self) -> float:
         return max(0.0, self.total_s - sum(self.used.values()))
 
-    def shares(self, open_points) -> dict:
-        """Seconds for each of ``open_points`` in the next follow-up: equal shares of what is left, each within
-        its cap; points whose share would be under ``MIN_SHARE_S`` are left out."""
+    def shares(self, open_points, passes_left=1) -> dict:
+        """Seconds for each of ``open_points`` in the next follow-up: equal shares of what is left spread over
+        the ``passes_left`` follow-ups still to come (but never under ``MIN_SHARE_S`` a point while what is left
+        allows it), each within its cap; points whose share would be under ``MIN_SHARE_S`` are left out."""
         room = {p: self.cap_s - self.spent.get(p, 0.0) for p in open_points}
         room = {p: r for p, r in room.items() if r >= MIN_SHARE_S}
-        pool, got = self.left, {}
+        pool, got = min(self.left, max(self.left / max(1, passes_left), MIN_SHARE_S * len(room))), {}
         while room and pool >= MIN_SHARE_S:
             each = pool / len(room)
             capped = {p: r for p, r in room.items() if r <= each}
@@ -85,11 +86,12 @@ class Budget:
 
 def follow_up(budget, is_open, run, points, rounds=FOLLOW_UPS) -> int:
     """Follow-up passes: each gives the points of ``points`` for which ``is_open(point)`` holds a share
-    (``Budget.shares``), ``run(point, seconds)`` measures one and returns its rounds time so far, all passes
+    (``Budget.shares``, what is left spread over the ``rounds`` passes: more passes, each shorter, where the
+    passes disagree), ``run(point, seconds)`` measures one and returns its rounds time so far, all passes
     together (booked with ``record``). Stops when nothing is open or nothing is left; returns the passes run."""
     done = 0
-    for _ in range(rounds):
-        shares = budget.shares([p for p in points if is_open(p)])
+    for k in range(rounds):
+        shares = budget.shares([p for p in points if is_open(p)], rounds - k)
         if not shares:
             break
         for p, seconds in shares.items():
