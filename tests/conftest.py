@@ -26,12 +26,22 @@ REQUIRE_GPU = os.environ.get("MLPBENCH_REQUIRE_GPU") == "1"
 CHILDREN = Children()
 
 
-#: The modules whose Numba compilations cost the most CPU (each shape of the fixed kernel is one of ~15 s),
-#: latest-run first. When the session runs other tests before them, a child runs their numba tests first
-#: (``Children.warm``), so their kernels are in Numba's on-disk cache by the time this process reaches them:
-#: a build cache on the second core. This process still runs and asserts every one of those tests.
+#: The modules whose Numba compilations cost the most CPU (each shape of the fixed kernel is one of ~15 s).
+#: When the session runs other tests before them, a child runs their numba tests first (``Children.warm``),
+#: so their kernels are in Numba's on-disk cache by the time this process reaches them: a build cache on the
+#: second core. This process runs them last, in this order (``pytest_collection_modifyitems``), so the child
+#: has the whole session's head start (in file order this process reached them half-way and compiled the
+#: same kernels as the child, at the same time). It still runs and asserts every one of those tests.
 WARMED = ("test_numba_fixed.py", "test_numba_batches_parallel.py", "test_numba_backend.py", "test_minibatch.py")
 IN_WARMER = "MLPBENCH_TEST_WARMER"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The ``WARMED`` modules last, in that order (a stable sort: every other test keeps its place)."""
+    if os.environ.get(IN_WARMER):
+        return
+    rank = {name: i for i, name in enumerate(WARMED)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), -1))
 
 
 def pytest_collection_finish(session):
