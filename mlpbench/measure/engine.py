@@ -347,27 +347,16 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     samples = {s.label: pooled.get(s.label, []) for s in timed}
     rounds_needed(confidence)  # a process's first call imports the statistics' SciPy: now, not in the budget
     start, rounds, stop = clock(), 0, "max_rounds"
-    last = settle_s
-    by_threads = settle_quiet and settle_s > 0 and quiet.available()
-    settled = dict(resume.settled) if resume is not None and resume.settled else {"waits": 0, "waited_s": 0.0,
-                                                                                  "capped": 0}
+    pause = quiet.Settle(settle_s, settle_scaled, settle_quiet, resume.settled if resume is not None else None)
     while rounds < max_rounds:
         interrupt.check()
         orders = round_orders(len(timed))
         for i in orders[rounds % len(orders)]:
             s = timed[i]
-            if by_threads:
-                waited, calm = quiet.wait(settle_s)
-                settled["waits"] += 1
-                settled["waited_s"] += waited
-                settled["capped"] += not calm
-            else:
-                pause = min(settle_s, last) if settle_scaled else settle_s
-                if pause > 0:
-                    time.sleep(pause)
+            pause()
             t = guarded(s, lambda s=s: _batch(s, numbers[s.label], clock))
             if t is not None:
-                last = t
+                pause.last = t
                 samples[s.label].append(t / numbers[s.label])
         rounds += 1
         timed = [s for s in timed if s.label not in errors]
@@ -384,7 +373,7 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     results, noise = _results(timed, samples, numbers, firsts, sizes, aa_label)
     rounds += resume.rounds if resume is not None else 0
     m = Measurement(base, results, noise, margin_floor, confidence, rounds, elapsed, stop, errors, margin_floor,
-                    settled=settled if by_threads else {})
+                    settled=pause.record)
     return rejudge(m, between)
 
 

@@ -79,4 +79,30 @@ def wait(cap_s, poll_s=POLL_S, calm=CALM, clock=time.perf_counter) -> tuple[floa
         time.sleep(poll_s)
 
 
-__all__ = ["CALM", "POLL_S", "available", "running_others", "wait"]
+class Settle:
+    """The engine's pause before each sample: until no other thread runs (``threads``, where they can be read),
+    at most ``cap_s``; else ``cap_s``, or with ``scaled`` at most the previous sample (``last``). ``record``: the
+    waits counted over this pass and the earlier ones' ``counts`` ({} without ``threads``)."""
+
+    def __init__(self, cap_s, scaled=False, threads=False, counts=None):
+        self.cap_s, self.scaled, self.last = cap_s, scaled, cap_s
+        self.threads = bool(threads) and cap_s > 0 and available()
+        self.counts = dict(counts) if counts else {"waits": 0, "waited_s": 0.0, "capped": 0}
+
+    def __call__(self) -> None:
+        if self.threads:
+            waited, calm = wait(self.cap_s)
+            self.counts["waits"] += 1
+            self.counts["waited_s"] += waited
+            self.counts["capped"] += not calm
+            return
+        pause = min(self.cap_s, self.last) if self.scaled else self.cap_s
+        if pause > 0:
+            time.sleep(pause)
+
+    @property
+    def record(self) -> dict:
+        return self.counts if self.threads else {}
+
+
+__all__ = ["CALM", "POLL_S", "Settle", "available", "running_others", "wait"]
