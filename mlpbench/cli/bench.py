@@ -19,6 +19,7 @@ from .compare import compare_files
 from ..suite import references as refs
 from ..suite import results, runlock, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
+from ..measure.heap import DEFAULT as HEAP_DEFAULT, MODES as HEAP_MODES
 from ..suite.sweep import MAX_ROUNDS, PASSES, run_sweep
 from ..core.validation import OUTPUTS
 from ..suite.cases import OPS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
@@ -75,7 +76,7 @@ def add_bench(sub):
     p.add_argument("--budget", type=A.real(0),
                    help="seconds of follow-up rounds for the whole sweep, given to the points still unresolved "
                         "after the passes, each within --max-time (default 25%% of --max-time per point; 0: none)")
-    p.add_argument("--heap", choices=("keep", "system"), default=None,
+    p.add_argument("--heap", choices=HEAP_MODES, default=None,
                    help="keep: this process keeps the memory it frees, so no backend pays the kernel's page faults "
                         "for temporaries it frees and asks again (default; measure/heap.py); system: glibc as is")
     p.add_argument("--out", default=None, type=A.output_dir(("results.json", "results.csv")),
@@ -159,7 +160,7 @@ def run_config(args, preset, case_list, labels, references, repeat, min_time, ma
             "grid": {"batch": args.batch, "hidden": args.hidden, "features": args.features, "dtype": args.dtype,
                      "op": args.op, "activation": args.activation, "batch_size": args.batch_size,
                      "output": args.output},
-            "references": references, "heap": args.heap or "keep",
+            "references": references, "heap": args.heap or HEAP_DEFAULT,
             "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
                        "rounds": "interleaved (Williams design), adaptive stop within max_time",
                        "settle": "before each sample, until no other thread of the process runs (measure/quiet.py)",
@@ -238,7 +239,7 @@ def _bench(args, lock_out) -> int:
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,
                         baseline=baseline, config=config, progress=progress, skipped=skipped, passes=passes,
-                        references=references, budget=args.budget, heap=args.heap or "keep")
+                        references=references, budget=args.budget, heap=args.heap or HEAP_DEFAULT)
     except KeyboardInterrupt as exc:
         doc = getattr(exc, "results_doc", None)  # this run's document, never what an older run left on disk
         if doc is None or not doc["points"]:

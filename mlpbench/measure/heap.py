@@ -7,9 +7,9 @@ with transparent huge pages on ``madvise`` (NumPy asks for them on large
 arrays) may compact memory first, at fault time. That cost is the kernel's
 state, not the library's work, and it swings: measured (AMD EPYC, 2 cores,
 N=16384, ``[32, 512, 1]`` float64, NumPy's prepared step, 20 calls among
-torch's and jax's, ``python bench/heap_check.py``): a median of 116 to 143 ms
-with single calls up to 449 ms and 1698 page faults each; with freed memory
-kept, 73 to 74 ms, at most 92 ms, and no fault. torch and jax keep theirs
+torch's and jax's, ``python bench/heap_check.py system`` / ``keep``): a
+median of 109.6 ms with single calls up to 265 ms and 1698 page faults each;
+with freed memory kept, 75.9 ms, at most 84.3 ms, and no fault. torch and jax keep theirs
 in their own caching allocators, the numba kernels in a workspace prepared
 once; so, for the sweep, glibc is told to do the same (``mallopt``: blocks
 of up to ``MMAP_THRESHOLD`` come from the heap, which is trimmed only past
@@ -34,6 +34,8 @@ MMAP_THRESHOLD = 1 << 30
 #: the heap gives memory back to the kernel only when this much is free at its top
 TRIM_THRESHOLD = (1 << 31) - 1
 MODES = ("keep", "system")
+#: what ``mlpbench bench`` does unless told ``--heap system``
+DEFAULT = "keep"
 
 
 def keep_freed() -> str:
@@ -52,4 +54,4 @@ def keep_freed() -> str:
     return "keep"
 
 
-__all__ = ["MMAP_THRESHOLD", "MODES", "TRIM_THRESHOLD", "keep_freed"]
+__all__ = ["DEFAULT", "MMAP_THRESHOLD", "MODES", "TRIM_THRESHOLD", "keep_freed"]

@@ -30,9 +30,10 @@ import threading
 import time
 
 TASKS = "/proc/self/task"
+#: seconds between two looks at the threads
+POLL_S = 0.001
 #: polls in a row with no other thread running before the process counts as quiet (one could fall between a
 #: worker's yield and its next spin)
-POLL_S = 0.001
 CALM = 2
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..measure import engine as M
 from ..measure import levels
-from ..measure.heap import MODES as HEAP_MODES, keep_freed
+from ..measure.heap import DEFAULT as HEAP_DEFAULT, MODES as HEAP_MODES, keep_freed
 from ..measure import peaks as perf
 from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
@@ -128,7 +128,7 @@ SWEEP_SETTLE_S = 0.25
 
 def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, baseline=REFERENCE, min_rounds=None,
               max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, progress=None, peaks=None, skipped=(),
-              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=(), budget=None, heap="keep"):
+              settle_s=SWEEP_SETTLE_S, passes=PASSES, references=(), budget=None, heap=HEAP_DEFAULT):
     """Time every case on every backend against ``baseline`` (a label among ``backends``); return the document.
 
     ``passes``: the grid is swept that many times, each pass with freshly
@@ -334,7 +334,7 @@ def _publish(writer, case, m, by_label, peaks, baseline, warmups=None, write=Tru
 
 def measure_point(case, backends, writer, peaks, warm, *, min_time, max_time, baseline=REFERENCE, min_rounds=None,
                   max_rounds=MAX_ROUNDS, margin_floor=SWEEP_MARGIN_FLOOR, settle_s=SWEEP_SETTLE_S, passes=PASSES,
-                  references=(), heap="keep"):
+                  references=(), heap=HEAP_DEFAULT):
     """One case alone, its ``passes`` back to back: a cluster's unit of work (``suite/cluster_worker.py``).
 
     ``backends`` baseline first; ``writer`` anything with ``doc["points"]``, ``add_error``,
