@@ -6,7 +6,10 @@ A backend that is unavailable here is skipped with its reason; a GPU backend
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Numba's threaded kernels on any runner: where fewer than 2 CPUs are ours, Numba still gets 2 threads
 # (oversubscribed: the same numbers, a little slower), so the tests of the 2-thread paths run everywhere.
@@ -14,6 +17,13 @@ import os
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 if _CPUS < 2:
     os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+# What mlpbench learns about the machine (the auto cache, the tuned kernel thresholds: ``core/tuned.py``) goes to
+# a folder of this session's, never the user's: a ``mlpbench tune`` run on this machine must not change which
+# kernels the tests exercise. Tests that need their own folder set it again (``isolated_cache``).
+_CACHE = tempfile.mkdtemp(prefix="mlpbench-tests-")
+os.environ["MLPBENCH_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -301,6 +301,11 @@ def test_strategy_rule_and_metadata(nb):
     assert be.warmup([8, 16, 1], dtype="float32") > 0
     info = be.describe()
     assert info["device"] == "cpu" and info["threads"].startswith("numba=")
+    from mlpbench.backends.numba.machine_rules import batch_min_macs, batch_min_rows
+
+    assert info["batch_threads"] == (f"float64: {batch_min_rows()} rows per thread, {batch_min_macs(8):.3g} MACs per "
+                                     f"batch (rule); float32: {batch_min_rows()} rows per thread, "
+                                     f"{batch_min_macs(4):.3g} MACs per batch (rule)")  # this session: never tuned
     assert "first call" in info["notes"] and "float32" in info["notes"]
     row = [r for r in __import__("mlpbench").available_backends() if r["name"] == "numba"][0]
     assert row["available"] and row["device"] == "cpu"

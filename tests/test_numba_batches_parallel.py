@@ -193,3 +193,70 @@ def threaded_kernel_is_the_single_thread_kernel():
             assert got == 3
             assert_close(h, h_want, "float64", "history")
             assert_close(theta, want, "float64", "params")
+
+
+def test_tune_measures_the_kernels_and_the_backend_follows_what_it_stored(tmp_path, monkeypatch, capsys):
+    """``mlpbench tune``'s calibration on a small grid, for real: it stores per-dtype thresholds that
+    ``tune --show`` reports and the backend's choice of kernel follows; ``tune --clear`` brings the rule back."""
+    import numba
+
+    from mlpbench.auto import kernel_tuning
+    from mlpbench.backends.cpu_threads import blas_controller
+    from mlpbench.backends.numba import machine_rules as rules
+    from mlpbench.cli import main
+
+    if blas_controller() is None or numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("the threaded kernel never runs here (BLAS cannot be pinned, or Numba has one thread)")
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path))
+    value, why = kernel_tuning.calibrate_batches(dtypes=("float64",), widths=(16,), batches=(8, 64), rows=256,
+                                                rounds=2, threads=2)
+    assert why == "" and value["threads"] == 2
+    points = value["float64"]["points"]
+    assert [p[:2] for p in points] == [[4, 8 * 1184], [32, 64 * 1184]]
+    assert all(0 < p[2] < 100 for p in points) and "float32" not in value
+    kernel_tuning.store(value)
+    assert rules.batch_thresholds(8)[:2] == (value["float64"]["min_rows"], value["float64"]["min_macs"])
+    assert rules.batch_thresholds(4)[2] == "rule"  # float32 not measured
+
+    sizes, kw = [64, 512, 10], dict(lr=0.05, epochs=1, activation="relu", grad_reduction="mean",
+                                    output="softmax", batch_size=64, shuffle_seed=7)
+    params, X, y = init_params(sizes, 1, "float64"), *labelled(200, sizes, "float64", "softmax", seed=3)
+
+    def kernel(min_rows, min_macs):
+        kernel_tuning.store({"float64": {"min_rows": min_rows, "min_macs": min_macs}})
+        be = type(get_backend("numba"))(threads=2)
+        be.train(be.params_from_numpy(params), X, y, **kw)
+        return be.last_run["kernel"]
+
+    assert kernel(10**6, 10**12) == "train_epochs"  # measured: threads never gain here
+    assert kernel(1, 0) == "train_epochs_parallel"
+    assert main(["tune", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "float64: 1 rows per thread and 0 multiply-adds per batch (tuned;" in out
+    assert f"float32: {rules.batch_min_rows()} rows per thread and {rules.batch_min_macs(4):.3g} multiply-adds per " \
+        "batch (rule)" in out
+    assert main(["tune", "--clear"]) == 0 and f"cleared {tmp_path / 'tuned.json'}" in capsys.readouterr().out
+    assert rules.batch_thresholds(8)[2] == "rule"
+
+
+def test_tune_measures_the_kernels_before_the_shapes_and_keeps_a_dtype_it_did_not_measure(tmp_path, monkeypatch,
+                                                                                           capsys):
+    from mlpbench.auto import choose as auto, kernel_tuning
+    from mlpbench.backends.numba import machine_rules as rules
+    from mlpbench.cli import main
+
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path))
+    order = []
+
+    def fake_calibration(dtypes):
+        order.append("kernels")
+        return {"threads": 2, **{dt: {"min_rows": 3, "min_macs": 4, "points": []} for dt in dtypes}}, ""
+
+    monkeypatch.setattr(kernel_tuning, "calibrate_batches", fake_calibration)
+    monkeypatch.setattr(auto, "choose", lambda *a, **k: order.append("shapes") or pytest.fail("stop here"))
+    kernel_tuning.store({"float32": {"min_rows": 5, "min_macs": 6}})
+    with pytest.raises(pytest.fail.Exception):
+        main(["tune", "--preset", "lab", "--dtype", "float64"])
+    assert order == ["kernels", "shapes"]
+    assert "float64: 3 rows per thread and 4 multiply-adds per batch (tuned;" in capsys.readouterr().out
+    assert rules.batch_thresholds(8)[:2] == (3, 4) and rules.batch_thresholds(4)[:2] == (5, 6)

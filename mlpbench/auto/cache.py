@@ -25,36 +25,18 @@ import importlib.metadata
 import json
 import math
 import os
-import sys
 import warnings
 
 import numpy as np
-import platformdirs
 from filelock import FileLock, Timeout
 
 from ..backends import BackendSpec, backend_class, backend_names, packages
 from ..core.fileio import NotRegularFile, atomic_write, read_json
-from ..suite.machine import cpu_model
+from ..core.userdirs import cache_dir
+from ..core.cpu import cpu_model
 from .amortize import USES
 
 SCHEMA = "mlpbench.auto/2"
-
-
-def cache_dir() -> str:
-    """``$MLPBENCH_CACHE_DIR``, else the platform's user cache folder for mlpbench (``platformdirs``: on Linux
-    ``$XDG_CACHE_HOME/mlpbench``, else ``~/.cache/mlpbench``). A ``~`` in either variable is the user's home, as in
-    a shell."""
-    root = os.path.expanduser(os.environ.get("MLPBENCH_CACHE_DIR", ""))
-    if root:
-        return root
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if xdg.startswith("~"):
-        # Kept by hand: platformdirs ignores a $XDG_CACHE_HOME that is not absolute, so '~/c' gave ~/.cache/mlpbench
-        # (measured with platformdirs 4.14.9); mlpbench has always expanded it (tests/test_coercions.py).
-        return os.path.join(os.path.expanduser(xdg), "mlpbench")
-    if xdg and not os.path.isabs(xdg) and sys.platform.startswith("linux"):  # the XDG rule: a relative path is invalid and ignored (by hand: not
-        return os.path.join(os.path.expanduser("~"), ".cache", "mlpbench")  # every platformdirs ignores it)
-    return platformdirs.user_cache_dir("mlpbench", appauthor=False)
 
 
 def cache_path() -> str:

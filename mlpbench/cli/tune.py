@@ -10,14 +10,16 @@ import warnings
 
 import numpy as np
 
-from ..auto import choose as auto
+from ..auto import choose as auto, kernel_tuning
+from ..backends import availability
 from ..measure import engine as measure, stats
 from . import args as A
 from . import options as O
 from ..auto.cache import key_fields
 from ..suite.cases import get_preset, sweep
 from ..core.fileio import atomic_write
-from ..core.validation import check_activation, parse_list
+from ..core import tuned
+from ..core.validation import DTYPES, check_activation, parse_list
 
 #: seconds of timing rounds per candidate and shape when tuning ahead of time (first calls not counted)
 TUNE_BUDGET_S = 1.0
@@ -29,7 +31,7 @@ TUNE_SETTLE_S = 0.2
 
 
 def add_tune(sub):
-    p = sub.add_parser("tune", help="fill the backend='auto' cache for a preset's shapes, or show / clear / check it",
+    p = sub.add_parser("tune", help="measure numba's mini-batch threading thresholds here and fill the backend='auto' cache for a preset's shapes, or show / clear / check them",
                        parents=[O.preset("standard"), O.dtypes(), O.activation(),
                                 O.json_file("with --check: write the per-point results here")])
     p.add_argument("--budget", type=A.real(0, lo_open=True), default=None, help=f"seconds of timing per candidate and shape, > 0 (default {TUNE_BUDGET_S:g}; first calls apart)")
@@ -80,6 +82,7 @@ def cmd_tune(args) -> int:
         return _check(args)
     shapes = _shapes(args)
     cache.check_usable()  # before timing anything: a tune that cannot store what it times is pointless
+    _tune_kernels(args)
     for i, (n, sizes, dtype, output, batch) in enumerate(shapes, 1):
         d = auto.choose(n, sizes, dtype, args.activation, budget_s=budget, refresh=True, settle_s=TUNE_SETTLE_S,
                         output=output, batch_size=batch)
@@ -89,12 +92,32 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def _tune_kernels(args) -> None:
+    """numba's mini-batch threading thresholds, measured here and stored in ``tuned.json`` (``auto.kernel_tuning``)."""
+    t0 = time.perf_counter()
+    dtypes = DTYPES if args.dtype is None else parse_list(args.dtype)
+    value, why = kernel_tuning.calibrate_batches(dtypes=dtypes)
+    if value is None:
+        print(f"numba mini-batch threading: not measured: {why}", flush=True)
+        return
+    where = kernel_tuning.store(value)
+    for dt in dtypes:
+        print(f"numba mini-batch threading, {dt}: {kernel_tuning.describe(np.dtype(dt).itemsize)}", flush=True)
+    print(f"    measured in {time.perf_counter() - t0:.1f} s on {value['threads']} threads; stored in {where}",
+          flush=True)
+
+
 def _clear(cache) -> int:
     try:
         cache.clear()
     except OSError as exc:
         raise OSError(f"cannot clear the auto cache {cache.path}: {exc.strerror or exc}") from None
     print(f"cleared {cache.path}")
+    try:
+        if tuned.clear():
+            print(f"cleared {tuned.path()}")
+    except OSError as exc:
+        raise OSError(f"cannot clear the tuned kernel parameters {tuned.path()}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -108,6 +131,9 @@ def _show(cache) -> int:
     for w in caught:  # a corrupt file or one from another version: said in one line, then shown as empty
         print(f"warning: {w.message}")
     print(f"cache: {cache.path} ({len(entries)} entries)")
+    if availability("numba")[0]:
+        for dt in DTYPES:
+            print(f"numba mini-batch threading, {dt}: {kernel_tuning.describe(np.dtype(dt).itemsize)}")
     for key, entry in sorted({**entries, **problems}.items()):
         if key in problems:
             print(f"invalid entry (dropped when read): {key}: {problems[key]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 from dataclasses import dataclass
 
 SYSFS = "/sys/devices/system/cpu/cpu0/cache"
@@ -150,3 +151,16 @@ def vector_bytes() -> int:
             raise ValueError(f"MLPBENCH_VECTOR_BYTES must be a positive integer; got {env!r}")
         return int(env)
     return read_vector_bytes() or FALLBACK_VECTOR_BYTES
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``model name``, or an Arm board's ``Hardware`` / ``cpu model``),
+    else ``platform.processor()`` or the machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 
+from ..core.cpu import cpu_model
+
 #: packages whose versions are always recorded, besides those the registered backends require
 #: (import name -> distribution, found by metadata)
 PACKAGES = ("numpy", "scipy", "threadpoolctl", "mlpbench")
@@ -36,17 +38,6 @@ def machine_name() -> str:
                              "or '-', starting with a letter or digit")
         return given
     return re.sub(r"[^A-Za-z0-9._-]", "-", platform.node()).strip("-.") or "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def physical_cores() -> int | None:

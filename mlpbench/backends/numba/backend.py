@@ -27,7 +27,7 @@ from ...core import validation as v
 from ...core.validation import require_array, require_cache, require_params, require_X, require_y
 from ...kernels.reference import ACT_CODES, bce_eps, sigmoid_floor
 from ...core.params import copy_into, flat_buffer, flat_copy, flat_layout, flat_views, macs
-from . import minibatch
+from . import machine_rules as rules, minibatch
 from ..base import Backend, head
 from .jit import _constants, _ensure_compiled, _fixed_loop, _kernels, _use_fixed, compiled_seconds, jit_notes
 from .steps import Stepper, make_stepper
@@ -110,12 +110,16 @@ class NumbaBackend(Backend):
         return compiled_seconds()
 
     def describe(self) -> dict:
-        """device, threads ("numba=N blas=M") and, once measured in this process, the JIT first-call times."""
+        """device, threads ("numba=N blas=M"), the mini-batch kernel's thread thresholds per dtype and where they
+        come from (``machine_rules.batch_thresholds``: tuned here or the rule) and, once measured in this process,
+        the JIT first-call times."""
         numba = self.threads if self.threads is not None else numba_threads()
         blas = self.threads if self.threads is not None else (
             blas_threads() if "numba" in sys.modules else numpy_blas_threads())
+        limits = "; ".join("{}: {} rows per thread, {:.3g} MACs per batch ({})".format(
+            dt, *rules.batch_thresholds(np.dtype(dt).itemsize)) for dt in ("float64", "float32"))
         return {"device": "cpu", "threads": f"numba={numba} blas={'?' if blas is None else blas}",
-                "notes": jit_notes()}
+                "batch_threads": limits, "notes": jit_notes()}
 
     # ------------------------------------------------------------ plumbing
     def params_from_numpy(self, params):

@@ -51,10 +51,21 @@ measurement is quoted. Plain Python, no Numba import.
   H=512 in both dtypes; at H=64 float32 (2.4e5 MACs per batch of 64, under the
   float32 bar) two threads gained 8% (6.1 / 5.6 ms), which an Intel AVX-512 run
   (issue 25: batch 64 threaded slower than batch 16 on one thread) did not show.
+  Hence the rule is only the fallback: ``mlpbench tune`` measures both kernels
+  on this machine (``auto/kernel_tuning.py``) and stores the two thresholds that
+  lose the least time over its grid (``fit_batch_thresholds``) in ``tuned.json``
+  (``core/tuned.py``), keyed by the CPU, its CPU count and the Numba, NumPy and
+  SciPy versions; ``batch_thresholds`` takes them from there when they exist.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
+import warnings
+
+from ...core import tuned
 from ...core.cpu import cache_sizes, vector_bytes
 
 #: the step block's workspace: this fraction of (L2 + the core's L3 share), in bytes
@@ -73,6 +84,13 @@ BATCH_PARALLEL_CYCLES = 2**14
 ROWS_PER_THREAD_VECTORS = 4
 #: FMA pipes per core assumed by ``macs_per_cycle`` (two on every x86 and Arm server core since Haswell)
 FMA_PIPES = 2
+#: the section of ``tuned.json`` that holds the measured batch thresholds, per dtype
+TUNED_SECTION = "numba.batch_threads"
+#: what the batch kernels' speed depends on besides the CPU: the key of their tuned thresholds
+TUNED_PACKAGES = ("numba", "numpy", "scipy")
+_DTYPE_OF = {8: "float64", 4: "float32"}
+_forced = None  # (rows per thread, MACs) set by ``forced_batch_thresholds``
+_warned = set()
 
 
 def lanes(itemsize: int, vbytes: int | None = None) -> int:
@@ -128,9 +146,87 @@ def batch_min_macs(itemsize: int, vbytes: int | None = None) -> int:
     return BATCH_PARALLEL_CYCLES * macs_per_cycle(itemsize, vbytes)
 
 
+@functools.lru_cache(maxsize=None)
+def tuned_key() -> str:
+    """This machine's key in ``tuned.json`` for the batch thresholds (``core.tuned.machine_key``)."""
+    return tuned.machine_key(*TUNED_PACKAGES)
+
+
+def tuned_batch_thresholds(itemsize: int):
+    """``(rows per thread, MACs per batch)`` that ``mlpbench tune`` measured here for this dtype, or None
+    (never tuned on this machine and these versions; a malformed value is warned about once and ignored)."""
+    value = tuned.load(TUNED_SECTION, tuned_key())
+    if value is None:
+        return None
+    if isinstance(value, dict) and _DTYPE_OF.get(itemsize) not in value:
+        return None  # this dtype was not tuned (``mlpbench tune --dtype``)
+    try:
+        entry = value[_DTYPE_OF[itemsize]]
+        rows, macs = entry["min_rows"], entry["min_macs"]
+        if not (type(rows) is int and type(macs) is int and rows >= 1 and macs >= 0):
+            raise TypeError("min_rows must be an int >= 1 and min_macs an int >= 0")
+    except (KeyError, TypeError) as exc:
+        if itemsize not in _warned:
+            _warned.add(itemsize)
+            warnings.warn(f"mlpbench: the tuned {TUNED_SECTION} of {_DTYPE_OF.get(itemsize, itemsize)} in "
+                          f"{tuned.path()} is not usable ({type(exc).__name__}: {exc}); the rule decides "
+                          "(mlpbench tune measures again)", RuntimeWarning, stacklevel=3)
+        return None
+    return rows, macs
+
+
+def batch_thresholds(itemsize: int, vbytes: int | None = None) -> tuple[int, int, str]:
+    """``(rows per thread, forward MACs per batch, source)`` from which the mini-batch kernel threads: forced
+    (``forced_batch_thresholds``), else measured here (``"tuned"``), else the rule (``"rule"``; always the rule
+    for an explicit ``vbytes``)."""
+    if _forced is not None:
+        return (*_forced, "forced")
+    if vbytes is None:
+        measured = tuned_batch_thresholds(itemsize)
+        if measured is not None:
+            return (*measured, "tuned")
+    return batch_min_rows(vbytes), batch_min_macs(itemsize, vbytes), "rule"
+
+
+@contextlib.contextmanager
+def forced_batch_thresholds(min_rows: int, min_macs: int):
+    """Within the block, ``batch_thresholds`` is ``(min_rows, min_macs)`` (the tuning measures the threaded
+    kernel where the rule would not run it)."""
+    global _forced
+    before, _forced = _forced, (int(min_rows), int(min_macs))
+    try:
+        yield
+    finally:
+        _forced = before
+
+
 def batch_threads(sizes, nb, threads, itemsize, vbytes=None) -> int:
     """Threads for batches of ``nb`` rows of a net of layer ``sizes`` (1: the single-thread kernel)."""
+    min_rows, min_macs, _ = batch_thresholds(itemsize, vbytes)
     forward_macs = nb * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    if threads < 2 or forward_macs < batch_min_macs(itemsize, vbytes):
+    if threads < 2 or forward_macs < min_macs:
         return 1
-    return max(1, min(threads, nb // batch_min_rows(vbytes)))
+    return max(1, min(threads, nb // min_rows))
+
+
+def fit_batch_thresholds(points) -> tuple[int, int, float]:
+    """``(min_rows, min_macs, lost)``: the thresholds whose decisions lose the least over measured ``points``.
+
+    ``points``: ``(rows per thread, forward MACs per batch, threaded / one-core time)`` of the same batches.
+    The kernel threads where both thresholds are met; a point decided wrongly loses ``|log ratio|`` (the
+    time the other kernel would have saved, as a log), so a point where the two kernels tie costs nothing
+    either way. Candidates are the measured values, and "never" (twice the largest); among equal losses the
+    larger thresholds win (fewer threads: less power for no measured gain). ``lost``: the summed loss.
+    """
+    pts = [(int(r), int(m), math.log(q)) for r, m, q in points]
+    if not pts:
+        raise ValueError("points must not be empty")
+    rows = sorted({r for r, _, _ in pts} | {2 * max(r for r, _, _ in pts)})
+    macs = sorted({m for _, m, _ in pts} | {2 * max(m for _, m, _ in pts)})
+    best = None
+    for m0 in macs:
+        for r0 in rows:
+            lost = sum(max(0.0, lq) if (r >= r0 and m >= m0) else max(0.0, -lq) for r, m, lq in pts)
+            if best is None or lost <= best[2] + 1e-12:  # ties: the later (larger) candidate
+                best = (r0, m0, lost)
+    return best

@@ -37,6 +37,8 @@ ORDER_ELEMS = 2**20
 # [64, 64, 10] float64 batch 16: 14 / 15, 32: 12 / 10, 64: 11 / 8.2, 256: 10.4 / 6.0;
 # float32 batch 32: 8.0 / 11, 64: 6.1 / 5.6. Hence 32 rows per thread there and
 # 2**18 multiply-adds per batch's forward pass in float64 (2**19 in float32).
+# Where ``mlpbench tune`` measured both kernels on this machine, its thresholds replace the rule's
+# (``machine_rules.batch_thresholds``).
 
 
 def parallel_batches(sizes, nb, threads, itemsize=8) -> int:

@@ -1,0 +1,91 @@
+"""The tuned kernel parameters: the threshold fit on synthetic measurements with known answers, the per-machine
+file (``core/tuned.py``) and how the backend's rule defers to it; no kernel runs here
+(``test_numba_batches_parallel.py`` runs the calibration and the kernels it chooses)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+
+from mlpbench.backends.numba import machine_rules as rules
+from mlpbench.core import tuned
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(rules, "_warned", set())
+    monkeypatch.setattr(tuned, "_WARNED", set())
+    return tmp_path / "cache" / "tuned.json"
+
+
+def _grid(wins):
+    """Points (rows per thread, MACs, ratio) over a grid; ``wins(rows, macs)`` says where threads gain 30%."""
+    return [(r, m, 0.7 if wins(r, m) else 1.3) for r in (4, 8, 16, 32, 64) for m in (2**16, 2**18, 2**20, 2**22)]
+
+
+@pytest.mark.parametrize("r0,m0", [(16, 2**18), (32, 2**20), (4, 2**16), (64, 2**22)])
+def test_the_fit_recovers_the_thresholds_that_generated_the_measurements(r0, m0):
+    rows, macs, lost = rules.fit_batch_thresholds(_grid(lambda r, m: r >= r0 and m >= m0))
+    assert (rows, macs, lost) == (r0, m0, 0.0)
+
+
+def test_the_fit_never_threads_where_threads_never_gain_and_ties_cost_nothing():
+    rows, macs, lost = rules.fit_batch_thresholds(_grid(lambda r, m: False))
+    assert rows == 128 and macs == 2**23 and lost == 0.0  # above every measured point: never
+    ties = [(r, m, 1.0) for r, m, _ in _grid(lambda r, m: False)]
+    assert rules.fit_batch_thresholds(ties)[:2] == (128, 2**23)  # no gain measured: no threads
+    with pytest.raises(ValueError, match="points"):
+        rules.fit_batch_thresholds([])
+
+
+def test_the_fit_weighs_a_wrong_decision_by_the_time_it_loses():
+    # one noisy point against the pattern: a 2% loss is cheaper to accept than a 30% gain given up
+    pts = _grid(lambda r, m: r >= 16 and m >= 2**18) + [(16, 2**18, 1.02)]
+    rows, macs, lost = rules.fit_batch_thresholds(pts)
+    assert (rows, macs) == (16, 2**18) and lost == pytest.approx(math.log(1.02))
+
+
+def test_tuned_thresholds_are_stored_per_machine_and_read_back(cache):
+    key = rules.tuned_key()
+    assert rules.batch_thresholds(8)[2] == "rule" and not cache.exists()
+    value = {"float64": {"min_rows": 8, "min_macs": 1000}, "float32": {"min_rows": 16, "min_macs": 2000}}
+    assert tuned.save(rules.TUNED_SECTION, key, value) == str(cache)
+    tuned.save(rules.TUNED_SECTION, "another CPU|64 cpus|numba=0", {"float64": {"min_rows": 1, "min_macs": 0}})
+    assert rules.batch_thresholds(8) == (8, 1000, "tuned") and rules.batch_thresholds(4) == (16, 2000, "tuned")
+    assert rules.batch_thresholds(8, 64)[2] == "rule"  # an explicit vector width asks for the rule
+    doc = json.loads(cache.read_text())
+    assert doc["schema"] == tuned.SCHEMA and set(doc["machines"]) == {key, "another CPU|64 cpus|numba=0"}
+    big = [64, 512, 10]
+    assert rules.batch_threads(big, 16, 2, 8) == 2  # 8 rows per thread suffice here
+    assert rules.batch_threads(big, 15, 2, 8) == 1
+    with rules.forced_batch_thresholds(1, 0):
+        assert rules.batch_thresholds(8) == (1, 0, "forced") and rules.batch_threads(big, 2, 2, 8) == 2
+    assert rules.batch_thresholds(8)[2] == "tuned"
+    assert tuned.clear() and not cache.exists() and rules.batch_thresholds(8)[2] == "rule"
+    assert not tuned.clear()
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"schema": "other/1", "machines": {}}), "[]"])
+def test_an_unusable_file_warns_once_and_the_rule_decides(cache, text):
+    cache.parent.mkdir(parents=True)
+    cache.write_text(text)
+    with pytest.warns(RuntimeWarning, match="tuned kernel parameters"):
+        assert rules.batch_thresholds(8)[2] == "rule"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rules.batch_thresholds(8)[2] == "rule"  # once
+    tuned.save(rules.TUNED_SECTION, rules.tuned_key(), {"float64": {"min_rows": 2, "min_macs": 3}})
+    assert rules.batch_thresholds(8) == (2, 3, "tuned")  # tune writes a good file over it
+
+
+@pytest.mark.parametrize("entry", [{"min_rows": 0, "min_macs": 5}, {"min_rows": 2.5, "min_macs": 5},
+                                   {"min_rows": True, "min_macs": 5}, {"min_macs": 5}, "8"])
+def test_a_malformed_value_warns_and_the_rule_decides(cache, entry):
+    tuned.save(rules.TUNED_SECTION, rules.tuned_key(), {"float64": entry})
+    with pytest.warns(RuntimeWarning, match="not usable"):
+        assert rules.batch_thresholds(8) == (rules.batch_min_rows(), rules.batch_min_macs(8), "rule")
+    assert rules.batch_thresholds(4)[2] == "rule"  # float32 never tuned: the rule, silently
