@@ -89,3 +89,31 @@ def test_a_malformed_value_warns_and_the_rule_decides(cache, entry):
     with pytest.warns(RuntimeWarning, match="not usable"):
         assert rules.batch_thresholds(8) == (rules.batch_min_rows(), rules.batch_min_macs(8), "rule")
     assert rules.batch_thresholds(4)[2] == "rule"  # float32 never tuned: the rule, silently
+
+
+def test_calibration_takes_each_points_best_pass_and_warns_when_the_passes_disagree(monkeypatch):
+    """A neighbour that held the other core during one pass made every threaded point slower in it: the
+    point's ratio is its lowest pass, and the calibration says the machine was busy."""
+    from mlpbench.auto import kernel_tuning
+    from mlpbench.backends import availability
+    from mlpbench.backends.cpu_threads import blas_controller
+
+    if not availability("numba")[0] or blas_controller() is None:
+        pytest.skip("numba or threadpoolctl is not installed: nothing is calibrated here")
+    calls = []
+
+    def fake(sizes, nb, dtype, threads, rows, rounds):
+        calls.append((dtype, sizes[1], nb))
+        truth = 0.7 if nb // threads >= 32 else 1.2
+        return truth * (2.0 if busy and len(calls) <= 4 else 1.0)  # the first pass's first points: busy
+
+    monkeypatch.setattr(kernel_tuning, "measure_point", fake)
+    for busy in (False, True):
+        calls.clear()
+        value, note = kernel_tuning.calibrate_batches(dtypes=("float64",), widths=(64, 512), batches=(32, 64, 128),
+                                                      passes=2, threads=2)
+        assert len(calls) == 12 and value["passes"] == 2
+        pts = value["float64"]["points"]
+        assert [p[2] for p in pts] == [1.2, 0.7, 0.7] * 2 and value["float64"]["min_rows"] == 32
+        assert (note == "") == (not busy) and ("busy" in note) == busy
+        assert [p[3] for p in pts][:2] == ([[2.4, 1.2], [1.4, 0.7]] if busy else [[1.2, 1.2], [0.7, 0.7]])

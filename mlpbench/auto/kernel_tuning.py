@@ -8,10 +8,10 @@ the ``minibatch`` preset's net (``[64, H, 10]``, softmax head) at widths
 ``WIDTHS`` and batches of ``BATCHES`` rows, one epoch of ``ROWS`` rows per
 sample, ``ROUNDS`` rounds alternating the two kernels (which goes first
 alternates too), each sample after the process's other threads went quiet
-(``measure.quiet``). The threaded / one-core ratio of the medians at each point
-goes to ``machine_rules.fit_batch_thresholds``, whose two thresholds (rows per
+(``measure.quiet``), the grid swept ``PASSES`` times. The threaded / one-core
+ratio of the medians at each point (its lowest over the passes) goes to ``machine_rules.fit_batch_thresholds``, whose two thresholds (rows per
 thread, multiply-adds per batch) are stored for this machine in ``tuned.json``
-(``core.tuned``), which the backend then reads instead of its rule. About 2 s
+(``core.tuned``), which the backend then reads instead of its rule. About 10 s
 with Numba's cache warm (2-core AMD EPYC); the kernels' first compile apart.
 """
 
@@ -39,6 +39,12 @@ BATCHES = (16, 32, 64, 128, 256)
 ROWS = 4096
 #: alternating rounds per point; the medians of these decide
 ROUNDS = 7
+#: passes over the whole grid; a point's ratio is its lowest pass median (the pass where the other cores were
+#: free: a neighbour busy for seconds made every threaded point 1.2-3.3x slower in one of three single-pass
+#: calibrations on the 2-core AMD EPYC VM, and would have stored "never thread")
+PASSES = 2
+#: passes of one point further apart than this factor: the calibration warns that the machine was busy
+BUSY_SPREAD = 1.5
 #: seconds a sample waits at most for the other threads to go quiet
 SETTLE_CAP_S = 0.25
 
@@ -78,9 +84,11 @@ def measure_point(sizes, nb, dtype, threads, rows=ROWS, rounds=ROUNDS, clock=tim
     return statistics.median(subjects[1][2]) / statistics.median(subjects[0][2])
 
 
-def calibrate_batches(dtypes=DTYPES, widths=WIDTHS, batches=BATCHES, rows=ROWS, rounds=ROUNDS, threads=None):
-    """``(value, why)``: the measured thresholds per dtype (``tuned.json``'s ``numba.batch_threads``), or None
-    and why nothing was measured (numba unavailable, one thread, BLAS that cannot be pinned)."""
+def calibrate_batches(dtypes=DTYPES, widths=WIDTHS, batches=BATCHES, rows=ROWS, rounds=ROUNDS, passes=PASSES,
+                      threads=None):
+    """``(value, note)``: the measured thresholds per dtype (``tuned.json``'s ``numba.batch_threads``) and a
+    warning when the passes disagreed (else ""); or None and why nothing was measured (numba unavailable, one
+    thread, BLAS that cannot be pinned)."""
     ok, why = availability("numba")
     if not ok:
         return None, f"numba is not available ({why})"
@@ -91,20 +99,25 @@ def calibrate_batches(dtypes=DTYPES, widths=WIDTHS, batches=BATCHES, rows=ROWS, 
     threads = threads or numba_threads()
     if threads < 2:
         return None, "Numba has one thread here: the one-core kernel always runs"
-    value = {"threads": threads, "rows": rows, "rounds": rounds}
+    grid = [(dtype, [64, h, 10], nb) for dtype in dtypes for h in widths for nb in batches if nb >= threads]
+    ratios = {g: [] for g in range(len(grid))}
+    for _ in range(passes):
+        for g, (dtype, sizes, nb) in enumerate(grid):
+            ratios[g].append(measure_point(sizes, nb, dtype, threads, rows, rounds))
+    value = {"threads": threads, "rows": rows, "rounds": rounds, "passes": passes}
     for dtype in dtypes:
         points = []
-        for h in widths:
-            sizes = [64, h, 10]
-            per_row = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-            for nb in batches:
-                if nb >= threads:
-                    q = measure_point(sizes, nb, dtype, threads, rows, rounds)
-                    points.append((nb // threads, nb * per_row, q))
-        min_rows, min_macs, lost = rules.fit_batch_thresholds(points)
+        for g, (dt, sizes, nb) in enumerate(grid):
+            if dt == dtype:
+                per_row = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+                points.append((nb // threads, nb * per_row, min(ratios[g]), ratios[g]))
+        min_rows, min_macs, lost = rules.fit_batch_thresholds([p[:3] for p in points])
         value[dtype] = {"min_rows": min_rows, "min_macs": min_macs, "lost": round(lost, 4),
-                        "points": [[r, m, round(q, 4)] for r, m, q in points]}
-    return value, ""
+                        "points": [[r, m, round(q, 4), [round(x, 4) for x in qs]] for r, m, q, qs in points]}
+    spread = max((max(q) / min(q) for q in ratios.values()), default=1.0)
+    return value, "" if spread <= BUSY_SPREAD else (
+        f"the passes disagreed by up to {spread:.2f}x at a point: the machine was busy; run mlpbench tune again "
+        "when it is idle")
 
 
 def store(value) -> str:

@@ -100,6 +100,8 @@ def _tune_kernels(args) -> None:
     if value is None:
         print(f"numba mini-batch threading: not measured: {why}", flush=True)
         return
+    if why:
+        print(f"warning: numba mini-batch threading: {why}", flush=True)
     where = kernel_tuning.store(value)
     for dt in dtypes:
         print(f"numba mini-batch threading, {dt}: {kernel_tuning.describe(np.dtype(dt).itemsize)}", flush=True)
