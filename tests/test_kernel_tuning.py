@@ -46,7 +46,16 @@ def test_the_fit_weighs_a_wrong_decision_by_the_time_it_loses():
     # one noisy point against the pattern: a 2% loss is cheaper to accept than a 30% gain given up
     pts = _grid(lambda r, m: r >= 16 and m >= 2**18) + [(16, 2**18, 1.02)]
     rows, macs, lost = rules.fit_batch_thresholds(pts)
-    assert (rows, macs) == (16, 2**18) and lost == pytest.approx(math.log(1.02))
+    assert (rows, macs) == (16, 2**18) and lost == pytest.approx(math.log(1.02 / (1 - rules.THREAD_MIN_GAIN)))
+
+
+def test_threads_must_gain_more_than_the_margin():
+    gain = 1 - rules.THREAD_MIN_GAIN
+    pts = _grid(lambda r, m: r >= 16 and m >= 2**18)
+    small = [(r, m, q if r >= 32 else gain + 0.01) if q < 1 else (r, m, q) for r, m, q in pts]
+    assert rules.fit_batch_thresholds(small)[:2] == (32, 2**18)  # 16 rows gain 4%: not enough
+    enough = [(r, m, q if r >= 32 else gain - 0.01) if q < 1 else (r, m, q) for r, m, q in pts]
+    assert rules.fit_batch_thresholds(enough)[:2] == (16, 2**18)
 
 
 def test_tuned_thresholds_are_stored_per_machine_and_read_back(cache):

@@ -84,6 +84,10 @@ BATCH_PARALLEL_CYCLES = 2**14
 ROWS_PER_THREAD_VECTORS = 4
 #: FMA pipes per core assumed by ``macs_per_cycle`` (two on every x86 and Arm server core since Haswell)
 FMA_PIPES = 2
+#: the gain the threaded mini-batch kernel must show before the tuning lets it run: at the margin a busy second
+#: core costs it far more than it gains (2-core AMD EPYC VM, ratios threaded / one core at N=16384, a neighbour
+#: active: float64 [64, 512, 10] batch 16 1.02 in one run, 2.58 in the next; float32 [64, 64, 10] batch 64 0.95, 1.70)
+THREAD_MIN_GAIN = 0.05
 #: the section of ``tuned.json`` that holds the measured batch thresholds, per dtype
 TUNED_SECTION = "numba.batch_threads"
 #: what the batch kernels' speed depends on besides the CPU: the key of their tuned thresholds
@@ -214,11 +218,11 @@ def fit_batch_thresholds(points) -> tuple[int, int, float]:
 
     ``points``: ``(rows per thread, forward MACs per batch, threaded / one-core time)`` of the same batches.
     The kernel threads where both thresholds are met; a point decided wrongly loses ``|log ratio|`` (the
-    time the other kernel would have saved, as a log), so a point where the two kernels tie costs nothing
-    either way. Candidates are the measured values, and "never" (twice the largest); among equal losses the
+    time the other kernel would have saved, as a log), the ratio taken ``THREAD_MIN_GAIN`` worse for the
+    threads, so a point where they gain less than that counts against them. Candidates are the measured values, and "never" (twice the largest); among equal losses the
     larger thresholds win (fewer threads: less power for no measured gain). ``lost``: the summed loss.
     """
-    pts = [(int(r), int(m), math.log(q)) for r, m, q in points]
+    pts = [(int(r), int(m), math.log(q / (1.0 - THREAD_MIN_GAIN))) for r, m, q in points]
     if not pts:
         raise ValueError("points must not be empty")
     rows = sorted({r for r, _, _ in pts} | {2 * max(r for r, _, _ in pts)})
