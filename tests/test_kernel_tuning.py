@@ -117,12 +117,15 @@ def test_calibration_takes_each_points_best_pass_and_warns_when_the_passes_disag
         return truth * (2.0 if busy and len(calls) <= 4 else 1.0)  # the first pass's first points: busy
 
     monkeypatch.setattr(kernel_tuning, "measure_point", fake)
-    for busy in (False, True):
+    for busy, extra in ((False, 0), (True, 0), (True, 1)):
         calls.clear()
+        monkeypatch.setattr(kernel_tuning, "EXTRA_PASSES", extra)
         value, note = kernel_tuning.calibrate_batches(dtypes=("float64",), widths=(64, 512), batches=(32, 64, 128),
                                                       passes=2, threads=2)
-        assert len(calls) == 12 and value["passes"] == 2
+        assert len(calls) == 12 + 4 * extra and value["passes"] == 2  # an extra pass: the 4 points in dispute
         pts = value["float64"]["points"]
         assert [p[2] for p in pts] == [1.2, 0.7, 0.7] * 2 and value["float64"]["min_rows"] == 32
-        assert (note == "") == (not busy) and ("busy" in note) == busy
-        assert [p[3] for p in pts][:2] == ([[2.4, 1.2], [1.4, 0.7]] if busy else [[1.2, 1.2], [0.7, 0.7]])
+        assert (note == "") == (not busy or extra > 0) and ("busy" in note) == (busy and not extra)
+        assert not note or note.startswith("the passes disagreed by up to 2.00x at 4 of 6 points")
+        first = {0: [[1.2, 1.2], [0.7, 0.7]], 1: [[2.4, 1.2], [1.4, 0.7]], 2: [[2.4, 1.2, 1.2], [1.4, 0.7, 0.7]]}
+        assert [p[3] for p in pts][:2] == first[busy + extra]

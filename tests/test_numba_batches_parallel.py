@@ -213,7 +213,8 @@ def test_tune_measures_the_kernels_and_the_backend_follows_what_it_stored(tmp_pa
     assert value["threads"] == 2 and value["passes"] == kernel_tuning.PASSES  # why: "" or the busy note (tiny samples)
     points = value["float64"]["points"]
     assert [p[:2] for p in points] == [[4, 8 * 1184], [32, 64 * 1184]]
-    assert all(p[2] == min(p[3]) > 0 and len(p[3]) == kernel_tuning.PASSES for p in points) and "float32" not in value
+    assert all(p[2] == min(p[3]) > 0 and kernel_tuning.PASSES <= len(p[3]) <= kernel_tuning.PASSES + kernel_tuning.EXTRA_PASSES
+               for p in points) and "float32" not in value
     kernel_tuning.store(value)
     assert rules.batch_thresholds(8)[:2] == (value["float64"]["min_rows"], value["float64"]["min_macs"])
     assert rules.batch_thresholds(4)[2] == "rule"  # float32 not measured
