@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from ..backends import availability, backend_class
-from ..backends.cpu_threads import numba_threads
+from ..backends.cpu_threads import blas_controller, numba_threads
 from ..backends.numba import machine_rules as rules
 from ..core import tuned
 from ..core.params import init_params
@@ -64,7 +64,7 @@ def _epoch(backend, params, X, y, nb) -> None:
                   batch_size=nb, shuffle_seed=1)
 
 
-def measure_point(sizes, nb, dtype, threads, rows=ROWS, rounds=ROUNDS, clock=time.perf_counter) -> float:
+def measure_point(sizes, nb, dtype, threads, rows=ROWS, rounds=ROUNDS) -> float:
     """Median seconds of an epoch on ``threads`` threads over the same on one thread (batches of ``nb``)."""
     cls = backend_class("numba")
     X, y = _data(rows, sizes[0], sizes[-1], dtype)
@@ -82,9 +82,9 @@ def measure_point(sizes, nb, dtype, threads, rows=ROWS, rounds=ROUNDS, clock=tim
         for r in range(rounds):
             for be, params, times in subjects[:: 1 if r % 2 == 0 else -1]:
                 quiet.wait(SETTLE_CAP_S)
-                t0 = clock()
+                t0 = time.perf_counter()
                 _epoch(be, params, X, y, nb)
-                times.append(clock() - t0)
+                times.append(time.perf_counter() - t0)
     return statistics.median(subjects[1][2]) / statistics.median(subjects[0][2])
 
 
@@ -96,8 +96,6 @@ def calibrate_batches(dtypes=DTYPES, widths=WIDTHS, batches=BATCHES, rows=ROWS, 
     ok, why = availability("numba")
     if not ok:
         return None, f"numba is not available ({why})"
-    from ..backends.cpu_threads import blas_controller
-
     if blas_controller() is None:
         return None, "BLAS cannot be pinned to one thread here (threadpoolctl), so the kernel never threads"
     threads = threads or numba_threads()
