@@ -129,3 +129,17 @@ def test_calibration_takes_each_points_best_pass_and_warns_when_the_passes_disag
         assert not note or note.startswith("the passes disagreed by up to 2.00x at 4 of 6 points")
         first = {0: [[1.2, 1.2], [0.7, 0.7]], 1: [[2.4, 1.2], [1.4, 0.7]], 2: [[2.4, 1.2, 1.2], [1.4, 0.7, 0.7]]}
         assert [p[3] for p in pts][:2] == first[busy + extra]
+
+
+def test_tune_show_says_an_unusable_tuned_file_in_one_line_and_shows_the_rule(cache, capsys):
+    from mlpbench.backends import availability
+    from mlpbench.cli import main
+
+    if not availability("numba")[0]:
+        pytest.skip("numba is not installed: tune --show has no kernel thresholds to show")
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    assert main(["tune", "--show"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("warning:") == 1 and "tuned kernel parameters" in out
+    assert f"float64: {rules.batch_min_rows()} rows per thread" in out and "(rule)" in out

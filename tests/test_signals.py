@@ -35,7 +35,10 @@ with interrupts("mlpbench test"):
 def _stop(argv, sig, ready=b"ready", after=None):
     """``(exit code, seconds from the signal to the exit, stderr)`` of a process signalled once it printed
     ``ready`` (or ``after`` seconds in)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    # SIGINT at its default in the child: pytest run as a shell's background job inherits it ignored, and
+    # ``interrupts`` rightly keeps an ignored SIGINT ignored
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         if after is None:
             assert p.stdout.readline().strip() == ready

@@ -128,14 +128,15 @@ def _show(cache) -> int:
         warnings.simplefilter("always")
         entries = cache.entries()
         problems = cache.problems()
+        threading = [f"numba mini-batch threading, {dt}: {kernel_tuning.describe(np.dtype(dt).itemsize)}"
+                     for dt in DTYPES] if availability("numba")[0] else []
     if cache.unusable is not None:
         raise ValueError(f"the auto cache {cache.path} cannot be read: {cache.unusable}")
     for w in caught:  # a corrupt file or one from another version: said in one line, then shown as empty
         print(f"warning: {w.message}")
     print(f"cache: {cache.path} ({len(entries)} entries)")
-    if availability("numba")[0]:
-        for dt in DTYPES:
-            print(f"numba mini-batch threading, {dt}: {kernel_tuning.describe(np.dtype(dt).itemsize)}")
+    for line in threading:
+        print(line)
     for key, entry in sorted({**entries, **problems}.items()):
         if key in problems:
             print(f"invalid entry (dropped when read): {key}: {problems[key]}")
