@@ -8,9 +8,10 @@ the ``minibatch`` preset's net (``[64, H, 10]``, softmax head) at widths
 ``WIDTHS`` and batches of ``BATCHES`` rows, one epoch of ``ROWS`` rows per
 sample, ``ROUNDS`` rounds alternating the two kernels (which goes first
 alternates too), each sample after the process's other threads went quiet
-(``measure.quiet``), the grid swept ``PASSES`` times. The threaded / one-core
-ratio of the medians at each point (its lowest over the passes; up to ``EXTRA_PASSES`` more where they
-disagree) goes to ``machine_rules.fit_batch_thresholds``, whose two thresholds (rows per
+(``measure.quiet``), the grid swept ``PASSES`` times, and up to
+``EXTRA_PASSES`` more over the points whose passes disagree. The threaded /
+one-core ratio of the medians at each point (its lowest over the passes) goes
+to ``machine_rules.fit_batch_thresholds``, whose two thresholds (rows per
 thread, multiply-adds per batch) are stored for this machine in ``tuned.json``
 (``core.tuned``), which the backend then reads instead of its rule. About 10 s
 with Numba's cache warm (2-core AMD EPYC); the kernels' first compile apart.
