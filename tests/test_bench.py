@@ -396,3 +396,23 @@ def test_passes_prepare_afresh_and_pool_each_point(tmp_path, passes):
             assert len(p["control"]["samples_s"]) == p["rounds"]
     with pytest.raises(ValueError, match="passes"):
         run_sweep(grid, backends, tmp_path / "x", min_time=0.0, max_time=0.05, config={}, passes=0)
+
+
+@pytest.mark.parametrize("preset, argv, expected",
+                         [("quick", [], 2), ("standard", [], 3), ("standard", ["--passes", "2"], 2)])
+def test_the_passes_default_to_the_presets(monkeypatch, tmp_path, preset, argv, expected):
+    """``standard`` sweeps its grid three times by default (its between-pass variance from 2 degrees of freedom,
+    ``suite/cases.py``), the others twice; ``--passes`` overrides either."""
+    import mlpbench.cli.bench as cli_bench
+
+    seen = {}
+
+    def fake_sweep(case_list, backends, out, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_bench, "run_sweep", fake_sweep)
+    with pytest.raises(SystemExit):
+        main(["bench", "--preset", preset, "--backends", "numpy", "--batch", "1", "--hidden", "4", "--no-lab",
+              "--quiet", "--out", str(tmp_path / "r"), *argv])
+    assert seen["passes"] == expected and cases.get_preset(preset).passes == (3 if preset == "standard" else 2)

@@ -20,9 +20,9 @@ from ..suite import references as refs
 from ..suite import results, runlock, summary
 from ..backends import REFERENCE, BackendSpec, parse_specs, ready
 from ..measure.heap import DEFAULT as HEAP_DEFAULT, MODES as HEAP_MODES
-from ..suite.sweep import MAX_ROUNDS, PASSES, run_sweep
+from ..suite.sweep import MAX_ROUNDS, run_sweep
 from ..core.validation import OUTPUTS
-from ..suite.cases import OPS, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
+from ..suite.cases import OPS, PASSES, TIMING_LR, TIMING_REDUCTION, default_backends, get_preset, sweep
 from ..suite.progress import Progress
 from ..core.validation import check_activation, parse_list
 
@@ -68,8 +68,8 @@ def add_bench(sub):
     p.add_argument("--repeat", type=A.int_range(1, MAX_ROUNDS),
                    help="rounds per point at least (default: the fewest that give a 99%% interval, 8)")
     p.add_argument("--passes", type=A.int_range(1, 20), default=None,
-                   help=f"sweeps over the grid, pooled per point (default {PASSES}): the intervals then span "
-                        "how the machine changed between them")
+                   help=f"sweeps over the grid, pooled per point (default: the preset's, {PASSES}; standard "
+                        f"{get_preset('standard').passes}): the intervals then span how the machine changed between them")
     p.add_argument("--min-time", type=A.real(0), help="seconds per sample at least (calls are batched)")
     p.add_argument("--max-time", type=A.real(0, lo_open=True),
                    help="seconds of rounds per point at most, when the verdicts are not firm sooner")
@@ -234,7 +234,7 @@ def _bench(args, lock_out) -> int:
     lock_out(args.out, config["command"])  # before any output: a second run on --out is one line
     if not args.quiet:
         print(f"measuring the machine's peak ({', '.join(sorted({c.dtype for c in case_list}))}) ...", file=sys.stderr)
-    passes = PASSES if args.passes is None else args.passes
+    passes = preset.passes if args.passes is None else args.passes
     progress = Progress(len(case_list) * passes, enabled=None if not args.quiet else False)
     try:
         doc = run_sweep(case_list, backends, args.out, min_rounds=repeat, min_time=min_time, max_time=max_time,

@@ -11,13 +11,14 @@ import sys
 
 from ..suite import cluster
 from ..suite.progress import Progress
-from ..suite.sweep import PASSES, SWEEP_MARGIN_FLOOR, SWEEP_SETTLE_S
+from ..suite.cases import get_preset
+from ..suite.sweep import SWEEP_MARGIN_FLOOR, SWEEP_SETTLE_S
 
 
 def bench_on_cluster(args, case_list, specs, ref_names, config) -> int:
     """Run the sweep on the cluster; 1 when a point had an error (as locally) or a machine was lost under
     ``each`` (the merged file ``interrupted``), else 0."""
-    passes = PASSES if args.passes is None else args.passes
+    passes = get_preset(args.preset).passes if args.passes is None else args.passes
     baseline = config["baseline"]
     mode = args.on or "each"
     job = {"backends": list(specs), "references": list(ref_names), "baseline": baseline,

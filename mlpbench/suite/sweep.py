@@ -23,7 +23,7 @@ from ..measure.heap import DEFAULT as HEAP_DEFAULT, MODES as HEAP_MODES, keep_fr
 from ..measure import peaks as perf
 from ..measure.stats import CONFIDENCE
 from ..backends import REFERENCE
-from .cases import case_data
+from .cases import PASSES, case_data
 from .machine import machine_info
 from ..core import interrupt
 from ..core.memory import NotEnoughMemory, check_fits, fit_bytes
@@ -33,8 +33,6 @@ from .references import Reference, reference_subject
 from .results import ResultsWriter
 from .subjects import op_subject
 
-#: sweeps over the grid, each with freshly prepared subjects, pooled per point (``run_sweep``)
-PASSES = 2
 #: most rounds at one point (the adaptive stop and ``max_time`` usually end it sooner)
 MAX_ROUNDS = 300
 #: the smallest difference the sweep calls ``faster`` / ``slower`` (the A/A margin is used when larger),

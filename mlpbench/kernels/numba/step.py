@@ -9,9 +9,11 @@ backward is one fused pass (``layers.single_output_backward``).
 
 Bounds at N=16384, ``[32, 2048, 1]`` (issue 25's targets: 60% of the float64 peak,
 50% of the float32 peak, float32 1.6x faster), on the 2-core AMD EPYC (Zen 4):
-the committed idle runs (``docs/results/amd-epyc-2c/standard-1``, ``-2``) reached
-70.7-71.1 ms in float64, 56-59% of the run's peak (~106 GFLOP/s, ~53 per core),
-and 39.9-40.1 ms in float32, 46-50% (~207 GFLOP/s): float32 1.77x faster. One
+the committed runs (``docs/results/amd-epyc-2c/standard-1``, ``-2``, a noisy day: samples
+66-96 ms) have medians of 75.3 / 75.4 ms in float64, 55.7 / 57.1% of the run's peak (~105
+GFLOP/s, ~53 per core), and 47.9 / 47.1 ms in float32, 45.8 / 47.0% (~204 GFLOP/s): float32
+1.57 / 1.60x faster; single-point runs of ``mlpbench bench`` on idle stretches of the same
+day reached 64-67 ms (60-65%) and 39-41 ms (53-55%), 1.62-1.75x. One
 thread, CPU time, under load (float64 at 90 rows per block: 135 ms; float32 at 181: 78 ms):
 the forward GEMM, depth 32 (the input width), 56 / 29 ms, 72% / 69% of a core's
 peak; the weight-gradient GEMM 45 / 33 ms, 90% / 62%; the elementwise passes
