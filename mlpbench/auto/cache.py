@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import importlib.metadata
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from ..backends import BackendSpec, backend_class, backend_names, packages
 from ..core.fileio import NotRegularFile, atomic_write, read_json
 from ..core.userdirs import cache_dir
 from ..core.cpu import cpu_model
+from ..core.tuned import versions
 from .amortize import USES
 
 SCHEMA = "mlpbench.auto/2"
@@ -53,11 +53,8 @@ def fingerprint() -> str:
         for d in sorted(os.listdir(root)):
             with open(os.path.join(root, d, "information")) as f:
                 gpus += [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("Model")]
-    versions = []
-    for pkg in dict.fromkeys(("mlpbench", *packages(distributions=True), *packages())):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions.append(f"{pkg}={importlib.metadata.version(pkg)}")
-    return f"{cpu}|{os.cpu_count()} cores|{','.join(gpus) or 'no gpu'}|{' '.join(versions)}"
+    installed = versions(dict.fromkeys(("mlpbench", *packages(distributions=True), *packages())))
+    return f"{cpu}|{os.cpu_count()} cores|{','.join(gpus) or 'no gpu'}|{installed}"
 
 
 def bucket(n: int) -> int:

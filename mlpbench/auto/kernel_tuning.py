@@ -23,15 +23,14 @@ import statistics
 import time
 import warnings
 
-import numpy as np
-
 from ..backends import availability, backend_class
 from ..backends.cpu_threads import blas_controller, numba_threads
 from ..backends.numba import machine_rules as rules
 from ..core import tuned
-from ..core.params import init_params
+from ..core.params import init_params, macs
 from ..core.validation import DTYPES
 from ..measure import quiet
+from ..suite.cases import make_data
 
 #: hidden widths of the calibration net ``[64, H, 10]``: the ``minibatch`` preset's
 WIDTHS = (64, 512)
@@ -54,12 +53,6 @@ EXTRA_PASSES = 2
 SETTLE_CAP_S = 0.25
 
 
-def _data(n_rows, n_in, n_out, dtype):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n_rows, n_in)).astype(dtype)
-    return X, np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, n_rows)]
-
-
 def _epoch(backend, params, X, y, nb) -> None:
     backend.train(params, X, y, lr=0.01, epochs=1, activation="relu", grad_reduction="mean", output="softmax",
                   batch_size=nb, shuffle_seed=1)
@@ -68,7 +61,7 @@ def _epoch(backend, params, X, y, nb) -> None:
 def measure_point(sizes, nb, dtype, threads, rows=ROWS, rounds=ROUNDS) -> float:
     """Median seconds of an epoch on ``threads`` threads over the same on one thread (batches of ``nb``)."""
     cls = backend_class("numba")
-    X, y = _data(rows, sizes[0], sizes[-1], dtype)
+    X, y = make_data(rows, sizes, dtype, output="softmax")
     subjects = []
     for t in (1, threads):
         be = cls(threads=t)
@@ -113,8 +106,7 @@ def calibrate_batches(dtypes=DTYPES, widths=WIDTHS, batches=BATCHES, rows=ROWS, 
         points = []
         for g, (dt, sizes, nb) in enumerate(grid):
             if dt == dtype:
-                per_row = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-                points.append((nb // threads, nb * per_row, min(ratios[g]), ratios[g]))
+                points.append((nb // threads, macs(nb, sizes), min(ratios[g]), ratios[g]))
         min_rows, min_macs, lost = rules.fit_batch_thresholds([p[:3] for p in points])
         value[dtype] = {"min_rows": min_rows, "min_macs": min_macs, "lost": round(lost, 4),
                         "points": [[r, m, round(q, 4), [round(x, 4) for x in qs]] for r, m, q, qs in points]}
@@ -141,7 +133,7 @@ def store(value) -> str:
 
 def describe(itemsize) -> str:
     """One line: the thresholds the backend uses now for this dtype, where they come from, and the rule's."""
-    rows, macs, source = rules.batch_thresholds(itemsize)
+    rows, min_macs, source = rules.batch_thresholds(itemsize)
     rule = f"; the rule's: {rules.batch_min_rows()} rows, {rules.batch_min_macs(itemsize):.3g} MACs" \
         if source != "rule" else ""
-    return f"{rows} rows per thread and {macs:.3g} multiply-adds per batch ({source}{rule})"
+    return f"{rows} rows per thread and {min_macs:.3g} multiply-adds per batch ({source}{rule})"

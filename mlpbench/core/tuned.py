@@ -45,13 +45,18 @@ def path() -> str:
     return os.path.join(cache_dir(), FILE)
 
 
-def machine_key(*packages) -> str:
-    """``"<CPU model>|<n> cpus|numba=0.68.1 ..."``: what a measurement on this machine holds for."""
-    versions = []
+def versions(packages) -> str:
+    """``"numba=0.68.1 numpy=2.4.6"``: the installed version of each package (those not installed left out)."""
+    out = []
     for pkg in packages:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions.append(f"{pkg}={importlib.metadata.version(pkg)}")
-    return f"{cpu_model()}|{os.cpu_count()} cpus|{' '.join(versions)}"
+            out.append(f"{pkg}={importlib.metadata.version(pkg)}")
+    return " ".join(out)
+
+
+def machine_key(*packages) -> str:
+    """``"<CPU model>|<n> cpus|numba=0.68.1 ..."``: what a measurement on this machine holds for."""
+    return f"{cpu_model()}|{os.cpu_count()} cpus|{versions(packages)}"
 
 
 def _machines(where) -> dict:

@@ -67,6 +67,7 @@ import warnings
 
 from ...core import tuned
 from ...core.cpu import cache_sizes, vector_bytes
+from ...core.params import macs
 
 #: the step block's workspace: this fraction of (L2 + the core's L3 share), in bytes
 BLOCK_CACHE_FRACTION = 0.25
@@ -207,7 +208,7 @@ def forced_batch_thresholds(min_rows: int, min_macs: int):
 def batch_threads(sizes, nb, threads, itemsize, vbytes=None) -> int:
     """Threads for batches of ``nb`` rows of a net of layer ``sizes`` (1: the single-thread kernel)."""
     min_rows, min_macs, _ = batch_thresholds(itemsize, vbytes)
-    forward_macs = nb * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    forward_macs = macs(nb, sizes)
     if threads < 2 or forward_macs < min_macs:
         return 1
     return max(1, min(threads, nb // min_rows))
@@ -219,8 +220,9 @@ def fit_batch_thresholds(points) -> tuple[int, int, float]:
     ``points``: ``(rows per thread, forward MACs per batch, threaded / one-core time)`` of the same batches.
     The kernel threads where both thresholds are met; a point decided wrongly loses ``|log ratio|`` (the
     time the other kernel would have saved, as a log), the ratio taken ``THREAD_MIN_GAIN`` worse for the
-    threads, so a point where they gain less than that counts against them. Candidates are the measured values, and "never" (twice the largest); among equal losses the
-    larger thresholds win (fewer threads: less power for no measured gain). ``lost``: the summed loss.
+    threads, so a point where they gain less than that counts against them. Candidates are the measured
+    values, and "never" (twice the largest); among equal losses the larger thresholds win (fewer threads:
+    less power for no measured gain). ``lost``: the summed loss.
     """
     pts = [(int(r), int(m), math.log(q / (1.0 - THREAD_MIN_GAIN))) for r, m, q in points]
     if not pts:
