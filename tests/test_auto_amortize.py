@@ -20,19 +20,25 @@ from mlpbench.backends.numpy_backend import NumpyBackend
 # ---------------------------------------------------------------- the rule on a simulated clock
 def play(fits, a, c, load, ledger=None, timed=False):
     """Seconds the rule spends on ``fits`` (epochs per fit): a paid reference at ``a`` s/epoch, a candidate at
-    ``c`` s/epoch whose first call costs ``load`` (``timed``: its s/epoch known before it is paid)."""
+    ``c`` s/epoch whose first call costs ``load`` (``timed``: its s/epoch known before it is paid), and the 1-based fit
+    at which it paid for the candidate (False: never)."""
     ledger, clock, paid = ledger or Ledger(), 0.0, False
 
     def options(e):
         return [Option("ref", 0.0, e * a), Option("cand", 0.0 if paid else load, e * c if paid or timed else None)]
 
-    for e in fits:
+    for i, e in enumerate(fits, 1):
         if not paid and "cand" in ledger.due(options(e))[0]:
-            clock, paid = clock + load, True
+            clock, paid = clock + load, i
             ledger.paid_for("cand", load, "on the simulated clock")
         clock += e * (min(a, c) if paid else a)
         ledger.record(options(e))
     return clock, paid
+
+
+def paying_fit(fits, a, c, load):
+    """The 1-based index of the fit at which the rule pays for the candidate in ``fits``; False when it never does."""
+    return play(fits, a, c, load)[1]
 
 
 def hindsight(fits, a, c, load):
@@ -44,9 +50,9 @@ def hindsight(fits, a, c, load):
 def adversarial_sequences(a, c, load):
     """Stop right after the payment (the adversary's best), one huge fit, many tiny ones, mixed."""
     per_fit = 2000
-    k = 1
-    while play([per_fit] * k, a, c, load)[1] is False and k < 10_000:
-        k += 1
+    # the rule is online (each decision sees only the fits before it), so the fit that pays in a long run of
+    # equal fits is the one that pays in every run of that length or longer
+    k = paying_fit([per_fit] * 10_000, a, c, load) or 10_000
     yield [per_fit] * k  # the sequence ends with the fit that paid
     yield [per_fit] * max(1, k - 1)  # ... or just before it
     yield [10**7]

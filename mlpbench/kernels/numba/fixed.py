@@ -23,7 +23,7 @@ What it shares with the other Numba kernels, and where register allocation forbi
   the literal sizes, which LLVM folds;
 * not ``train_loop``'s epoch loop: its loop over layers has a run-time index, so the sizes it
   reads are not constants and no inner loop has a constant trip count (compiled with the sizes
-  as constant tuples, that body ran 0.130 us per epoch against 0.060 here); ``_fixed_epochs``
+  as constant tuples, that body ran 0.130 us per epoch against 0.060 here); ``train_loop_fixed``
   calls each layer explicitly instead;
 * not ``train_loop``'s loss: a ``log`` per epoch (a libm call, which clobbers registers as a
   BLAS call does) becomes the product of the clipped probabilities, logged after the loop.
@@ -83,10 +83,41 @@ if _stack_like is None:  # the public fallback: heap buffers (slower: LLVM must 
         return np.empty(_STACK, a.dtype)
 
 
-@njit(cache=CACHE, inline="always")
-def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L, s0, s1, s2, s3, s4):
-    """The body of ``train_loop_fixed``: ``loop.train_loop``'s epochs on stack copies of the params, data and
-    buffers, one explicit call per layer so that every loop has a constant trip count."""
+@njit(cache=CACHE, error_model="numpy")  # IEEE division, as NumPy's: no zero check, no branch per sample
+def train_loop_fixed(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L, s0, s1, s2, s3, s4):
+    """``loop.train_loop`` compiled for one exact shape: ``N`` samples, ``L`` (<= 4) layers
+    of sizes ``s0 .. s4`` (unused ones 0) and the activation code ``kind``, all compile-time constants.
+    One compilation per shape, activation and dtype (cached on disk): for tiny networks only. Needs
+    Numba's ``literally`` (``internals``); the backend does not call it otherwise. Same contract
+    as ``train_loop`` (history as float64, stops at the first non-finite loss, returns the epochs run);
+    ``error_model="numpy"``: IEEE division, as NumPy's, so no zero check splits the unrolled body.
+
+    The limit, on the lab (AND, [2, 4, 1], N=4, relu), measured on the shared 2-core dev machine
+    (AMD EPYC, load ~2): the kernel alone 0.060 us per epoch in float64, 0.063 in float32 (the generic
+    epoch loop compiled with constant sizes: 0.130 / 0.110 in the same process); a whole prepared
+    5000-epoch fit in ``mlpbench bench --preset lab`` ~0.067-0.08 us per epoch, 405x NumPy and 16x the jax
+    backend's ``train`` (float32: 403x, 23x). What bounds it: epoch k + 1 needs epoch k's params, so
+    the epochs form one dependency chain of ~45 dependent float operations (forward 2 + 4 adds, the
+    sigmoid's ``exp`` ~16 deep, its division, the output error, then the upstream and weight-gradient
+    sums and the updates) at 3-4 cycles each (a dependent multiply + add costs 1.46 ns here). The
+    ``exp`` alone is a third of the epoch (replacing it by two multiplies: 0.038 us); the rest is
+    that chain plus throughput: the code is scalar, ~4 operations per sample where one vector could
+    carry all 4 samples, because Numba compiles with LLVM's SLP vectorizer off
+    (``NUMBA_SLP_VECTORIZE=0``, a process-wide setting a library should not flip) and the loop
+    vectorizer never sees the fully unrolled loops. ``fastmath`` (FMA contraction, reassociation)
+    stays off for parity.
+    """
+    literally(kind)
+    literally(N)
+    literally(L)
+    literally(s0)
+    literally(s1)
+    literally(s2)
+    literally(s3)
+    literally(s4)
+    # The epochs run on stack copies of the params, data and buffers, one explicit call per layer so that every
+    # loop has a constant trip count. In this function's own body, not an inlined helper's: Numba inlines a
+    # helper by deep-copying its IR block by block, which took 7.7 s of a 16 s compilation of the lab's shape.
     dt = theta.dtype.type
     zero, one = dt(0), dt(1)
     lo, hi = eps, one - eps
@@ -168,38 +199,3 @@ def _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, N, L
         for e in range(done):
             history[e] = -(dt(np.log(history[e])) / count)
     return done
-
-
-@njit(cache=CACHE, error_model="numpy")  # IEEE division, as NumPy's: no zero check, no branch per sample
-def train_loop_fixed(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, n, n_layers, s0, s1, s2, s3, s4):
-    """``loop.train_loop`` compiled for one exact shape: ``n`` samples, ``n_layers`` (<= 4) layers
-    of sizes ``s0 .. s4`` (unused ones 0) and the activation code ``kind``, all compile-time constants.
-    One compilation per shape, activation and dtype (cached on disk): for tiny networks only. Needs
-    Numba's ``literally`` (``internals``); the backend does not call it otherwise. Same contract
-    as ``train_loop`` (history as float64, stops at the first non-finite loss, returns the epochs run);
-    ``error_model="numpy"``: IEEE division, as NumPy's, so no zero check splits the unrolled body.
-
-    The limit, on the lab (AND, [2, 4, 1], N=4, relu), measured on the shared 2-core dev machine
-    (AMD EPYC, load ~2): the kernel alone 0.060 us per epoch in float64, 0.063 in float32 (the generic
-    epoch loop compiled with constant sizes: 0.130 / 0.110 in the same process); a whole prepared
-    5000-epoch fit in ``mlpbench bench --preset lab`` ~0.067-0.08 us per epoch, 405x NumPy and 16x the jax
-    backend's ``train`` (float32: 403x, 23x). What bounds it: epoch k + 1 needs epoch k's params, so
-    the epochs form one dependency chain of ~45 dependent float operations (forward 2 + 4 adds, the
-    sigmoid's ``exp`` ~16 deep, its division, the output error, then the upstream and weight-gradient
-    sums and the updates) at 3-4 cycles each (a dependent multiply + add costs 1.46 ns here). The
-    ``exp`` alone is a third of the epoch (replacing it by two multiplies: 0.038 us); the rest is
-    that chain plus throughput: the code is scalar, ~4 operations per sample where one vector could
-    carry all 4 samples, because Numba compiles with LLVM's SLP vectorizer off
-    (``NUMBA_SLP_VECTORIZE=0``, a process-wide setting a library should not flip) and the loop
-    vectorizer never sees the fully unrolled loops. ``fastmath`` (FMA contraction, reassociation)
-    stays off for parity.
-    """
-    literally(kind)
-    literally(n)
-    literally(n_layers)
-    literally(s0)
-    literally(s1)
-    literally(s2)
-    literally(s3)
-    literally(s4)
-    return _fixed_epochs(theta, X, Y, lr, epochs, mean, floor, eps, history, kind, n, n_layers, s0, s1, s2, s3, s4)
