@@ -62,6 +62,38 @@ def test_round_orders_are_balanced(k):
     assert len(counts) == k * (k - 1) and len(set(counts.values())) <= 1  # every neighbour equally often
 
 
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+def test_paired_orders_keep_the_baseline_and_its_copy_back_to_back_and_stay_balanced(k):
+    rows = M.paired_orders(k)
+    assert all(sorted(r) == list(range(k)) for r in rows)
+    assert all(abs(r.index(0) - r.index(1)) == 1 for r in rows)  # back to back
+    assert sum(r.index(0) < r.index(1) for r in rows) * 2 == len(rows)  # each first in half the rows
+    units = [[u for u in r if u != 1] for r in rows]  # the pair as one unit (0): a Williams design over k - 1
+    for pos in range(k - 1):  # every unit in every position equally often
+        counts = [sum(r[pos] == u for r in units) for u in [0, *range(2, k)]]
+        assert len(set(counts)) == 1 and counts[0] > 0
+    followers = [(r[i], r[i + 1]) for r in units for i in range(k - 2)]
+    assert len({followers.count(p) for p in set(followers)}) <= 1  # every unit follows every other equally often
+
+
+def test_no_pause_between_the_baseline_and_its_copy_and_one_before_every_other_sample(monkeypatch):
+    clock, log = FakeClock(), []
+    monkeypatch.setattr(M.quiet.Settle, "__call__", lambda self: log.append("pause"))
+
+    def subject(label):
+        return M.Subject(label, lambda: (log.append(label), clock.__setattr__("t", clock.t + 0.001)))
+
+    M.measure([subject("base"), subject("other")], control=subject("copy"), min_time=0.0, min_rounds=6,
+              max_rounds=6, settle_s=0.01, clock=clock)
+    rounds = log[3:]  # after the three first calls (no calibration at min_time 0)
+    samples = [x for x in rounds if x != "pause"]
+    assert len(samples) == 18 and rounds[0] == "pause"
+    pair = {"base", "copy"}
+    for prev, (i, x) in zip(samples, [(i, x) for i, x in enumerate(rounds) if x != "pause"][1:]):
+        assert (rounds[i - 1] == "pause") != (prev in pair and x in pair), (prev, x, rounds)
+    assert rounds.count("pause") <= 12  # of three samples a round, the one right after its pair waits for nothing
+
+
 def test_warmup_is_apart_and_samples_are_per_call():
     clock = FakeClock()
     calls = []
@@ -91,7 +123,7 @@ def test_control_is_timed_in_the_rounds_as_a_second_baseline():
     clock, log = FakeClock(), []
     subjects = [timed(clock, "A", 0.02, log), timed(clock, "B", 0.02, log)]
     m = M.measure(subjects, min_time=0.01, min_rounds=3, max_rounds=3, clock=clock)
-    assert log[-9:] == ["A", "A", "B", "A", "B", "A", "B", "A", "A"]  # A, A/A, B rotated
+    assert log[-9:] == ["A", "A", "B", "A", "A", "B", "B", "A", "A"]  # (A, A/A) as one unit, then B, rotated
     assert m.noise.label == "A (A/A)" and len(m.noise.samples) == 3 and math.isnan(m.noise.first_s)
     assert list(m.results) == ["A", "B"]
 
@@ -132,15 +164,18 @@ def test_block_ready_waits_on_nested_results():
 
 
 def test_clear_difference_stops_early_with_verdicts():
-    clock, rng = FakeClock(), np.random.RandomState(0)
-    subjects = [timed(clock, "base", jitter(rng, 0.01)), timed(clock, "fast", jitter(rng, 0.005)),
-                timed(clock, "slow", jitter(rng, 0.013))]
-    m = M.measure(subjects, min_time=0.005, max_rounds=200, max_time=100, clock=clock)
-    assert m.stop == "decided" and m.rounds < 200
-    assert m["fast"].verdict == "faster" and m["slow"].verdict == "slower" and m["base"].verdict == "baseline"
-    assert m["fast"].ratio_ci[0] <= 0.5 / 0.97 and m["fast"].ratio_ci[1] >= 0.5 * 0.97
-    assert m.noise.verdict == "same" and not m.noisy
-    assert m.margin >= S.MARGIN_FLOOR
+    noisy = 0
+    for seed in range(100):  # the A/A control is i.i.d. noise here: "same" but for the confidence level's share
+        clock, rng = FakeClock(), np.random.RandomState(seed)
+        subjects = [timed(clock, "base", jitter(rng, 0.01)), timed(clock, "fast", jitter(rng, 0.005)),
+                    timed(clock, "slow", jitter(rng, 0.013))]
+        m = M.measure(subjects, min_time=0.005, max_rounds=200, max_time=100, clock=clock)
+        assert m.stop == "decided" and m.rounds < 200
+        assert m["fast"].verdict == "faster" and m["slow"].verdict == "slower" and m["base"].verdict == "baseline"
+        assert m["fast"].ratio_ci[0] <= 0.5 / 0.97 and m["fast"].ratio_ci[1] >= 0.5 * 0.97
+        assert m.margin >= S.MARGIN_FLOOR
+        noisy += m.noise.verdict != "same" or m.noisy
+    assert noisy <= 5  # 1 % expected (99 % intervals), stopped early as soon as every verdict is firm
 
 
 def test_identical_subject_is_same_and_stops_or_runs_to_the_budget():
@@ -334,9 +369,37 @@ def test_peak_best_spread_and_flag():
 
 def test_rate_takes_the_best_sample():
     clock = FakeClock()
-    costs = iter([0.5] + [0.02, 0.02] + [0.03, 0.01, 0.02])  # first call, calibration (2 batches), then rounds
+    costs = iter([0.5] + [0.03, 0.01, 0.02])  # first call, then rounds (min_time 0: no calibration batch)
     s = M.Subject("copy", lambda: clock.__setattr__("t", clock.t + next(costs)))
     assert perf.rate(s, 1.0, rounds=3, min_time=0.0, clock=clock) == pytest.approx(100.0)
+    assert next(costs, None) is None  # every cost used: no call more than those
+
+
+def test_min_time_zero_calibrates_without_timing_a_batch():
+    calls = []
+    s = M.Subject("f", lambda: calls.append(1))
+    assert M.calibrate(s, 0.0) == 1 and calls == []
+    assert M.calibrate(s, 1e-9) >= 1 and len(calls) >= 2  # any positive minimum times two batches at least
+
+
+def test_matmul_size_grows_by_the_cube_root_of_the_missing_time_without_overshooting(monkeypatch):
+    import mlpbench.measure.peaks as P
+
+    clock, sizes = [0.0], []
+
+    def make(n):
+        sizes.append(n)
+        return n, None
+
+    def matmul(n, _):  # a fake machine: a call of size n takes (n / 1000)^3 * 0.05 s, so 1000 meets the target
+        clock[0] += (n / 1000) ** 3 * 0.05
+
+    monkeypatch.setattr(P.time, "perf_counter", lambda: clock[0])
+    n = P.matmul_size(make, matmul, start=512, limit=8192, target_s=0.05)
+    assert n == sizes[-1] and n % 256 == 0
+    assert 1000 <= n <= 1280  # the first size over 1000 on the 256 grid, where doubling reached 2048
+    assert all(1.25 <= b / a <= 2 for a, b in zip(sizes, sizes[1:]))
+    assert P.matmul_size(make, matmul, start=512, limit=768, target_s=0.05) == 768  # the limit caps it
 
 
 # ---------------------------------------------------------------- the control experiment, real clock
@@ -384,7 +447,7 @@ def test_settle_pauses_before_every_sample(monkeypatch):
     monkeypatch.setattr(M.time, "sleep", pauses.append)
     m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
                   settle_s=0.05, clock=clock)
-    assert pauses == [0.05] * (3 * m.rounds)  # a, its A/A control and b, every round
+    assert pauses == [0.05] * (2 * m.rounds)  # before a (or its A/A copy, right before or after it) and b
 
 
 def test_scaled_settle_pauses_no_longer_than_the_previous_sample(monkeypatch):
@@ -392,5 +455,5 @@ def test_scaled_settle_pauses_no_longer_than_the_previous_sample(monkeypatch):
     monkeypatch.setattr(M.time, "sleep", pauses.append)
     m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
                   settle_s=0.05, settle_scaled=True, clock=clock)
-    assert len(pauses) == 3 * m.rounds and pauses[0] == 0.05  # nothing measured yet: the full pause
+    assert len(pauses) == 2 * m.rounds and pauses[0] == 0.05  # nothing measured yet: the full pause
     assert all(0 < p <= 0.05 for p in pauses) and max(pauses[1:]) < 0.05  # then at most the 0.02 s sample

@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from conftest import require_backend
+
 from mlpbench.suite import cases, parity
-from mlpbench.backends import get_backend, register_backend, unregister_backend
+from mlpbench.backends import backend_names, get_backend, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.cli.app import main
 
@@ -64,8 +66,17 @@ SMALL = list({(c.layer_sizes, c.n_samples, c.activation, c.grad_reduction, c.ste
               for c in cases.parity_cases("quick") if c.n_samples <= 100}.values())
 
 
+#: the backends whose parity through ``parity.check_backend`` runs with ``-m slow`` (``.ci/run`` runs it): JAX
+#: compiles every case's shapes with XLA, ~9 s a dtype here; its forward, gradients, steps and trajectory are
+#: checked in the default run by test_peers.py (its grid) and test_minibatch.py (mini-batch and softmax)
+SLOW_PARITY = {"jax"}
+EVERY_BACKEND = [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW_PARITY else []) for name in backend_names()]
+
+
+@pytest.mark.parametrize("backend_name", EVERY_BACKEND)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_available_backend_matches_the_reference(backend_name, dtype):
+    require_backend(backend_name)
     backend = get_backend(backend_name)
     results = []
     for c in SMALL:
@@ -181,8 +192,10 @@ def test_the_workload_cases_cover_depths_heads_and_a_batch_size_that_does_not_di
     assert any(c.batch_size is None for c in WORKLOAD if c.output == "softmax")
 
 
+@pytest.mark.parametrize("backend_name", EVERY_BACKEND)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_backend_declaring_the_head_matches_the_reference_on_workload_cases(backend_name, dtype):
+    require_backend(backend_name)
     backend = get_backend(backend_name)
     results = []
     for c in WORKLOAD:

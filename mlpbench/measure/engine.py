@@ -15,7 +15,9 @@ Design
 * **Interleaved rounds** (asv's rounds): a round times every subject once, in
   orders that rotate (A B C, B C A, C A B, then C B A, A C B, B A C:
   ``round_orders``), so slow drift on a shared machine and the cost of
-  following another subject hit all of them alike.
+  following another subject hit all of them alike. The baseline and its A/A
+  copy run back to back as one unit of that design, with no pause between
+  them (``paired_orders``: the same code on the same thread pool).
 * **Paired ratios with intervals.** Each round pairs a subject's sample with
   the baseline's; the ratio is the median of those per-round ratios, its
   interval the sign-test (order statistics) interval of that median, exact at
@@ -114,9 +116,12 @@ def calibrate(subject, min_time, clock=time.perf_counter) -> int:
     """Calls per sample: grown (x2 to x10 per try) until a batch lasts ``min_time`` seconds.
 
     Each try times two batches and trusts the faster, so one stalled batch (the
-    machine busy elsewhere) cannot leave a subject with too few calls per sample.
+    machine busy elsewhere) cannot leave a subject with too few calls per sample. ``min_time`` 0: one
+    call, with nothing timed.
     """
     number = 1
+    if min_time <= 0:  # any batch lasts that long: nothing to time
+        return number
     while number < MAX_NUMBER:
         t = min(_batch(subject, number, clock), _batch(subject, number, clock))
         if t >= min_time:
@@ -146,6 +151,25 @@ def round_orders(k) -> list:
             hi -= 1
     rows = [[(x + i) % k for x in first] for i in range(k)]
     return rows + [row[::-1] for row in rows] if k % 2 and k > 1 else rows
+
+
+def paired_orders(k) -> list:
+    """``round_orders`` over ``k`` subjects of which the first two (the baseline and its A/A copy) run back to
+    back: one unit of a Williams design over ``k - 1`` units, each row once as ``0 1`` and once as ``1 0``.
+
+    The copy runs the baseline's code on the baseline's thread pool, so nothing needs to settle between
+    them (``measure``'s pause waits for another library's workers, which the baseline's own next call would
+    find spinning anyway); kept apart, each of the two was followed by another subject and paid the wait
+    for its pool (OpenBLAS's spin, ~0.1 s after NumPy's threaded matmuls): two of a round's pauses where
+    one does. Every other subject still takes every unit position and follows every unit equally often.
+    """
+    if k < 2:
+        return round_orders(k)
+    rows = []
+    for row in round_orders(k - 1):
+        for pair in ([0, 1], [1, 0]):
+            rows.append([i for u in row for i in (pair if u == 0 else [u + 1])])
+    return rows
 
 
 # ---------------------------------------------------------------- results
@@ -348,12 +372,16 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     rounds_needed(confidence)  # a process's first call imports the statistics' SciPy: now, not in the budget
     start, rounds, stop = clock(), 0, "max_rounds"
     pause = quiet.Settle(settle_s, settle_scaled, settle_quiet, resume.settled if resume is not None else None)
+    pair = {base, aa_label} if control else set()  # no pause between these two (``paired_orders``)
+    previous = None
     while rounds < max_rounds:
         interrupt.check()
-        orders = round_orders(len(timed))
+        orders = paired_orders(len(timed)) if pair else round_orders(len(timed))
         for i in orders[rounds % len(orders)]:
             s = timed[i]
-            pause()
+            if not (s.label in pair and previous in pair):
+                pause()
+            previous = s.label
             t = guarded(s, lambda s=s: _batch(s, numbers[s.label], clock))
             if t is not None:
                 pause.last = t
@@ -396,4 +424,4 @@ def _results(timed, samples, numbers, firsts, sizes, aa_label):
 
 
 __all__ = ["MAX_NUMBER", "Measurement", "Subject", "SubjectResult", "block_ready", "calibrate", "measure",
-           "rejudge", "round_orders", "rounds_needed"]
+           "paired_orders", "rejudge", "round_orders", "rounds_needed"]
