@@ -38,7 +38,7 @@ measurement is quoted. Plain Python, no Numba import.
   (``steps`` has the measurement). The same MACs in either dtype: a float32 step
   takes about half the time, so the float32 rate would double the bar, but the
   point that would then turn serial, N=1024, [32, 2048, 1] (6.9e7 MACs), ran in
-  3.5 / 3.9 ms (medians) on two threads there against torch's 5.3 / 5.7 ms (the
+  4.7 / 3.9 ms (medians) on two threads there against torch's 6.0 / 5.8 ms (the
   committed ``docs/results/amd-epyc-2c`` standard runs): one thread would lose it.
 * ``batch_threads``: the threaded mini-batch kernel splits each batch's rows over
   the threads. Each thread's GEMMs must have enough rows to fill the BLAS

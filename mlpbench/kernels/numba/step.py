@@ -10,9 +10,9 @@ backward is one fused pass (``layers.single_output_backward``).
 Bounds at N=16384, ``[32, 2048, 1]`` (issue 25's targets: 60% of the float64 peak,
 50% of the float32 peak, float32 1.6x faster), on the 2-core AMD EPYC (Zen 4):
 the committed runs (``docs/results/amd-epyc-2c/standard-1``, ``-2``, a noisy day: samples
-66-96 ms) have medians of 75.3 / 75.4 ms in float64, 55.7 / 57.1% of the run's peak (~105
-GFLOP/s, ~53 per core), and 47.9 / 47.1 ms in float32, 45.8 / 47.0% (~204 GFLOP/s): float32
-1.57 / 1.60x faster; single-point runs of ``mlpbench bench`` on idle stretches of the same
+66-109 ms) have medians of 85.5 / 72.5 ms in float64, 51.4 / 59.4% of the run's peak (~103
+GFLOP/s, ~52 per core), and 52.2 / 50.3 ms in float32, 40.9 / 42.7% (~210 GFLOP/s): float32
+1.64 / 1.44x faster; single-point runs of ``mlpbench bench`` on idle stretches of the same
 day reached 64-67 ms (60-65%) and 39-41 ms (53-55%), 1.62-1.75x. One
 thread, CPU time, under load (float64 at 90 rows per block: 135 ms; float32 at 181: 78 ms):
 the forward GEMM, depth 32 (the input width), 56 / 29 ms, 72% / 69% of a core's
