@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mlpbench.measure import engine as M
+from mlpbench.measure import orders as O
 from mlpbench.measure import peaks as perf
 from mlpbench.measure import stats as S
 import lab_code as L
@@ -53,7 +54,7 @@ def test_calibration_batches_calls_to_min_time():
 
 @pytest.mark.parametrize("k", range(1, 8))
 def test_round_orders_are_balanced(k):
-    rows = M.round_orders(k)
+    rows = O.round_orders(k)
     assert all(sorted(r) == list(range(k)) for r in rows)
     for pos in range(k):  # every subject in every position equally often
         assert sorted(r[pos] for r in rows) == sorted(list(range(k)) * (len(rows) // k))
@@ -64,7 +65,7 @@ def test_round_orders_are_balanced(k):
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
 def test_paired_orders_keep_the_baseline_and_its_copy_back_to_back_and_stay_balanced(k):
-    rows = M.paired_orders(k)
+    rows = O.paired_orders(k)
     assert all(sorted(r) == list(range(k)) for r in rows)
     assert all(abs(r.index(0) - r.index(1)) == 1 for r in rows)  # back to back
     assert sum(r.index(0) < r.index(1) for r in rows) * 2 == len(rows)  # each first in half the rows

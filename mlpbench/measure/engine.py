@@ -14,10 +14,10 @@ Design
   until a batch lasts ``min_time``; the sample is the batch time / ``number``.
 * **Interleaved rounds** (asv's rounds): a round times every subject once, in
   orders that rotate (A B C, B C A, C A B, then C B A, A C B, B A C:
-  ``round_orders``), so slow drift on a shared machine and the cost of
+  ``orders.round_orders``), so slow drift on a shared machine and the cost of
   following another subject hit all of them alike. The baseline and its A/A
   copy run back to back as one unit of that design, with no pause between
-  them (``paired_orders``: the same code on the same thread pool).
+  them (``orders.paired_orders``: the same code on the same thread pool).
 * **Paired ratios with intervals.** Each round pairs a subject's sample with
   the baseline's; the ratio is the median of those per-round ratios, its
   interval the sign-test (order statistics) interval of that median, exact at
@@ -66,6 +66,7 @@ from typing import Any, Callable, Optional
 
 from ..core import interrupt
 from . import levels, quiet, stats
+from .orders import paired_orders, round_orders
 
 #: calibration never batches more calls than this into one sample
 MAX_NUMBER = 10 ** 7
@@ -129,47 +130,6 @@ def calibrate(subject, min_time, clock=time.perf_counter) -> int:
         grow = min(10.0, max(2.0, 1.2 * min_time / t)) if t > 0 else 10.0
         number = min(MAX_NUMBER, int(math.ceil(number * grow)))
     return number
-
-
-def round_orders(k) -> list:
-    """The orders of one cycle of rounds over ``k`` subjects: a Williams design.
-
-    Every subject takes every position equally often (the rows rotate: A B C,
-    B C A, C A B), and every subject follows every other equally often (odd
-    ``k`` adds the reversed rows: C B A, A C B, B A C). Plain rotation would
-    leave each subject always behind the same neighbour, whose thread pool may
-    still be spinning: here a NumPy copy always timed after Numba's parallel
-    step read 23 % slower than NumPy.
-    """
-    first, lo, hi = [0], 1, k - 1
-    for j in range(1, k):
-        if j % 2:
-            first.append(lo)
-            lo += 1
-        else:
-            first.append(hi)
-            hi -= 1
-    rows = [[(x + i) % k for x in first] for i in range(k)]
-    return rows + [row[::-1] for row in rows] if k % 2 and k > 1 else rows
-
-
-def paired_orders(k) -> list:
-    """``round_orders`` over ``k`` subjects of which the first two (the baseline and its A/A copy) run back to
-    back: one unit of a Williams design over ``k - 1`` units, each row once as ``0 1`` and once as ``1 0``.
-
-    The copy runs the baseline's code on the baseline's thread pool, so nothing needs to settle between
-    them (``measure``'s pause waits for another library's workers, which the baseline's own next call would
-    find spinning anyway); kept apart, each of the two was followed by another subject and paid the wait
-    for its pool (OpenBLAS's spin, ~0.1 s after NumPy's threaded matmuls): two of a round's pauses where
-    one does. Every other subject still takes every unit position and follows every unit equally often.
-    """
-    if k < 2:
-        return round_orders(k)
-    rows = []
-    for row in round_orders(k - 1):
-        for pair in ([0, 1], [1, 0]):
-            rows.append([i for u in row for i in (pair if u == 0 else [u + 1])])
-    return rows
 
 
 # ---------------------------------------------------------------- results
@@ -376,8 +336,8 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     previous = None
     while rounds < max_rounds:
         interrupt.check()
-        orders = paired_orders(len(timed)) if pair else round_orders(len(timed))
-        for i in orders[rounds % len(orders)]:
+        cycle = paired_orders(len(timed)) if pair else round_orders(len(timed))
+        for i in cycle[rounds % len(cycle)]:
             s = timed[i]
             if not (s.label in pair and previous in pair):
                 pause()
@@ -424,4 +384,4 @@ def _results(timed, samples, numbers, firsts, sizes, aa_label):
 
 
 __all__ = ["MAX_NUMBER", "Measurement", "Subject", "SubjectResult", "block_ready", "calibrate", "measure",
-           "paired_orders", "rejudge", "round_orders", "rounds_needed"]
+           "rejudge", "rounds_needed"]
