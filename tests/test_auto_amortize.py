@@ -36,11 +36,6 @@ def play(fits, a, c, load, ledger=None, timed=False):
     return clock, paid
 
 
-def paying_fit(fits, a, c, load):
-    """The 1-based index of the fit at which the rule pays for the candidate in ``fits``; False when it never does."""
-    return play(fits, a, c, load)[1]
-
-
 def hindsight(fits, a, c, load):
     """The best choice knowing the whole sequence: never pay, or pay before the first fit."""
     total = sum(fits)
@@ -52,7 +47,7 @@ def adversarial_sequences(a, c, load):
     per_fit = 2000
     # the rule is online (each decision sees only the fits before it), so the fit that pays in a long run of
     # equal fits is the one that pays in every run of that length or longer
-    k = paying_fit([per_fit] * 10_000, a, c, load) or 10_000
+    k = play([per_fit] * 10_000, a, c, load)[1] or 10_000
     yield [per_fit] * k  # the sequence ends with the fit that paid
     yield [per_fit] * max(1, k - 1)  # ... or just before it
     yield [10**7]

@@ -6,8 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from conftest import require_backend
-
 from mlpbench.suite import cases, parity
 from mlpbench.backends import backend_names, get_backend, register_backend, unregister_backend
 from mlpbench.backends.numpy_backend import NumpyBackend
@@ -73,10 +71,9 @@ SLOW_PARITY = {"jax"}
 EVERY_BACKEND = [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW_PARITY else []) for name in backend_names()]
 
 
-@pytest.mark.parametrize("backend_name", EVERY_BACKEND)
+@pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)  # the fixture skips what cannot run
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_available_backend_matches_the_reference(backend_name, dtype):
-    require_backend(backend_name)
     backend = get_backend(backend_name)
     results = []
     for c in SMALL:
@@ -192,10 +189,9 @@ def test_the_workload_cases_cover_depths_heads_and_a_batch_size_that_does_not_di
     assert any(c.batch_size is None for c in WORKLOAD if c.output == "softmax")
 
 
-@pytest.mark.parametrize("backend_name", EVERY_BACKEND)
+@pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)  # the fixture skips what cannot run
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_backend_declaring_the_head_matches_the_reference_on_workload_cases(backend_name, dtype):
-    require_backend(backend_name)
     backend = get_backend(backend_name)
     results = []
     for c in WORKLOAD:

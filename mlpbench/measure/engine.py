@@ -333,10 +333,11 @@ def measure(subjects, *, baseline=None, control=True, min_time=0.01, min_rounds=
     start, rounds, stop = clock(), 0, "max_rounds"
     pause = quiet.Settle(settle_s, settle_scaled, settle_quiet, resume.settled if resume is not None else None)
     pair = {base, aa_label} if control else set()  # no pause between these two (``paired_orders``)
-    previous = None
+    previous, cycle = None, []
     while rounds < max_rounds:
         interrupt.check()
-        cycle = paired_orders(len(timed)) if pair else round_orders(len(timed))
+        if not cycle or len(cycle[0]) != len(timed):  # the orders again only when a subject dropped out
+            cycle = paired_orders(len(timed)) if pair else round_orders(len(timed))
         for i in cycle[rounds % len(cycle)]:
             s = timed[i]
             if not (s.label in pair and previous in pair):
