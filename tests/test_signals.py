@@ -61,6 +61,32 @@ def test_a_swallowed_interrupt_still_ends_the_command(sig, code, says):
     assert seconds < 5  # GRACE_S (0.6 s) plus a loaded machine's scheduling
 
 
+#: a module whose import is signalled half-way: the import must finish (a native extension interrupted while it
+#: initialises is left half-built: ``import jax`` signalled then crashed the interpreter at exit)
+SIGNALLED_IMPORT = """
+import os, signal, sys, time
+from mlpbench.cli.signals import Terminated, interrupts
+from mlpbench.core import interrupt
+with open(os.path.join(sys.argv[1], "halfway.py"), "w") as f:
+    f.write("import os, signal, time\\nos.kill(os.getpid(), signal.SIGTERM)\\ntime.sleep(0.05)\\nDONE = True\\n")
+sys.path.insert(0, sys.argv[1])
+try:
+    with interrupts("mlpbench test"):
+        import halfway
+        print("imported", halfway.DONE, flush=True)
+        interrupt.check()
+except Terminated:
+    print("raised after the import", flush=True)
+    sys.exit(143)
+"""
+
+
+def test_a_signal_during_an_import_is_raised_after_it(tmp_path):
+    p = subprocess.run([sys.executable, "-c", SIGNALLED_IMPORT, str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert p.returncode == 143 and p.stdout == "imported True\nraised after the import\n", (p.stdout, p.stderr)
+
+
 def test_a_recorded_interrupt_is_raised_again_by_the_epoch_loop():
     X, y = np.zeros((4, 2)), np.zeros((4, 1))
     interrupt.record(signals.Terminated)
@@ -86,6 +112,7 @@ def test_inside_a_gc_callback_the_handler_only_records():
     finally:
         gc.callbacks.remove(callback)
     assert seen and all(seen) and not signals._swallowed(sys._getframe())
+    assert not signals._importing(sys._getframe())
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@
 * handlers that record the interrupt in ``core.interrupt`` (so a loop raises it again if native code's
   callback swallowed it) and raise it: ``KeyboardInterrupt``, or ``Terminated`` for SIGTERM; inside a
   garbage-collector callback or a ``__del__``, where Python would print the exception and drop it, they only
-  record it;
+  record it; inside an import too, where an exception raised while a native extension initialises leaves it
+  half-built (interrupting ``import jax`` crashed the interpreter at exit: SIGSEGV or SIGABRT in 3 of 60 tries);
 * ``signal.set_wakeup_fd`` on a socket a watcher thread reads: the C-level handler writes the signal's number
   there at once, even while the main thread sits in native code (a JAX compile, a blocking device wait) where no
   Python handler can run. If the command has not ended ``GRACE_S`` seconds later, the watcher prints the one
@@ -47,10 +48,20 @@ def _swallowed(frame) -> bool:
     return False
 
 
+def _importing(frame) -> bool:
+    """The handler runs inside an import (a module's body, or Python code a native extension's init calls)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib."):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _handler(signum, frame):
     exc = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
     interrupt.record(exc)
-    if not _swallowed(frame):  # else the next ``interrupt.check()`` raises it, or the watcher ends the process
+    # else the next ``interrupt.check()`` raises it, or the watcher ends the process GRACE_S later
+    if not (_swallowed(frame) or _importing(frame)):
         raise exc()
 
 
