@@ -99,6 +99,43 @@ def emu():
     return build_emulator()
 
 
+#: a block's threads read their neighbour's value from shared memory, then overwrite their own slot
+RACE = """
+__global__ void rotate(const double* x, double* y) {
+    extern __shared__ double mlp_smem[];
+    const int t = threadIdx.x, n = blockDim.x;
+    mlp_smem[t] = x[t];
+    __syncthreads();
+    const double v = mlp_smem[(t + 1) % n];
+    BARRIER
+    mlp_smem[t] = 2 * v;
+    __syncthreads();
+    y[t] = mlp_smem[t];
+}
+"""
+
+
+@needs_gxx
+@pytest.mark.parametrize("barrier, right", [("__syncthreads();", True), ("", False),
+                                            ("if (t > 0) __syncthreads();", None)])
+def test_the_emulator_runs_barriers_as_cuda_does_and_exposes_a_missing_or_divergent_one(barrier, right, tmp_path):
+    """The emulator itself: with the barrier the block's answer is right launch after launch; without it the
+    threads' order decides, and the answer is wrong; a barrier some threads skip raises."""
+    from cuda_emulator import CudaEmulator
+
+    src = kc.KernelSource("race", RACE.replace("BARRIER", barrier), ("rotate",))
+    emu = CudaEmulator(str(tmp_path), sources=[src])
+    x = np.arange(1.0, 65.0)
+    for _ in range(2):  # the threads' order alternates launch by launch
+        y = np.zeros_like(x)
+        if right is None:
+            with pytest.raises(RuntimeError, match="never reached"):
+                emu("rotate", (1,), (64,), (x, y), shared_mem=8 * 64)
+            continue
+        emu("rotate", (1,), (64,), (x, y), shared_mem=8 * 64)
+        assert np.array_equal(y, 2 * np.roll(x, -1)) is right
+
+
 def _e(kernel, dtype, act=None):
     return kc.name_expression(kernel, dtype, act)
 

@@ -76,7 +76,9 @@ def _blocks_of_thread(t, n_threads, theta, sizes, woff, boff, off, X, Y, Yhat, n
         e = min(s + nb, N)
         m = e - s
         A = forward(theta, sizes, woff, boff, X[s:e], work, off, 0, kind, floor, False, None, ab)
-        Yhat[s:e] = A
+        for r in range(m):  # not ``Yhat[s:e] = A``: a slice assignment compiles Numba's shape-mismatch message
+            for c in range(A.shape[1]):  # (string formatting: 4 of train_step's 18 s of first compile)
+                Yhat[s + r, c] = A[r, c]
         # backward: the output error in place of y_hat, then layer by layer
         D = A
         output_error(A, Y[s:e], mean, N, D, gpart[boff[L - 1] :])
