@@ -88,8 +88,8 @@ class Children:
         folder = tempfile.mkdtemp(prefix="mlpbench-warm-")
         child = Child([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
                        "-m", "not slow and not benchmark and not gpu", "-k", keyword, *paths],
-                      env=dict(os.environ, **env, MLPBENCH_CACHE_DIR=folder), nice=10)  # idle cycles first
-        child.start(folder)
+                      env=dict(os.environ, **env, MLPBENCH_CACHE_DIR=folder))  # at this process's priority:
+        child.start(folder)  # at nice 10 it finished after this process had reached its kernels and built them too
         self.started[("warm", keyword)] = child
 
     def stop_all(self):

@@ -36,13 +36,15 @@ REQUIRE_GPU = os.environ.get("MLPBENCH_REQUIRE_GPU") == "1"
 CHILDREN = Children()
 
 
-#: The modules whose Numba compilations cost the most CPU (each shape of the fixed kernel is one of ~15 s).
+#: The modules whose Numba compilations cost the most CPU (each shape of the fixed kernel is one of ~7 s; the
+#: child's whole build ~120 s of CPU). test_numba_backend first: it builds what the ``LATE_KEYWORDS`` tests use
+#: (the lab's kernel in both dtypes, ``train_step``).
 #: When the session runs other tests before them, a child runs their numba tests first (``Children.warm``),
 #: so their kernels are in Numba's on-disk cache by the time this process reaches them: a build cache on the
 #: second core. This process runs them last, in this order (``pytest_collection_modifyitems``), so the child
 #: has the whole session's head start (in file order this process reached them half-way and compiled the
 #: same kernels as the child, at the same time). It still runs and asserts every one of those tests.
-WARMED = ("test_numba_fixed.py", "test_numba_batches_parallel.py", "test_numba_backend.py", "test_minibatch.py")
+WARMED = ("test_numba_backend.py", "test_numba_fixed.py", "test_numba_batches_parallel.py", "test_minibatch.py")
 IN_WARMER = "MLPBENCH_TEST_WARMER"
 #: Other tests that build the same kernels (a ``numba`` row, or ``auto``, which probes numba) run just before
 #: the ``WARMED`` modules, so they too find them in the cache: measured, a cold session compiled 24-36 s of

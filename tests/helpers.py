@@ -1,5 +1,7 @@
 """Assertions shared by the backend parity tests (normwise error as in ``mlpbench.suite.parity``)."""
 
+import dataclasses
+
 import numpy as np
 
 from mlpbench.suite.parity import normwise_error
@@ -65,3 +67,11 @@ def assert_verdicts_follow_from_samples(doc):
             assert p["verdict"] == stats.verdict(ci, margin, floor), (case, p["backend"], p["verdict"])
             assert p["ratio"] == ci.ratio and p["ratio_ci"] == ([ci.lo, ci.hi] if ci.defined else [None, None])
             assert p["variance"] == comp.to_dict() and p["passes"] == base["passes"]
+
+
+def short_lab(monkeypatch, epochs=500):
+    """The lab's AND run at ``epochs`` (its label reads ``x{epochs}``): for tests of what a sweep writes, where
+    the lab's 5000 epochs would be most of the test's time (~5 s of NumPy a sweep) and none of its point."""
+    from mlpbench.suite import cases
+
+    monkeypatch.setitem(cases.LABS, "and", dataclasses.replace(cases.LABS["and"], epochs=epochs))

@@ -21,7 +21,7 @@ from mlpbench.suite.progress import Progress
 from mlpbench.suite.sweep import run_sweep
 from mlpbench.cli.app import main
 
-from helpers import assert_verdicts_follow_from_samples
+from helpers import assert_verdicts_follow_from_samples, short_lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,7 +92,8 @@ def test_progress_bar_is_silent_off_a_tty(capsys):
 
 
 # ---------------------------------------------------------------- the sweep's output
-def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys):
+def test_bench_writes_table_json_csv_and_plots(fakes, tmp_path, capsys, monkeypatch):
+    short_lab(monkeypatch)
     out = tmp_path / "res"
     code = main(["bench", "--backends", "fake[step],absent,exploding", "--batch", "2,16", "--hidden", "3,8",
                  "--features", "4", "--dtype", "float32", "--repeat", "3", "--min-time", "0", "--max-time", "0.2",

@@ -20,7 +20,7 @@ from mlpbench.backends.numpy_backend import NumpyBackend
 from mlpbench.suite.sweep import run_sweep
 from mlpbench.cli.app import main
 
-from helpers import assert_verdicts_follow_from_samples
+from helpers import assert_verdicts_follow_from_samples, short_lab
 
 
 class Counting(NumpyBackend):
@@ -208,6 +208,7 @@ def _python_loop_reference(calls):
 
 
 def test_reference_rows_are_judged_against_the_baseline_and_results_round_trip(monkeypatch, tmp_path, capsys):
+    short_lab(monkeypatch)
     calls = []
     monkeypatch.setitem(refs.REFERENCES, "loop", _python_loop_reference(calls))
     case = cases.Case("epoch", 64, (4, 8, 3), "float64", batch_size=16, output="softmax")
@@ -220,7 +221,7 @@ def test_reference_rows_are_judged_against_the_baseline_and_results_round_trip(m
                     references=references, settle_s=0.0)
     assert doc["status"] == "complete" and not doc["errors"]
     points = {(p["backend"], p["case"]): p for p in doc["points"]}
-    assert set(points) == {("numpy", case.label), ("numpy", "lab-and f64 2-4-1 x5000")} | {
+    assert set(points) == {("numpy", case.label), ("numpy", "lab-and f64 2-4-1 x500")} | {
         (n, case.label) for n in names}  # a reference row only where it applies: not at the lab
     assert calls and set(calls) == {64}
     for n in names:
@@ -231,7 +232,7 @@ def test_reference_rows_are_judged_against_the_baseline_and_results_round_trip(m
     assert "reference" not in base and base["verdict"] == "baseline"
     assert_verdicts_follow_from_samples(doc)  # each reference row's verdict is the one its samples give
     assert (base["batch_size"], base["output"]) == (16, "softmax")
-    lab = points[("numpy", "lab-and f64 2-4-1 x5000")]
+    lab = points[("numpy", "lab-and f64 2-4-1 x500")]
     assert (lab["batch_size"], lab["output"]) == (None, "sigmoid")
     assert "loop (reference)" in R.points_table(doc["points"])
     # round trip: the file reads back, its CSV has the new columns, and --compare matches point by point
@@ -247,7 +248,7 @@ def test_reference_rows_are_judged_against_the_baseline_and_results_round_trip(m
         p.pop("batch_size"), p.pop("output")
     old_path = tmp_path / "old.json"
     old_path.write_text(json.dumps(old))
-    assert [r["case"] for r in R.compare(R.load(old_path), loaded)] == ["lab-and f64 2-4-1 x5000"]
+    assert [r["case"] for r in R.compare(R.load(old_path), loaded)] == ["lab-and f64 2-4-1 x500"]
     assert main(["bench", "--compare", str(old_path), str(tmp_path / "new" / "results.json")]) == 0
     assert "1 points compared" in capsys.readouterr().out
 

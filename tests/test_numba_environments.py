@@ -2,7 +2,7 @@
 
 * ``NUMBA_DISABLE_JIT=1``: the kernels run as plain Python (coverage of their source);
 * ``MLPBENCH_NUMBA_PUBLIC=1``: every Numba internal behind its public fallback, and no on-disk cache, so the
-  child compiles each kernel it runs: once, for all the checks of that environment.
+  child compiles each kernel it runs: once, for all the checks of that environment (at ``NUMBA_OPT=0``).
 
 A check is a function of the test module it belongs to (next to the tests of the same kernels); the child
 runs every check of its environment, each to the end, and reports each failure with its traceback.
@@ -51,6 +51,10 @@ print(json.dumps(failures))
 def _child(variable):
     def make(folder):  # its own NUMBA_CACHE_DIR: nothing cached is loaded
         env = dict(os.environ, **{variable: "1"}, NUMBA_CACHE_DIR=folder)
+        if variable == "MLPBENCH_NUMBA_PUBLIC":
+            # LLVM at -O0: the same IEEE arithmetic (no kernel uses fastmath, so no level reassociates or
+            # contracts), in 25 s of compiling instead of 42; the checks are of numbers, not speed
+            env["NUMBA_OPT"] = "0"
         return dict(argv=[sys.executable, "-c", CHILD, TESTS, json.dumps(CHECKS[variable])], env=env, cwd=TESTS)
     return make
 
