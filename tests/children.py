@@ -19,15 +19,15 @@ import tempfile
 
 
 class Child:
-    def __init__(self, argv, env=None, cwd=None, timeout=600, nice=0):
-        self.argv, self.env, self.cwd, self.timeout, self.nice = list(argv), env, cwd, timeout, nice
+    def __init__(self, argv, env=None, cwd=None, timeout=600):
+        self.argv, self.env, self.cwd, self.timeout = list(argv), env, cwd, timeout
         self.proc = None
 
     def start(self, folder):
         self.folder = folder
         self.files = [open(os.path.join(folder, name), "w+") for name in ("stdout", "stderr")]
         self.proc = subprocess.Popen(self.argv, stdout=self.files[0], stderr=self.files[1], env=self.env,
-                                     cwd=self.cwd, preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None)
+                                     cwd=self.cwd)
 
     def result(self):
         """``(exit code, stdout, stderr)`` once the child has ended."""
