@@ -1,6 +1,7 @@
 """The CUDA emulator: ``kernels/cuda/sources.py``'s sources compiled for the CPU by g++, each CUDA thread of
-a kernel that synchronises a fiber on one OS thread, ``__syncthreads`` a switch to the next (``_PRELUDE``). Used by ``test_cuda_sources.py`` (each kernel
-against the reference) and ``test_cupy_backend.py`` (the whole backend on the CPU)."""
+a kernel that synchronises a fiber on one OS thread, ``__syncthreads`` a switch to the next (``_PRELUDE``).
+Used by ``test_cuda_sources.py`` (each kernel against the reference) and ``test_cupy_backend.py`` (the whole
+backend on the CPU)."""
 
 from __future__ import annotations
 

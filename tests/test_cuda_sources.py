@@ -4,8 +4,8 @@
   retrieves (skipped with a reason when nvcc is absent); a deliberately broken
   copy fails, and an error only an instantiation can reveal fails too, so the
   check is genuine.
-* The same sources, compiled for the CPU by g++ with one OS thread per CUDA
-  thread and a real barrier for ``__syncthreads``, run against the NumPy
+* The same sources, compiled for the CPU by g++ with each CUDA thread a fiber
+  and ``__syncthreads`` a switch to the next (``cuda_emulator.py``), run against the NumPy
   reference: every kernel of the layer module (the softmax head at extreme
   logits, the mini-batch gather and epoch mean too), and the one-launch trainer
   against ``NumpyBackend.train`` (``CudaEmulator``, also used by
