@@ -124,3 +124,23 @@ def test_jax_train_stops_within_a_second_during_its_first_call(sig, code):
     rc, seconds, err = _stop(argv, sig, after=2.0)
     assert rc == code and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert seconds < 3  # 1 s on an idle machine (issue 21); generous under load
+
+
+def test_an_interrupted_command_ends_without_the_interpreters_teardown(monkeypatch):
+    """``entry`` (the console script, ``python -m mlpbench``): after 130 / 143 ``os._exit``, past the teardown
+    that crashed under JAX's running threads; any other code through ``sys.exit``, as before."""
+    from mlpbench.cli import app
+
+    ended = []
+
+    def fake_exit(code):
+        ended.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(app.os, "_exit", fake_exit)
+    for code in (130, 143, 0, 2):
+        monkeypatch.setattr(app, "main", lambda code=code: code)
+        with pytest.raises(SystemExit) as info:
+            app.entry()
+        assert info.value.code == code
+    assert ended == [130, 143]

@@ -1,5 +1,5 @@
 """The command line: ``mlpbench train | backends | parity | bench | compare | tune`` (``app.main``)."""
 
-from .app import main
+from .app import entry, main
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
