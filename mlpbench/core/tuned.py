@@ -41,6 +41,14 @@ _READ = {}  # path -> (st_mtime_ns, machines) as last parsed
 _WARNED = set()  # paths already warned about
 
 
+def warn_once(seen, key, message, stacklevel=2) -> None:
+    """``message`` as a ``RuntimeWarning`` the first time ``key`` is not in the set ``seen`` (which keeps it);
+    ``stacklevel`` as the caller would pass it to ``warnings.warn``."""
+    if key not in seen:
+        seen.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
+
+
 def path() -> str:
     return os.path.join(cache_dir(), FILE)
 
@@ -74,10 +82,8 @@ def _machines(where) -> dict:
             raise ValueError(f"{where}: not a {SCHEMA} file")
         machines = {k: v for k, v in doc["machines"].items() if isinstance(v, dict)}
     except (OSError, ValueError) as exc:
-        if where not in _WARNED:
-            _WARNED.add(where)
-            warnings.warn(f"mlpbench: ignoring the tuned kernel parameters ({exc}); the kernels use their rules "
-                          "(mlpbench tune writes the file again)", RuntimeWarning, stacklevel=4)
+        warn_once(_WARNED, where, f"mlpbench: ignoring the tuned kernel parameters ({exc}); the kernels use their "
+                  "rules (mlpbench tune writes the file again)", stacklevel=4)
         machines = {}
     _READ[where] = (mtime, machines)
     return machines

@@ -63,7 +63,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import warnings
 
 from ...core import tuned
 from ...core.cpu import cache_sizes, vector_bytes
@@ -171,11 +170,10 @@ def tuned_batch_thresholds(itemsize: int):
         if not (type(rows) is int and type(macs) is int and rows >= 1 and macs >= 0):
             raise TypeError("min_rows must be an int >= 1 and min_macs an int >= 0")
     except (KeyError, TypeError) as exc:
-        if itemsize not in _warned:
-            _warned.add(itemsize)
-            warnings.warn(f"mlpbench: the tuned {TUNED_SECTION} of {_DTYPE_OF.get(itemsize, itemsize)} in "
-                          f"{tuned.path()} is not usable ({type(exc).__name__}: {exc}); the rule decides "
-                          "(mlpbench tune measures again)", RuntimeWarning, stacklevel=3)
+        what = _DTYPE_OF.get(itemsize, itemsize)
+        tuned.warn_once(_warned, itemsize, f"mlpbench: the tuned {TUNED_SECTION} of {what} in {tuned.path()} is not "
+                        f"usable ({type(exc).__name__}: {exc}); the rule decides (mlpbench tune measures again)",
+                        stacklevel=3)
         return None
     return rows, macs
 
