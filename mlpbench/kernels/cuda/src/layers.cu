@@ -13,6 +13,17 @@ __global__ void bias_act(T* __restrict__ z, const T* __restrict__ b, long long n
     }
 }
 
+// After a barrier, the first row of threads adds up its column of the block's (MLP_TY, MLP_TX + 1) partial sums
+// in shared memory, in row order, into partial[blockIdx.y * n_cols + j].
+__device__ __forceinline__ void mlp_colsum_out(const double* smem, double* __restrict__ partial, int n_cols, int j,
+                                               int tx, int ty) {
+    if (ty == 0 && j < n_cols) {
+        double c = 0.0;
+        for (int r = 0; r < MLP_TY; ++r) c += smem[r * (MLP_TX + 1) + tx];
+        partial[(long long)blockIdx.y * n_cols + j] = c;
+    }
+}
+
 // g = g * act'(a) in place (g: dL/da of a hidden layer -> dL/dz) and the column sums of the result:
 // partial[r * n_cols + j] = sum of g[i, j] over the rows i of chunk r = blockIdx.y (fixed order).
 // Block (MLP_TX, MLP_TY); grid (ceil(n_cols / MLP_TX), n_chunks); shared: MLP_TY * (MLP_TX + 1) doubles.
@@ -35,11 +46,7 @@ __global__ void act_backward_colsum(T* __restrict__ g, const T* __restrict__ a, 
     }
     mlp_smem[ty * (MLP_TX + 1) + tx] = s;
     __syncthreads();
-    if (ty == 0 && j < n_cols) {
-        double c = 0.0;
-        for (int r = 0; r < MLP_TY; ++r) c += mlp_smem[r * (MLP_TX + 1) + tx];
-        partial[(long long)blockIdx.y * n_cols + j] = c;
-    }
+    mlp_colsum_out(mlp_smem, partial, n_cols, j, tx, ty);
 }
 
 // The output layer: dz = (y_hat - y) / divisor (divisor 1 for "sum", N for "mean"), its column sums
@@ -73,11 +80,7 @@ __global__ void output_error_colsum(const T* __restrict__ yhat, const T* __restr
         if (t < h) lsum[t] += lsum[t + h];
         __syncthreads();
     }
-    if (ty == 0 && j < n_cols) {
-        double c = 0.0;
-        for (int r = 0; r < MLP_TY; ++r) c += mlp_smem[r * (MLP_TX + 1) + tx];
-        partial[(long long)blockIdx.y * n_cols + j] = c;
-    }
+    mlp_colsum_out(mlp_smem, partial, n_cols, j, tx, ty);
     if (t == 0) loss_partial[blockIdx.y * gridDim.x + blockIdx.x] = lsum[0];
 }
 
