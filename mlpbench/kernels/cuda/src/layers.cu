@@ -106,34 +106,37 @@ __global__ void loss_finish(const double* __restrict__ loss_partial, int n_parts
     *epoch = e + 1;
 }
 
+// f(t, k) for each element of the tensors laid out by offsets (tensor t holds the flat indices
+// [offsets[t], offsets[t + 1]); k counts within it), over the grid's threads.
+template <typename F>
+__device__ __forceinline__ void mlp_each_tensor_element(const long long* __restrict__ offsets, int n_tensors, F f) {
+    const long long total = offsets[n_tensors];
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    int t = 0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += stride) {
+        while (i >= offsets[t + 1]) ++t;  // i only grows, so t only moves forward
+        f(t, i - offsets[t]);
+    }
+}
+
 // p -= lr * g over every tensor in one launch: tensor t holds the flat indices
 // [offsets[t], offsets[t + 1]); param_ptrs[t] and grad_ptrs[t] are its device addresses.
 template <typename T>
 __global__ void sgd_multi(const unsigned long long* __restrict__ param_ptrs,
                           const unsigned long long* __restrict__ grad_ptrs,
                           const long long* __restrict__ offsets, int n_tensors, T lr) {
-    const long long total = offsets[n_tensors];
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    int t = 0;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += stride) {
-        while (i >= offsets[t + 1]) ++t;  // i only grows, so t only moves forward
+    mlp_each_tensor_element(offsets, n_tensors, [&](int t, long long k) {
         T* p = reinterpret_cast<T*>(param_ptrs[t]);
         const T* g = reinterpret_cast<const T*>(grad_ptrs[t]);
-        const long long k = i - offsets[t];
         p[k] -= lr * g[k];
-    }
+    });
 }
 
 // *flag = 0 when any element of the tensors (laid out as for sgd_multi) is not finite.
 template <typename T>
 __global__ void all_finite_multi(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
                                  int n_tensors, int* __restrict__ flag) {
-    const long long total = offsets[n_tensors];
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    int t = 0;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += stride) {
-        while (i >= offsets[t + 1]) ++t;
-        const T* p = reinterpret_cast<const T*>(ptrs[t]);
-        if (!isfinite(p[i - offsets[t]])) *flag = 0;
-    }
+    mlp_each_tensor_element(offsets, n_tensors, [&](int t, long long k) {
+        if (!isfinite(reinterpret_cast<const T*>(ptrs[t])[k])) *flag = 0;
+    });
 }
