@@ -6,7 +6,8 @@
   callback swallowed it) and raise it: ``KeyboardInterrupt``, or ``Terminated`` for SIGTERM; inside a
   garbage-collector callback or a ``__del__``, where Python would print the exception and drop it, they only
   record it; inside an import too, where an exception raised while a native extension initialises leaves it
-  half-built (interrupting ``import jax`` crashed the interpreter at exit: SIGSEGV or SIGABRT in 3 of 60 tries);
+  half-built (interrupting ``import jax`` crashed the interpreter at exit, SIGSEGV or SIGABRT, in 3 of 60 tries
+  and failed the import in a fourth);
 * ``signal.set_wakeup_fd`` on a socket a watcher thread reads: the C-level handler writes the signal's number
   there at once, even while the main thread sits in native code (a JAX compile, a blocking device wait) where no
   Python handler can run. If the command has not ended ``GRACE_S`` seconds later, the watcher prints the one
