@@ -116,3 +116,35 @@ def test_the_heap_modes_are_checked():
     with pytest.raises(ValueError, match="heap must be one of"):
         sweep._heap("fast")
     assert sweep._heap("system") == "system" and heap.MODES == ("keep", "system")
+
+
+# ---------------------------------------------------------------- OpenBLAS's spin in a benchmark process
+def test_short_spin_env_sets_openblas_spin_unless_the_user_did():
+    mine = {"PATH": "/bin"}
+    env = quiet.short_spin_env(mine)
+    assert env == {"PATH": "/bin", quiet.SPIN_ENV: str(quiet.SPIN_LOG2_CYCLES)} and mine == {"PATH": "/bin"}
+    assert quiet.short_spin_env({quiet.SPIN_ENV: "28"}) is None
+
+
+def test_bench_starts_itself_again_with_the_short_spin_and_nothing_else_does():
+    from mlpbench.cli import app
+
+    calls = []
+
+    def execve(path, argv, env):
+        calls.append((path, argv, env))
+
+    app.respawn_with_short_spin(["bench", "--preset", "quick"], {"HOME": "/h"}, execve)
+    assert len(calls) == 1
+    path, argv, env = calls[0]
+    assert path == sys.executable and argv == list(sys.orig_argv)
+    assert env == {"HOME": "/h", quiet.SPIN_ENV: str(quiet.SPIN_LOG2_CYCLES)}
+    app.respawn_with_short_spin(["bench"], {quiet.SPIN_ENV: "20"}, execve)  # the user's value stands
+    app.respawn_with_short_spin(["train", "--epochs", "3"], {}, execve)  # only the benchmark
+    app.respawn_with_short_spin([], {}, execve)
+    assert len(calls) == 1
+
+    def refused(*_):
+        raise PermissionError("exec not allowed here")
+
+    app.respawn_with_short_spin(["bench"], {}, refused)  # runs on with the default spin

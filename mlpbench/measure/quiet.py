@@ -21,6 +21,22 @@ not do: the kernel accounts another thread's time at the scheduler tick
 
 ``available()`` is false where the process's threads cannot be read (not
 Linux); the engine then falls back to its fixed or scaled pause.
+
+The wait is still dear where OpenBLAS runs: ~0.1 s after every NumPy
+sample, 80 % of a mid-size point's time (AMD EPYC, standard preset: 64
+waits, 2.16 s of a 2.5 s cap). OpenBLAS reads its spin once, when it loads,
+from ``OPENBLAS_THREAD_TIMEOUT`` (2^n cycles); ``mlpbench bench`` starts
+itself again with ``n = SPIN_LOG2_CYCLES`` where the variable is unset
+(``short_spin_env``; ``cli/app.entry``). Within a sample nothing changes: a
+step's gaps between two BLAS calls are microseconds at the sizes where waking
+a pool would show, and where a gap outlasts 2^23 cycles (2 ms at 4 GHz) the
+wake-up (tens of microseconds) is under 2.5 % of that gap alone. Measured
+(AMD EPYC, numpy step, float64, medians of 25 samples, four alternating
+processes each): N=1024 H=512 5.4-6.8 ms at the default, 6.1-9.8 at n=24,
+5.6-8.2 at n=22; N=16384 H=512 88.6-94.2 / 87.3-97.1 / 88.1-100.1 ms: the
+processes' spread, no shift. At n=23 a mid-size point's waits averaged
+4.6 ms (N=1024 H=512 float64: 140 waits, 0.65 s), and the standard preset's
+mid-size points ran 35-48 rounds where they ran 13-16.
 """
 
 from __future__ import annotations
@@ -35,6 +51,10 @@ POLL_S = 0.001
 #: polls in a row with no other thread running before the process counts as quiet (one could fall between a
 #: worker's yield and its next spin)
 CALM = 2
+#: OpenBLAS's idle workers spin 2^n cycles before they sleep: its variable, and the n a benchmark process
+#: runs with (OpenBLAS's default is 28, ~0.1 s; 23 is 2-4 ms at 2-4 GHz)
+SPIN_ENV = "OPENBLAS_THREAD_TIMEOUT"
+SPIN_LOG2_CYCLES = 23
 
 
 def available() -> bool:
@@ -80,6 +100,15 @@ def wait(cap_s, poll_s=POLL_S, calm=CALM, clock=time.perf_counter) -> tuple[floa
         time.sleep(poll_s)
 
 
+def short_spin_env(environ) -> dict | None:
+    """``environ`` with OpenBLAS's spin set to 2^``SPIN_LOG2_CYCLES`` cycles, to start a benchmark process with;
+    None where ``SPIN_ENV`` is already set (the user's value stands, and a process started this way is not
+    started again)."""
+    if SPIN_ENV in environ:
+        return None
+    return {**environ, SPIN_ENV: str(SPIN_LOG2_CYCLES)}
+
+
 class Settle:
     """The engine's pause before each sample: until no other thread runs (``threads``, where they can be read),
     at most ``cap_s``; else ``cap_s``, or with ``scaled`` at most the previous sample (``last``). ``record``: the
@@ -106,4 +135,5 @@ class Settle:
         return self.counts if self.threads else {}
 
 
-__all__ = ["CALM", "POLL_S", "Settle", "available", "running_others", "wait"]
+__all__ = ["CALM", "POLL_S", "SPIN_ENV", "SPIN_LOG2_CYCLES", "Settle", "available", "running_others", "short_spin_env",
+           "wait"]

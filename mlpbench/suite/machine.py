@@ -21,8 +21,8 @@ from ..core.cpu import cpu_model
 #: packages whose versions are always recorded, besides those the registered backends require
 #: (import name -> distribution, found by metadata)
 PACKAGES = ("numpy", "scipy", "threadpoolctl", "mlpbench")
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-              "MLPBENCH_BACKEND", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
+              "NUMBA_NUM_THREADS", "MLPBENCH_BACKEND", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS")
 #: the variable that overrides the machine's name (``machine_name``)
 MACHINE_NAME_ENV = "MLPBENCH_MACHINE_NAME"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
