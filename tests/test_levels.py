@@ -134,7 +134,7 @@ def test_follow_ups_give_the_time_firm_points_saved_to_the_open_ones():
     b = Budget(total_s=1.0, cap_s=1.0)
     for name, p in points.items():
         b.record(name, p.spent)
-    done = follow_up(b, lambda n: points[n].open, lambda n, s: points[n].run(s), list(points))
+    done = follow_up(b, lambda n: points[n].open, lambda n, s, last: points[n].run(s), list(points))
     assert done == 4  # the budget spread over the 4 follow-ups: close and closer firm on the way, hopeless to its cap
     assert not points["close"].open and not points["closer"].open and points["hopeless"].open
     assert all(points[f"firm{i}"].passes == 1 for i in range(4))  # firm points get nothing
@@ -147,15 +147,28 @@ def test_follow_ups_stop_when_the_budget_is_spent():
     b = Budget(total_s=0.4, cap_s=10.0)
     calls = []
 
-    def run(n, s):
-        calls.append((n, s))
+    def run(n, s, last):
+        calls.append((n, s, last))
         return points[n].run(s)
 
     done = follow_up(b, lambda n: points[n].open, run, list(points), rounds=5)
     # equal shares of what is left spread over the 5 passes (0.02 each), raised to MIN_SHARE_S (0.05)
-    assert calls[:4] == [(n, pytest.approx(MIN_SHARE_S)) for n in "abcd"]
+    assert calls[:4] == [(n, pytest.approx(MIN_SHARE_S), False) for n in "abcd"]
     assert b.left < MIN_SHARE_S and done == len(calls) // 4
     assert follow_up(Budget(1.0, 1.0), lambda n: False, run, ["a"]) == 0  # nothing open: no pass
+
+
+def test_only_the_last_follow_up_is_told_it_is_the_last():
+    points = {n: FakePoint(0.0, 50.0) for n in "ab"}
+    b = Budget(total_s=10.0, cap_s=10.0)
+    lasts = []
+
+    def run(n, s, last):
+        lasts.append(last)
+        return points[n].run(s)
+
+    assert follow_up(b, lambda n: points[n].open, run, list(points), rounds=3) == 3
+    assert lasts == [False, False, False, False, True, True]
 
 
 # ---------------------------------------------------------------- through the sweep (a fake clock: no timing)
@@ -231,3 +244,29 @@ def test_compare_reads_a_v2_file_against_a_v3_file():
     assert R.validate(old) == [] and R.validate(new) == [] and R.SCHEMA == "mlpbench.bench/3"
     (row,) = R.compare(old, new)
     assert row["regression"] and row["ratio"] == pytest.approx(2.0)
+
+
+def test_median_variance_and_the_chi_square_medians():
+    """The constants behind the between component: the variance of a median of n normal values (by simulation)
+    and the median of a chi-square over its degrees of freedom (0.455 at 1, towards 1)."""
+    rng = np.random.RandomState(23)
+    for n in (1, 2, 3, 4, 7, 15, 30, 40):
+        draws = np.median(rng.normal(0, 1, (100_000, n)), axis=1)
+        assert levels.median_variance(n) == pytest.approx(draws.var(), rel=0.04)
+    assert levels.chi2_median_per_df(1) == pytest.approx(0.454936, abs=1e-6)
+    for df in (2, 6):
+        draws = rng.chisquare(df, 200_000) / df
+        assert levels.chi2_median_per_df(df) == pytest.approx(np.median(draws), rel=0.01)
+
+
+@pytest.mark.parametrize("sd_within, sd_between", [(0.1, 0.1), (0.2, 0.05), (0.1, 0.0)])
+def test_pooled_between_holds_for_points_with_more_passes_and_few_rounds(sd_within, sd_between):
+    """As a sweep now leaves them: three regular passes of 3-12 rounds, up to four follow-ups of 2 rounds. Before
+    each spread was judged against one degree of freedom, and a point with seven passes doubled the estimate."""
+    rng = np.random.RandomState(24)
+    comps = []
+    for _ in range(200):
+        sizes = [int(n) for n in rng.randint(3, 13, 3)] + [2] * int(rng.randint(0, 5))
+        effects = rng.normal(0, sd_between, len(sizes))
+        comps.append(levels.components([e + rng.normal(0, sd_within, n) for e, n in zip(effects, sizes)]))
+    assert levels.pooled_between(comps) == pytest.approx(sd_between ** 2, rel=0.3, abs=0.1 * sd_within ** 2)

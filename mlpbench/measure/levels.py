@@ -22,13 +22,15 @@ successive rounds within a pass, ``|x_(i+1) - x_i|`` (over ``sqrt(2) *
 0.6745`` it estimates a normal sigma: no bias from a fitted centre at few
 rounds per pass, slow drift within a pass left out, and linear in the rounds,
 which the adaptive loop asks for after every round); the between component is the variance of the pass medians minus what the within noise
-alone gives them (``pi/2 * within / n`` for a median of ``n``), at least 0.
+alone gives them (``f(n) * within / n`` for a median of ``n``: ``f`` is 1 for one or two rounds, where the
+median is a mean, and grows towards ``pi/2``; ``median_variance``), at least 0.
 
 One point's two or three passes are too few to estimate ``between`` alone
 (1 or 2 degrees of freedom), so a run pools it over each backend's points
 (``suite/sweep._between``: per label, as a pass moves each backend by its own amount)
-(``pooled_between``: the median spread of the pass medians over the median
-of a chi-square with 1 degree of freedom, less the median within noise, so
+(``pooled_between``: the median of each point's spread of its pass medians
+over the median of a chi-square with that spread's degrees of freedom,
+divided by them, less the median within noise, so
 that one point whose passes differ wildly on a loaded machine does not widen
 every interval of the run),
 and each point's own estimate is shrunk towards it (``shrunk``: the posterior
@@ -45,6 +47,7 @@ passes where the answer is still open, each of that many rounds.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -52,12 +55,15 @@ import numpy as np
 
 from . import stats
 
-#: the median of ``|x_i - x_j|`` of two normal values is this times sigma (``sqrt(2) * 0.6745``);
-#: a median of ``n`` normal values has variance ``pi/2 * sigma^2 / n``
+#: the median of ``|x_i - x_j|`` of two normal values is this times sigma (``sqrt(2) * 0.6745``)
 PAIR_SIGMA = math.sqrt(2) * 0.6744897501960817
+#: a median of ``n`` normal values has variance ``f(n) sigma^2 / n``: ``f`` for n = 1..30 (the median of two
+#: is their mean; odd n lose more than even; 4e5 draws each, tests/test_levels checks them), then ``pi/2``
+#: (3 % high at 40)
+MEDIAN_VARIANCE = (1.0, 1.0, 1.346, 1.192, 1.44, 1.287, 1.477, 1.345, 1.493, 1.379, 1.505, 1.411, 1.523, 1.431,
+                   1.523, 1.437, 1.536, 1.462, 1.537, 1.47, 1.535, 1.48, 1.544, 1.49, 1.543, 1.491, 1.542, 1.495,
+                   1.55, 1.491)
 MEDIAN_EFFICIENCY = math.pi / 2
-#: the median of a chi-square variable with 1 degree of freedom (``scipy.stats.chi2(1).median()``)
-CHI2_1_MEDIAN = 0.454936
 #: the degrees of freedom the run's pooled between-pass variance counts for against a point's own estimate
 PRIOR_DF = 4
 
@@ -76,6 +82,21 @@ class Components:
     def to_dict(self) -> dict:
         return {"within": self.within, "between": max(0.0, self.between), "passes": self.passes,
                 "rounds": self.rounds}
+
+
+def median_variance(n) -> float:
+    """The variance of the median of ``n`` values with unit variance, normal: ``f(n) / n`` (``MEDIAN_VARIANCE``)."""
+    return (MEDIAN_VARIANCE[n - 1] if n <= len(MEDIAN_VARIANCE) else MEDIAN_EFFICIENCY) / n
+
+
+@functools.lru_cache(maxsize=64)
+def chi2_median_per_df(df) -> float:
+    """The median of a chi-square variable with ``df`` degrees of freedom, divided by ``df`` (0.455 at 1, 0.693
+    at 2, 0.891 at 6, towards 1): a sample variance with ``df`` degrees of freedom over the true variance, at
+    its median (``scipy.special.chdtri``, the inverse of the chi-square survival function)."""
+    from scipy.special import chdtri
+
+    return float(chdtri(df, 0.5)) / df
 
 
 def split(values, sizes) -> list:
@@ -97,22 +118,25 @@ def components(groups) -> Components:
     within = float((np.median(pairs) / PAIR_SIGMA) ** 2) if pairs.size else float("nan")
     spread = noise = float("nan")
     if len(groups) >= 2 and math.isfinite(within):
-        noise = MEDIAN_EFFICIENCY * within * float(np.mean([1 / g.size for g in groups]))
+        noise = within * float(np.mean([median_variance(g.size) for g in groups]))
         spread = float(np.var(centres, ddof=1))
     return Components(within, spread - noise, len(groups), int(sum(g.size for g in groups)), spread, noise)
 
 
 def pooled_between(all_components) -> float:
-    """One run's between-pass variance, from its points with 2 passes or more: the median spread of their pass
-    medians over ``CHI2_1_MEDIAN`` (a spread of 2 passes is ``(between + noise)`` times a chi-square with 1
-    degree of freedom), less their median noise; >= 0; 0 when no point has two passes yet.
+    """One run's between-pass variance, from its points with 2 passes or more: the median of their spreads of
+    the pass medians, each over ``chi2_median_per_df(passes - 1)`` (the spread of ``k`` passes is ``(between +
+    noise)`` times a chi-square with ``k - 1`` degrees of freedom over ``k - 1``), less their median noise;
+    >= 0; 0 when no point has two passes yet.
 
     (The median of the differences ``spread - noise`` would not do: it sits below 0 whenever the noise is as
-    large as the between component, and would call a real one absent.)"""
+    large as the between component, and would call a real one absent. Dividing every spread by the median at
+    one degree of freedom, as this did when points had two passes, counted the between component of a point
+    with seven passes twice over.)"""
     comps = [c for c in all_components if c.passes >= 2 and math.isfinite(c.spread) and math.isfinite(c.noise)]
     if not comps:
         return 0.0
-    return max(0.0, float(np.median([c.spread for c in comps])) / CHI2_1_MEDIAN
+    return max(0.0, float(np.median([c.spread / chi2_median_per_df(c.passes - 1) for c in comps]))
                - float(np.median([c.noise for c in comps])))
 
 
@@ -196,5 +220,5 @@ def judge(results, control, base, confidence, floor, between=0.0):
     return margin, settled
 
 
-__all__ = ["Components", "components", "for_label", "judge", "point_ci", "pooled_between", "rounds_per_pass", "shrunk", "split",
-           "widen"]
+__all__ = ["Components", "chi2_median_per_df", "components", "for_label", "judge", "median_variance", "point_ci",
+           "pooled_between", "rounds_per_pass", "shrunk", "split", "widen"]

@@ -87,15 +87,17 @@ class Budget:
 def follow_up(budget, is_open, run, points, rounds=FOLLOW_UPS) -> int:
     """Follow-up passes: each gives the points of ``points`` for which ``is_open(point)`` holds a share
     (``Budget.shares``, what is left spread over the ``rounds`` passes: more passes, each shorter, where the
-    passes disagree), ``run(point, seconds)`` measures one and returns its rounds time so far, all passes
-    together (booked with ``record``). Stops when nothing is open or nothing is left; returns the passes run."""
+    passes disagree), ``run(point, seconds, last)`` measures one and returns its rounds time so far, all passes
+    together (booked with ``record``); ``last`` is true in the final follow-up, where no later pass can use
+    what a pass leaves of its share (the sweep then lets it run to its share). Stops when nothing is open or
+    nothing is left; returns the passes run."""
     done = 0
     for k in range(rounds):
         shares = budget.shares([p for p in points if is_open(p)], rounds - k)
         if not shares:
             break
         for p, seconds in shares.items():
-            budget.record(p, run(p, seconds), follow_up=True)
+            budget.record(p, run(p, seconds, k == rounds - 1), follow_up=True)
         done += 1
     return done
 

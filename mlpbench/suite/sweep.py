@@ -210,10 +210,12 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
             m = _rejudge(earlier, label)
             return any(r.verdict == "unresolved" for r in m.results.values())
 
-        def again(label, seconds):
+        def again(label, seconds, last):
             progress.update(f"{label} (follow-up)")
             m = earlier[label]
-            rounds = _rounds_per_pass(m, _between(earlier), pass_cost.get(label, 0.0), max_rounds)
+            # Kalibera and Jones's rounds a pass, but the last follow-up spends its whole share: nothing after it could
+            rounds = max_rounds if last else _rounds_per_pass(m, _between(earlier), pass_cost.get(label, 0.0),
+                                                              max_rounds)
             return (point(by_case[label], seconds, rounds) or m).elapsed_s
 
         follow_ups = 0
