@@ -92,7 +92,11 @@ def test_forward_backward_step_match_reference(dtype, activation, grad_reduction
         assert y_hat.dtype == np.dtype(dtype) and len(cache) == len(sizes)
         assert be.loss(y, y_hat) == pytest.approx(REF.loss(y, y_ref), rel=TOL[dtype])
         grads = be.backward(p, cache, X, y, activation=activation, grad_reduction=grad_reduction)
-        grads_ref = REF.backward(pr, cache_ref, X, y, activation=activation, grad_reduction=grad_reduction)
+        # OpenBLAS's small float32 kernels can leave FE_INVALID set with finite inputs and outputs (numpy#24067,
+        # OpenBLAS#1924): seen once in CI here, in the reference's ``dz @ W.T``. The values are what is checked
+        # (a NaN fails ``assert_close``), not that flag
+        with np.errstate(invalid="ignore"):
+            grads_ref = REF.backward(pr, cache_ref, X, y, activation=activation, grad_reduction=grad_reduction)
         for i, ((dW, db), (dWr, dbr)) in enumerate(zip(grads, grads_ref)):
             assert_close(dW, dWr, dtype, f"dW{i} {where}")
             assert_close(db, dbr, dtype, f"db{i} {where}")
