@@ -110,9 +110,7 @@ def entry() -> None:
     respawn_with_short_spin()
     code = main()
     if code in CODES.values():
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        _flush_std()
         os._exit(code)
     sys.exit(code)
 
@@ -129,11 +127,17 @@ def respawn_with_short_spin(argv=None, environ=None, execve=os.execve) -> None:
     env = short_spin_env(os.environ if environ is None else environ)
     if env is None:
         return
+    _flush_std()
+    with contextlib.suppress(OSError):
+        execve(sys.executable, list(sys.orig_argv), env)
+
+
+def _flush_std() -> None:
+    """Flush stdout and stderr before the process is replaced or ends without its teardown; a stream already
+    gone (a closed pipe) is left as it is."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    with contextlib.suppress(OSError):
-        execve(sys.executable, list(sys.orig_argv), env)
 
 
 def _run(args, prefix) -> int:
