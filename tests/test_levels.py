@@ -56,6 +56,49 @@ def test_widen_adds_the_between_variance_on_each_side():
                                                               0.1, 2).defined
 
 
+def test_edge_distance_is_how_far_the_ratio_sits_from_the_edge_to_clear():
+    m = 0.05
+    assert S.edge_distance(0.5, m, m) == pytest.approx(math.log(2) - math.log1p(m))  # faster: from the band
+    assert S.edge_distance(1.3, m, m) == pytest.approx(math.log(1.3) - math.log1p(m))  # slower
+    assert S.edge_distance(1.0, m, m) == pytest.approx(math.log1p(m))  # same: from either edge
+    assert S.edge_distance(1.05, m, m) == pytest.approx(0.0, abs=1e-15)  # on the edge: nothing decides it
+    assert S.edge_distance(1.2, 0.4, m) == 0.0  # inside a band too wide to say "same", outside the floor band
+    assert S.edge_distance(1.02, 0.4, m) == pytest.approx(math.log1p(m) - math.log(1.02))
+    assert math.isnan(S.edge_distance(math.nan, m, m)) and math.isnan(S.edge_distance(1.0, math.nan, m))
+
+
+def test_the_forecast_passes_decide_the_point_as_often_as_the_estimate_is_right():
+    """A point measured in 3 passes with a pass-level shift: the forecast (``more_passes``) says how many more
+    passes of the same size clear its edge; measured that many more, the point is decided in about half the
+    seeds or more (the forecast is at the point estimate), and a point on the band edge is never forecast."""
+    sd_w, sd_b, rounds, true = 0.03, 0.06, 6, math.log(0.85)
+    decided, forecasts = 0, []
+    for seed in range(60):
+        rng = np.random.RandomState(seed)
+        logs = list(true + two_level(rng, 1, 3, rounds, sd_w, sd_b)[0])
+        base = np.ones(3 * rounds)
+        comp = levels.components(logs)
+        ci = levels.widen(S.ratio_ci(np.exp(np.concatenate(logs)), base, 0.99), levels.shrunk(comp, sd_b ** 2), 3)
+        if S.verdict(ci, 0.05, 0.05) != "unresolved":
+            continue
+        r = type("R", (), {"label": "x", "ratio": ci.ratio, "components": comp})()
+        extra = levels.more_passes(r, 0.05, 0.05, 0.99, sd_b ** 2)
+        assert extra >= 1
+        if not math.isfinite(extra):
+            continue
+        forecasts.append(extra)
+        logs += list(true + two_level(rng, 1, int(extra), rounds, sd_w, sd_b)[0])
+        comp = levels.components(logs)
+        ci = levels.widen(S.ratio_ci(np.exp(np.concatenate(logs)), np.ones(sum(map(len, logs))), 0.99),
+                          levels.shrunk(comp, sd_b ** 2), comp.passes)
+        decided += S.verdict(ci, 0.05, 0.05) == "faster"
+    assert len(forecasts) >= 20 and decided >= 0.45 * len(forecasts), (decided, forecasts)
+    on_edge = levels.components([np.full(4, math.log(1.05)) + d for d in (0.0, 0.01, -0.01)])
+    r = type("R", (), {"label": "x", "ratio": 1.05, "components": on_edge})()
+    assert levels.more_passes(r, 0.05, 0.05, 0.99, 0.001) == math.inf
+    assert levels.passes_to_decide(on_edge, 0.0, 0.2, 0.99, 4) == 1  # far from the edge: one pass does
+
+
 def test_rounds_per_pass_balances_the_levels_by_their_costs():
     # n* = sqrt(c_pass w / (c_round b)): a costly pass, or a small between component, buys longer passes
     assert levels.rounds_per_pass(0.04, 0.01, pass_cost_s=1.0, round_cost_s=0.01) == 20
@@ -134,12 +177,47 @@ def test_follow_ups_give_the_time_firm_points_saved_to_the_open_ones():
     b = Budget(total_s=1.0, cap_s=1.0)
     for name, p in points.items():
         b.record(name, p.spent)
-    done = follow_up(b, lambda n: points[n].open, lambda n, s, last: points[n].run(s), list(points))
+    done = follow_up(b, lambda n: points[n].open, lambda n, s, last: points[n].run(s), list(points), rounds=4)
     assert done == 4  # the budget spread over the 4 follow-ups: close and closer firm on the way, hopeless to its cap
     assert not points["close"].open and not points["closer"].open and points["hopeless"].open
     assert all(points[f"firm{i}"].passes == 1 for i in range(4))  # firm points get nothing
     assert points["hopeless"].spent == pytest.approx(1.0)  # its cap, never more
     assert sum(b.used.values()) <= b.total_s and b.left >= 0
+
+
+def test_the_points_a_forecast_says_the_budget_decides_go_first():
+    # one point 0.25 s from firm among four hopeless ones: equal shares (0.5 s over 5 points and 4 passes)
+    # never give it enough; with the forecast it is served first, in one pass, and the rest goes to the others
+    def setup():
+        pts = {"close": FakePoint(0.6, 0.85)} | {f"hopeless{i}": FakePoint(0.6, 99.0) for i in range(4)}
+        b = Budget(total_s=0.5, cap_s=1.0)
+        for name, p in pts.items():
+            b.record(name, p.spent)
+        return pts, b
+
+    def forecast(pts):
+        return lambda n: (1, pts[n].need - pts[n].spent) if pts[n].need - pts[n].spent < 1 else None
+
+    pts, b = setup()
+    follow_up(b, lambda n: pts[n].open, lambda n, s, last: pts[n].run(s), list(pts), rounds=4)
+    assert pts["close"].open  # equal shares: 0.025 s a pass each, raised to MIN_SHARE_S, 0.2 s in all
+    pts, b = setup()
+    follow_up(b, lambda n: pts[n].open, lambda n, s, last: pts[n].run(s), list(pts), rounds=4, need=forecast(pts))
+    assert not pts["close"].open and pts["close"].passes == 2  # decided by its first follow-up
+    assert sum(b.used.values()) <= b.total_s + 1e-12
+    assert all(pts[f"hopeless{i}"].passes > 1 for i in range(4))  # what was left still went to the others
+
+
+def test_a_forecast_beyond_the_cap_the_budget_or_the_passes_left_is_not_served_first():
+    b = Budget(total_s=1.0, cap_s=1.0)
+    for p in "abcd":
+        b.record(p, 0.5)
+    need = {"a": (1, 0.6), "b": (5, 0.2), "c": (1, 0.3), "d": None}.get  # a: over its cap; b: too many passes
+    got = b.shares(list("abcd"), passes_left=2, need=need)
+    assert got["c"] == pytest.approx(0.3)  # served first: its whole need in its one pass
+    assert got["a"] == got["b"] == got["d"] == pytest.approx((0.5 - 0.3) / 3)  # the rest of this pass's pool
+    got = Budget(total_s=0.25, cap_s=1.0).shares(["c"], passes_left=2, need=need)
+    assert got["c"] == pytest.approx(0.125)  # its need exceeds the budget: an equal share of this pass
 
 
 def test_follow_ups_stop_when_the_budget_is_spent():
@@ -225,9 +303,29 @@ def test_the_sweep_gives_follow_up_passes_to_open_points_within_budget_and_cap(t
     for p in doc["points"]:
         assert len(p["passes"]) == 2 + follow_ups and sum(p["passes"]) == p["rounds"] == len(p["samples_s"])
         assert p["elapsed_s"] <= 0.5 and p["verdict"] in ("baseline", "unresolved")
+        # each open verdict carries its forecast: further passes, or None (a ratio of 1 against the identical
+        # "other" sits inside the band: "same" is a distance away, so a count, unless the noise swamps it)
+        assert p["verdict"] == "baseline" or set(p["to_decide"]) == {"passes"}
+        assert p["verdict"] == "unresolved" or "to_decide" not in p
     # no budget: no follow-up
     doc = sweep.run_sweep(grid, backends, tmp_path / "none", budget=0, **kw)
     assert doc["noise"]["follow_ups"] == 0 and all(len(p["passes"]) == 2 for p in doc["points"])
+
+
+def test_the_summary_says_what_the_open_verdicts_would_take():
+    from mlpbench.suite import summary
+
+    def pt(verdict, passes="absent"):
+        return {"verdict": verdict, **({} if passes == "absent" else {"to_decide": {"passes": passes}})}
+
+    points = [pt("faster"), pt("baseline"), pt("unresolved", 3), pt("unresolved", 9), pt("unresolved", 1),
+              pt("unresolved", None)]
+    text = summary.forecast_text(points)
+    assert text.startswith("unresolved 4, the forecast: 3 would be decided by 1 to 9 more passes (median 3)")
+    assert text.endswith(f"1 sit within noise of a band edge (more than {levels.FORECAST_PASSES} passes)")
+    assert summary.forecast_text([pt("unresolved", None)]) == ("unresolved 1, the forecast: 1 sit within noise of a "
+                                                               f"band edge (more than {levels.FORECAST_PASSES} passes)")
+    assert summary.forecast_text([pt("faster"), pt("unresolved")]) is None  # an older file: no forecast
 
 
 def test_compare_reads_a_v2_file_against_a_v3_file():

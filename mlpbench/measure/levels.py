@@ -66,6 +66,8 @@ MEDIAN_VARIANCE = (1.0, 1.0, 1.346, 1.192, 1.44, 1.287, 1.477, 1.345, 1.493, 1.3
 MEDIAN_EFFICIENCY = math.pi / 2
 #: the degrees of freedom the run's pooled between-pass variance counts for against a point's own estimate
 PRIOR_DF = 4
+#: the most further passes a forecast looks ahead (``passes_to_decide``); beyond, a ratio sits on a band edge
+FORECAST_PASSES = 64
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,36 @@ def rounds_per_pass(within, between, pass_cost_s, round_cost_s, lo=2, hi=None) -
     return n if hi is None else min(hi, n)
 
 
+def passes_to_decide(comp, between, distance, confidence, rounds, most=FORECAST_PASSES) -> float:
+    """Kalibera and Jones's forecast: how many more passes of ``rounds`` rounds each would let a ratio's
+    interval clear a band edge ``distance`` away (``stats.edge_distance``), at these components (``comp``'s
+    within and its passes and rounds so far; ``between`` its between-pass variance): over ``k`` passes and
+    ``N`` rounds in all the log ratio's variance is ``between / k + (pi/2) within / N`` (a median of many
+    rounds), and ``z`` times its root must fall under the distance. The fewest up to ``most``; ``inf`` beyond,
+    on an edge (``distance`` 0) or without the components."""
+    if not (distance > 0 and rounds >= 1 and math.isfinite(comp.within) and comp.rounds >= 1):
+        return float("inf")
+    z2, between = _z2(confidence), max(0.0, between)
+    for extra in range(1, most + 1):
+        k, n = comp.passes + extra, comp.rounds + extra * rounds
+        if z2 * (between / k + MEDIAN_EFFICIENCY * comp.within / n) <= distance ** 2:
+            return float(extra)
+    return float("inf")
+
+
+def more_passes(result, margin, floor, confidence, between, rounds=None) -> float:
+    """``passes_to_decide`` for a subject's ``result`` (``engine.SubjectResult``, judged: its ratio and
+    components) against the band ``margin`` / ``floor``, with ``between`` the run's between-pass variance (a
+    number or per label: ``for_label``; shrunk towards by the point's own) and ``rounds`` rounds a pass (by
+    default as many as its passes had on average); ``inf`` without components."""
+    comp = result.components
+    if comp is None or comp.passes < 1:
+        return float("inf")
+    rounds = -(-comp.rounds // comp.passes) if rounds is None else rounds
+    return passes_to_decide(comp, shrunk(comp, for_label(between, result.label)),
+                            stats.edge_distance(result.ratio, margin, floor), confidence, rounds)
+
+
 def point_ci(subject, baseline, sizes, confidence, between) -> tuple:
     """``(RatioCI, Components)`` of a subject against the baseline (samples paired by round, cut by ``sizes``)."""
     ci = stats.ratio_ci(subject, baseline, confidence)
@@ -220,5 +252,6 @@ def judge(results, control, base, confidence, floor, between=0.0):
     return margin, settled
 
 
-__all__ = ["Components", "chi2_median_per_df", "components", "for_label", "judge", "median_variance", "point_ci",
+__all__ = ["FORECAST_PASSES", "Components", "chi2_median_per_df", "components", "for_label", "judge", "median_variance",
+           "more_passes", "passes_to_decide", "point_ci",
            "pooled_between", "rounds_per_pass", "shrunk", "split", "widen"]

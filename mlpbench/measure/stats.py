@@ -207,6 +207,19 @@ def verdict(ci, margin, floor=MARGIN_FLOOR, final=True):
     return "unresolved" if final else None
 
 
+def edge_distance(ratio, margin, floor=MARGIN_FLOOR) -> float:
+    """How far (in logs) ``ratio`` lies from the band edge its interval must clear for a firm verdict
+    (``verdict``): outside the band, from the band (``faster`` / ``slower``); inside, from the nearer edge
+    (``same``: the band of ``floor`` when ``max(margin, floor)`` exceeds ``MAX_MARGIN``). 0 on an edge: no
+    interval, however narrow, decides it. NaN without a ratio or a margin."""
+    if not (ratio > 0 and math.isfinite(ratio) and math.isfinite(margin)):
+        return float("nan")
+    r, m = abs(math.log(ratio)), max(margin, floor)
+    if r >= math.log1p(m):
+        return r - math.log1p(m)
+    return max(0.0, math.log1p(m if m <= MAX_MARGIN else floor) - r)
+
+
 def control_verdict(control, floor=MARGIN_FLOOR) -> str:
     """The A/A control's verdict: ``same`` unless its interval excludes 1 beyond ``floor`` (then the run is noisy)."""
     if not control.defined:
@@ -359,5 +372,5 @@ def gate(comparisons, fail_on_regression=True) -> int:
 
 
 __all__ = ["VERDICTS", "CONFIDENCE", "MARGIN_FLOOR", "MAX_MARGIN", "CompareError", "Comparison", "RatioCI",
-           "check_threshold", "compare", "control_verdict", "decided", "gate", "mann_whitney_u",
+           "check_threshold", "compare", "control_verdict", "decided", "edge_distance", "gate", "mann_whitney_u",
            "bias_margin", "ratio_ci", "sign_test_rank", "summary", "verdict"]

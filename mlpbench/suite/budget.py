@@ -6,13 +6,19 @@ a pass still runs its minimum rounds). The regular passes give each point
 are firm stops sooner (the engine's adaptive stop). The sweep's follow-up
 budget (``--budget``; by default ``BUDGET_SHARE * max_time`` per point) goes,
 within what the caps leave, in up to ``FOLLOW_UPS``
-follow-up passes, the points still ``unresolved`` get it in equal shares (water-filling: a point never gets
-more than its cap has left; what it cannot take goes to the others), each in
-a pass of its own with freshly prepared subjects, pooled with its earlier
-passes. A follow-up pass is one more pass for the between-pass component
+follow-up passes, to the points still ``unresolved``, each in a pass of its
+own with freshly prepared subjects, pooled with its earlier passes. A
+follow-up pass is one more pass for the between-pass component
 (``measure/levels.py``) too: Kalibera and Jones spend repetitions at the level
-whose variance dominates, and here the open points are those whose intervals
-still straddle an edge.
+whose variance dominates, and choose their number from the components to
+reach a target width. So each open point has a forecast
+(``levels.passes_to_decide``: the passes its interval needs to clear the
+nearest band edge), and the points the budget can decide are served first,
+the cheapest first; the rest goes in equal shares to the others
+(water-filling: a point never gets more than its cap has left; what it
+cannot take goes to the others). A ratio within noise of a band edge would
+take any budget and stay open: in equal shares, it held back the points one
+or two passes from firm.
 
 ``Budget`` keeps the books; ``follow_up`` runs the passes through two
 callables, so the reallocation is tested without timing anything.
@@ -64,13 +70,29 @@ class Budget:
     def left(self) -> float:
         return max(0.0, self.total_s - sum(self.used.values()))
 
-    def shares(self, open_points, passes_left=1) -> dict:
-        """Seconds for each of ``open_points`` in the next follow-up: equal shares of what is left spread over
-        the ``passes_left`` follow-ups still to come (but never under ``MIN_SHARE_S`` a point while what is left
-        allows it), each within its cap; points whose share would be under ``MIN_SHARE_S`` are left out."""
+    def shares(self, open_points, passes_left=1, need=None) -> dict:
+        """Seconds for each of ``open_points`` in the next follow-up, each within its cap; points whose share
+        would be under ``MIN_SHARE_S`` are left out.
+
+        ``need``: point -> ``(passes, seconds)``, the follow-up passes and rounds time its forecast says would
+        decide it (``levels.passes_to_decide``), or None where there is none. The points that can be decided
+        within the passes left, their cap and the budget left are served first, the cheapest first, each its
+        per-pass part (``seconds / passes``), the budget for their later passes set aside; the rest of this
+        pass's pool (what is left spread over the ``passes_left`` follow-ups still to come, but never under
+        ``MIN_SHARE_S`` a point while what is left allows it) goes in equal shares to the other open points
+        (water-filling: a point never gets more than its cap has left; what it cannot take goes to the
+        others). A point whose ratio sits within noise of a band edge would swallow any budget and stay
+        open; served first, the points about to be decided no longer wait for it."""
         room = {p: self.cap_s - self.spent.get(p, 0.0) for p in open_points}
         room = {p: r for p, r in room.items() if r >= MIN_SHARE_S}
         pool, got = min(self.left, max(self.left / max(1, passes_left), MIN_SHARE_S * len(room))), {}
+        reserved = 0.0
+        for p, (passes, seconds) in sorted(((p, need(p)) for p in list(room) if need and need(p)),
+                                           key=lambda item: item[1][1]):
+            if passes <= passes_left and seconds <= room[p] and reserved + seconds <= self.left:
+                reserved += seconds
+                got[p] = min(room.pop(p), max(MIN_SHARE_S, seconds / max(1, passes)))
+                pool -= got[p]
         while room and pool >= MIN_SHARE_S:
             each = pool / len(room)
             capped = {p: r for p, r in room.items() if r <= each}
@@ -84,16 +106,16 @@ class Budget:
         return {p: s for p, s in got.items() if s >= MIN_SHARE_S}
 
 
-def follow_up(budget, is_open, run, points, rounds=FOLLOW_UPS) -> int:
+def follow_up(budget, is_open, run, points, rounds=FOLLOW_UPS, need=None) -> int:
     """Follow-up passes: each gives the points of ``points`` for which ``is_open(point)`` holds a share
-    (``Budget.shares``, what is left spread over the ``rounds`` passes: more passes, each shorter, where the
-    passes disagree), ``run(point, seconds, last)`` measures one and returns its rounds time so far, all passes
+    (``Budget.shares``, with ``need``: the points its forecast says one more pass or a few would decide go
+    first), ``run(point, seconds, last)`` measures one and returns its rounds time so far, all passes
     together (booked with ``record``); ``last`` is true in the final follow-up, where no later pass can use
     what a pass leaves of its share (the sweep then lets it run to its share). Stops when nothing is open or
     nothing is left; returns the passes run."""
     done = 0
     for k in range(rounds):
-        shares = budget.shares([p for p in points if is_open(p)], rounds - k)
+        shares = budget.shares([p for p in points if is_open(p)], rounds - k, need)
         if not shares:
             break
         for p, seconds in shares.items():

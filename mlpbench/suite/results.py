@@ -33,6 +33,9 @@ its noise width, and ``ratio_ci`` carries the between-pass variance
 components, its ``passes`` and ``rounds``; not on the baseline's own row),
 ``noise["between"]`` and ``noise["follow_ups"]``, and ``config["budget_s"]``.
 ``/2`` files are read alike (their points have the same required fields).
+Within ``/3``, an ``unresolved`` point added ``to_decide``: ``{"passes": n}``,
+the further passes its forecast says would decide it (``levels.passes_to_decide``),
+``None`` for a ratio within noise of a band edge; older files have none.
 
 Both files are rewritten after every point (``fileio.atomic_write``), so an
 interrupted sweep leaves valid files holding the points it finished; the file is

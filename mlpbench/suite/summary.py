@@ -9,8 +9,10 @@ moved, and the peaks themselves.
 
 from __future__ import annotations
 
+import statistics
+
 from ..backends import REFERENCE
-from ..measure import stats
+from ..measure import levels, stats
 from . import references as refs
 
 
@@ -29,6 +31,22 @@ def counts_text(counts, zeros=True) -> str:
     """``faster 9, slower 0, same 0, unresolved 1 of 10`` (``zeros=False``: ``faster 9, unresolved 1 of 10``)."""
     shown = [f"{v} {n}" for v, n in counts.items() if n or zeros]
     return ", ".join(shown or ["none"]) + f" of {sum(counts.values())}"
+
+
+def forecast_text(points) -> str | None:
+    """What the open verdicts would take (each point's ``to_decide``, ``levels.passes_to_decide``): how many
+    could be decided by a few more passes, and how many sit within noise of a band edge; None when none is
+    open or the file has none (an older file)."""
+    open_ = [p for p in judged(points) if p["verdict"] == "unresolved" and isinstance(p.get("to_decide"), dict)]
+    if not open_:
+        return None
+    near = sorted(p["to_decide"]["passes"] for p in open_ if p["to_decide"].get("passes") is not None)
+    parts = [f"{len(near)} would be decided by {near[0]} to {near[-1]} more passes (median "
+             f"{statistics.median(near):g}) at their variance (--budget, --max-time)"] if near else []
+    edge = len(open_) - len(near)
+    if edge:
+        parts.append(f"{edge} sit within noise of a band edge (more than {levels.FORECAST_PASSES} passes)")
+    return f"unresolved {len(open_)}, the forecast: " + "; ".join(parts)
 
 
 def baseline_of(doc) -> str:
@@ -57,6 +75,8 @@ def closing_notes(doc) -> list[str]:
     base = baseline_of(doc)
     lines = [f"\nverdicts against {base} (99% intervals): " + counts_text(verdict_counts(doc["points"]))
              + " backend-points"]
+    forecast = forecast_text(doc["points"])
+    lines += [forecast] if forecast else []
     lines += [f"reference row {name}: {what}" for name, what in doc["config"].get("references", {}).items()]
     lines += refs.yardsticks(doc["points"])
     noise = doc.get("noise") or {}

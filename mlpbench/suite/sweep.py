@@ -13,6 +13,7 @@ same rounds at every case they apply to, judged against the baseline too.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -62,9 +63,19 @@ def _point(label, backend, case, result, measurement, peaks):
         "batch_size": case.batch_size, "output": case.output, "case": case.label, "device": backend.device,
         **({"reference": True} if isinstance(backend, Reference) else {}), **r, "noisy": measurement.noisy,
         "margin": measurement.margin, "stop": measurement.stop, "elapsed_s": measurement.elapsed_s,
-        **({"settled": dict(measurement.settled)} if measurement.settled else {}), "flops": work, "gflops": gflops,
+        **({"settled": dict(measurement.settled)} if measurement.settled else {}),
+        **({"to_decide": _to_decide(result, measurement)} if result.verdict == "unresolved" else {}),
+        "flops": work, "gflops": gflops,
         "pct_peak": _pct(gflops, peaks.best(backend.device, case.dtype)), "bytes": moved, "intensity": work / moved,
     }
+
+
+def _to_decide(result, m):
+    """An open verdict's forecast (``levels.more_passes``): the further passes, as many rounds each as its
+    passes had on average, that would decide it at its components; None when more than ``levels``' limit (a
+    ratio within noise of a band edge) or unknown."""
+    extra = levels.more_passes(result, m.margin, m.margin_floor, m.confidence, m.between)
+    return {"passes": int(extra) if math.isfinite(extra) else None}
 
 
 def _pct(gflops, best):
@@ -218,11 +229,16 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
                                                               max_rounds)
             return (point(by_case[label], seconds, rounds) or m).elapsed_s
 
+        def need(label):
+            m = _rejudge(earlier, label)
+            return _need(m, _between(earlier), _rounds_per_pass(m, _between(earlier), pass_cost.get(label, 0.0),
+                                                                max_rounds))
+
         follow_ups = 0
         if budget is not None:
             for label, m in earlier.items():
                 budget.record(label, m.elapsed_s)
-            follow_ups = follow_up(budget, is_open, again, list(earlier))
+            follow_ups = follow_up(budget, is_open, again, list(earlier), need=need)
         between = _between(earlier)
         for label, m in earlier.items():  # every point judged with the run's final between-pass variance
             _publish(writer, by_case[label], M.rejudge(m, between), dict(backends + references), peaks, baseline,
@@ -308,6 +324,17 @@ def _rounds_per_pass(m, pooled, pass_cost, most):
     within = float(np.median([r.components.within for r in open_]))
     between = float(np.median([levels.shrunk(r.components, levels.for_label(pooled, r.label)) for r in open_]))
     return levels.rounds_per_pass(within, between, pass_cost, m.elapsed_s / m.rounds, 2, most)
+
+
+def _need(m, pooled, rounds):
+    """``(passes, seconds)``: the fewest follow-up passes of ``rounds`` rounds, and their rounds time, that
+    the forecast (``levels.more_passes``) says would decide one of ``m``'s open subjects; None when none
+    would within ``levels``' limit (a ratio on a band edge)."""
+    extra = min((levels.more_passes(r, m.margin, m.margin_floor, m.confidence, pooled, rounds)
+                 for r in m.results.values() if r.verdict == "unresolved"), default=float("inf"))
+    if not (math.isfinite(extra) and m.rounds):
+        return None
+    return int(extra), extra * rounds * m.elapsed_s / m.rounds
 
 
 def _rejudge(measurements, label):
