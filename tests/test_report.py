@@ -75,10 +75,30 @@ def test_two_runs_agree_as_counted_by_hand():
     assert stability_lines(s) == [
         "backend-points judged in both runs: 5 (1 in one run only)",
         "contradictory verdicts (faster in one run, slower in the other): 1 of 5; verdicts that differ at all: 2 of 5",
-        "a run's 99% interval holds the other run's ratio: 5 of 8 (62.5%) one way; 2 of 4 (50.0%) both ways "
+        "a run's 99% interval holds the other run's ratio: 5 of 8 (62.5%) one way (93.1% expected of correct "
+        "intervals); 2 of 4 (50.0%) both ways "
         "(1 without an interval left out)",
         "unresolved: 2 in run 1, 1 in run 2",
-        "A/A controls, a run's interval holds the other run's ratio: 2 of 4 (50.0%) one way; 1 of 2 (50.0%) both ways"]
+        "A/A controls, a run's interval holds the other run's ratio: 2 of 4 (50.0%) one way (93.1% expected of "
+        "correct intervals); 1 of 2 (50.0%) both ways"]
+
+
+def test_correct_intervals_hold_another_runs_ratio_one_way_93_percent_of_the_time():
+    """Two independent runs, each estimate normal around the truth with its own correct 99 % interval: one's
+    interval holds the other's estimate 93 % of the time, which ``expected_one_way`` says (95 % would take
+    intervals at 99.44 %)."""
+    import numpy as np
+    from statistics import NormalDist
+
+    from mlpbench.suite.stability import expected_one_way
+
+    rng = np.random.RandomState(5)
+    sd = rng.uniform(0.01, 0.2, 200_000)  # each point's own spread, the same in both runs
+    a, b = rng.normal(0, sd), rng.normal(0, sd)
+    z = NormalDist().inv_cdf(0.995)
+    held = np.mean(np.abs(a - b) <= z * sd)
+    assert expected_one_way(0.99) == pytest.approx(held, abs=0.003) and 0.928 < held < 0.934
+    assert expected_one_way(0.9944) == pytest.approx(0.95, abs=0.001)
 
 
 def test_the_page_counts_verdicts_per_backend_and_compares_runs_of_the_same_command(tmp_path, monkeypatch):
@@ -94,7 +114,7 @@ def test_the_page_counts_verdicts_per_backend_and_compares_runs_of_the_same_comm
     assert page.count("[run1](#amd-epyc-2c--run1) and [run2](#amd-epyc-2c--run2) on amd-epyc-2c:") == 1
     assert "- unresolved: 2 in run1, 1 in run2" in page
     assert "- contradictory verdicts (faster in one run, slower in the other): 1 of 5;" in page
-    assert "- a run's 99% interval holds the other run's ratio: 5 of 8 (62.5%) one way; 2 of 4 (50.0%)" in page
+    assert "- a run's 99% interval holds the other run's ratio: 5 of 8 (62.5%) one way (93.1% expected" in page
     assert "[m/run1/results.json](m/run1/results.json)" in page  # links relative to the page
     assert "0.5x [0.4, 0.6] · faster · 250% of peak" in page and "0.8x [too few rounds] · unresolved" in page
     assert "1.3x [1, inf] · unresolved" in page and "wall time 12.3 s" in page
