@@ -87,8 +87,8 @@ class Budget:
         room = {p: r for p, r in room.items() if r >= MIN_SHARE_S}
         pool, got = min(self.left, max(self.left / max(1, passes_left), MIN_SHARE_S * len(room))), {}
         reserved = 0.0
-        for p, (passes, seconds) in sorted(((p, need(p)) for p in list(room) if need and need(p)),
-                                           key=lambda item: item[1][1]):
+        forecasts = {p: need(p) for p in room} if need else {}
+        for p, (passes, seconds) in sorted(((p, f) for p, f in forecasts.items() if f), key=lambda pf: pf[1][1]):
             if passes <= passes_left and seconds <= room[p] and reserved + seconds <= self.left:
                 reserved += seconds
                 got[p] = min(room.pop(p), max(MIN_SHARE_S, seconds / max(1, passes)))

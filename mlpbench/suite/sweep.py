@@ -230,9 +230,9 @@ def run_sweep(case_list, backends, out_dir, *, min_time, max_time, config, basel
             return (point(by_case[label], seconds, rounds) or m).elapsed_s
 
         def need(label):
-            m = _rejudge(earlier, label)
-            return _need(m, _between(earlier), _rounds_per_pass(m, _between(earlier), pass_cost.get(label, 0.0),
-                                                                max_rounds))
+            pooled = _between(earlier)
+            m = M.rejudge(earlier[label], pooled)
+            return _need(m, pooled, _rounds_per_pass(m, pooled, pass_cost.get(label, 0.0), max_rounds))
 
         follow_ups = 0
         if budget is not None:
