@@ -68,9 +68,9 @@ def test_the_engine_waits_for_quiet_before_every_sample_and_counts_it(monkeypatc
     monkeypatch.setattr(M.time, "sleep", pauses.append)
     m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
                   settle_s=0.05, settle_scaled=True, settle_quiet=True, clock=clock)
-    # before a (or its A/A copy, timed right before or after it: no wait between the two) and b, every round
-    assert caps == [0.05] * (2 * m.rounds) and pauses == []  # and no sleep
-    assert m.settled == {"waits": 2 * m.rounds, "waited_s": pytest.approx(0.05 + 0.001 * (2 * m.rounds - 1)),
+    # before a, its A/A copy and b, every round
+    assert caps == [0.05] * (3 * m.rounds) and pauses == []  # and no sleep
+    assert m.settled == {"waits": 3 * m.rounds, "waited_s": pytest.approx(0.05 + 0.001 * (3 * m.rounds - 1)),
                          "capped": 1}
     assert m.to_dict()["settled"] == m.settled
 
@@ -82,7 +82,7 @@ def test_without_the_threads_to_read_the_engine_falls_back_to_the_scaled_pause(m
     monkeypatch.setattr(M.time, "sleep", pauses.append)
     m = M.measure([timed(clock, "a", 0.02), timed(clock, "b", 0.02)], min_time=0.01, min_rounds=3, max_rounds=3,
                   settle_s=0.05, settle_scaled=True, settle_quiet=True, clock=clock)
-    assert len(pauses) == 2 * m.rounds and max(pauses[1:]) < 0.05 and m.settled == {} and "settled" not in m.to_dict()
+    assert len(pauses) == 3 * m.rounds and max(pauses[1:]) < 0.05 and m.settled == {} and "settled" not in m.to_dict()
 
 
 @pytest.mark.skipif(not LINUX, reason="mallopt is glibc's")

@@ -163,8 +163,8 @@ def run_config(args, preset, case_list, labels, references, repeat, min_time, ma
             "references": references, "heap": args.heap or HEAP_DEFAULT,
             "timing": {"lr": TIMING_LR, "grad_reduction": TIMING_REDUCTION, "engine": "mlpbench.measure.engine",
                        "rounds": "interleaved (Williams design), adaptive stop within max_time",
-                       "settle": "before each sample, until no other thread of the process runs (measure/quiet.py); "
-                                 "none between the baseline and its A/A copy, timed back to back",
+                       "settle": "before each sample, the A/A copy's too, until no other thread of the process "
+                                 "runs (measure/quiet.py)",
                        "ratio": "median of paired per-round ratios, sign-test 99% interval widened by the "
                                 "between-pass variance (measure/levels.py)",
                        "verdict": "interval wholly outside / inside the A/A bias band, else unresolved",
