@@ -118,8 +118,8 @@ def expected_one_way(confidence=0.99) -> float:
 
 
 def coverage_text(c: Coverage) -> str:
-    """``184 of 204 (90.2%) one way (93.1% expected); 85 of 102 both ways``: the expectation
-    (``expected_one_way``) of correct 99 % intervals from independent runs."""
+    """``184 of 204 (90.2%) one way (93.1% expected of correct intervals); 85 of 102 both ways``: the
+    expectation (``expected_one_way``) of correct 99 % intervals from independent runs."""
     text = (f"{c.one_way} of {2 * c.points}{_pct(c.one_way, 2 * c.points)} one way "
             f"({100 * expected_one_way():.1f}% expected of correct intervals); "
             f"{c.both_ways} of {c.points}{_pct(c.both_ways, c.points)} both ways")
