@@ -201,10 +201,16 @@ def verdict(ci, margin, floor=MARGIN_FLOOR, final=True):
         return "faster"
     if ci.lo > hi_band:
         return "slower"
-    lo_floor, hi_floor = _band(floor)
-    if lo_band <= ci.lo and ci.hi <= hi_band and (m <= MAX_MARGIN or lo_floor <= ci.lo and ci.hi <= hi_floor):
+    lo_same, hi_same = _band(_same_margin(m, floor))
+    if lo_same <= ci.lo and ci.hi <= hi_same:
         return "same"
     return "unresolved" if final else None
+
+
+def _same_margin(m, floor) -> float:
+    """The band ``same`` asks an interval to lie in: ``m``'s, or the ``floor``'s when ``m`` exceeds
+    ``MAX_MARGIN`` (a band that wide says little; ``floor <= m``)."""
+    return m if m <= MAX_MARGIN else floor
 
 
 def edge_distance(ratio, margin, floor=MARGIN_FLOOR) -> float:
@@ -217,7 +223,7 @@ def edge_distance(ratio, margin, floor=MARGIN_FLOOR) -> float:
     r, m = abs(math.log(ratio)), max(margin, floor)
     if r >= math.log1p(m):
         return r - math.log1p(m)
-    return max(0.0, math.log1p(m if m <= MAX_MARGIN else floor) - r)
+    return max(0.0, math.log1p(_same_margin(m, floor)) - r)
 
 
 def control_verdict(control, floor=MARGIN_FLOOR) -> str:
